@@ -1,0 +1,56 @@
+/* kernels: the one backend-neutral API of the compute kernels. The CPU backend (kernels/cpu) is
+ * the readable, fp32 reference; the CUDA backend implements the same calls on device pointers.
+ *
+ * Conventions: row-major; a "row" is one token; T tokens are packed back to back, several
+ * sequences in one batch described by seq_start (n_seqs + 1 offsets into the T rows). Linear
+ * weights use the PyTorch layout W[out, in]. Backward functions ACCUMULATE (+=) into input
+ * gradients and weight gradients, so callers zero them once per step; pass NULL to skip one. */
+#ifndef SL_KERNELS_H
+#define SL_KERNELS_H
+
+#include <stdint.h>
+
+/* out[T, N] = (accumulate ? out : 0) + scale * x[T, K] W[N, K]^T + bias[N] (bias may be NULL). */
+void k_linear_fwd(float *out, const float *x, const float *w, const float *bias, int T, int K, int N,
+                  float scale, int accumulate);
+/* dx[T, K] += scale * dout W;  dw[N, K] += scale * dout^T x;  dbias[N] += scale * sum_t dout. */
+void k_linear_bwd(float *dx, float *dw, float *dbias, const float *dout, const float *x, const float *w,
+                  int T, int K, int N, float scale);
+
+/* RMSNorm: out = x / sqrt(mean(x^2) + eps) * w; rstd[T] saved for backward. */
+void k_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int T, int D, float eps);
+/* dx += d/dx; dw may be NULL (frozen norm weights). */
+void k_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                   const float *rstd, int T, int D);
+
+/* Rotary embedding in the Hugging Face convention (element i pairs with i + head_dim/2 inside each
+ * head), applied in place to x[T, n_heads * head_dim] at positions pos[T]. inverse = 1 applies the
+ * transposed rotation, which is the backward pass. */
+void k_rope(float *x, const int32_t *pos, int T, int n_heads, int head_dim, double theta, int inverse);
+
+/* Causal grouped-query attention within each packed sequence. q[T, nh*hd], k and v[T, nkv*hd],
+ * out[T, nh*hd]; lse[nh, T] (log-sum-exp of each score row) is saved for backward.
+ * scale = 1/sqrt(hd) in LLaMA. */
+void k_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
+                     const int32_t *seq_start, int n_seqs, int n_heads, int n_kv_heads, int head_dim,
+                     float scale);
+void k_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                     const float *lse, const float *q, const float *k, const float *v,
+                     const int32_t *seq_start, int n_seqs, int n_heads, int n_kv_heads, int head_dim,
+                     float scale);
+
+/* SwiGLU: out = silu(gate) * up, elementwise over n. */
+void k_swiglu_fwd(float *out, const float *gate, const float *up, int64_t n);
+void k_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t n);
+
+/* Cross-entropy of logits[T, V] against target[T] (target < 0: row ignored). Writes the per-row
+ * loss (natural log) to loss[T] in double precision, 0 for ignored rows. */
+void k_cross_entropy_fwd(double *loss, const float *logits, const int32_t *target, int T, int V);
+/* dlogits[T, V] = weight[t] * (softmax(logits) - onehot(target)); overwrites (rows ignored: 0). */
+void k_cross_entropy_bwd(float *dlogits, const float *logits, const int32_t *target, const float *weight,
+                         int T, int V);
+
+/* Embedding lookup out[T, D] = table[ids[t], :]; ids are assumed checked against the vocabulary. */
+void k_embedding_fwd(float *out, const float *table, const int32_t *ids, int T, int D);
+
+#endif

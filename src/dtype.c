@@ -1,0 +1,81 @@
+/* dtype: names, sizes and the 16-bit float conversions used by importers and I/O. */
+#include "dtype.h"
+
+#include "runtime.h"
+
+#include <math.h>
+#include <string.h>
+
+static const struct { const char *name; size_t size; int is_float; } DTYPES[] = {
+    [SL_F32] = {"float32", 4, 1},  [SL_F16] = {"float16", 2, 1}, [SL_BF16] = {"bfloat16", 2, 1},
+    [SL_F64] = {"float64", 8, 1},  [SL_I8] = {"int8", 1, 0},     [SL_U8] = {"uint8", 1, 0},
+    [SL_I16] = {"int16", 2, 0},    [SL_U16] = {"uint16", 2, 0},  [SL_I32] = {"int32", 4, 0},
+    [SL_U32] = {"uint32", 4, 0},   [SL_I64] = {"int64", 8, 0},   [SL_U64] = {"uint64", 8, 0},
+    [SL_DTYPE_OTHER] = {"unsupported type", 0, 0},
+};
+
+const char *sl_dtype_name(sl_dtype t) { return DTYPES[t].name; }
+size_t sl_dtype_size(sl_dtype t) { return DTYPES[t].size; }
+int sl_dtype_is_float(sl_dtype t) { return DTYPES[t].is_float; }
+
+static uint32_t f32_bits(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    return u;
+}
+
+static float bits_f32(uint32_t u)
+{
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+uint16_t sl_f32_to_bf16(float x)
+{
+    uint32_t u = f32_bits(x);
+    if (isnan(x)) return (uint16_t)((u >> 16) | 0x40); /* keep it a quiet NaN */
+    u += 0x7fff + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+float sl_bf16_to_f32(uint16_t b) { return bits_f32((uint32_t)b << 16); }
+
+float sl_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+    if (exp == 0x1f) return bits_f32(sign | 0x7f800000 | (mant << 13));
+    if (exp != 0) return bits_f32(sign | ((exp + 112) << 23) | (mant << 13));
+    /* subnormal: value = mant * 2^-24 */
+    float v = (float)mant * 0x1p-24f;
+    return sign ? -v : v;
+}
+
+uint16_t sl_f32_to_f16(float x)
+{
+    uint32_t u = f32_bits(x), sign = (u >> 16) & 0x8000;
+    float a = fabsf(x);
+    if (isnan(x)) return (uint16_t)(sign | 0x7e00);
+    if (a >= 65520.0f) return (uint16_t)(sign | 0x7c00); /* rounds to infinity */
+    if (a < 0x1p-14f) {                                  /* subnormal half: round a / 2^-24 */
+        float q = nearbyintf(a * 0x1p24f);               /* default mode: nearest even */
+        return (uint16_t)(sign | (uint32_t)q);
+    }
+    uint32_t e = ((u >> 23) & 0xff) - 112, m = u & 0x7fffff;
+    uint32_t h = (e << 10) | (m >> 13), rest = m & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++; /* carries into the exponent correctly */
+    return (uint16_t)(sign | h);
+}
+
+void sl_to_f32(float *dst, const void *src, sl_dtype t, size_t n)
+{
+    const uint16_t *s16 = src;
+    switch (t) {
+    case SL_F32: memmove(dst, src, n * 4); break;
+    case SL_F64: for (size_t i = 0; i < n; i++) dst[i] = (float)((const double *)src)[i]; break;
+    case SL_BF16: for (size_t i = 0; i < n; i++) dst[i] = sl_bf16_to_f32(s16[i]); break;
+    case SL_F16: for (size_t i = 0; i < n; i++) dst[i] = sl_f16_to_f32(s16[i]); break;
+    default: sl_fatal("internal error: cannot convert %s to float32", sl_dtype_name(t));
+    }
+}

@@ -1,0 +1,24 @@
+/* dtype: the element types shardlora reads and writes, and the 16-bit float conversions. */
+#ifndef SL_DTYPE_H
+#define SL_DTYPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { SL_F32, SL_F16, SL_BF16, SL_F64, SL_I8, SL_U8, SL_I16, SL_U16, SL_I32, SL_U32,
+               SL_I64, SL_U64, SL_DTYPE_OTHER } sl_dtype;
+
+const char *sl_dtype_name(sl_dtype t);
+size_t sl_dtype_size(sl_dtype t);
+int sl_dtype_is_float(sl_dtype t);
+
+/* Round to nearest even, as PyTorch does; NaN stays NaN. */
+uint16_t sl_f32_to_bf16(float x);
+float sl_bf16_to_f32(uint16_t b);
+uint16_t sl_f32_to_f16(float x);
+float sl_f16_to_f32(uint16_t h);
+
+/* Convert n elements of src (any float type) to float32. */
+void sl_to_f32(float *dst, const void *src, sl_dtype t, size_t n);
+
+#endif

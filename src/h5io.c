@@ -1,0 +1,473 @@
+/* h5io: HDF5 helpers that turn every failure into a message naming the file and the object. */
+#include "h5io.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime.h"
+
+static int64_t bytes_read_total;
+
+static void quiet_hdf5(void)
+{
+    static int done;
+    if (!done) H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* we report errors ourselves */
+    done = 1;
+}
+
+const char *h5_name(hid_t file)
+{
+    static char names[8][4096];
+    static int next;
+    char *buf = names[next++ % 8];
+    if (H5Fget_name(file, buf, sizeof names[0]) < 0) strcpy(buf, "(unknown file)");
+    return buf;
+}
+
+static hid_t file_access(MPI_Comm comm)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (comm != MPI_COMM_NULL) {
+        H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+        H5Pset_all_coll_metadata_ops(fapl, 1);
+        H5Pset_coll_metadata_write(fapl, 1);
+    }
+    return fapl;
+}
+
+hid_t h5_open(const char *path, const char *what, int writable, MPI_Comm comm)
+{
+    quiet_hdf5();
+    if (access(path, F_OK) != 0)
+        sl_fatal("cannot open %s file '%s': %s", what, path, strerror(errno));
+    if (access(path, writable ? R_OK | W_OK : R_OK) != 0)
+        sl_fatal("cannot open %s file '%s' for %s: %s", what, path, writable ? "writing" : "reading",
+                 strerror(errno));
+    if (H5Fis_hdf5(path) <= 0)
+        sl_fatal("%s file '%s' is not an HDF5 file (expected HDF5, found other content)", what, path);
+    hid_t fapl = file_access(comm);
+    hid_t f = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    if (f < 0) sl_fatal("cannot open %s file '%s' with HDF5 (damaged or locked file?)", what, path);
+    return f;
+}
+
+hid_t h5_create(const char *path, const char *what, MPI_Comm comm)
+{
+    quiet_hdf5();
+    hid_t fapl = file_access(comm);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (f < 0) {
+        const char *slash = strrchr(path, '/');
+        sl_fatal("cannot create %s file '%s'%s", what, path,
+                 slash ? " (does its directory exist and is it writable?)" : " (is the directory writable?)");
+    }
+    return f;
+}
+
+void h5_close(hid_t file)
+{
+    if (file >= 0 && H5Fclose(file) < 0) sl_fatal("closing HDF5 file failed (disk full or I/O error?)");
+}
+
+int h5_has(hid_t file, const char *path)
+{
+    char buf[1024];
+    if (strlen(path) >= sizeof buf) return 0;
+    strcpy(buf, path);
+    /* H5Lexists fails on a missing parent, so test each prefix in turn. */
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char saved = *p;
+            *p = 0;
+            if (H5Lexists(file, buf, H5P_DEFAULT) <= 0) return 0;
+            if (saved == 0) break;
+            *p = saved;
+        }
+    }
+    return strcmp(path, "/") == 0 || H5Oexists_by_name(file, path, H5P_DEFAULT) > 0;
+}
+
+int h5_is_group(hid_t file, const char *path)
+{
+    if (!h5_has(file, path)) return 0;
+    H5O_info_t info;
+    if (H5Oget_info_by_name(file, path, &info, H5P_DEFAULT) < 0) return 0;
+    return info.type == H5O_TYPE_GROUP;
+}
+
+static sl_dtype classify(hid_t t)
+{
+    size_t size = H5Tget_size(t);
+    switch (H5Tget_class(t)) {
+    case H5T_FLOAT: {
+        size_t spos, epos, esize, mpos, msize;
+        H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize);
+        if (size == 4 && msize == 23) return SL_F32;
+        if (size == 8 && msize == 52) return SL_F64;
+        if (size == 2 && msize == 10 && esize == 5) return SL_F16;
+        if (size == 2 && msize == 7 && esize == 8) return SL_BF16;
+        return SL_DTYPE_OTHER;
+    }
+    case H5T_INTEGER: {
+        int is_signed = H5Tget_sign(t) == H5T_SGN_2;
+        switch (size) {
+        case 1: return is_signed ? SL_I8 : SL_U8;
+        case 2: return is_signed ? SL_I16 : SL_U16;
+        case 4: return is_signed ? SL_I32 : SL_U32;
+        case 8: return is_signed ? SL_I64 : SL_U64;
+        default: return SL_DTYPE_OTHER;
+        }
+    }
+    default: return SL_DTYPE_OTHER;
+    }
+}
+
+static hid_t make_small_float(size_t mant_bits, size_t exp_bits, size_t bias)
+{
+    hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+    H5Tset_fields(t, 15, mant_bits, exp_bits, 0, mant_bits);
+    H5Tset_offset(t, 0);
+    H5Tset_precision(t, 16);
+    H5Tset_size(t, 2);
+    H5Tset_ebias(t, bias);
+    return t;
+}
+
+hid_t h5_type(sl_dtype t)
+{
+    static hid_t bf16 = -1, f16 = -1;
+    switch (t) {
+    case SL_F32: return H5T_NATIVE_FLOAT;
+    case SL_F64: return H5T_NATIVE_DOUBLE;
+    case SL_BF16: if (bf16 < 0) bf16 = make_small_float(7, 8, 127); return bf16;
+    case SL_F16: if (f16 < 0) f16 = make_small_float(10, 5, 15); return f16;
+    case SL_I8: return H5T_NATIVE_INT8;
+    case SL_U8: return H5T_NATIVE_UINT8;
+    case SL_I16: return H5T_NATIVE_INT16;
+    case SL_U16: return H5T_NATIVE_UINT16;
+    case SL_I32: return H5T_NATIVE_INT32;
+    case SL_U32: return H5T_NATIVE_UINT32;
+    case SL_I64: return H5T_NATIVE_INT64;
+    case SL_U64: return H5T_NATIVE_UINT64;
+    default: sl_fatal("internal error: no HDF5 type for %s", sl_dtype_name(t));
+    }
+}
+
+static hid_t open_dataset(hid_t file, const char *path)
+{
+    if (!h5_has(file, path)) sl_fatal("%s: dataset %s is missing", h5_name(file), path);
+    hid_t d = H5Dopen2(file, path, H5P_DEFAULT);
+    if (d < 0) sl_fatal("%s: %s is not a dataset (expected a dataset, found a group or link)", h5_name(file), path);
+    return d;
+}
+
+h5_shape h5_shape_of(hid_t file, const char *path)
+{
+    hid_t d = open_dataset(file, path);
+    hid_t t = H5Dget_type(d), s = H5Dget_space(d);
+    h5_shape sh = {.dtype = classify(t)};
+    sh.ndims = H5Sget_simple_extent_ndims(s);
+    if (sh.ndims > H5IO_MAXDIMS) sl_fatal("%s: dataset %s has %d dimensions (at most %d supported)",
+                                          h5_name(file), path, sh.ndims, H5IO_MAXDIMS);
+    hsize_t dims[H5IO_MAXDIMS];
+    H5Sget_simple_extent_dims(s, dims, NULL);
+    sh.n = 1;
+    for (int i = 0; i < sh.ndims; i++) sh.dims[i] = (int64_t)dims[i], sh.n *= (int64_t)dims[i];
+    H5Tclose(t);
+    H5Sclose(s);
+    H5Dclose(d);
+    return sh;
+}
+
+static void format_dims(char *buf, size_t len, int ndims, const int64_t *dims)
+{
+    size_t n = (size_t)snprintf(buf, len, "[");
+    for (int i = 0; i < ndims && n < len; i++)
+        n += (size_t)snprintf(buf + n, len - n, dims[i] < 0 ? "%s*" : "%s%lld", i ? ", " : "",
+                              (long long)dims[i]);
+    if (n < len) snprintf(buf + n, len - n, "]");
+}
+
+h5_shape h5_expect_shape(hid_t file, const char *path, int ndims, const int64_t *dims)
+{
+    h5_shape sh = h5_shape_of(file, path);
+    int ok = sh.ndims == ndims;
+    for (int i = 0; ok && i < ndims; i++) ok = dims[i] < 0 || dims[i] == sh.dims[i];
+    if (!ok) {
+        char want[256], got[256];
+        format_dims(want, sizeof want, ndims, dims);
+        format_dims(got, sizeof got, sh.ndims, sh.dims);
+        sl_fatal("%s: dataset %s has the wrong shape (expected %s, found %s)", h5_name(file), path, want, got);
+    }
+    return sh;
+}
+
+static hid_t transfer_plist(hid_t file)
+{
+    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+    hid_t fapl = H5Fget_access_plist(file);
+    if (H5Pget_driver(fapl) == H5FD_MPIO) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    H5Pclose(fapl);
+    return dxpl;
+}
+
+static void check_convertible(hid_t file, const char *path, sl_dtype stored, sl_dtype mem)
+{
+    if (stored == SL_DTYPE_OTHER || sl_dtype_is_float(stored) != sl_dtype_is_float(mem))
+        sl_fatal("%s: dataset %s has type %s (expected %s data)", h5_name(file), path,
+                 stored == SL_DTYPE_OTHER ? "unsupported" : sl_dtype_name(stored),
+                 sl_dtype_is_float(mem) ? "floating-point" : "integer");
+}
+
+/* Select the flat range [start, start + count) of a dataspace of rank 1 or 2. */
+static void select_flat_range(hid_t space, int ndims, const hsize_t *dims, int64_t start, int64_t count)
+{
+    if (count == 0) { H5Sselect_none(space); return; }
+    if (ndims <= 1) {
+        hsize_t off = (hsize_t)start, cnt = (hsize_t)count;
+        H5Sselect_hyperslab(space, H5S_SELECT_SET, &off, NULL, &cnt, NULL);
+        return;
+    }
+    int64_t cols = (int64_t)dims[1], end = start + count;
+    int64_t r0 = start / cols, c0 = start % cols, r1 = end / cols, c1 = end % cols;
+    H5S_seloper_t op = H5S_SELECT_SET;
+    if (r0 == r1) {
+        hsize_t off[2] = {(hsize_t)r0, (hsize_t)c0}, cnt[2] = {1, (hsize_t)(c1 - c0)};
+        H5Sselect_hyperslab(space, op, off, NULL, cnt, NULL);
+        return;
+    }
+    if (c0 > 0) { /* the partial first row */
+        hsize_t off[2] = {(hsize_t)r0, (hsize_t)c0}, cnt[2] = {1, (hsize_t)(cols - c0)};
+        H5Sselect_hyperslab(space, op, off, NULL, cnt, NULL);
+        op = H5S_SELECT_OR;
+        r0++;
+    }
+    if (r1 > r0) { /* whole rows */
+        hsize_t off[2] = {(hsize_t)r0, 0}, cnt[2] = {(hsize_t)(r1 - r0), (hsize_t)cols};
+        H5Sselect_hyperslab(space, op, off, NULL, cnt, NULL);
+        op = H5S_SELECT_OR;
+    }
+    if (c1 > 0) { /* the partial last row */
+        hsize_t off[2] = {(hsize_t)r1, 0}, cnt[2] = {1, (hsize_t)c1};
+        H5Sselect_hyperslab(space, op, off, NULL, cnt, NULL);
+    }
+}
+
+static void transfer_range(hid_t file, const char *path, sl_dtype mem, int64_t start, int64_t count,
+                           void *buf, int writing)
+{
+    hid_t d = open_dataset(file, path);
+    hid_t t = H5Dget_type(d), fs = H5Dget_space(d);
+    sl_dtype stored = classify(t);
+    check_convertible(file, path, stored, mem);
+    int ndims = H5Sget_simple_extent_ndims(fs);
+    hsize_t dims[H5IO_MAXDIMS] = {0};
+    H5Sget_simple_extent_dims(fs, dims, NULL);
+    int64_t n = 1;
+    for (int i = 0; i < ndims; i++) n *= (int64_t)dims[i];
+    if (ndims > 2 && !(start == 0 && count == n))
+        sl_fatal("%s: dataset %s has %d dimensions; ranges are read only from 1-D or 2-D datasets",
+                 h5_name(file), path, ndims);
+    if (start < 0 || count < 0 || start + count > n)
+        sl_fatal("%s: dataset %s: elements [%lld, %lld) requested, but it holds %lld", h5_name(file),
+                 path, (long long)start, (long long)(start + count), (long long)n);
+    if (ndims <= 2) select_flat_range(fs, ndims, dims, start, count);
+    hsize_t mcount = (hsize_t)count;
+    hid_t ms = H5Screate_simple(1, &mcount, NULL);
+    if (count == 0) H5Sselect_none(ms);
+    hid_t dxpl = transfer_plist(file);
+    herr_t rc = writing ? H5Dwrite(d, h5_type(mem), ms, fs, dxpl, buf)
+                        : H5Dread(d, h5_type(mem), ms, fs, dxpl, buf);
+    if (rc < 0)
+        sl_fatal("%s: %s dataset %s failed (%s)", h5_name(file), writing ? "writing" : "reading", path,
+                 writing ? "disk full or quota exceeded?" : "damaged file or I/O error?");
+    if (!writing) bytes_read_total += count * (int64_t)H5Tget_size(t);
+    H5Pclose(dxpl);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    H5Tclose(t);
+    H5Dclose(d);
+}
+
+void h5_read_range(hid_t file, const char *path, sl_dtype mem, int64_t start, int64_t count, void *buf)
+{
+    transfer_range(file, path, mem, start, count, buf, 0);
+}
+
+void h5_read(hid_t file, const char *path, sl_dtype mem, void *buf)
+{
+    h5_shape sh = h5_shape_of(file, path);
+    transfer_range(file, path, mem, 0, sh.n, buf, 0);
+}
+
+int64_t h5_bytes_read(void) { return bytes_read_total; }
+
+void h5_make_groups(hid_t file, const char *path)
+{
+    char buf[1024];
+    if (strlen(path) >= sizeof buf) sl_fatal("HDF5 path too long: %s", path);
+    strcpy(buf, path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char saved = *p;
+            *p = 0;
+            if (H5Lexists(file, buf, H5P_DEFAULT) <= 0) {
+                hid_t g = H5Gcreate2(file, buf, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+                if (g < 0) sl_fatal("%s: cannot create group %s", h5_name(file), buf);
+                H5Gclose(g);
+            }
+            if (saved == 0) break;
+            *p = saved;
+        }
+    }
+}
+
+static void make_parent_groups(hid_t file, const char *path)
+{
+    char parent[1024];
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path) return;
+    size_t len = (size_t)(slash - path);
+    if (len >= sizeof parent) sl_fatal("HDF5 path too long: %s", path);
+    memcpy(parent, path, len);
+    parent[len] = 0;
+    h5_make_groups(file, parent);
+}
+
+void h5_create_dataset(hid_t file, const char *path, sl_dtype file_type, int ndims, const int64_t *dims)
+{
+    make_parent_groups(file, path);
+    hsize_t hd[H5IO_MAXDIMS];
+    for (int i = 0; i < ndims; i++) hd[i] = (hsize_t)dims[i];
+    hid_t s = ndims == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(ndims, hd, NULL);
+    hid_t ftype = h5_type(file_type);
+    if (file_type != SL_BF16 && file_type != SL_F16) ftype = H5Tget_native_type(ftype, H5T_DIR_DEFAULT);
+    hid_t d = H5Dcreate2(file, path, ftype, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (d < 0) sl_fatal("%s: cannot create dataset %s (does it exist already, or is the disk full?)",
+                        h5_name(file), path);
+    if (file_type != SL_BF16 && file_type != SL_F16) H5Tclose(ftype);
+    H5Dclose(d);
+    H5Sclose(s);
+}
+
+void h5_write_range(hid_t file, const char *path, sl_dtype mem, int64_t start, int64_t count, const void *buf)
+{
+    transfer_range(file, path, mem, start, count, (void *)buf, 1);
+}
+
+void h5_write(hid_t file, const char *path, sl_dtype file_type, sl_dtype mem, int ndims,
+              const int64_t *dims, const void *buf)
+{
+    h5_create_dataset(file, path, file_type, ndims, dims);
+    int64_t n = 1;
+    for (int i = 0; i < ndims; i++) n *= dims[i];
+    h5_write_range(file, path, mem, 0, RT.rank == 0 ? n : 0, buf);
+}
+
+/* ---- attributes ---- */
+
+int h5_has_attr(hid_t file, const char *obj, const char *name)
+{
+    return h5_has(file, obj) && H5Aexists_by_name(file, obj, name, H5P_DEFAULT) > 0;
+}
+
+static hid_t open_attr(hid_t file, const char *obj, const char *name)
+{
+    if (!h5_has_attr(file, obj, name))
+        sl_fatal("%s: attribute '%s' of %s is missing", h5_name(file), name, obj);
+    hid_t a = H5Aopen_by_name(file, obj, name, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0) sl_fatal("%s: cannot open attribute '%s' of %s", h5_name(file), name, obj);
+    return a;
+}
+
+static H5T_class_t attr_class(hid_t a)
+{
+    hid_t t = H5Aget_type(a);
+    H5T_class_t c = H5Tget_class(t);
+    H5Tclose(t);
+    return c;
+}
+
+int64_t h5_attr_int(hid_t file, const char *obj, const char *name)
+{
+    hid_t a = open_attr(file, obj, name);
+    if (attr_class(a) != H5T_INTEGER)
+        sl_fatal("%s: attribute '%s' of %s must be an integer", h5_name(file), name, obj);
+    int64_t v = 0;
+    if (H5Aread(a, H5T_NATIVE_INT64, &v) < 0) sl_fatal("%s: cannot read attribute '%s' of %s", h5_name(file), name, obj);
+    H5Aclose(a);
+    return v;
+}
+
+double h5_attr_double(hid_t file, const char *obj, const char *name)
+{
+    hid_t a = open_attr(file, obj, name);
+    H5T_class_t c = attr_class(a);
+    if (c != H5T_FLOAT && c != H5T_INTEGER)
+        sl_fatal("%s: attribute '%s' of %s must be a number", h5_name(file), name, obj);
+    double v = 0;
+    if (H5Aread(a, H5T_NATIVE_DOUBLE, &v) < 0) sl_fatal("%s: cannot read attribute '%s' of %s", h5_name(file), name, obj);
+    H5Aclose(a);
+    return v;
+}
+
+char *h5_attr_string(hid_t file, const char *obj, const char *name)
+{
+    hid_t a = open_attr(file, obj, name);
+    hid_t t = H5Aget_type(a);
+    if (H5Tget_class(t) != H5T_STRING) sl_fatal("%s: attribute '%s' of %s must be a string", h5_name(file), name, obj);
+    char *out;
+    if (H5Tis_variable_str(t) > 0) {
+        char *vs = NULL;
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, H5T_VARIABLE);
+        H5Tset_cset(mt, H5Tget_cset(t));
+        if (H5Aread(a, mt, &vs) < 0) sl_fatal("%s: cannot read attribute '%s' of %s", h5_name(file), name, obj);
+        out = strdup(vs ? vs : "");
+        H5free_memory(vs);
+        H5Tclose(mt);
+    } else {
+        size_t len = H5Tget_size(t);
+        out = sl_calloc(len + 1, 1, "string attribute");
+        hid_t mt = H5Tcopy(t);
+        if (H5Aread(a, mt, out) < 0) sl_fatal("%s: cannot read attribute '%s' of %s", h5_name(file), name, obj);
+        H5Tclose(mt);
+    }
+    H5Tclose(t);
+    H5Aclose(a);
+    return out;
+}
+
+static void write_attr(hid_t file, const char *obj, const char *name, hid_t type, const void *v)
+{
+    if (h5_has_attr(file, obj, name)) H5Adelete_by_name(file, obj, name, H5P_DEFAULT);
+    hid_t s = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate_by_name(file, obj, name, type, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0 || H5Awrite(a, type, v) < 0)
+        sl_fatal("%s: cannot write attribute '%s' of %s", h5_name(file), name, obj);
+    H5Aclose(a);
+    H5Sclose(s);
+}
+
+void h5_set_attr_int(hid_t file, const char *obj, const char *name, int64_t v)
+{
+    write_attr(file, obj, name, H5T_NATIVE_INT64, &v);
+}
+
+void h5_set_attr_double(hid_t file, const char *obj, const char *name, double v)
+{
+    write_attr(file, obj, name, H5T_NATIVE_DOUBLE, &v);
+}
+
+void h5_set_attr_string(hid_t file, const char *obj, const char *name, const char *v)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    write_attr(file, obj, name, t, &v);
+    H5Tclose(t);
+}

@@ -1,0 +1,135 @@
+/* runtime: MPI start-up, local rank, logging and the fatal-error path. */
+#include "runtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+sl_runtime RT = {.rank = 0, .world = 1, .local_rank = 0, .local_size = 1, .mpi = 0,
+                 .program = "shardlora"};
+
+static void find_local_rank(void)
+{
+    MPI_Comm node;
+    MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, RT.rank, MPI_INFO_NULL, &node));
+    MPI_CHECK(MPI_Comm_rank(node, &RT.local_rank));
+    MPI_CHECK(MPI_Comm_size(node, &RT.local_size));
+    MPI_CHECK(MPI_Comm_free(&node));
+    /* Some launchers give every rank its own shared-memory domain; Slurm knows better then. */
+    const char *slurm_local = getenv("SLURM_LOCALID");
+    if (RT.local_size == 1 && RT.world > 1 && slurm_local) RT.local_rank = atoi(slurm_local);
+}
+
+void rt_init(int *argc, char ***argv, const char *program)
+{
+    RT.program = program;
+    MPI_CHECK(MPI_Init(argc, argv));
+    RT.mpi = 1;
+    /* Errors come back to us so they can be reported with the call and the rank. */
+    MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+    MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &RT.rank));
+    MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &RT.world));
+    find_local_rank();
+}
+
+void rt_init_serial(const char *program) { RT.program = program; }
+
+void rt_finalize(void)
+{
+    fflush(stdout);
+    if (RT.mpi) MPI_Finalize();
+    RT.mpi = 0;
+}
+
+void log_info(const char *fmt, ...)
+{
+    if (RT.rank != 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+static void print_prefixed(const char *kind, const char *fmt, va_list ap)
+{
+    /* One write per message so lines from different ranks do not interleave mid-line. */
+    char buf[4096];
+    int n = RT.mpi ? snprintf(buf, sizeof buf, "%s: rank %d: %s: ", RT.program, RT.rank, kind)
+                   : snprintf(buf, sizeof buf, "%s: %s: ", RT.program, kind);
+    vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
+    size_t len = strlen(buf);
+    buf[len] = '\n';
+    fflush(stdout);
+    fwrite(buf, 1, len + 1, stderr);
+    fflush(stderr);
+}
+
+void log_warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    print_prefixed("warning", fmt, ap);
+    va_end(ap);
+}
+
+noreturn void sl_vfatal(const char *fmt, va_list ap)
+{
+    print_prefixed("error", fmt, ap);
+    if (RT.mpi && RT.world > 1) MPI_Abort(MPI_COMM_WORLD, 1);
+    if (RT.mpi) MPI_Finalize();
+    exit(1);
+}
+
+noreturn void sl_fatal(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sl_vfatal(fmt, ap);
+}
+
+void rt_agree(int ok, const char *fmt, ...)
+{
+    int all_ok = ok;
+    if (RT.mpi) MPI_CHECK(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+    if (all_ok) return;
+    if (!ok) {
+        va_list ap;
+        va_start(ap, fmt);
+        print_prefixed("error", fmt, ap);
+        va_end(ap);
+    }
+    rt_finalize();
+    exit(1);
+}
+
+double rt_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+noreturn void rt_mpi_failed(int rc, const char *call, const char *file, int line)
+{
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    sl_fatal("MPI call failed at %s:%d: %s: %s", file, line, call, msg);
+}
+
+void *sl_malloc(size_t bytes, const char *what)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) sl_fatal("out of memory allocating %zu bytes for %s", bytes, what);
+    return p;
+}
+
+void *sl_calloc(size_t n, size_t size, const char *what)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) sl_fatal("out of memory allocating %zu x %zu bytes for %s", n, size, what);
+    return p;
+}

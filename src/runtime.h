@@ -1,0 +1,54 @@
+/* runtime: MPI start-up, rank identity, local rank and device binding, logging, fatal errors.
+ * Every other room reports problems through sl_fatal / rt_agree, so that no rank hangs. */
+#ifndef SL_RUNTIME_H
+#define SL_RUNTIME_H
+
+#include <mpi.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdnoreturn.h>
+
+typedef struct {
+    int rank, world;            /* position in MPI_COMM_WORLD */
+    int local_rank, local_size; /* position among the ranks of this node */
+    int mpi;                    /* 1 when MPI was initialised by rt_init (tools run without it) */
+    const char *program;        /* name used in log prefixes */
+} sl_runtime;
+
+extern sl_runtime RT;
+
+/* Initialise MPI and find the local rank (MPI_COMM_TYPE_SHARED, else SLURM_LOCALID). */
+void rt_init(int *argc, char ***argv, const char *program);
+/* Serial programs (the tools): no MPI, rank 0 of 1. */
+void rt_init_serial(const char *program);
+void rt_finalize(void);
+
+/* Normal output: rank 0 only, to stdout. */
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Any rank, to stderr, prefixed with the rank. */
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* An error found by one rank alone: print it with the rank and end every rank (MPI_Abort). */
+noreturn void sl_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+noreturn void sl_vfatal(const char *fmt, va_list ap);
+
+/* Collective: every rank passes whether its check held. If any failed, each failing rank prints
+ * its message, and all ranks finalize and exit with status 1. Call it before any collective that
+ * depends on the checked input, so an error is never a hang. */
+void rt_agree(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Wall-clock seconds (monotonic). */
+double rt_now(void);
+
+#define MPI_CHECK(call)                                                                        \
+    do {                                                                                       \
+        int mpi_rc_ = (call);                                                                  \
+        if (mpi_rc_ != MPI_SUCCESS) rt_mpi_failed(mpi_rc_, #call, __FILE__, __LINE__);         \
+    } while (0)
+noreturn void rt_mpi_failed(int rc, const char *call, const char *file, int line);
+
+/* Allocation that cannot return NULL: a failure is fatal and says how much was asked for. */
+void *sl_malloc(size_t bytes, const char *what);
+void *sl_calloc(size_t n, size_t size, const char *what);
+
+#endif

@@ -1,0 +1,60 @@
+"""Helpers for Python tests: paths, subprocess runs and TAP-style checks that count in make test."""
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.environ.get("SHARDLORA_ROOT") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.environ.get("SHARDLORA_SHARED") or os.path.join(os.path.dirname(ROOT), "shared")
+BIN = os.path.join(ROOT, "bin")
+TMP = os.environ.get("TEST_TMP") or os.getcwd()
+_failures = 0
+
+
+def ok(name):
+    print(f"ok - {name}", flush=True)
+
+
+def not_ok(name, detail=""):
+    global _failures
+    _failures += 1
+    print(f"not ok - {name}", flush=True)
+    for line in str(detail).splitlines():
+        print(f"#   {line}", flush=True)
+
+
+def check(name, cond, detail=""):
+    (ok(name) if cond else not_ok(name, detail))
+    return cond
+
+
+def rel_err(a, b):
+    return abs(a - b) / max(abs(b), 1e-30)
+
+
+def check_close(name, got, want, rtol):
+    err = rel_err(got, want)
+    return check(name, err <= rtol, f"got {got!r}, want {want!r}, relative error {err:.3e} > {rtol:.1e}")
+
+
+def run(cmd, np=None, check_rc=True, timeout=600):
+    """Run a command (a list); np=N runs it under mpirun with N ranks. Returns CompletedProcess."""
+    if np is not None:
+        cmd = ["mpirun", "-np", str(np), "--oversubscribe", "--bind-to", "none"] + cmd
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check_rc and p.returncode != 0:
+        raise RuntimeError(f"command failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def expect_fail(name, cmd, pattern, np=None):
+    """The command must fail and its stderr must match the regular expression."""
+    p = run(cmd, np=np, check_rc=False)
+    if p.returncode == 0:
+        return not_ok(name, f"exit status 0, expected a failure\n{p.stdout}")
+    return check(name, re.search(pattern, p.stderr) is not None,
+                 f"stderr did not match /{pattern}/:\n{p.stderr}")
+
+
+def finish():
+    sys.exit(1 if _failures else 0)
