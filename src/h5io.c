@@ -442,15 +442,41 @@ char *h5_attr_string(hid_t file, const char *obj, const char *name)
     return out;
 }
 
-static void write_attr(hid_t file, const char *obj, const char *name, hid_t type, const void *v)
+int h5_attr_ints(hid_t file, const char *obj, const char *name, int64_t *v, int max)
+{
+    hid_t a = open_attr(file, obj, name);
+    if (attr_class(a) != H5T_INTEGER)
+        sl_fatal("%s: attribute '%s' of %s must be integers", h5_name(file), name, obj);
+    hid_t s = H5Aget_space(a);
+    hssize_t n = H5Sget_simple_extent_npoints(s);
+    if (n > max) sl_fatal("%s: attribute '%s' of %s has %lld values (at most %d expected)", h5_name(file),
+                          name, obj, (long long)n, max);
+    if (H5Aread(a, H5T_NATIVE_INT64, v) < 0) sl_fatal("%s: cannot read attribute '%s' of %s", h5_name(file), name, obj);
+    H5Sclose(s);
+    H5Aclose(a);
+    return (int)n;
+}
+
+static void write_attr_n(hid_t file, const char *obj, const char *name, hid_t type, const void *v, int n)
 {
     if (h5_has_attr(file, obj, name)) H5Adelete_by_name(file, obj, name, H5P_DEFAULT);
-    hid_t s = H5Screate(H5S_SCALAR);
+    hsize_t len = (hsize_t)n;
+    hid_t s = n < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &len, NULL);
     hid_t a = H5Acreate_by_name(file, obj, name, type, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (a < 0 || H5Awrite(a, type, v) < 0)
         sl_fatal("%s: cannot write attribute '%s' of %s", h5_name(file), name, obj);
     H5Aclose(a);
     H5Sclose(s);
+}
+
+static void write_attr(hid_t file, const char *obj, const char *name, hid_t type, const void *v)
+{
+    write_attr_n(file, obj, name, type, v, -1);
+}
+
+void h5_set_attr_ints(hid_t file, const char *obj, const char *name, const int64_t *v, int n)
+{
+    write_attr_n(file, obj, name, H5T_NATIVE_INT64, v, n);
 }
 
 void h5_set_attr_int(hid_t file, const char *obj, const char *name, int64_t v)

@@ -59,6 +59,9 @@ char *h5_attr_string(hid_t file, const char *obj, const char *name); /* malloc'd
 void h5_set_attr_int(hid_t file, const char *obj, const char *name, int64_t v);
 void h5_set_attr_double(hid_t file, const char *obj, const char *name, double v);
 void h5_set_attr_string(hid_t file, const char *obj, const char *name, const char *v);
+/* 1-D integer array attributes (shapes, per-rank counts): returns the length, fills up to max. */
+int h5_attr_ints(hid_t file, const char *obj, const char *name, int64_t *v, int max);
+void h5_set_attr_ints(hid_t file, const char *obj, const char *name, const int64_t *v, int n);
 
 /* The HDF5 type for a dtype (bf16: IEEE float32 cut to 16 bits). Do not close the result. */
 hid_t h5_type(sl_dtype t);
