@@ -1,0 +1,157 @@
+/* modelcfg: hyper-parameters in /config and the tensor table of LLaMA-family models. */
+#include "modelcfg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h5io.h"
+#include "runtime.h"
+
+const char *const PROJ_NAMES[N_PROJ] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                        "gate_proj", "up_proj", "down_proj"};
+const char *const SL_ARCHITECTURES[] = {"llama", "mistral", "qwen2", NULL};
+
+int modelcfg_known_architecture(const char *name)
+{
+    for (int i = 0; SL_ARCHITECTURES[i]; i++)
+        if (strcmp(name, SL_ARCHITECTURES[i]) == 0) return 1;
+    return 0;
+}
+
+static int get_int(hid_t f, const char *name)
+{
+    int64_t v = h5_attr_int(f, "/config", name);
+    if (v < -1 || v > 1000000000)
+        sl_fatal("%s: /config attribute '%s' = %lld is out of range", h5_name(f), name, (long long)v);
+    return (int)v;
+}
+
+void modelcfg_read(hid_t f, sl_model_config *c)
+{
+    memset(c, 0, sizeof *c);
+    if (!h5_is_group(f, "/config"))
+        sl_fatal("%s: group /config is missing (expected a shardlora model file; make one with shardlora-import)",
+                 h5_name(f));
+    char *arch = h5_attr_string(f, "/config", "architecture");
+    if (!modelcfg_known_architecture(arch))
+        sl_fatal("%s: unknown architecture '%s' in /config (expected llama, mistral or qwen2)", h5_name(f), arch);
+    snprintf(c->architecture, sizeof c->architecture, "%s", arch);
+    free(arch);
+    c->hidden_size = get_int(f, "hidden_size");
+    c->intermediate_size = get_int(f, "intermediate_size");
+    c->num_layers = get_int(f, "num_hidden_layers");
+    c->num_heads = get_int(f, "num_attention_heads");
+    c->num_kv_heads = get_int(f, "num_key_value_heads");
+    c->head_dim = get_int(f, "head_dim");
+    c->vocab_size = get_int(f, "vocab_size");
+    c->max_positions = get_int(f, "max_position_embeddings");
+    c->rope_theta = h5_attr_double(f, "/config", "rope_theta");
+    c->rms_norm_eps = h5_attr_double(f, "/config", "rms_norm_eps");
+    c->tie_word_embeddings = get_int(f, "tie_word_embeddings");
+    c->attention_bias = get_int(f, "attention_bias");
+    c->bos_token_id = get_int(f, "bos_token_id");
+    c->eos_token_id = get_int(f, "eos_token_id");
+    const char *problem = modelcfg_problem(c);
+    if (problem) sl_fatal("%s: /config: %s", h5_name(f), problem);
+}
+
+void modelcfg_write(hid_t f, const sl_model_config *c)
+{
+    h5_make_groups(f, "/config");
+    h5_set_attr_string(f, "/config", "architecture", c->architecture);
+    h5_set_attr_int(f, "/config", "hidden_size", c->hidden_size);
+    h5_set_attr_int(f, "/config", "intermediate_size", c->intermediate_size);
+    h5_set_attr_int(f, "/config", "num_hidden_layers", c->num_layers);
+    h5_set_attr_int(f, "/config", "num_attention_heads", c->num_heads);
+    h5_set_attr_int(f, "/config", "num_key_value_heads", c->num_kv_heads);
+    h5_set_attr_int(f, "/config", "head_dim", c->head_dim);
+    h5_set_attr_int(f, "/config", "vocab_size", c->vocab_size);
+    h5_set_attr_int(f, "/config", "max_position_embeddings", c->max_positions);
+    h5_set_attr_double(f, "/config", "rope_theta", c->rope_theta);
+    h5_set_attr_double(f, "/config", "rms_norm_eps", c->rms_norm_eps);
+    h5_set_attr_int(f, "/config", "tie_word_embeddings", c->tie_word_embeddings);
+    h5_set_attr_int(f, "/config", "attention_bias", c->attention_bias);
+    h5_set_attr_int(f, "/config", "bos_token_id", c->bos_token_id);
+    h5_set_attr_int(f, "/config", "eos_token_id", c->eos_token_id);
+}
+
+const char *modelcfg_problem(const sl_model_config *c)
+{
+    static char msg[256];
+    if (c->hidden_size <= 0 || c->intermediate_size <= 0 || c->num_layers <= 0 || c->num_heads <= 0 ||
+        c->num_kv_heads <= 0 || c->head_dim <= 0 || c->vocab_size <= 0 || c->max_positions <= 0)
+        return "sizes must be positive (hidden_size, intermediate_size, num_hidden_layers, heads, "
+               "head_dim, vocab_size, max_position_embeddings)";
+    if (c->num_heads % c->num_kv_heads != 0) {
+        snprintf(msg, sizeof msg, "num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)",
+                 c->num_heads, c->num_kv_heads);
+        return msg;
+    }
+    if (c->head_dim % 2 != 0) {
+        snprintf(msg, sizeof msg, "head_dim (%d) must be even for rotary embeddings", c->head_dim);
+        return msg;
+    }
+    if (!(c->rope_theta > 0) || !(c->rms_norm_eps > 0)) return "rope_theta and rms_norm_eps must be positive";
+    return NULL;
+}
+
+void modelcfg_layer_path(char *buf, size_t len, int layer, const char *module)
+{
+    snprintf(buf, len, "/model/layers/%d/%s", layer, module);
+}
+
+static sl_tensor_spec spec(const char *path, sl_tensor_kind kind, int layer, int proj, int ndims,
+                           int64_t d0, int64_t d1)
+{
+    sl_tensor_spec s = {.kind = kind, .layer = layer, .proj = proj, .ndims = ndims, .dims = {d0, d1}};
+    snprintf(s.path, sizeof s.path, "%s", path);
+    return s;
+}
+
+int modelcfg_tensors(const sl_model_config *c, sl_tensor_spec *out, int max)
+{
+    int n = 0;
+    char path[96], module[64];
+    const int64_t D = c->hidden_size, F = c->intermediate_size, Q = (int64_t)c->num_heads * c->head_dim,
+                  KV = (int64_t)c->num_kv_heads * c->head_dim;
+    /* [out, in] of each projection, in PROJ_* order */
+    const int64_t shapes[N_PROJ][2] = {{Q, D}, {KV, D}, {KV, D}, {D, Q}, {F, D}, {F, D}, {D, F}};
+#define ADD(s) do { if (n < max) out[n] = (s); n++; } while (0)
+    ADD(spec("/model/embed_tokens/weight", TENSOR_EMBEDDING, -1, -1, 2, c->vocab_size, D));
+    for (int l = 0; l < c->num_layers; l++) {
+        modelcfg_layer_path(path, sizeof path, l, "input_layernorm/weight");
+        ADD(spec(path, TENSOR_NORM, l, -1, 1, D, 0));
+        for (int p = 0; p < N_PROJ; p++) {
+            if (p == PROJ_GATE) { /* the MLP norm sits between attention and MLP */
+                modelcfg_layer_path(path, sizeof path, l, "post_attention_layernorm/weight");
+                ADD(spec(path, TENSOR_NORM, l, -1, 1, D, 0));
+            }
+            snprintf(module, sizeof module, "%s/%s/weight", p < PROJ_GATE ? "self_attn" : "mlp", PROJ_NAMES[p]);
+            modelcfg_layer_path(path, sizeof path, l, module);
+            ADD(spec(path, TENSOR_LINEAR, l, p, 2, shapes[p][0], shapes[p][1]));
+            if (c->attention_bias && p <= PROJ_V) {
+                snprintf(module, sizeof module, "self_attn/%s/bias", PROJ_NAMES[p]);
+                modelcfg_layer_path(path, sizeof path, l, module);
+                ADD(spec(path, TENSOR_BIAS, l, p, 1, shapes[p][0], 0));
+            }
+        }
+    }
+    ADD(spec("/model/norm/weight", TENSOR_NORM, -1, -1, 1, D, 0));
+    if (!c->tie_word_embeddings) ADD(spec("/lm_head/weight", TENSOR_LM_HEAD, -1, -1, 2, c->vocab_size, D));
+#undef ADD
+    return n;
+}
+
+int modelcfg_tensor_count(const sl_model_config *c) { return modelcfg_tensors(c, NULL, 0); }
+
+int64_t modelcfg_param_count(const sl_model_config *c)
+{
+    int n = modelcfg_tensor_count(c);
+    sl_tensor_spec *t = sl_malloc(sizeof *t * (size_t)n, "tensor table");
+    modelcfg_tensors(c, t, n);
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) total += t[i].ndims == 2 ? t[i].dims[0] * t[i].dims[1] : t[i].dims[0];
+    free(t);
+    return total;
+}
