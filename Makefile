@@ -65,6 +65,9 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 .PHONY: all deps test demo clean help tests-bin
 all: $(BIN)/shardlora $(TOOLS)
 
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(BUILD)/src/runtime.o: CFLAGS += -DSL_VERSION='"$(VERSION)"'
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -83,7 +86,7 @@ $(BIN)/shardlora: $(BUILD)/src/main.o $(LIB)
 
 # Each folder tools/NAME/ is one program, bin/shardlora-NAME.
 .SECONDEXPANSION:
-$(BIN)/shardlora-%: $$(patsubst %.c,$(BUILD)/%.o,$$(wildcard tools/$$*/*.c)) $(LIB)
+$(BIN)/shardlora-%: $$(addprefix $(BUILD)/,$$(addsuffix .o,$$(basename $$(wildcard tools/$$*/*.c)))) $(LIB)
 	@mkdir -p $(BIN)
 	$(CC) $^ -o $@ $(LDLIBS)
 

@@ -275,7 +275,8 @@ static void transfer_range(hid_t file, const char *path, sl_dtype mem, int64_t s
     if (start < 0 || count < 0 || start + count > n)
         sl_fatal("%s: dataset %s: elements [%lld, %lld) requested, but it holds %lld", h5_name(file),
                  path, (long long)start, (long long)(start + count), (long long)n);
-    if (ndims <= 2) select_flat_range(fs, ndims, dims, start, count);
+    if (ndims == 0 && count == 0) H5Sselect_none(fs);
+    else if (ndims >= 1 && ndims <= 2) select_flat_range(fs, ndims, dims, start, count);
     hsize_t mcount = (hsize_t)count;
     hid_t ms = H5Screate_simple(1, &mcount, NULL);
     if (count == 0) H5Sselect_none(ms);

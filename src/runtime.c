@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <setjmp.h>
 #include <time.h>
 
 sl_runtime RT = {.rank = 0, .world = 1, .local_rank = 0, .local_size = 1, .mpi = 0,
@@ -75,8 +76,16 @@ void log_warn(const char *fmt, ...)
     va_end(ap);
 }
 
+/* Set while rt_rank0_checks runs: sl_fatal then records the message and jumps back. */
+static jmp_buf *check_trap;
+static char trapped_msg[4096];
+
 noreturn void sl_vfatal(const char *fmt, va_list ap)
 {
+    if (check_trap) {
+        vsnprintf(trapped_msg, sizeof trapped_msg, fmt, ap);
+        longjmp(*check_trap, 1);
+    }
     print_prefixed("error", fmt, ap);
     if (RT.mpi && RT.world > 1) MPI_Abort(MPI_COMM_WORLD, 1);
     if (RT.mpi) MPI_Finalize();
@@ -105,6 +114,23 @@ void rt_agree(int ok, const char *fmt, ...)
     exit(1);
 }
 
+noreturn void rt_fail_all(const char *fmt, ...)
+{
+    if (RT.rank == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        print_prefixed("error", fmt, ap);
+        va_end(ap);
+    }
+    rt_finalize();
+    exit(1);
+}
+
+#ifndef SL_VERSION
+#define SL_VERSION "unknown"
+#endif
+const char *sl_version(void) { return SL_VERSION; }
+
 double rt_now(void)
 {
     struct timespec ts;
@@ -132,4 +158,32 @@ void *sl_calloc(size_t n, size_t size, const char *what)
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p) sl_fatal("out of memory allocating %zu x %zu bytes for %s", n, size, what);
     return p;
+}
+
+static void print_error(const char *msg, ...)
+{
+    va_list ap;
+    va_start(ap, msg);
+    print_prefixed("error", msg, ap);
+    va_end(ap);
+}
+
+void rt_rank0_checks(void (*fn)(void *), void *arg)
+{
+    int failed = 0;
+    if (RT.rank == 0) {
+        jmp_buf trap;
+        if (setjmp(trap) == 0) {
+            check_trap = &trap;
+            fn(arg);
+        } else {
+            failed = 1;
+        }
+        check_trap = NULL;
+    }
+    if (RT.mpi) MPI_CHECK(MPI_Bcast(&failed, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    if (!failed) return;
+    if (RT.rank == 0) print_error("%s", trapped_msg);
+    rt_finalize();
+    exit(1);
 }

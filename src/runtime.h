@@ -37,6 +37,12 @@ noreturn void sl_vfatal(const char *fmt, va_list ap);
  * depends on the checked input, so an error is never a hang. */
 void rt_agree(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Collective: an error every rank found alike. Rank 0 prints it; all ranks exit with status 1. */
+noreturn void rt_fail_all(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The build's version (git describe), stored in every output file. */
+const char *sl_version(void);
+
 /* Wall-clock seconds (monotonic). */
 double rt_now(void);
 
@@ -51,4 +57,10 @@ noreturn void rt_mpi_failed(int rc, const char *call, const char *file, int line
 void *sl_malloc(size_t bytes, const char *what);
 void *sl_calloc(size_t n, size_t size, const char *what);
 
+
+
+/* Run checks on rank 0 alone (collective): an sl_fatal raised inside fn is caught, printed once
+ * by rank 0, and every rank exits with status 1 without an abort. Use it to validate inputs that
+ * every rank would find equally bad (options, file structure) before any collective I/O. */
+void rt_rank0_checks(void (*fn)(void *), void *arg);
 #endif

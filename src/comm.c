@@ -1,0 +1,33 @@
+/* comm: collectives over MPI. Counts above INT_MAX are sent in pieces. */
+#include "comm.h"
+
+#include <limits.h>
+#include <mpi.h>
+
+#include "runtime.h"
+
+void comm_allgather_f32(float *dst, const float *src, int64_t count)
+{
+    if (RT.world == 1 || !RT.mpi) {
+        if (dst != src) for (int64_t i = 0; i < count; i++) dst[i] = src[i];
+        return;
+    }
+    if (count > INT_MAX) sl_fatal("all-gather of %lld floats per rank exceeds MPI's int count", (long long)count);
+    MPI_CHECK(MPI_Allgather(src, (int)count, MPI_FLOAT, dst, (int)count, MPI_FLOAT, MPI_COMM_WORLD));
+}
+
+void comm_allreduce_sum_f64(double *buf, int64_t n)
+{
+    if (RT.world == 1 || !RT.mpi) return;
+    for (int64_t done = 0; done < n; done += INT_MAX) {
+        int piece = (int)(n - done < INT_MAX ? n - done : INT_MAX);
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + done, piece, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    }
+}
+
+void comm_allreduce_max_i64(int64_t *buf, int64_t n)
+{
+    if (RT.world == 1 || !RT.mpi) return;
+    if (n > INT_MAX) sl_fatal("all-reduce of %lld values exceeds MPI's int count", (long long)n);
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD));
+}

@@ -1,0 +1,13 @@
+/* comm: the collectives shardlora uses, over MPI on the CPU backend (NCCL on the CUDA backend). */
+#ifndef SL_COMM_H
+#define SL_COMM_H
+
+#include <stdint.h>
+
+/* dst[r * count + i] = rank r's src[i], on every rank. */
+void comm_allgather_f32(float *dst, const float *src, int64_t count);
+/* In-place sums over all ranks. */
+void comm_allreduce_sum_f64(double *buf, int64_t n);
+void comm_allreduce_max_i64(int64_t *buf, int64_t n);
+
+#endif

@@ -1,0 +1,292 @@
+/* config: the option table, parsing from the command line and environment, help and dump. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h5io.h"
+#include "runtime.h"
+
+typedef enum { OPT_INT, OPT_BOOL, OPT_STRING, OPT_CHOICE, OPT_INT_CHOICE, OPT_PATH } opt_type;
+
+typedef struct {
+    const char *name;
+    opt_type type;
+    const char *def;     /* default as text; NULL: required (OPT_PATH) or unset */
+    const char *choices; /* OPT_CHOICE, OPT_INT_CHOICE: "a|b|c" */
+    int min;             /* OPT_INT: smallest accepted value */
+    int commands;        /* CMD_* where the option applies */
+    size_t offset;       /* into sl_config */
+    const char *help;
+} sl_option;
+
+#define BOTH (CMD_TRAIN | CMD_EVAL)
+#define AT(field) offsetof(sl_config, field)
+
+static const sl_option OPTIONS[] = {
+    {"model", OPT_PATH, NULL, NULL, 0, BOTH, AT(model), "model file (HDF5, from shardlora-import)"},
+    {"data", OPT_PATH, NULL, NULL, 0, BOTH, AT(data), "token dataset (HDF5, from shardlora-tokenize)"},
+    {"out", OPT_PATH, NULL, NULL, 0, BOTH, AT(out), "train: output directory; eval: result file (HDF5)"},
+    {"seq-len", OPT_INT, "512", NULL, 2, BOTH, AT(seq_len), "tokens per window (documents are cut into windows)"},
+    {"micro-batch", OPT_INT, "4", NULL, 1, BOTH, AT(micro_batch), "windows per rank per forward pass"},
+    {"quant", OPT_CHOICE, "none", "none|nf4|fp4|int8", 0, BOTH, AT(quant),
+     "quantization of the frozen base weights"},
+    {"double-quant", OPT_BOOL, "false", NULL, 0, BOTH, AT(double_quant),
+     "quantize the block absmax values too (QLoRA double quantization)"},
+    {"blocksize", OPT_INT_CHOICE, "64", "64|128|256|4096", 0, BOTH, AT(blocksize), "quantization block size"},
+    {"shard", OPT_CHOICE, "full", "full|grad_op|none", 0, BOTH, AT(shard),
+     "sharding: full (ZeRO-3), grad_op (weights kept gathered), none (data parallel)"},
+    {"lora-r", OPT_INT, "16", NULL, 1, CMD_TRAIN, AT(lora_r), "LoRA rank"},
+    {"lora-targets", OPT_STRING, "all-linear", NULL, 0, CMD_TRAIN, AT(lora_targets),
+     "comma-separated module names (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or all-linear"},
+    {"act-ckpt", OPT_BOOL, "false", NULL, 0, CMD_TRAIN, AT(act_ckpt),
+     "activation checkpointing: keep only each layer's input, recompute in backward"},
+    {"threads", OPT_INT, "0", NULL, 0, BOTH, AT(threads), "CPU threads per rank (0: OMP_NUM_THREADS or all cores / local ranks)"},
+    {"dry-run", OPT_BOOL, "false", NULL, 0, BOTH, AT(dry_run),
+     "validate every input and print the per-rank memory plan, then stop"},
+};
+#define N_OPTIONS (int)(sizeof OPTIONS / sizeof OPTIONS[0])
+
+static const struct { const char *name; int id; const char *summary; } COMMANDS[] = {
+    {"train", CMD_TRAIN, "fine-tune LoRA adapters on a frozen, sharded, quantized base"},
+    {"eval", CMD_EVAL, "evaluate next-token loss and perplexity of a model on a dataset"},
+};
+
+/* Errors here are the same on every rank: only rank 0 speaks, all exit. */
+noreturn static void config_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+noreturn static void config_error(const char *fmt, ...)
+{
+    if (RT.rank == 0) {
+        char msg[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "%s: error: %s\n", RT.program, msg);
+    }
+    rt_finalize();
+    exit(2);
+}
+
+static void env_name(char *buf, size_t len, const char *name)
+{
+    size_t i = (size_t)snprintf(buf, len, "SHARDLORA_");
+    for (; *name && i + 1 < len; name++) buf[i++] = *name == '-' ? '_' : (char)toupper((unsigned char)*name);
+    buf[i] = 0;
+}
+
+static int choice_ok(const char *choices, const char *v)
+{
+    size_t n = strlen(v);
+    for (const char *p = choices; p; p = strchr(p, '|')) {
+        if (*p == '|') p++;
+        if (strncmp(p, v, n) == 0 && (p[n] == '|' || p[n] == 0)) return 1;
+    }
+    return 0;
+}
+
+static void set_string(char *field, const char *v)
+{
+    free(*(char **)field);
+    *(char **)field = strdup(v);
+}
+
+static int is_string(const sl_option *o) { return o->type == OPT_STRING || o->type == OPT_PATH || o->type == OPT_CHOICE; }
+
+static void set_value(sl_config *cfg, const sl_option *o, const char *v, const char *from)
+{
+    char *field = (char *)cfg + o->offset;
+    switch (o->type) {
+    case OPT_INT: {
+        char *end;
+        errno = 0;
+        long x = strtol(v, &end, 10);
+        if (errno || end == v || *end || x < o->min || x > 1000000000)
+            config_error("%s --%s: expected an integer >= %d, found '%s'", from, o->name, o->min, v);
+        *(int *)field = (int)x;
+        break;
+    }
+    case OPT_BOOL:
+        if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes")) *(int *)field = 1;
+        else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no")) *(int *)field = 0;
+        else config_error("%s --%s: expected true or false, found '%s'", from, o->name, v);
+        break;
+    case OPT_INT_CHOICE:
+    case OPT_CHOICE:
+        if (!choice_ok(o->choices, v))
+            config_error("%s --%s: expected one of %s, found '%s'", from, o->name, o->choices, v);
+        if (o->type == OPT_INT_CHOICE) *(int *)field = atoi(v);
+        else set_string(field, v);
+        break;
+    case OPT_STRING:
+    case OPT_PATH:
+        if (!*v) config_error("%s --%s: expected a value, found an empty string", from, o->name);
+        set_string(field, v);
+        break;
+    }
+}
+
+static const sl_option *find_option(const char *name, size_t len)
+{
+    for (int i = 0; i < N_OPTIONS; i++)
+        if (strlen(OPTIONS[i].name) == len && !strncmp(OPTIONS[i].name, name, len)) return &OPTIONS[i];
+    return NULL;
+}
+
+/* Edit distance, to suggest the option the user probably meant. */
+static int distance(const char *a, size_t la, const char *b)
+{
+    size_t lb = strlen(b);
+    int row[64];
+    if (la >= 63 || lb >= 63) return 99;
+    for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[lb];
+}
+
+static void unknown_option(const char *arg, size_t len)
+{
+    const char *best = NULL;
+    int best_d = 4;
+    for (int i = 0; i < N_OPTIONS; i++) {
+        int d = distance(arg, len, OPTIONS[i].name);
+        if (d < best_d) best_d = d, best = OPTIONS[i].name;
+    }
+    if (best)
+        config_error("unknown option '--%.*s' (did you mean --%s?); 'shardlora %s --help' lists the options",
+                     (int)len, arg, best, "train|eval");
+    config_error("unknown option '--%.*s'; 'shardlora train --help' and 'shardlora eval --help' list the options",
+                 (int)len, arg);
+}
+
+static void apply_defaults_and_env(sl_config *cfg)
+{
+    for (int i = 0; i < N_OPTIONS; i++) {
+        const sl_option *o = &OPTIONS[i];
+        if (o->def) set_value(cfg, o, o->def, "default");
+        char env[64];
+        env_name(env, sizeof env, o->name);
+        const char *v = getenv(env);
+        if (v) {
+            char from[96];
+            snprintf(from, sizeof from, "environment variable %s:", env);
+            set_value(cfg, o, v, from);
+        }
+    }
+}
+
+static int find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (!strcmp(COMMANDS[i].name, name)) return COMMANDS[i].id;
+    return 0;
+}
+
+static void parse_flag(sl_config *cfg, int argc, char **argv, int *i)
+{
+    const char *arg = argv[*i] + 2, *eq = strchr(arg, '=');
+    size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+    const sl_option *o = find_option(arg, len);
+    if (!o) unknown_option(arg, len);
+    if (!(o->commands & cfg->command))
+        config_error("option --%s does not apply to '%s'", o->name, cfg->command_name);
+    const char *value = eq ? eq + 1 : NULL;
+    if (!value && o->type == OPT_BOOL) value = "true";
+    if (!value) {
+        if (*i + 1 >= argc) config_error("option --%s needs a value", o->name);
+        value = argv[++*i];
+    }
+    set_value(cfg, o, value, "option");
+}
+
+void config_parse(sl_config *cfg, int argc, char **argv)
+{
+    memset(cfg, 0, sizeof *cfg);
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        config_help(0);
+        rt_finalize();
+        exit(argc < 2 ? 2 : 0);
+    }
+    cfg->command = find_command(argv[1]);
+    if (!cfg->command) config_error("unknown command '%s' (expected train or eval; see shardlora --help)", argv[1]);
+    cfg->command_name = argv[1];
+    apply_defaults_and_env(cfg);
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            config_help(cfg->command);
+            rt_finalize();
+            exit(0);
+        }
+        if (strncmp(argv[i], "--", 2) != 0)
+            config_error("unexpected argument '%s' (options are written --name=value)", argv[i]);
+        parse_flag(cfg, argc, argv, &i);
+    }
+    for (int i = 0; i < N_OPTIONS; i++) {
+        const sl_option *o = &OPTIONS[i];
+        if (o->type == OPT_PATH && (o->commands & cfg->command) && !*(char **)((char *)cfg + o->offset))
+            config_error("option --%s is required for '%s'", o->name, cfg->command_name);
+    }
+}
+
+void config_help(int command)
+{
+    if (RT.rank != 0) return;
+    if (!command) {
+        printf("usage: shardlora COMMAND [--option=value ...]   (run under srun or mpirun, one rank per GPU)\n\n"
+               "commands:\n");
+        for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+            printf("  %-8s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+        printf("\n'shardlora COMMAND --help' lists the options of a command.\n");
+        return;
+    }
+    const char *name = command == CMD_TRAIN ? "train" : "eval";
+    printf("usage: shardlora %s [--option=value ...]\n\noptions (environment variable in brackets):\n", name);
+    for (int i = 0; i < N_OPTIONS; i++) {
+        const sl_option *o = &OPTIONS[i];
+        if (!(o->commands & command)) continue;
+        char env[64], flag[64];
+        env_name(env, sizeof env, o->name);
+        snprintf(flag, sizeof flag, "--%s%s", o->name,
+                 o->type == OPT_BOOL ? "" : o->type == OPT_CHOICE || o->type == OPT_INT_CHOICE ? "=" : o->type == OPT_INT ? "=N" : "=PATH");
+        if (o->type == OPT_CHOICE || o->type == OPT_INT_CHOICE) strncat(flag, o->choices, sizeof flag - strlen(flag) - 1);
+        if (o->type == OPT_STRING) snprintf(flag, sizeof flag, "--%s=LIST", o->name);
+        printf("  %-32s %s\n  %-32s default: %s  [%s]\n", flag, o->help, "", o->def ? o->def : "(required)", env);
+    }
+}
+
+void config_write(const sl_config *cfg, hid_t file, const char *path)
+{
+    h5_make_groups(file, path);
+    h5_set_attr_string(file, path, "command", cfg->command_name);
+    for (int i = 0; i < N_OPTIONS; i++) {
+        const sl_option *o = &OPTIONS[i];
+        if (!(o->commands & cfg->command)) continue;
+        const char *field = (const char *)cfg + o->offset;
+        if (!is_string(o))
+            h5_set_attr_int(file, path, o->name, *(const int *)field);
+        else if (*(char *const *)field)
+            h5_set_attr_string(file, path, o->name, *(char *const *)field);
+    }
+}
+
+void config_free(sl_config *cfg)
+{
+    for (int i = 0; i < N_OPTIONS; i++) {
+        const sl_option *o = &OPTIONS[i];
+        if (is_string(o)) free(*(char **)((char *)cfg + o->offset));
+    }
+}

@@ -1,0 +1,42 @@
+/* config: the one option table. Every option has a name (--name=value on the command line), a
+ * type, a default, a help line and an environment variable SHARDLORA_<NAME>; the command line
+ * wins over the environment, which wins over the default. --help is generated from the table and
+ * the resolved configuration is stored in every output file. */
+#ifndef SL_CONFIG_H
+#define SL_CONFIG_H
+
+#include <hdf5.h>
+
+enum { CMD_TRAIN = 1, CMD_EVAL = 2 };
+
+typedef struct {
+    int command;          /* CMD_TRAIN or CMD_EVAL */
+    const char *command_name;
+    /* inputs and outputs */
+    char *model, *data, *out;
+    /* data */
+    int seq_len, micro_batch;
+    /* frozen base */
+    char *quant;          /* none | nf4 | fp4 | int8 */
+    int double_quant, blocksize;
+    char *shard;          /* full | grad_op | none */
+    /* LoRA (used by the memory plan until training lands) */
+    int lora_r;
+    char *lora_targets;
+    int act_ckpt;
+    /* run control */
+    int dry_run, threads;
+} sl_config;
+
+/* Parse argv (argv[0] the program, argv[1] the subcommand). Prints help and exits for --help.
+ * Errors name the option and the accepted values; they are identical on every rank, so call it
+ * on every rank (rank 0 alone prints). */
+void config_parse(sl_config *cfg, int argc, char **argv);
+/* Print --help for a command (CMD_TRAIN, CMD_EVAL, or 0 for the overview). */
+void config_help(int command);
+/* Store every option of the command as attributes of the group at path (created if missing). */
+void config_write(const sl_config *cfg, hid_t file, const char *path);
+/* Release the strings. */
+void config_free(sl_config *cfg);
+
+#endif

@@ -1,0 +1,37 @@
+/* shardlora: sharded QLoRA fine-tuning and evaluation of LLaMA-family models, one MPI rank per GPU.
+ * main wires the rooms together; each does one thing:
+ *   runtime  MPI, local rank, logging, fatal errors     config   the option table
+ *   h5io     HDF5 helpers                               modelcfg /config and the tensor table
+ *   fsdp     sharded flat units, gather and release     model    loading; forward.c the forward pass
+ *   data     token datasets and windows                 eval     the eval command
+ *   memplan  the --dry-run memory plan */
+#include <omp.h>
+#include <stdlib.h>
+
+#include "config.h"
+#include "eval.h"
+#include "memplan.h"
+#include "runtime.h"
+
+/* Threads per rank: the option, else OMP_NUM_THREADS, else the cores shared among local ranks. */
+static void set_threads(const sl_config *cfg)
+{
+    int n = cfg->threads;
+    if (n == 0 && getenv("OMP_NUM_THREADS")) return;
+    if (n == 0) n = omp_get_num_procs() / (RT.local_size > 0 ? RT.local_size : 1);
+    omp_set_num_threads(n > 0 ? n : 1);
+}
+
+int main(int argc, char **argv)
+{
+    rt_init(&argc, &argv, "shardlora");
+    sl_config cfg;
+    config_parse(&cfg, argc, argv);
+    set_threads(&cfg);
+    if (cfg.command == CMD_EVAL) eval_run(&cfg);
+    else if (cfg.dry_run) memplan_print(&cfg);
+    else rt_fail_all("'shardlora train' is not built yet: this build evaluates models (shardlora eval)");
+    config_free(&cfg);
+    rt_finalize();
+    return 0;
+}

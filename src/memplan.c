@@ -1,0 +1,80 @@
+/* memplan: estimates of what each rank holds at its peak, from the model shape and the options. */
+#include "memplan.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "h5io.h"
+#include "runtime.h"
+
+double memplan_bytes_per_weight(const char *quant, int blocksize, int double_quant)
+{
+    if (!strcmp(quant, "none")) return 4.0; /* fp32 on the CPU backend */
+    double code = !strcmp(quant, "int8") ? 1.0 : 0.5;
+    double stats = double_quant ? 1.0 / blocksize + 4.0 / (256.0 * blocksize) : 4.0 / blocksize;
+    return code + stats;
+}
+
+static int targets_proj(const char *targets, int proj)
+{
+    return !strcmp(targets, "all-linear") || strstr(targets, PROJ_NAMES[proj]) != NULL;
+}
+
+sl_memplan memplan_compute(const sl_config *cfg, const sl_model_config *mc, int world)
+{
+    sl_memplan p = {0};
+    const int64_t D = mc->hidden_size, F = mc->intermediate_size, V = mc->vocab_size, L = mc->num_layers;
+    const int64_t Q = (int64_t)mc->num_heads * mc->head_dim, KV = (int64_t)mc->num_kv_heads * mc->head_dim;
+    const int64_t in[N_PROJ] = {D, D, D, Q, D, D, F}, out[N_PROJ] = {Q, KV, KV, D, F, F, D};
+    double bpw = memplan_bytes_per_weight(cfg->quant, cfg->blocksize, cfg->double_quant);
+    int64_t layer_linear = 0, lora_params = 0;
+    for (int k = 0; k < N_PROJ; k++) {
+        layer_linear += in[k] * out[k];
+        if (cfg->command == CMD_TRAIN && targets_proj(cfg->lora_targets, k))
+            lora_params += (int64_t)cfg->lora_r * (in[k] + out[k]);
+    }
+    int64_t embed = V * D * (mc->tie_word_embeddings ? 1 : 2), norms = (2 * L + 1) * D;
+    double base = (double)L * layer_linear * bpw + 4.0 * (double)(embed + norms);
+    int sharded = !strcmp(cfg->shard, "full");
+    p.base_shard = (int64_t)(sharded ? base / world : base);
+    p.gathered = 4 * (layer_linear > V * D ? layer_linear : V * D) * (sharded ? 2 : 1); /* with prefetch */
+    /* fp32 master weights, gradients and two AdamW moments, sharded; the full gradient of one unit */
+    p.lora_state = 16 * L * lora_params / (!strcmp(cfg->shard, "none") ? 1 : world);
+    p.lora_grad_full = 4 * lora_params;
+    int64_t T = (int64_t)cfg->micro_batch * cfg->seq_len;
+    int64_t per_layer = T * (3 * D + 2 * Q + 2 * KV + 3 * F) * 4; /* what backward needs of one layer */
+    int64_t saved = cfg->command == CMD_TRAIN ? (cfg->act_ckpt ? L * T * D * 4 + per_layer : L * per_layer)
+                                               : per_layer;
+    p.activations = saved;
+    int64_t rows = (64 << 20) / (V * 4);
+    p.logits = (rows < 1 ? 1 : rows < T ? rows : T) * V * 4;
+    p.total = p.base_shard + p.gathered + p.lora_state + p.lora_grad_full + p.activations + p.logits;
+    return p;
+}
+
+static void row(const char *what, int64_t bytes)
+{
+    log_info("  %-44s %10.1f MiB", what, (double)bytes / (1 << 20));
+}
+
+void memplan_print(const sl_config *cfg)
+{
+    if (RT.rank != 0) return;
+    hid_t f = h5_open(cfg->model, "model", 0, MPI_COMM_NULL);
+    sl_model_config mc;
+    modelcfg_read(f, &mc);
+    h5_close(f);
+    sl_memplan p = memplan_compute(cfg, &mc, RT.world);
+    log_info("dry run: %s model, %lld parameters, %d layers; %d ranks; --quant=%s%s --blocksize=%d --shard=%s",
+             mc.architecture, (long long)modelcfg_param_count(&mc), mc.num_layers, RT.world, cfg->quant,
+             cfg->double_quant ? " --double-quant" : "", cfg->blocksize, cfg->shard);
+    log_info("memory plan per rank (estimate, at the peak of a step):");
+    row("frozen base weights (this rank's shard)", p.base_shard);
+    row("gathered units (compute copy, prefetch)", p.gathered);
+    row("LoRA params, grads, AdamW moments (shard)", p.lora_state);
+    row("LoRA gradient of one unit before reduce", p.lora_grad_full);
+    row("activations of one micro-batch", p.activations);
+    row("logits of one chunk", p.logits);
+    row("total", p.total);
+    log_info("inputs validated; nothing was run (--dry-run)");
+}

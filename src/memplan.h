@@ -1,0 +1,27 @@
+/* memplan: the per-rank memory plan that --dry-run prints (weights at the chosen quantization,
+ * gathered units, LoRA parameters and optimizer state, activations). */
+#ifndef SL_MEMPLAN_H
+#define SL_MEMPLAN_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "modelcfg.h"
+
+typedef struct {
+    int64_t base_shard;    /* this rank's share of the frozen base, stored */
+    int64_t gathered;      /* the largest unit gathered and dequantized for compute */
+    int64_t lora_state;    /* LoRA params + grads + AdamW moments, this rank's share */
+    int64_t lora_grad_full;/* full LoRA gradient of one unit before its reduce-scatter */
+    int64_t activations;   /* saved activations of one micro-batch */
+    int64_t logits;        /* logits of one chunk of rows */
+    int64_t total;
+} sl_memplan;
+
+/* Bytes per weight element in a quantization format ("none", "nf4", ...). */
+double memplan_bytes_per_weight(const char *quant, int blocksize, int double_quant);
+sl_memplan memplan_compute(const sl_config *cfg, const sl_model_config *mc, int world);
+/* Read the model's /config on rank 0 and print the plan (rank 0 only). */
+void memplan_print(const sl_config *cfg);
+
+#endif

@@ -1,0 +1,40 @@
+/* model: a LLaMA-family model (LLaMA, Mistral, Qwen2) whose frozen weights are sharded in FSDP
+ * units: unit 0 the token embedding, units 1..L the decoder layers, unit L+1 the final norm and
+ * the LM head (with tied embeddings the head reuses unit 0). */
+#ifndef SL_MODEL_H
+#define SL_MODEL_H
+
+#include <stdint.h>
+
+#include "fsdp.h"
+#include "modelcfg.h"
+
+typedef struct {
+    sl_model_config cfg;
+    int n_tensors;
+    sl_tensor_spec *tensors;
+    int n_units;
+    fsdp_unit *units;
+    int64_t bytes_read; /* model bytes this rank read from the file */
+} sl_model;
+
+/* A packed batch: T tokens of n_seqs sequences back to back. target[t] is the token predicted
+ * at row t, or -1 where no prediction counts. */
+typedef struct {
+    int T, n_seqs;
+    int32_t *ids, *pos, *target;
+    int32_t *seq_start; /* n_seqs + 1 */
+} sl_batch;
+
+/* Check the model file on the calling rank: structure, /config, every tensor present with its
+ * shape and a float type. Errors are fatal and name the file and the dataset. */
+void model_validate(const char *path);
+/* Collective: read this rank's shard of every unit. keep_gathered: weights stay gathered after
+ * first use (--shard grad_op / none). */
+void model_load(sl_model *m, const char *path, int keep_gathered);
+void model_free(sl_model *m);
+
+/* Collective: forward pass, writing each row's next-token loss (natural log; 0 where target < 0). */
+void model_forward_loss(sl_model *m, const sl_batch *b, double *row_loss);
+
+#endif
