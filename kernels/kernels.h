@@ -13,7 +13,8 @@
 /* out[T, N] = (accumulate ? out : 0) + scale * x[T, K] W[N, K]^T + bias[N] (bias may be NULL). */
 void k_linear_fwd(float *out, const float *x, const float *w, const float *bias, int T, int K, int N,
                   float scale, int accumulate);
-/* dx[T, K] += scale * dout W;  dw[N, K] += scale * dout^T x;  dbias[N] += scale * sum_t dout. */
+/* dx[T, K] += scale * dout W;  dw[N, K] += scale * dout^T x;  dbias[N] += sum_t dout (the bias is
+ * not scaled in the forward). */
 void k_linear_bwd(float *dx, float *dw, float *dbias, const float *dout, const float *x, const float *w,
                   int T, int K, int N, float scale);
 
