@@ -1,0 +1,65 @@
+/* shardlora-tokenize: turn text, JSONL or raw token files into a shardlora dataset file
+ * (/tokens, /doc_offsets, optional /loss_mask and /labels; see README.md). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime.h"
+#include "tokenize.h"
+
+#define SOURCE_MAX 4000 /* keep the attribute small (HDF5 attributes are limited to 64 KiB) */
+
+/* The input file names, joined; past SOURCE_MAX characters the rest are counted, not named. */
+static char *source_names(const tk_options *o)
+{
+    char *s = sl_calloc(SOURCE_MAX + 64, 1, "source attribute");
+    size_t n = 0;
+    int i = 0;
+    for (; i < o->n_files && n + strlen(o->files[i]) + 2 < SOURCE_MAX; i++)
+        n += (size_t)snprintf(s + n, SOURCE_MAX - n, "%s%s", i ? ", " : "", o->files[i]);
+    if (i < o->n_files) snprintf(s + n, 64, "%s%d more files", i ? " and " : "", o->n_files - i);
+    return s;
+}
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+static corpus_meta read_inputs(const tk_options *o, corpus *c)
+{
+    corpus_meta m = {.vocab_size = o->vocab_size, .pad_id = -1,
+                     .bos_id = o->bos ? BOS_ID : -1, .eos_id = o->eos ? EOS_ID : -1};
+    switch (o->input) {
+    case INPUT_TEXT:
+        m.vocab_size = read_text(o, c);
+        m.bos_id = BOS_ID, m.eos_id = EOS_ID; /* the tokenizer defines them even when not added */
+        m.tokenizer = base_name(o->tokenizer);
+        break;
+    case INPUT_JSONL: read_jsonl(o, c), m.tokenizer = "jsonl"; break;
+    case INPUT_U16: read_raw(o, c), m.tokenizer = "raw-u16"; break;
+    default: read_raw(o, c), m.tokenizer = "raw-u32"; break;
+    }
+    return m;
+}
+
+int main(int argc, char **argv)
+{
+    rt_init_serial("shardlora-tokenize");
+    tk_options o;
+    tk_parse_options(argc, argv, &o);
+    corpus c;
+    corpus_init(&c, o.max_docs, o.bos, o.eos);
+    double t0 = rt_now();
+    corpus_meta m = read_inputs(&o, &c);
+    if (c.n_docs == 0) sl_fatal("no documents found in the inputs (expected at least one; are they empty?)");
+    char *source = source_names(&o);
+    m.source = source;
+    corpus_write(&c, o.out, &m);
+    log_info("shardlora-tokenize: %lld documents, %lld tokens -> %s (%.2f s)\n", (long long)c.n_docs,
+             (long long)c.n_tokens, o.out, rt_now() - t0);
+    free(source);
+    corpus_free(&c);
+    return 0;
+}

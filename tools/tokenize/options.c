@@ -1,0 +1,82 @@
+/* Command-line options of shardlora-tokenize. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime.h"
+#include "tokenize.h"
+
+static const char USAGE[] =
+    "usage: shardlora-tokenize INPUT --out D.h5 [--bos] [--eos] [--vocab-size V] [--max-docs N]\n"
+    "INPUT is one of:\n"
+    "  --text FILE... --tokenizer TOK.bin [--doc-per-file]\n"
+    "      plain UTF-8 text encoded with a llama2.c tokenizer; one document per paragraph (runs of\n"
+    "      non-blank lines; blank lines hold only spaces, tabs or CRs), or per file\n"
+    "  --jsonl FILE... --vocab-size V\n"
+    "      one document per line: {\"input_ids\": [...], \"loss_mask\": [0/1...], \"label\": k}\n"
+    "      (loss_mask and label optional; labels on every line or none)\n"
+    "  --tokens-u16 FILE... --vocab-size V | --tokens-u32 FILE... --vocab-size V\n"
+    "      little-endian token ids, one document per file\n"
+    "--bos / --eos add ids 1 / 2 around every document; --max-docs N keeps the first N documents.\n";
+
+static int64_t parse_count(const char *opt, const char *s, int64_t min)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > INT32_MAX)
+        sl_fatal("option %s: expected an integer from %lld to %d, found '%s'", opt, (long long)min, INT32_MAX, s);
+    return v;
+}
+
+static const char *value_of(int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) sl_fatal("option %s needs a value (see --help)", argv[*i]);
+    return argv[++*i];
+}
+
+/* --text and the like take every following argument up to the next option. */
+static void take_files(int argc, char **argv, int *i, tk_options *o, tk_input input)
+{
+    if (o->input != INPUT_NONE) sl_fatal("option %s: only one input kind may be given (see --help)", argv[*i]);
+    o->input = input;
+    o->files = (const char **)argv + *i + 1;
+    while (*i + 1 < argc && strncmp(argv[*i + 1], "--", 2) != 0) ++*i, o->n_files++;
+    if (o->n_files == 0) sl_fatal("option %s needs at least one file", o->files[-1]);
+}
+
+static void check_options(const tk_options *o)
+{
+    if (o->input == INPUT_NONE) sl_fatal("no input given: use --text, --jsonl, --tokens-u16 or --tokens-u32 (see --help)");
+    if (!o->out) sl_fatal("no output given: use --out D.h5");
+    if (o->input == INPUT_TEXT && !o->tokenizer) sl_fatal("--text needs --tokenizer TOK.bin (a llama2.c tokenizer file)");
+    if (o->input != INPUT_TEXT && o->tokenizer) sl_fatal("--tokenizer is only used with --text");
+    if (o->input != INPUT_TEXT && o->doc_per_file) sl_fatal("--doc-per-file is only used with --text");
+    if (o->input != INPUT_TEXT && !o->vocab_size)
+        sl_fatal("--jsonl, --tokens-u16 and --tokens-u32 need --vocab-size V to check the token ids");
+    if ((o->bos || o->eos) && o->vocab_size && o->vocab_size <= EOS_ID)
+        sl_fatal("--bos/--eos add ids %d/%d, but --vocab-size is %lld", BOS_ID, EOS_ID, (long long)o->vocab_size);
+}
+
+void tk_parse_options(int argc, char **argv, tk_options *o)
+{
+    memset(o, 0, sizeof *o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) fputs(USAGE, stdout), exit(0);
+        else if (!strcmp(a, "--text")) take_files(argc, argv, &i, o, INPUT_TEXT);
+        else if (!strcmp(a, "--jsonl")) take_files(argc, argv, &i, o, INPUT_JSONL);
+        else if (!strcmp(a, "--tokens-u16")) take_files(argc, argv, &i, o, INPUT_U16);
+        else if (!strcmp(a, "--tokens-u32")) take_files(argc, argv, &i, o, INPUT_U32);
+        else if (!strcmp(a, "--tokenizer")) o->tokenizer = value_of(argc, argv, &i);
+        else if (!strcmp(a, "--out")) o->out = value_of(argc, argv, &i);
+        else if (!strcmp(a, "--vocab-size")) o->vocab_size = parse_count(a, value_of(argc, argv, &i), 1);
+        else if (!strcmp(a, "--max-docs")) o->max_docs = parse_count(a, value_of(argc, argv, &i), 1);
+        else if (!strcmp(a, "--bos")) o->bos = 1;
+        else if (!strcmp(a, "--eos")) o->eos = 1;
+        else if (!strcmp(a, "--doc-per-file")) o->doc_per_file = 1;
+        else sl_fatal("unknown argument '%s' (see --help)", a);
+    }
+    check_options(o);
+}

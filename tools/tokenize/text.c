@@ -1,0 +1,78 @@
+/* Text input: documents are paragraphs (or whole files with --doc-per-file), encoded with a
+ * llama2.c tokenizer.
+ *
+ * Paragraph rule: a line is blank when it holds only spaces, tabs and carriage returns (or
+ * nothing). A document is a maximal run of non-blank lines, taken verbatim from its first byte to
+ * the end of its last line, without that line's newline; the newlines between its lines stay.
+ * Blank lines only separate documents, so a file of blank lines gives none. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bpe.h"
+#include "runtime.h"
+#include "tokenize.h"
+
+static int line_is_blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r') return 0;
+    return 1;
+}
+
+/* The line at *pos: its length without the newline; *pos moves past the newline. */
+static size_t next_line(const char *buf, size_t len, size_t *pos)
+{
+    const char *nl = memchr(buf + *pos, '\n', len - *pos);
+    size_t n = nl ? (size_t)(nl - (buf + *pos)) : len - *pos;
+    *pos += n + (nl != NULL);
+    return n;
+}
+
+/* Find the next paragraph at or after *pos: returns 0 when none is left. */
+static int next_paragraph(const char *buf, size_t len, size_t *pos, size_t *start, size_t *end)
+{
+    int found = 0;
+    while (*pos < len) {
+        size_t line_start = *pos, n = next_line(buf, len, pos);
+        if (line_is_blank(buf + line_start, n)) {
+            if (found) return 1;
+            continue;
+        }
+        if (!found) *start = line_start;
+        found = 1;
+        *end = line_start + n;
+    }
+    return found;
+}
+
+static void add_text(const vocab *v, const char *text, size_t len, corpus *c)
+{
+    int32_t *ids = sl_malloc((len + 1) * sizeof *ids, "token ids");
+    int64_t n = bpe_encode(v, text, (int64_t)len, ids);
+    corpus_add(c, ids, n, NULL, -1);
+    free(ids);
+}
+
+static void add_file(const vocab *v, const char *path, int doc_per_file, corpus *c)
+{
+    size_t len, pos = 0, start, end;
+    char *buf = read_whole_file(path, "text", &len);
+    if (doc_per_file) add_text(v, buf, len, c);
+    else
+        while (!corpus_full(c) && next_paragraph(buf, len, &pos, &start, &end))
+            add_text(v, buf + start, end - start, c);
+    free(buf);
+}
+
+int64_t read_text(const tk_options *opts, corpus *c)
+{
+    vocab v;
+    vocab_load(&v, opts->tokenizer);
+    if (opts->vocab_size && opts->vocab_size != v.n)
+        sl_fatal("--vocab-size %lld does not match tokenizer '%s', which has %d tokens",
+                 (long long)opts->vocab_size, opts->tokenizer, v.n);
+    for (int i = 0; i < opts->n_files && !corpus_full(c); i++) add_file(&v, opts->files[i], opts->doc_per_file, c);
+    int64_t n = v.n;
+    vocab_free(&v);
+    return n;
+}

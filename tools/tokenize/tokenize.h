@@ -1,0 +1,37 @@
+/* shardlora-tokenize: options and the three input readers (text, JSONL, raw token files). Each
+ * reader appends documents to a corpus until its inputs end or the corpus is full (--max-docs). */
+#ifndef SL_TOKENIZE_H
+#define SL_TOKENIZE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "corpus.h"
+
+typedef enum { INPUT_NONE, INPUT_TEXT, INPUT_JSONL, INPUT_U16, INPUT_U32 } tk_input;
+
+typedef struct {
+    tk_input input;
+    const char **files; /* the input files, in order */
+    int n_files;
+    const char *tokenizer; /* text mode: the llama2.c tokenizer file */
+    const char *out;
+    int64_t vocab_size; /* 0: not given */
+    int64_t max_docs;   /* 0: no limit */
+    int bos, eos, doc_per_file;
+} tk_options;
+
+/* Parse argv into opts; --help prints the usage and exits 0, bad usage is fatal. */
+void tk_parse_options(int argc, char **argv, tk_options *opts);
+
+/* Text mode: returns the tokenizer's vocabulary size. */
+int64_t read_text(const tk_options *opts, corpus *c);
+/* JSONL and raw modes: tokens must lie in [0, opts->vocab_size). */
+void read_jsonl(const tk_options *opts, corpus *c);
+void read_raw(const tk_options *opts, corpus *c);
+
+/* A whole file in memory (NUL-terminated for convenience; *len excludes the NUL). "what" names
+ * the file's role in messages. Missing or unreadable files are fatal. */
+char *read_whole_file(const char *path, const char *what, size_t *len);
+
+#endif

@@ -1,0 +1,26 @@
+/* vocab: a tokenizer in the llama2.c format (int32 max_token_length, then per token: float32
+ * score, int32 length, bytes), with a hash map from piece bytes to token id. */
+#ifndef SL_VOCAB_H
+#define SL_VOCAB_H
+
+#include <stdint.h>
+
+#define VOCAB_BYTE_FALLBACK 3 /* ids 3..258 are the pieces <0x00>..<0xFF> */
+
+typedef struct {
+    int n, max_len;
+    float *scores;
+    int32_t *starts, *lens; /* piece i is bytes[starts[i] .. starts[i] + lens[i]) */
+    char *bytes;
+    int32_t *slots; /* open-addressing hash table of ids, -1 when empty */
+    uint32_t slot_mask;
+} vocab;
+
+/* Load and check a tokenizer file; every problem is fatal and names the file. */
+void vocab_load(vocab *v, const char *path);
+/* The id of the piece s[0..len), or -1. With duplicate pieces the lowest id wins. */
+int32_t vocab_find(const vocab *v, const char *s, int len);
+static inline const char *vocab_piece(const vocab *v, int32_t id) { return v->bytes + v->starts[id]; }
+void vocab_free(vocab *v);
+
+#endif
