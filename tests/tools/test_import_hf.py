@@ -1,0 +1,226 @@
+"""shardlora-import hf: random LLaMA (GQA, untied) and Qwen2 (biases, tied) checkpoints written as
+safetensors (sharded with an index, or single), imported and compared tensor by tensor and by the
+logits of the float64 reference forward; then one case per kind of bad input."""
+import json
+import os
+import shutil
+import struct
+import sys
+
+import h5py
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from testlib import BIN, check, expect_fail, finish, run  # noqa: E402
+from reference import llama_ref  # noqa: E402
+
+IMPORT = os.path.join(BIN, "shardlora-import")
+ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64"}
+
+LLAMA = dict(model_type="llama", architectures=["LlamaForCausalLM"], hidden_size=64, intermediate_size=96,
+             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=300,
+             max_position_embeddings=128, rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False,
+             bos_token_id=1, eos_token_id=2, hidden_act="silu", rope_scaling=None)
+QWEN2 = dict(model_type="qwen2", architectures=["Qwen2ForCausalLM"], hidden_size=64, intermediate_size=80,
+             num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2, vocab_size=256,
+             max_position_embeddings=256, rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True,
+             bos_token_id=None, eos_token_id=[7, 8], hidden_act="silu")
+
+
+def random_model(cfg, dtype, seed):
+    """HF-named random tensors of the config's shapes (norm weights near 1, biases for qwen2)."""
+    g = torch.Generator().manual_seed(seed)
+    D, F, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    hd = D // cfg["num_attention_heads"]
+    Q, KV = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
+
+    def rnd(*shape, scale=0.2, mean=0.0):
+        return (mean + scale * torch.randn(*shape, generator=g, dtype=torch.float64)).to(dtype)
+    w = {"model.embed_tokens.weight": rnd(V, D, scale=1.0), "model.norm.weight": rnd(D, mean=1.0, scale=0.1)}
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        w[p + "input_layernorm.weight"] = rnd(D, mean=1.0, scale=0.1)
+        w[p + "post_attention_layernorm.weight"] = rnd(D, mean=1.0, scale=0.1)
+        for name, shape in (("q_proj", (Q, D)), ("k_proj", (KV, D)), ("v_proj", (KV, D)), ("o_proj", (D, Q))):
+            w[p + f"self_attn.{name}.weight"] = rnd(*shape)
+            if cfg["model_type"] == "qwen2" and name != "o_proj":
+                w[p + f"self_attn.{name}.bias"] = rnd(shape[0], scale=0.5)
+        for name, shape in (("gate_proj", (F, D)), ("up_proj", (F, D)), ("down_proj", (D, F))):
+            w[p + f"mlp.{name}.weight"] = rnd(*shape)
+    if not cfg["tie_word_embeddings"]:
+        w["lm_head.weight"] = rnd(V, D)
+    return w
+
+
+def write_safetensors(path, tensors, edit_header=None):
+    header, blobs, at = {}, [], 0
+    for name, t in tensors.items():
+        t = t.contiguous()
+        data = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes()
+        header[name] = {"dtype": ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [at, at + len(data)]}
+        blobs.append(data)
+        at += len(data)
+    header["__metadata__"] = {"format": "pt"}
+    if edit_header:
+        edit_header(header)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def write_checkpoint(d, cfg, tensors, shards=1, edit_header=None):
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    if shards == 1:
+        return write_safetensors(os.path.join(d, "model.safetensors"), tensors, edit_header)
+    names = list(tensors)
+    weight_map = {}
+    for s in range(shards):
+        fname = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+        part = names[s::shards]
+        write_safetensors(os.path.join(d, fname), {n: tensors[n] for n in part})
+        weight_map.update({n: fname for n in part})
+    with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": 0}, "weight_map": weight_map}, f)
+
+
+def stored(ds):
+    """(size in bytes, mantissa bits) of a dataset's HDF5 float type."""
+    t = ds.id.get_type()
+    return t.get_size(), t.get_fields()[4]
+
+
+def check_tensors(label, out, src, file_dtype):
+    """Every source tensor is in the file, exactly, with the expected stored type; nothing else is."""
+    bits = {torch.float32: (4, 23), torch.float16: (2, 10), torch.bfloat16: (2, 7)}[file_dtype]
+    bad = []
+    with h5py.File(out, "r") as f:
+        names = []
+        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        for name, t in src.items():
+            ds = f["/" + name.replace(".", "/")]
+            want = t.to(file_dtype).to(torch.float64).numpy()
+            if stored(ds) != bits or not np.array_equal(np.asarray(ds[...], np.float64), want):
+                bad.append(f"{name}: stored {stored(ds)}")
+    check(f"{label}: {len(src)} tensors equal the source exactly", not bad and len(names) == len(src),
+          "\n".join(bad) + f"\n{len(names)} datasets for {len(src)} tensors")
+
+
+def check_logits(label, out, src, cfg):
+    ids = torch.tensor(np.random.default_rng(3).integers(0, cfg["vocab_size"], 24))
+    hf_cfg = dict(cfg, head_dim=cfg["hidden_size"] // cfg["num_attention_heads"])
+    want = llama_ref.logits(src, hf_cfg, ids)
+    weights, h5cfg = llama_ref.load_h5(out)
+    got = llama_ref.logits(weights, h5cfg, ids)
+    err = float((got - want).abs().max() / want.abs().max())
+    check(f"{label}: logits from the file equal logits from the safetensors", want.std() > 0.1 and err < 1e-12,
+          f"relative difference {err:.2e}, std {want.std():.3f}")
+
+
+def attrs(out, obj):
+    with h5py.File(out, "r") as f:
+        return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f[obj].attrs.items()}
+
+
+# --- LLaMA with GQA and an untied head, bf16, two shards plus an unused tensor ---
+llama = random_model(LLAMA, torch.bfloat16, seed=1)
+extra = {"model.layers.0.self_attn.rotary_emb.inv_freq": torch.rand(8)}
+write_checkpoint("llama-gqa", LLAMA, {**llama, **extra}, shards=2)
+p = run([IMPORT, "hf", "llama-gqa", "llama.h5"])
+check("llama: summary names architecture, parameters, dtype, output and ignored tensors",
+      all(s in p.stdout for s in ("llama", "bfloat16", "llama.h5", "ignored 1 tensor",
+                                  str(sum(t.numel() for t in llama.values())))), p.stdout)
+check_tensors("llama bf16", "llama.h5", llama, torch.bfloat16)
+c = attrs("llama.h5", "config")
+want = dict(architecture="llama", hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=16, vocab_size=300, max_position_embeddings=128, rope_theta=10000.0,
+            rms_norm_eps=1e-5, tie_word_embeddings=0, attention_bias=0, bos_token_id=1, eos_token_id=2)
+check("llama: /config attributes", c == want, f"{c}\nwant {want}")
+r = attrs("llama.h5", "/")
+check("llama: root attributes", r == dict(shardlora_kind="model", format_version=1, source_format="hf-safetensors",
+                                          model_name="llama-gqa", source=os.path.realpath("llama-gqa")), r)
+check_logits("llama", "llama.h5", llama, LLAMA)
+run([IMPORT, "hf", "llama-gqa/", "llama32.h5", "--dtype=f32"])
+check_tensors("llama --dtype f32", "llama32.h5", llama, torch.float32)
+check("trailing slash: model_name is the directory name", attrs("llama32.h5", "/")["model_name"] == "llama-gqa")
+
+# --- Qwen2 with q/k/v biases and tied embeddings, fp32, two shards ---
+qwen = random_model(QWEN2, torch.float32, seed=2)
+write_checkpoint("qwen2-tied", QWEN2, qwen, shards=2)
+run([IMPORT, "hf", "qwen2-tied", "qwen.h5"])
+check_tensors("qwen2 f32", "qwen.h5", qwen, torch.float32)
+c = attrs("qwen.h5", "config")
+check("qwen2: biases, tied, theta, eos list and bos default",
+      (c["architecture"], c["attention_bias"], c["tie_word_embeddings"], c["rope_theta"], c["eos_token_id"],
+       c["bos_token_id"], c["head_dim"], c["rms_norm_eps"]) == ("qwen2", 1, 1, 1e6, 7, 1, 8, 1e-6), c)
+check_logits("qwen2", "qwen.h5", qwen, QWEN2)
+run([IMPORT, "hf", "qwen2-tied", "qwen_bf16.h5", "--dtype", "bf16"])
+check_tensors("qwen2 --dtype bf16 rounds like torch", "qwen_bf16.h5", qwen, torch.bfloat16)
+
+# --- LLaMA in f16, a single model.safetensors, architecture from 'architectures' only ---
+cfg16 = {k: v for k, v in LLAMA.items() if k not in ("model_type", "rope_scaling")}
+llama16 = random_model(LLAMA, torch.float16, seed=4)
+write_checkpoint("llama-f16", cfg16, llama16)
+run([IMPORT, "hf", "llama-f16", "llama16.h5"])
+check_tensors("llama f16 single file", "llama16.h5", llama16, torch.float16)
+check_logits("llama f16", "llama16.h5", llama16, LLAMA)
+
+# --- bad inputs: each a fresh copy of a small f32 LLaMA with one thing wrong ---
+base = random_model(LLAMA, torch.float32, seed=5)
+
+
+def bad_case(name, pattern, cfg=LLAMA, tensors=None, edit_header=None, raw=None):
+    d = "bad-" + name.replace(" ", "-")
+    write_checkpoint(d, cfg, base if tensors is None else tensors, edit_header=edit_header)
+    if raw is not None:
+        with open(os.path.join(d, "model.safetensors"), "wb") as f:
+            f.write(raw)
+    expect_fail(name, [IMPORT, "hf", d, "bad.h5"], pattern)
+    shutil.rmtree(d)
+
+
+def without(name):
+    return {k: v for k, v in base.items() if k != name}
+
+
+def edit_entry(name, **fields):
+    return lambda h: h[name].update(fields)
+
+
+nan = dict(base)
+nan["model.layers.1.mlp.down_proj.weight"] = base["model.layers.1.mlp.down_proj.weight"].clone()
+nan["model.layers.1.mlp.down_proj.weight"].view(-1)[100] = float("nan")
+longer = struct.pack("<Q", 9999999) + b"{}"
+expect_fail("missing directory", [IMPORT, "hf", "nope", "bad.h5"], r"model directory nope: No such file")
+os.makedirs("empty")
+expect_fail("missing config.json", [IMPORT, "hf", "empty", "bad.h5"], r"cannot open model config empty/config.json")
+bad_case("unknown architecture", r"unknown architecture 'gpt2' in .*config.json \(supported: llama, mistral, qwen2\)",
+         cfg=dict(LLAMA, model_type="gpt2"))
+bad_case("truncated header", r"model.safetensors: file is 5 bytes, shorter than the 8-byte header", raw=b"\x10\0\0\0\0")
+bad_case("header length beyond file", r"model.safetensors: header length 9999999 exceeds file size 10", raw=longer)
+bad_case("malformed JSON header", r"model.safetensors: the 8-byte header is not a valid JSON object",
+         raw=struct.pack("<Q", 8) + b'{"a": [1')
+bad_case("missing dtype field", r"tensor model.norm.weight: 'dtype' is missing",
+         edit_header=lambda h: h["model.norm.weight"].pop("dtype"))
+bad_case("offsets beyond the data area", r"tensor model.norm.weight: data_offsets \[0, 99999999\] lie outside",
+         edit_header=edit_entry("model.norm.weight", data_offsets=[0, 99999999]))
+bad_case("size not shape times itemsize", r"tensor model.norm.weight: data_offsets span 256 bytes, expected 128",
+         edit_header=edit_entry("model.norm.weight", shape=[32]))
+bad_case("tensor missing", r"model.safetensors: tensor model.layers.1.mlp.up_proj.weight is missing",
+         tensors=without("model.layers.1.mlp.up_proj.weight"))
+bad_case("untied model without lm_head", r"tensor lm_head.weight is missing .*tie_word_embeddings false",
+         tensors=without("lm_head.weight"))
+bad_case("wrong shape", r"tensor model.layers.0.self_attn.k_proj.weight has shape \[64, 64\], expected \[32, 64\]",
+         tensors=dict(base, **{"model.layers.0.self_attn.k_proj.weight": torch.ones(64, 64)}))
+bad_case("unsupported dtype", r"tensor model.norm.weight has dtype I64 \(supported: F32, F16, BF16\)",
+         tensors=dict(base, **{"model.norm.weight": torch.ones(64, dtype=torch.int64)}))
+bad_case("NaN in a weight", r"tensor model.layers.1.mlp.down_proj.weight: value nan at flat index 100 \(row 1, column 4\)",
+         tensors=nan)
+bad_case("rope_scaling set", r"rope_scaling is not supported",
+         cfg=dict(LLAMA, rope_scaling={"type": "linear", "factor": 2.0}))
+check("no output file after failures", not os.path.exists("bad.h5") and not os.path.exists("bad.h5.partial"))
+expect_fail("unknown --dtype", [IMPORT, "hf", "llama-gqa", "bad.h5", "--dtype", "f64"], r"--dtype: unknown type 'f64'")
+finish()
