@@ -91,13 +91,15 @@ static double dot(const double *a, const double *b, int64_t n)
     return s;
 }
 
-/* max |got - want| relative to max |want|; the reference must not be all zeros. */
+/* max |got - want| relative to max |want|; the reference must not be all zeros. Written without
+ * fmax, which would drop a NaN instead of failing on it. */
 static void check_close(const char *what, const float *got, const double *want, int64_t n, double rtol)
 {
     double err = 0.0, scale = 0.0;
     for (int64_t i = 0; i < n; i++) {
-        err = fmax(err, fabs(got[i] - want[i]));
-        scale = fmax(scale, fabs(want[i]));
+        double e = fabs(got[i] - want[i]), w = fabs(want[i]);
+        if (!(e <= err)) err = e;
+        if (!(w <= scale)) scale = w;
     }
     if (!(scale > 0.0)) fail_msg("%s: the reference is all zeros", what);
     if (!(err <= rtol * scale)) fail_msg("%s: max error %.3e relative to %.3e > %.1e", what, err / scale, scale, rtol);
@@ -214,11 +216,12 @@ static void test_linear_fwd(void **state)
     double *xd = widen(x, LT * LK), *wd = widen(w, LN * LK), *bd = widen(b, LN), *want = dalloc(LT * LN);
     float *out = talloc(LT * LN * sizeof(float));
 
+    /* accumulate = 0 must not read out: NaN there must not leak through. */
+    for (int i = 0; i < LT * LN; i++) out[i] = NAN;
     k_linear_fwd(out, x, w, b, LT, LK, LN, 1.0f, 0);
     ref_linear(want, xd, wd, bd, LT, LK, LN, 1.0, 0);
     check_close("bias, scale 1", out, want, LT * LN, FWD_RTOL);
 
-    /* accumulate = 0 without bias must not read out: NaN there must not leak through. */
     for (int i = 0; i < LT * LN; i++) out[i] = NAN;
     k_linear_fwd(out, x, w, NULL, LT, LK, LN, 0.75f, 0);
     ref_linear(want, xd, wd, NULL, LT, LK, LN, 0.75, 0);
