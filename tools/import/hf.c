@@ -46,6 +46,11 @@ static void open_checkpoint(hf_checkpoint *ck, const char *dir)
     snprintf(ck->index_path, sizeof ck->index_path, "%s/model.safetensors.index.json", dir);
     struct stat sb;
     if (stat(ck->index_path, &sb) != 0) {
+        char single[PATH_MAX];
+        snprintf(single, sizeof single, "%s/model.safetensors", dir);
+        if (stat(single, &sb) != 0)
+            sl_fatal("%s: neither model.safetensors nor model.safetensors.index.json found (only safetensors "
+                     "checkpoints are supported: convert pytorch_model.bin first)", dir);
         add_shard(ck, "model.safetensors");
         return;
     }

@@ -29,7 +29,7 @@ static l2c_header read_header(FILE *f, const char *path, int64_t file_size)
     if (file_size < L2C_HEADER_BYTES || fread(h, 4, 7, f) != 7)
         sl_fatal("%s: file is %lld bytes, shorter than the %d-byte llama2.c header", path, (long long)file_size,
                  L2C_HEADER_BYTES);
-    if (memcmp(h, "ak42", 4) == 0)
+    if (h[0] == 0x616b3432)
         sl_fatal("%s: this is a versioned llama2.c export (magic 'ak42'); expected the legacy format "
                  "(export with --version 0)", path);
     l2c_header hd = {h[0], h[1], h[2], h[3], h[4], abs(h[5]), h[6], h[5] > 0};
@@ -130,7 +130,7 @@ void import_llama2c(const char *bin_path, const char *out_path, const import_opt
 {
     FILE *f = fopen(bin_path, "rb");
     if (!f) sl_fatal("cannot open llama2.c checkpoint %s: %s", bin_path, strerror(errno));
-    fseeko(f, 0, SEEK_END);
+    if (fseeko(f, 0, SEEK_END) != 0) sl_fatal("%s: cannot seek: %s", bin_path, strerror(errno));
     int64_t file_size = (int64_t)ftello(f);
     rewind(f);
     l2c_header h = read_header(f, bin_path, file_size);

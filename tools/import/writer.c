@@ -67,9 +67,12 @@ static void check_finite(const sl_tensor_spec *spec, sl_dtype t, const void *dat
     if (bad < 0) return;
     float v;
     sl_to_f32(&v, (const char *)data + bad * (int64_t)sl_dtype_size(t), t, 1);
-    int64_t cols = spec->ndims == 2 ? spec->dims[1] : 1;
-    sl_fatal("%s: value %g at flat index %lld (row %lld, column %lld)%s; a model must hold finite weights",
-             where, v, (long long)bad, (long long)(bad / cols), (long long)(bad % cols), stage);
+    char at[96] = "";
+    if (spec->ndims == 2)
+        snprintf(at, sizeof at, " (row %lld, column %lld)", (long long)(bad / spec->dims[1]),
+                 (long long)(bad % spec->dims[1]));
+    sl_fatal("%s: value %g at flat index %lld%s%s; a model must hold finite weights", where, v, (long long)bad,
+             at, stage);
 }
 
 /* src converted to the output type in a new buffer (checked: float16 overflows to Inf). */
