@@ -221,6 +221,14 @@ bad_case("NaN in a weight", r"tensor model.layers.1.mlp.down_proj.weight: value 
          tensors=nan)
 bad_case("rope_scaling set", r"rope_scaling is not supported",
          cfg=dict(LLAMA, rope_scaling={"type": "linear", "factor": 2.0}))
+with open("empty/config.json", "w") as f:
+    json.dump(LLAMA, f)
+expect_fail("no safetensors", [IMPORT, "hf", "empty", "bad.h5"],
+            r"empty: neither model.safetensors nor model.safetensors.index.json found")
+huge = dict(base, **{"model.norm.weight": torch.full((64,), 1e6)})
+write_checkpoint("huge", LLAMA, huge)
+expect_fail("--dtype f16 overflow", [IMPORT, "hf", "huge", "bad.h5", "--dtype", "f16"],
+            r"tensor model.norm.weight: value inf at flat index 0 after conversion to float16")
 check("no output file after failures", not os.path.exists("bad.h5") and not os.path.exists("bad.h5.partial"))
 expect_fail("unknown --dtype", [IMPORT, "hf", "llama-gqa", "bad.h5", "--dtype", "f64"], r"--dtype: unknown type 'f64'")
 finish()
