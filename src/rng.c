@@ -1,0 +1,47 @@
+/* rng: xoshiro256** (Blackman and Vigna), seeded through splitmix64. */
+#include "rng.h"
+
+#include <math.h>
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void rng_seed(sl_rng *r, uint64_t seed, uint64_t stream)
+{
+    uint64_t x = seed ^ (stream * 0xd1342543de82ef95ull);
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t rng_u64(sl_rng *r)
+{
+    uint64_t *s = r->s, result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+float rng_uniform(sl_rng *r) { return (float)(rng_u64(r) >> 40) * 0x1p-24f; }
+
+double rng_normal(sl_rng *r)
+{
+    double u1 = ((double)(rng_u64(r) >> 11) + 1.0) * 0x1p-53; /* (0, 1]: log is finite */
+    double u2 = (double)(rng_u64(r) >> 11) * 0x1p-53;
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+uint64_t rng_below(sl_rng *r, uint64_t n)
+{
+    /* Lemire's multiply-shift; the bias is below 2^-64 * n, negligible for our sizes. */
+    return (uint64_t)(((unsigned __int128)rng_u64(r) * n) >> 64);
+}
