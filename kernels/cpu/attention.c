@@ -60,9 +60,20 @@ static attn_block block_at(const attn_call *a, int t0, int len, int h, int i0)
                         .lseoff = (int64_t)h * a->T + t0 + i0};
 }
 
-/* P[nb, nk] = exp(scale * Q K^T - lse) with the causal mask (key j > row i: 0). In the forward
- * (lse_w set) each row's lse is found (max-shifted, summed in double) and stored; the backward reads
- * it back, so both passes use the same float lse. */
+/* Softmax of row[0..last] in place (max-shifted, summed in double); returns its lse. */
+static float softmax_row(float *row, int last)
+{
+    float m = row[0];
+    for (int j = 1; j <= last; j++) m = row[j] > m ? row[j] : m;
+    double sum = 0.0;
+    for (int j = 0; j <= last; j++) sum += row[j] = expf(row[j] - m);
+    float inv = (float)(1.0 / sum);
+    for (int j = 0; j <= last; j++) row[j] *= inv;
+    return (float)(m + log(sum));
+}
+
+/* P[nb, nk] = softmax(scale * Q K^T) with the causal mask (key j > row i: 0). The forward (lse_w
+ * set) stores each row's lse; the backward recomputes P as exp(S - lse) from the stored one. */
 static void block_probs(float *P, const attn_call *a, const attn_block *b)
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b->nb, b->nk, a->hd, a->scale, a->q + b->qoff,
@@ -70,17 +81,12 @@ static void block_probs(float *P, const attn_call *a, const attn_block *b)
     for (int r = 0; r < b->nb; r++) {
         float *row = P + (int64_t)r * b->nk;
         int last = b->i0 + r;
-        float lse;
         if (a->lse_w) {
-            float m = row[0];
-            for (int j = 1; j <= last; j++) m = row[j] > m ? row[j] : m;
-            double sum = 0.0;
-            for (int j = 0; j <= last; j++) sum += exp((double)row[j] - m);
-            lse = a->lse_w[b->lseoff + r] = (float)(m + log(sum));
+            a->lse_w[b->lseoff + r] = softmax_row(row, last);
         } else {
-            lse = a->lse[b->lseoff + r];
+            float lse = a->lse[b->lseoff + r];
+            for (int j = 0; j <= last; j++) row[j] = expf(row[j] - lse);
         }
-        for (int j = 0; j <= last; j++) row[j] = expf(row[j] - lse);
         for (int j = last + 1; j < b->nk; j++) row[j] = 0.0f;
     }
 }
