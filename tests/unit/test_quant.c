@@ -216,6 +216,47 @@ static void test_golden_decode(void **state)
         }
 }
 
+/* Round trip on fresh N(0, 1) weights (fixed seed): relative RMS error against bounds about 1.25x
+ * what was measured (see ROUNDTRIP); a wrong code, nibble or scale gives errors near 1. */
+static double gaussian(uint64_t *state)
+{
+    double u[2];
+    for (int k = 0; k < 2; k++) {
+        uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        u[k] = ((z ^ (z >> 31)) >> 11) * 0x1.0p-53 + 0x1.0p-54;
+    }
+    return sqrt(-2 * log(u[0])) * cos(2 * M_PI * u[1]);
+}
+
+static const struct { const char *format; double measured; } ROUNDTRIP[] = {
+    {"nf4-bs64", 0.09187}, {"nf4-dq-bs64", 0.09191}, {"nf4-bs256", 0.09854}, {"fp4-bs64", 0.12224},
+    {"fp4-dq-bs128", 0.12872}, {"int8-bs64", 0.00951}, {"int8-bs4096", 0.01317},
+};
+
+static void test_roundtrip_error(void **state)
+{
+    const int64_t n = 65536 + 77; /* a partial last block */
+    float *x = sl_malloc(n * sizeof *x, "x"), *y = sl_malloc(n * sizeof *y, "y");
+    uint64_t seed = 1234;
+    for (int64_t i = 0; i < n; i++) x[i] = (float)gaussian(&seed);
+    for (size_t k = 0; k < sizeof ROUNDTRIP / sizeof ROUNDTRIP[0]; k++) {
+        quant_format f;
+        assert_null(quant_format_parse(ROUNDTRIP[k].format, &f));
+        quant_view v = alloc_view(&f, n);
+        quant_tensor(&f, x, n, &v);
+        quant_dequant(&f, &v, n, 0, quant_nblocks(&f, n), y);
+        double se = 0, ss = 0;
+        for (int64_t i = 0; i < n; i++) se += (double)(y[i] - x[i]) * (y[i] - x[i]), ss += (double)x[i] * x[i];
+        double rel = sqrt(se / ss);
+        printf("# %-14s relative RMS error %.5f (bound %.5f)\n", ROUNDTRIP[k].format, rel, 1.25 * ROUNDTRIP[k].measured);
+        assert_true(rel <= 1.25 * ROUNDTRIP[k].measured);
+        free_view(&v);
+    }
+    free(x), free(y);
+}
+
 int main(void)
 {
     rt_init_serial("test_quant");
@@ -228,6 +269,7 @@ int main(void)
         cmocka_unit_test(test_golden_encode),
         cmocka_unit_test(test_golden_whole_tensor),
         cmocka_unit_test(test_golden_decode),
+        cmocka_unit_test(test_roundtrip_error),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     h5_close(golden);
