@@ -57,7 +57,7 @@ int main(int argc, char **argv)
     char *source = source_names(&o);
     m.source = source;
     corpus_write(&c, o.out, &m);
-    log_info("shardlora-tokenize: %lld documents, %lld tokens -> %s (%.2f s)\n", (long long)c.n_docs,
+    log_info("shardlora-tokenize: %lld documents, %lld tokens -> %s (%.2f s)", (long long)c.n_docs,
              (long long)c.n_tokens, o.out, rt_now() - t0);
     free(source);
     corpus_free(&c);
