@@ -16,6 +16,16 @@ void comm_allgather_f32(float *dst, const float *src, int64_t count)
     MPI_CHECK(MPI_Allgather(src, (int)count, MPI_FLOAT, dst, (int)count, MPI_FLOAT, MPI_COMM_WORLD));
 }
 
+void comm_reduce_scatter_sum_f32(float *dst, const float *src, int64_t count)
+{
+    if (RT.world == 1 || !RT.mpi) {
+        for (int64_t i = 0; i < count; i++) dst[i] = src[i];
+        return;
+    }
+    if (count > INT_MAX) sl_fatal("reduce-scatter of %lld floats per rank exceeds MPI's int count", (long long)count);
+    MPI_CHECK(MPI_Reduce_scatter_block(src, dst, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+}
+
 void comm_allreduce_sum_f64(double *buf, int64_t n)
 {
     if (RT.world == 1 || !RT.mpi) return;

@@ -6,6 +6,8 @@
 
 /* dst[r * count + i] = rank r's src[i], on every rank. */
 void comm_allgather_f32(float *dst, const float *src, int64_t count);
+/* dst[i] = sum over ranks r of rank r's src[rank * count + i] (src holds world * count). */
+void comm_reduce_scatter_sum_f32(float *dst, const float *src, int64_t count);
 /* In-place sums over all ranks. */
 void comm_allreduce_sum_f64(double *buf, int64_t n);
 void comm_allreduce_max_i64(int64_t *buf, int64_t n);

@@ -107,8 +107,7 @@ static void write_result(const sl_config *cfg, const sl_model *m, double loss, i
     const int64_t world = RT.world;
     h5_write(f, "/io/model_bytes_read", SL_I64, SL_I64, 1, &world, bytes_read);
     int64_t total = 0;
-    for (int i = 0; i < m->n_units; i++)
-        for (int j = 0; j < m->units[i].n_members; j++) total += m->units[i].members[j].numel;
+    for (int i = 0; i < m->n_units; i++) total += m->units[i].frozen.numel;
     h5_set_attr_int(f, "/io/model_bytes_read", "model_elements", total);
     config_write(cfg, f, "/shardlora/options");
     h5_close(f);

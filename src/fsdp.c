@@ -1,4 +1,4 @@
-/* fsdp: planning, sharded loading, gathering and releasing of flat weight units. */
+/* fsdp: planning, sharded reading and writing, gathering and reduce-scattering of flat pools. */
 #include "fsdp.h"
 
 #include <math.h>
@@ -10,81 +10,106 @@
 #include "h5io.h"
 #include "runtime.h"
 
-static int64_t tensor_numel(const sl_tensor_spec *t)
+void fsdp_pool_add(fsdp_pool *p, const char *path, int ndims, const int64_t *dims)
 {
-    return t->ndims == 2 ? t->dims[0] * t->dims[1] : t->dims[0];
+    if (p->n_members == FSDP_MAX_MEMBERS) sl_fatal("internal error: more than %d tensors in one unit", FSDP_MAX_MEMBERS);
+    fsdp_member *m = &p->members[p->n_members++];
+    snprintf(m->path, sizeof m->path, "%s", path);
+    m->ndims = ndims;
+    m->numel = 1;
+    for (int i = 0; i < ndims; i++) m->dims[i] = dims[i], m->numel *= dims[i];
+    m->offset = p->numel;
+    p->numel += m->numel;
 }
 
-void fsdp_unit_init(fsdp_unit *u, const char *name, const sl_tensor_spec *tensors, const int *ids, int n)
+void fsdp_pool_plan(fsdp_pool *p) { p->shard_numel = (p->numel + RT.world - 1) / RT.world; }
+
+/* The part [lo, hi) of member m that lies in this rank's shard; empty when hi <= lo. */
+static void shard_overlap(const fsdp_pool *p, const fsdp_member *m, int64_t *lo, int64_t *hi)
 {
-    memset(u, 0, sizeof *u);
-    snprintf(u->name, sizeof u->name, "%s", name);
-    if (n > FSDP_MAX_MEMBERS) sl_fatal("internal error: unit %s has %d tensors (max %d)", name, n, FSDP_MAX_MEMBERS);
-    for (int i = 0; i < n; i++) {
-        int64_t numel = tensor_numel(&tensors[ids[i]]);
-        u->members[i] = (fsdp_member){.tensor = ids[i], .offset = u->numel, .numel = numel};
-        u->numel += numel;
-    }
-    u->n_members = n;
-    u->shard_numel = (u->numel + RT.world - 1) / RT.world;
+    int64_t begin = (int64_t)RT.rank * p->shard_numel, end = begin + p->shard_numel;
+    *lo = m->offset > begin ? m->offset : begin;
+    *hi = m->offset + m->numel < end ? m->offset + m->numel : end;
+    if (*hi < *lo) *hi = *lo;
 }
 
-/* Report the first non-finite value of this rank's shard, naming the tensor; all ranks agree. */
-static void check_finite(const fsdp_unit *u, const sl_tensor_spec *tensors, const char *file)
+/* Report the first non-finite value of this rank's shard, naming the dataset; all ranks agree. */
+static void check_finite(const fsdp_pool *p, const char *file)
 {
-    int64_t begin = (int64_t)RT.rank * u->shard_numel, bad = -1;
-    int64_t valid = u->numel - begin < u->shard_numel ? u->numel - begin : u->shard_numel;
+    int64_t begin = (int64_t)RT.rank * p->shard_numel, bad = -1;
+    int64_t valid = p->numel - begin < p->shard_numel ? p->numel - begin : p->shard_numel;
     for (int64_t i = 0; i < valid && bad < 0; i++)
-        if (!isfinite(u->shard[i])) bad = begin + i;
+        if (!isfinite(p->shard[i])) bad = begin + i;
     const fsdp_member *m = NULL;
-    for (int i = 0; bad >= 0 && i < u->n_members; i++)
-        if (bad >= u->members[i].offset && bad < u->members[i].offset + u->members[i].numel) m = &u->members[i];
+    for (int i = 0; bad >= 0 && i < p->n_members; i++)
+        if (bad >= p->members[i].offset && bad < p->members[i].offset + p->members[i].numel) m = &p->members[i];
     rt_agree(bad < 0, "%s: dataset %s holds a non-finite value (%g) at element %lld (expected finite weights)",
-             file, m ? tensors[m->tensor].path : "?", bad >= 0 ? u->shard[bad - begin] : 0.0,
-             m ? (long long)(bad - m->offset) : -1LL);
+             file, m ? m->path : "?", bad >= 0 ? p->shard[bad - begin] : 0.0, m ? (long long)(bad - m->offset) : -1LL);
 }
 
-void fsdp_unit_load(fsdp_unit *u, hid_t file, const sl_tensor_spec *tensors)
+static void transfer_shard(const fsdp_pool *p, hid_t file, int writing)
 {
-    u->shard = sl_calloc((size_t)u->shard_numel, sizeof(float), "weight shard");
-    int64_t begin = (int64_t)RT.rank * u->shard_numel, end = begin + u->shard_numel;
-    for (int i = 0; i < u->n_members; i++) {
-        const fsdp_member *m = &u->members[i];
-        /* the part of this member inside [begin, end), possibly empty: reads are collective */
-        int64_t lo = m->offset > begin ? m->offset : begin;
-        int64_t hi = m->offset + m->numel < end ? m->offset + m->numel : end;
-        int64_t count = hi > lo ? hi - lo : 0;
-        h5_read_range(file, tensors[m->tensor].path, SL_F32, count ? lo - m->offset : 0, count,
-                      u->shard + (count ? lo - begin : 0));
+    int64_t begin = (int64_t)RT.rank * p->shard_numel;
+    for (int i = 0; i < p->n_members; i++) {
+        const fsdp_member *m = &p->members[i];
+        int64_t lo, hi;
+        shard_overlap(p, m, &lo, &hi);
+        /* ranges may be empty, but every rank takes part: the transfers are collective */
+        float *buf = p->shard + (hi > lo ? lo - begin : 0);
+        if (writing) h5_write_range(file, m->path, SL_F32, hi > lo ? lo - m->offset : 0, hi - lo, buf);
+        else h5_read_range(file, m->path, SL_F32, hi > lo ? lo - m->offset : 0, hi - lo, buf);
     }
-    check_finite(u, tensors, h5_name(file));
 }
 
-const float *fsdp_gather(fsdp_unit *u)
+void fsdp_pool_load(fsdp_pool *p, hid_t file)
 {
-    if (u->full) return u->full;
-    u->full = sl_malloc((size_t)u->shard_numel * (size_t)RT.world * sizeof(float), "gathered unit");
-    comm_allgather_f32(u->full, u->shard, u->shard_numel);
-    return u->full;
+    if (!p->shard) {
+        p->shard = sl_calloc((size_t)p->shard_numel, sizeof(float), "weight shard");
+        p->owns_shard = 1;
+    }
+    transfer_shard(p, file, 0);
+    check_finite(p, h5_name(file));
 }
 
-void fsdp_release(fsdp_unit *u)
+void fsdp_pool_write(const fsdp_pool *p, hid_t file) { transfer_shard(p, file, 1); }
+
+float *fsdp_gather(fsdp_pool *p)
 {
-    if (u->keep_gathered) return;
-    free(u->full);
-    u->full = NULL;
+    if (p->full) return p->full;
+    p->full = sl_malloc((size_t)p->shard_numel * (size_t)RT.world * sizeof(float), "gathered unit");
+    comm_allgather_f32(p->full, p->shard, p->shard_numel);
+    return p->full;
 }
 
-const float *fsdp_tensor(const fsdp_unit *u, int tensor)
+void fsdp_release(fsdp_pool *p)
 {
-    for (int i = 0; i < u->n_members; i++)
-        if (u->members[i].tensor == tensor) return u->full ? u->full + u->members[i].offset : NULL;
+    if (p->keep_gathered) return;
+    free(p->full);
+    p->full = NULL;
+}
+
+void fsdp_reduce_scatter_grad(fsdp_pool *p, float *grad_shard)
+{
+    comm_reduce_scatter_sum_f32(grad_shard, p->grad_full, p->shard_numel);
+}
+
+const fsdp_member *fsdp_find(const fsdp_pool *p, const char *path)
+{
+    for (int i = 0; i < p->n_members; i++)
+        if (!strcmp(p->members[i].path, path)) return &p->members[i];
     return NULL;
 }
 
-void fsdp_unit_free(fsdp_unit *u)
+float *fsdp_member_data(const fsdp_pool *p, const char *path)
 {
-    free(u->shard);
-    free(u->full);
-    memset(u, 0, sizeof *u);
+    const fsdp_member *m = fsdp_find(p, path);
+    return m && p->full ? p->full + m->offset : NULL;
+}
+
+void fsdp_pool_free(fsdp_pool *p)
+{
+    if (p->owns_shard) free(p->shard);
+    free(p->full);
+    free(p->grad_full);
+    memset(p, 0, sizeof *p);
 }

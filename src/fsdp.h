@@ -1,46 +1,61 @@
-/* fsdp: flat units of frozen weights, sharded across ranks (FSDP FULL_SHARD / ZeRO-3).
+/* fsdp: flat units of weights sharded across ranks (FSDP FULL_SHARD / ZeRO-3).
  *
- * A unit (one decoder layer, the embedding, or the head) concatenates its tensors into one flat
- * float buffer, padded so that every rank owns an equal contiguous range. Each rank reads only
- * its range from the model file; before use the unit is all-gathered into the logical layout and
- * released afterwards. Quantized weights (issue: QLoRA base) add pools of codes and statistics
- * sharded in whole quantization blocks beside this float pool. */
+ * A unit (one decoder layer, the embedding, or the head) holds pools. A pool concatenates its
+ * member tensors into one flat float buffer, padded so that every rank owns an equal contiguous
+ * range (its shard). Each rank reads and writes only its range of the files; before use a pool is
+ * all-gathered into the logical layout and released afterwards. The frozen pool holds the base
+ * weights; the trainable pool holds LoRA adapters and trainable heads, whose gradients are
+ * reduce-scattered back to their owners. Quantized base weights (see quant.h) are sharded in
+ * whole quantization blocks and dequantized into the frozen pool's gathered layout. */
 #ifndef SL_FSDP_H
 #define SL_FSDP_H
 
 #include <hdf5.h>
 #include <stdint.h>
 
-#include "modelcfg.h"
-
-#define FSDP_MAX_MEMBERS 16
+#define FSDP_MAX_MEMBERS 24
 
 typedef struct {
-    int tensor;       /* index in the model's tensor table */
+    char path[112];   /* the dataset this member is stored as */
+    int ndims;
+    int64_t dims[2];
     int64_t offset;   /* element offset in the gathered buffer */
     int64_t numel;
 } fsdp_member;
 
 typedef struct {
-    char name[32];
     int n_members;
     fsdp_member members[FSDP_MAX_MEMBERS];
     int64_t numel;       /* logical elements */
     int64_t shard_numel; /* elements each rank owns (numel padded to a multiple of world) */
-    float *shard;        /* this rank's part */
-    float *full;         /* the gathered unit, or NULL */
+    float *shard;        /* this rank's part (owned, or a view into a caller's flat buffer) */
+    float *full;         /* the gathered pool, or NULL */
+    float *grad_full;    /* trainable pools: the full gradient accumulated over micro-steps */
     int keep_gathered;   /* sharding strategies that keep weights gathered */
+    int owns_shard;
+} fsdp_pool;
+
+typedef struct {
+    char name[32];
+    fsdp_pool frozen, train;
 } fsdp_unit;
 
-void fsdp_unit_init(fsdp_unit *u, const char *name, const sl_tensor_spec *tensors, const int *ids, int n);
-/* Collective: read this rank's range of every member from the model file; non-finite values
- * anywhere are reported (with the tensor and index) and end every rank. */
-void fsdp_unit_load(fsdp_unit *u, hid_t file, const sl_tensor_spec *tensors);
-/* Collective: make the whole unit available; returns the gathered buffer. */
-const float *fsdp_gather(fsdp_unit *u);
-void fsdp_release(fsdp_unit *u);
-/* The gathered data of one member tensor, or NULL when the unit does not hold it. */
-const float *fsdp_tensor(const fsdp_unit *u, int tensor);
-void fsdp_unit_free(fsdp_unit *u);
+/* Add a member; call fsdp_pool_plan when all are added. */
+void fsdp_pool_add(fsdp_pool *p, const char *path, int ndims, const int64_t *dims);
+void fsdp_pool_plan(fsdp_pool *p);
+/* Collective: read this rank's range of every member; non-finite values are reported with the
+ * dataset and index, and end every rank. */
+void fsdp_pool_load(fsdp_pool *p, hid_t file);
+/* Collective: write this rank's range of every member into existing datasets. */
+void fsdp_pool_write(const fsdp_pool *p, hid_t file);
+/* Collective: make the whole pool available; returns the gathered buffer. */
+float *fsdp_gather(fsdp_pool *p);
+void fsdp_release(fsdp_pool *p);
+/* Collective: sum grad_full over ranks and deliver this rank's range into grad_shard. */
+void fsdp_reduce_scatter_grad(fsdp_pool *p, float *grad_shard);
+/* The gathered data of the member stored at path, or NULL. */
+float *fsdp_member_data(const fsdp_pool *p, const char *path);
+const fsdp_member *fsdp_find(const fsdp_pool *p, const char *path);
+void fsdp_pool_free(fsdp_pool *p);
 
 #endif

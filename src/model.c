@@ -29,26 +29,53 @@ void model_validate(const char *path)
     h5_close(f);
 }
 
+static void add_tensor(fsdp_pool *p, const sl_tensor_spec *t) { fsdp_pool_add(p, t->path, t->ndims, t->dims); }
+
+/* Tensors are in file order: embedding, each layer's, final norm, lm_head. */
 static void plan_units(sl_model *m, int keep_gathered)
 {
     const int L = m->cfg.num_layers;
     m->n_units = L + 2;
     m->units = sl_calloc((size_t)m->n_units, sizeof *m->units, "units");
-    int ids[FSDP_MAX_MEMBERS], n_head = 0;
-    /* tensors are in file order: embedding, each layer's, final norm, lm_head */
-    int i = 0;
-    ids[0] = i++;
-    fsdp_unit_init(&m->units[0], "embedding", m->tensors, ids, 1);
-    for (int l = 0; l < L; l++) {
-        int n = 0;
-        while (i < m->n_tensors && m->tensors[i].layer == l) ids[n++] = i++;
-        char name[32];
-        snprintf(name, sizeof name, "layer %d", l);
-        fsdp_unit_init(&m->units[1 + l], name, m->tensors, ids, n);
+    snprintf(m->units[0].name, sizeof m->units[0].name, "embedding");
+    snprintf(m->units[L + 1].name, sizeof m->units[L + 1].name, "head");
+    for (int l = 0; l < L; l++) snprintf(m->units[1 + l].name, sizeof m->units[1 + l].name, "layer %d", l);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const sl_tensor_spec *t = &m->tensors[i];
+        int u = t->kind == TENSOR_EMBEDDING ? 0 : t->layer >= 0 ? 1 + t->layer : L + 1;
+        add_tensor(&m->units[u].frozen, t);
     }
-    while (i < m->n_tensors) ids[n_head++] = i++;
-    fsdp_unit_init(&m->units[L + 1], "head", m->tensors, ids, n_head);
-    for (int u = 0; u < m->n_units; u++) m->units[u].keep_gathered = keep_gathered;
+    for (int u = 0; u < m->n_units; u++) {
+        fsdp_pool_plan(&m->units[u].frozen);
+        m->units[u].frozen.keep_gathered = keep_gathered;
+    }
+}
+
+void model_add_trainable(sl_model *m, const sl_lora *lora, int num_labels)
+{
+    m->lora = lora;
+    m->num_labels = num_labels;
+    for (int l = 0; lora && l < m->cfg.num_layers; l++) lora_add_to_pool(lora, &m->cfg, l, &m->units[1 + l].train);
+    if (num_labels > 0) {
+        const int64_t dims[2] = {num_labels, m->cfg.hidden_size};
+        fsdp_pool_add(&m->units[m->n_units - 1].train, SCORE_PATH, 2, dims);
+    }
+    for (int u = 0; u < m->n_units; u++) fsdp_pool_plan(&m->units[u].train);
+}
+
+int64_t model_trainable_shard_numel(const sl_model *m)
+{
+    int64_t n = 0;
+    for (int u = 0; u < m->n_units; u++) n += m->units[u].train.shard_numel;
+    return n;
+}
+
+void model_bind_trainable(sl_model *m, float *flat)
+{
+    for (int u = 0; u < m->n_units; u++) {
+        m->units[u].train.shard = flat;
+        flat += m->units[u].train.shard_numel;
+    }
 }
 
 void model_load(sl_model *m, const char *path, int keep_gathered)
@@ -61,14 +88,14 @@ void model_load(sl_model *m, const char *path, int keep_gathered)
     modelcfg_tensors(&m->cfg, m->tensors, m->n_tensors);
     plan_units(m, keep_gathered);
     int64_t before = h5_bytes_read();
-    for (int u = 0; u < m->n_units; u++) fsdp_unit_load(&m->units[u], f, m->tensors);
+    for (int u = 0; u < m->n_units; u++) fsdp_pool_load(&m->units[u].frozen, f);
     m->bytes_read = h5_bytes_read() - before;
     h5_close(f);
 }
 
 void model_free(sl_model *m)
 {
-    for (int u = 0; u < m->n_units; u++) fsdp_unit_free(&m->units[u]);
+    for (int u = 0; u < m->n_units; u++) fsdp_pool_free(&m->units[u].frozen), fsdp_pool_free(&m->units[u].train);
     free(m->units);
     free(m->tensors);
     memset(m, 0, sizeof *m);

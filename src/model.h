@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "fsdp.h"
+#include "lora.h"
 #include "modelcfg.h"
 
 typedef struct {
@@ -15,8 +16,12 @@ typedef struct {
     sl_tensor_spec *tensors;
     int n_units;
     fsdp_unit *units;
-    int64_t bytes_read; /* model bytes this rank read from the file */
+    int64_t bytes_read;   /* model bytes this rank read from the file */
+    const sl_lora *lora;  /* adapters on the layers, or NULL */
+    int num_labels;       /* > 0: sequence classification with a trainable /score/weight head */
 } sl_model;
+
+#define SCORE_PATH "/score/weight"
 
 /* A packed batch: T tokens of n_seqs sequences back to back. target[t] is the token predicted
  * at row t, or -1 where no prediction counts. */
@@ -33,6 +38,14 @@ void model_validate(const char *path);
  * first use (--shard grad_op / none). */
 void model_load(sl_model *m, const char *path, int keep_gathered);
 void model_free(sl_model *m);
+
+/* Plan the trainable pools: adapters on every layer unit, and for sequence classification a
+ * classification head [num_labels, hidden] in the head unit. */
+void model_add_trainable(sl_model *m, const sl_lora *lora, int num_labels);
+/* Elements of this rank's trainable shards, all units together (the optimizer's flat length). */
+int64_t model_trainable_shard_numel(const sl_model *m);
+/* Point each unit's trainable shard into flat (model_trainable_shard_numel long). */
+void model_bind_trainable(sl_model *m, float *flat);
 
 /* Collective: forward pass, writing each row's next-token loss (natural log; 0 where target < 0). */
 void model_forward_loss(sl_model *m, const sl_batch *b, double *row_loss);

@@ -45,3 +45,14 @@ uint64_t rng_below(sl_rng *r, uint64_t n)
     /* Lemire's multiply-shift; the bias is below 2^-64 * n, negligible for our sizes. */
     return (uint64_t)(((unsigned __int128)rng_u64(r) * n) >> 64);
 }
+
+double rng_hash_uniform(uint64_t seed, uint64_t stream, uint64_t index)
+{
+    uint64_t z = seed * 0x9e3779b97f4a7c15ull ^ stream * 0xc2b2ae3d27d4eb4full ^ (index + 1) * 0x165667b19e3779f9ull;
+    for (int i = 0; i < 2; i++) { /* two splitmix64 finalisers mix every input bit */
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+    }
+    return (double)(z >> 11) * 0x1p-53;
+}

@@ -19,4 +19,8 @@ double rng_normal(sl_rng *r);
 /* Uniform integer in [0, n). */
 uint64_t rng_below(sl_rng *r, uint64_t n);
 
+/* Counter-based uniform in [0, 1) from (seed, stream, index) alone: the same value whatever
+ * generates it, on any rank, in any order (adapter initialisation, dropout masks). */
+double rng_hash_uniform(uint64_t seed, uint64_t stream, uint64_t index);
+
 #endif
