@@ -11,7 +11,7 @@
 #include "h5io.h"
 #include "runtime.h"
 
-typedef enum { OPT_INT, OPT_BOOL, OPT_STRING, OPT_CHOICE, OPT_INT_CHOICE, OPT_PATH } opt_type;
+typedef enum { OPT_INT, OPT_FLOAT, OPT_BOOL, OPT_STRING, OPT_CHOICE, OPT_INT_CHOICE, OPT_PATH } opt_type;
 
 typedef struct {
     const char *name;
@@ -40,11 +40,35 @@ static const sl_option OPTIONS[] = {
     {"blocksize", OPT_INT_CHOICE, "64", "64|128|256|4096", 0, BOTH, AT(blocksize), "quantization block size"},
     {"shard", OPT_CHOICE, "full", "full|grad_op|none", 0, BOTH, AT(shard),
      "sharding: full (ZeRO-3), grad_op (weights kept gathered), none (data parallel)"},
+    {"task", OPT_CHOICE, "causal_lm", "causal_lm|seq_cls", 0, CMD_TRAIN, AT(task),
+     "causal_lm: next-token loss where /loss_mask allows; seq_cls: classify each document by /labels"},
+    {"num-labels", OPT_INT, "0", NULL, 0, CMD_TRAIN, AT(num_labels), "classes for --task=seq_cls (must match the dataset)"},
     {"lora-r", OPT_INT, "16", NULL, 1, CMD_TRAIN, AT(lora_r), "LoRA rank"},
+    {"lora-alpha", OPT_FLOAT, "16", NULL, 0, CMD_TRAIN, AT(lora_alpha), "LoRA alpha: the update is scaled by alpha / r"},
+    {"lora-dropout", OPT_FLOAT, "0", NULL, 0, CMD_TRAIN, AT(lora_dropout), "dropout on the LoRA input, in [0, 1)"},
     {"lora-targets", OPT_STRING, "all-linear", NULL, 0, CMD_TRAIN, AT(lora_targets),
      "comma-separated module names (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or all-linear"},
+    {"rslora", OPT_BOOL, "false", NULL, 0, CMD_TRAIN, AT(rslora), "rank-stabilised LoRA: scale by alpha / sqrt(r)"},
+    {"adapter", OPT_STRING, NULL, NULL, 0, BOTH, AT(adapter),
+     "adapter file (HDF5): eval applies it; train starts from it instead of a fresh adapter"},
+    {"lr", OPT_FLOAT, "2e-4", NULL, 0, CMD_TRAIN, AT(lr), "peak learning rate"},
+    {"weight-decay", OPT_FLOAT, "0", NULL, 0, CMD_TRAIN, AT(weight_decay), "AdamW decoupled weight decay"},
+    {"adam-beta1", OPT_FLOAT, "0.9", NULL, 0, CMD_TRAIN, AT(beta1), "AdamW beta1"},
+    {"adam-beta2", OPT_FLOAT, "0.999", NULL, 0, CMD_TRAIN, AT(beta2), "AdamW beta2"},
+    {"adam-eps", OPT_FLOAT, "1e-8", NULL, 0, CMD_TRAIN, AT(adam_eps), "AdamW epsilon"},
+    {"schedule", OPT_CHOICE, "constant", "constant|linear|cosine", 0, CMD_TRAIN, AT(schedule),
+     "learning-rate schedule after warmup (as Hugging Face's get_*_schedule_with_warmup)"},
+    {"warmup-steps", OPT_INT, "0", NULL, 0, CMD_TRAIN, AT(warmup_steps), "linear warmup from 0 over this many steps"},
+    {"max-grad-norm", OPT_FLOAT, "1", NULL, 0, CMD_TRAIN, AT(max_grad_norm), "clip the global gradient norm (0: off)"},
+    {"grad-accum", OPT_INT, "1", NULL, 1, CMD_TRAIN, AT(grad_accum), "micro-batches per optimizer step"},
+    {"steps", OPT_INT, "0", NULL, 0, CMD_TRAIN, AT(steps), "optimizer steps (0: use --epochs)"},
+    {"epochs", OPT_INT, "1", NULL, 1, CMD_TRAIN, AT(epochs), "passes over the data when --steps is 0"},
+    {"seed", OPT_INT, "42", NULL, 0, CMD_TRAIN, AT(seed), "seed of everything random (adapter init, order, dropout)"},
+    {"log-every", OPT_INT, "10", NULL, 1, CMD_TRAIN, AT(log_every), "progress line and metrics row every N steps"},
     {"act-ckpt", OPT_BOOL, "false", NULL, 0, CMD_TRAIN, AT(act_ckpt),
      "activation checkpointing: keep only each layer's input, recompute in backward"},
+    {"dump-grads", OPT_BOOL, "false", NULL, 0, CMD_TRAIN, AT(dump_grads),
+     "write the first step's LoRA gradients to OUT/grads_step1.h5 (for verification)"},
     {"threads", OPT_INT, "0", NULL, 0, BOTH, AT(threads), "CPU threads per rank (0: OMP_NUM_THREADS or all cores / local ranks)"},
     {"dry-run", OPT_BOOL, "false", NULL, 0, BOTH, AT(dry_run),
      "validate every input and print the per-rank memory plan, then stop"},
@@ -108,6 +132,15 @@ static void set_value(sl_config *cfg, const sl_option *o, const char *v, const c
         if (errno || end == v || *end || x < o->min || x > 1000000000)
             config_error("%s --%s: expected an integer >= %d, found '%s'", from, o->name, o->min, v);
         *(int *)field = (int)x;
+        break;
+    }
+    case OPT_FLOAT: {
+        char *end;
+        errno = 0;
+        double x = strtod(v, &end);
+        if (errno || end == v || *end || !(x >= 0) || x > 1e30)
+            config_error("%s --%s: expected a number >= 0, found '%s'", from, o->name, v);
+        *(double *)field = x;
         break;
     }
     case OPT_BOOL:
@@ -261,10 +294,11 @@ void config_help(int command)
         char env[64], flag[64];
         env_name(env, sizeof env, o->name);
         snprintf(flag, sizeof flag, "--%s%s", o->name,
-                 o->type == OPT_BOOL ? "" : o->type == OPT_CHOICE || o->type == OPT_INT_CHOICE ? "=" : o->type == OPT_INT ? "=N" : "=PATH");
+                 o->type == OPT_BOOL ? "" : o->type == OPT_CHOICE || o->type == OPT_INT_CHOICE ? "=" : o->type == OPT_INT ? "=N" : o->type == OPT_FLOAT ? "=X" : "=PATH");
         if (o->type == OPT_CHOICE || o->type == OPT_INT_CHOICE) strncat(flag, o->choices, sizeof flag - strlen(flag) - 1);
         if (o->type == OPT_STRING) snprintf(flag, sizeof flag, "--%s=LIST", o->name);
-        printf("  %-32s %s\n  %-32s default: %s  [%s]\n", flag, o->help, "", o->def ? o->def : "(required)", env);
+        printf("  %-32s %s\n  %-32s default: %s  [%s]\n", flag, o->help, "",
+               o->def ? o->def : o->type == OPT_PATH ? "(required)" : "(none)", env);
     }
 }
 
@@ -276,7 +310,9 @@ void config_write(const sl_config *cfg, hid_t file, const char *path)
         const sl_option *o = &OPTIONS[i];
         if (!(o->commands & cfg->command)) continue;
         const char *field = (const char *)cfg + o->offset;
-        if (!is_string(o))
+        if (o->type == OPT_FLOAT)
+            h5_set_attr_double(file, path, o->name, *(const double *)field);
+        else if (!is_string(o))
             h5_set_attr_int(file, path, o->name, *(const int *)field);
         else if (*(char *const *)field)
             h5_set_attr_string(file, path, o->name, *(char *const *)field);

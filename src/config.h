@@ -20,10 +20,19 @@ typedef struct {
     char *quant;          /* none | nf4 | fp4 | int8 */
     int double_quant, blocksize;
     char *shard;          /* full | grad_op | none */
-    /* LoRA (used by the memory plan until training lands) */
-    int lora_r;
+    /* task */
+    char *task;           /* causal_lm | seq_cls */
+    int num_labels;
+    /* LoRA */
+    int lora_r, rslora;
+    double lora_alpha, lora_dropout;
     char *lora_targets;
-    int act_ckpt;
+    char *adapter;        /* eval: adapter to apply; train: adapter to start from */
+    /* optimisation */
+    double lr, weight_decay, max_grad_norm, beta1, beta2, adam_eps;
+    char *schedule;       /* constant | linear | cosine */
+    int warmup_steps, grad_accum, steps, epochs, seed, log_every;
+    int act_ckpt, dump_grads;
     /* run control */
     int dry_run, threads;
 } sl_config;

@@ -1,0 +1,31 @@
+/* step: the training forward and backward of one micro-batch over all FSDP units: gather each
+ * unit just before use, keep (or, with activation checkpointing, recompute) what backward
+ * needs, and accumulate the trainable pools' full gradients for the later reduce-scatter. */
+#ifndef SL_STEP_H
+#define SL_STEP_H
+
+#include "layer.h"
+#include "model.h"
+
+typedef struct {
+    int max_T, act_ckpt;
+    layer_acts *acts;  /* one per layer, or one scratch with activation checkpointing */
+    float **saved_x;   /* activation checkpointing: each layer's input */
+    float *x, *dx, *xn_final, *rstd_final;
+    uint64_t dropout_key;
+} step_state;
+
+void step_init(step_state *s, const sl_model *m, int max_T, int act_ckpt);
+void step_free(step_state *s, const sl_model *m);
+
+/* Zero the full gradients of every trainable pool (allocating them once). */
+void step_zero_grads(sl_model *m);
+
+/* Forward and backward of one micro-batch. Causal LM: every counted target row contributes
+ * loss_weight * its cross-entropy. Sequence classification (m->num_labels > 0): the last row of
+ * each sequence is pooled and classified against labels[s]. Returns the weighted loss sum of
+ * this micro-batch (this rank only). dropout_key selects the LoRA dropout masks. */
+double step_micro(sl_model *m, step_state *s, const sl_batch *b, const int32_t *labels, double loss_weight,
+                  uint64_t dropout_key);
+
+#endif
