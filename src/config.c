@@ -61,6 +61,8 @@ static const sl_option OPTIONS[] = {
     {"warmup-steps", OPT_INT, "0", NULL, 0, CMD_TRAIN, AT(warmup_steps), "linear warmup from 0 over this many steps"},
     {"max-grad-norm", OPT_FLOAT, "1", NULL, 0, CMD_TRAIN, AT(max_grad_norm), "clip the global gradient norm (0: off)"},
     {"grad-accum", OPT_INT, "1", NULL, 1, CMD_TRAIN, AT(grad_accum), "micro-batches per optimizer step"},
+    {"global-batch", OPT_INT, "0", NULL, 0, CMD_TRAIN, AT(global_batch),
+     "windows per optimizer step over all ranks; sets --grad-accum (0: micro-batch x ranks x grad-accum)"},
     {"steps", OPT_INT, "0", NULL, 0, CMD_TRAIN, AT(steps), "optimizer steps (0: use --epochs)"},
     {"epochs", OPT_INT, "1", NULL, 1, CMD_TRAIN, AT(epochs), "passes over the data when --steps is 0"},
     {"seed", OPT_INT, "42", NULL, 0, CMD_TRAIN, AT(seed), "seed of everything random (adapter init, order, dropout)"},

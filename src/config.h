@@ -31,7 +31,7 @@ typedef struct {
     /* optimisation */
     double lr, weight_decay, max_grad_norm, beta1, beta2, adam_eps;
     char *schedule;       /* constant | linear | cosine */
-    int warmup_steps, grad_accum, steps, epochs, seed, log_every;
+    int warmup_steps, grad_accum, global_batch, steps, epochs, seed, log_every;
     int act_ckpt, dump_grads;
     /* run control */
     int dry_run, threads;

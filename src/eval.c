@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapter.h"
 #include "comm.h"
 #include "data.h"
 #include "h5io.h"
@@ -81,6 +82,12 @@ static void check_inputs(void *arg)
     if (c->cfg->seq_len > mc.max_positions)
         sl_fatal("option --seq-len=%d exceeds the model's max_position_embeddings (%d) in %s", c->cfg->seq_len,
                  mc.max_positions, c->cfg->model);
+    if (c->cfg->adapter) {
+        adapter_info info;
+        adapter_read_info(c->cfg->adapter, &info);
+        if (strcmp(info.task, "causal_lm") != 0)
+            sl_fatal("%s: eval computes next-token loss, but this adapter was trained for %s", c->cfg->adapter, info.task);
+    }
     if (strcmp(c->cfg->quant, "none") != 0)
         sl_fatal("option --quant=%s: eval of a quantized base needs the QLoRA base (not built yet); use --quant=none",
                  c->cfg->quant);
@@ -121,6 +128,15 @@ void eval_run(const sl_config *cfg)
     double t0 = rt_now();
     sl_model m;
     model_load(&m, cfg->model, strcmp(cfg->shard, "full") != 0);
+    adapter_info info;
+    float *adapter_shards = NULL;
+    if (cfg->adapter) {
+        adapter_read_info(cfg->adapter, &info);
+        model_add_trainable(&m, &info.lora, 0);
+        adapter_shards = sl_calloc((size_t)model_trainable_shard_numel(&m), 4, "adapter");
+        model_bind_trainable(&m, adapter_shards);
+        adapter_load(&m, cfg->adapter);
+    }
     sl_dataset d;
     data_open(&d, cfg->data);
     sl_window *w;
@@ -168,4 +184,5 @@ void eval_run(const sl_config *cfg)
     free(b.ids), free(b.pos), free(b.target), free(b.seq_start), free(w);
     data_close(&d);
     model_free(&m);
+    free(adapter_shards);
 }
