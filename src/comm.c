@@ -3,6 +3,7 @@
 
 #include <limits.h>
 #include <mpi.h>
+#include <string.h>
 
 #include "runtime.h"
 
@@ -14,6 +15,16 @@ void comm_allgather_f32(float *dst, const float *src, int64_t count)
     }
     if (count > INT_MAX) sl_fatal("all-gather of %lld floats per rank exceeds MPI's int count", (long long)count);
     MPI_CHECK(MPI_Allgather(src, (int)count, MPI_FLOAT, dst, (int)count, MPI_FLOAT, MPI_COMM_WORLD));
+}
+
+void comm_allgather_bytes(void *dst, const void *src, int64_t bytes)
+{
+    if (RT.world == 1 || !RT.mpi) {
+        memmove(dst, src, (size_t)bytes);
+        return;
+    }
+    if (bytes > INT_MAX) sl_fatal("all-gather of %lld bytes per rank exceeds MPI's int count", (long long)bytes);
+    MPI_CHECK(MPI_Allgather(src, (int)bytes, MPI_BYTE, dst, (int)bytes, MPI_BYTE, MPI_COMM_WORLD));
 }
 
 void comm_reduce_scatter_sum_f32(float *dst, const float *src, int64_t count)
@@ -33,6 +44,13 @@ void comm_allreduce_sum_f64(double *buf, int64_t n)
         int piece = (int)(n - done < INT_MAX ? n - done : INT_MAX);
         MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + done, piece, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
     }
+}
+
+void comm_allreduce_sum_i64(int64_t *buf, int64_t n)
+{
+    if (RT.world == 1 || !RT.mpi) return;
+    if (n > INT_MAX) sl_fatal("all-reduce of %lld values exceeds MPI's int count", (long long)n);
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD));
 }
 
 void comm_allreduce_max_i64(int64_t *buf, int64_t n)

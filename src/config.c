@@ -321,6 +321,19 @@ void config_write(const sl_config *cfg, hid_t file, const char *path)
     }
 }
 
+const char *config_quant(const sl_config *cfg, quant_format *fmt)
+{
+    static char msg[256];
+    *fmt = (quant_format){.type = (quant_type)quant_type_from_name(cfg->quant), .blocksize = cfg->blocksize,
+                          .double_quant = cfg->double_quant};
+    if (fmt->type == QUANT_NONE) return cfg->double_quant ? "option --double-quant needs --quant=nf4 or fp4" : NULL;
+    const char *problem = quant_format_problem(fmt);
+    if (!problem) return NULL;
+    snprintf(msg, sizeof msg, "options --quant=%s --blocksize=%d%s: %s", cfg->quant, cfg->blocksize,
+             cfg->double_quant ? " --double-quant" : "", problem);
+    return msg;
+}
+
 void config_free(sl_config *cfg)
 {
     for (int i = 0; i < N_OPTIONS; i++) {

@@ -7,6 +7,8 @@
 
 #include <hdf5.h>
 
+#include "quant.h"
+
 enum { CMD_TRAIN = 1, CMD_EVAL = 2 };
 
 typedef struct {
@@ -45,6 +47,8 @@ void config_parse(sl_config *cfg, int argc, char **argv);
 void config_help(int command);
 /* Store every option of the command as attributes of the group at path (created if missing). */
 void config_write(const sl_config *cfg, hid_t file, const char *path);
+/* The base quantization the options ask for; returns NULL or why it is not supported. */
+const char *config_quant(const sl_config *cfg, quant_format *fmt);
 /* Release the strings. */
 void config_free(sl_config *cfg);
 

@@ -88,9 +88,9 @@ static void check_inputs(void *arg)
         if (strcmp(info.task, "causal_lm") != 0)
             sl_fatal("%s: eval computes next-token loss, but this adapter was trained for %s", c->cfg->adapter, info.task);
     }
-    if (strcmp(c->cfg->quant, "none") != 0)
-        sl_fatal("option --quant=%s: eval of a quantized base needs the QLoRA base (not built yet); use --quant=none",
-                 c->cfg->quant);
+    quant_format fmt;
+    const char *problem = config_quant(c->cfg, &fmt);
+    if (problem) sl_fatal("%s", problem);
     /* Fail now rather than after the evaluation if the result cannot be written. */
     hid_t out = h5_create(c->cfg->out, "eval result", MPI_COMM_NULL);
     h5_close(out);
@@ -127,7 +127,9 @@ void eval_run(const sl_config *cfg)
     if (cfg->dry_run) { memplan_print(cfg); return; }
     double t0 = rt_now();
     sl_model m;
-    model_load(&m, cfg->model, strcmp(cfg->shard, "full") != 0);
+    quant_format fmt;
+    config_quant(cfg, &fmt);
+    model_load(&m, cfg->model, &fmt, strcmp(cfg->shard, "full") != 0);
     adapter_info info;
     float *adapter_shards = NULL;
     if (cfg->adapter) {

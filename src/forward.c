@@ -41,13 +41,11 @@ void model_forward_loss(sl_model *m, const sl_batch *b, double *row_loss)
     if (!c->tie_word_embeddings) fsdp_release(&m->units[0].frozen);
     for (int l = 0; l < L; l++) {
         fsdp_unit *u = &m->units[1 + l];
-        fsdp_gather(&u->frozen);
-        fsdp_gather(&u->train);
-        layer_weights w = layer_weights_of(&u->frozen, l);
+        fsdp_unit_gather(u);
+        layer_weights w = layer_weights_of(u, l);
         lora_view lv = lora_view_of(m->lora, &u->train, l);
         layer_forward(c, &w, m->lora, &lv, &a, b, a.x_in); /* in place: eval keeps no activations */
-        fsdp_release(&u->frozen);
-        fsdp_release(&u->train);
+        fsdp_unit_release(u);
     }
     fsdp_unit *head = &m->units[L + 1];
     fsdp_gather(&head->frozen);

@@ -113,3 +113,30 @@ void fsdp_pool_free(fsdp_pool *p)
     free(p->grad_full);
     memset(p, 0, sizeof *p);
 }
+
+void fsdp_unit_gather(fsdp_unit *u)
+{
+    fsdp_gather(&u->frozen);
+    qpool_gather(&u->quant);
+    fsdp_gather(&u->train);
+}
+
+void fsdp_unit_release(fsdp_unit *u)
+{
+    fsdp_release(&u->frozen);
+    qpool_release(&u->quant);
+    fsdp_release(&u->train);
+}
+
+const float *fsdp_unit_data(const fsdp_unit *u, const char *path)
+{
+    const float *d = fsdp_member_data(&u->frozen, path);
+    return d ? d : qpool_member_data(&u->quant, path);
+}
+
+void fsdp_unit_free(fsdp_unit *u)
+{
+    fsdp_pool_free(&u->frozen);
+    fsdp_pool_free(&u->train);
+    qpool_free(&u->quant);
+}

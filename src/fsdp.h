@@ -13,6 +13,8 @@
 #include <hdf5.h>
 #include <stdint.h>
 
+#include "qpool.h"
+
 #define FSDP_MAX_MEMBERS 24
 
 typedef struct {
@@ -37,7 +39,8 @@ typedef struct {
 
 typedef struct {
     char name[32];
-    fsdp_pool frozen, train;
+    fsdp_pool frozen, train; /* base weights kept in float; adapters and trainable heads */
+    qpool quant;             /* base weights kept quantized (the linear layers under --quant) */
 } fsdp_unit;
 
 /* Add a member; call fsdp_pool_plan when all are added. */
@@ -57,5 +60,11 @@ void fsdp_reduce_scatter_grad(fsdp_pool *p, float *grad_shard);
 float *fsdp_member_data(const fsdp_pool *p, const char *path);
 const fsdp_member *fsdp_find(const fsdp_pool *p, const char *path);
 void fsdp_pool_free(fsdp_pool *p);
+
+/* A whole unit: gather or release all its pools; the data of a frozen tensor wherever it lives. */
+void fsdp_unit_gather(fsdp_unit *u);
+void fsdp_unit_release(fsdp_unit *u);
+const float *fsdp_unit_data(const fsdp_unit *u, const char *path);
+void fsdp_unit_free(fsdp_unit *u);
 
 #endif

@@ -12,21 +12,21 @@
 #include "rng.h"
 #include "runtime.h"
 
-layer_weights layer_weights_of(const fsdp_pool *frozen, int layer)
+layer_weights layer_weights_of(const fsdp_unit *unit, int layer)
 {
     layer_weights w = {0};
     char path[112], module[64];
     modelcfg_layer_path(path, sizeof path, layer, "input_layernorm/weight");
-    w.input_norm = fsdp_member_data(frozen, path);
+    w.input_norm = fsdp_unit_data(unit, path);
     modelcfg_layer_path(path, sizeof path, layer, "post_attention_layernorm/weight");
-    w.post_norm = fsdp_member_data(frozen, path);
+    w.post_norm = fsdp_unit_data(unit, path);
     for (int p = 0; p < N_PROJ; p++) {
         snprintf(module, sizeof module, "%s/%s/weight", p < PROJ_GATE ? "self_attn" : "mlp", PROJ_NAMES[p]);
         modelcfg_layer_path(path, sizeof path, layer, module);
-        w.w[p] = fsdp_member_data(frozen, path);
+        w.w[p] = fsdp_unit_data(unit, path);
         snprintf(module, sizeof module, "self_attn/%s/bias", PROJ_NAMES[p]);
         modelcfg_layer_path(path, sizeof path, layer, module);
-        w.bias[p] = fsdp_member_data(frozen, path);
+        w.bias[p] = fsdp_unit_data(unit, path);
     }
     return w;
 }

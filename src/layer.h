@@ -19,13 +19,13 @@ typedef struct {
     int owns_input;
 } layer_acts;
 
-/* Pointers into a gathered frozen pool of a decoder layer. */
+/* Pointers into a gathered decoder-layer unit. */
 typedef struct {
     const float *input_norm, *post_norm;
     const float *w[N_PROJ], *bias[N_PROJ];
 } layer_weights;
 
-layer_weights layer_weights_of(const fsdp_pool *frozen, int layer);
+layer_weights layer_weights_of(const fsdp_unit *unit, int layer);
 /* own_input = 0: x_in points at a buffer the caller keeps (activation checkpointing). */
 void layer_acts_alloc(layer_acts *a, const sl_model_config *c, const sl_lora *l, int T, int own_input);
 void layer_acts_free(layer_acts *a);

@@ -32,7 +32,7 @@ void model_validate(const char *path)
 static void add_tensor(fsdp_pool *p, const sl_tensor_spec *t) { fsdp_pool_add(p, t->path, t->ndims, t->dims); }
 
 /* Tensors are in file order: embedding, each layer's, final norm, lm_head. */
-static void plan_units(sl_model *m, int keep_gathered)
+static void plan_units(sl_model *m, const quant_format *fmt, int keep_gathered)
 {
     const int L = m->cfg.num_layers;
     m->n_units = L + 2;
@@ -43,11 +43,13 @@ static void plan_units(sl_model *m, int keep_gathered)
     for (int i = 0; i < m->n_tensors; i++) {
         const sl_tensor_spec *t = &m->tensors[i];
         int u = t->kind == TENSOR_EMBEDDING ? 0 : t->layer >= 0 ? 1 + t->layer : L + 1;
-        add_tensor(&m->units[u].frozen, t);
+        if (t->kind == TENSOR_LINEAR && fmt->type != QUANT_NONE) qpool_add(&m->units[u].quant, t->path, t->ndims, t->dims);
+        else add_tensor(&m->units[u].frozen, t);
     }
     for (int u = 0; u < m->n_units; u++) {
         fsdp_pool_plan(&m->units[u].frozen);
-        m->units[u].frozen.keep_gathered = keep_gathered;
+        qpool_plan(&m->units[u].quant, fmt);
+        m->units[u].frozen.keep_gathered = m->units[u].quant.keep_gathered = keep_gathered;
     }
 }
 
@@ -78,7 +80,7 @@ void model_bind_trainable(sl_model *m, float *flat)
     }
 }
 
-void model_load(sl_model *m, const char *path, int keep_gathered)
+void model_load(sl_model *m, const char *path, const quant_format *fmt, int keep_gathered)
 {
     memset(m, 0, sizeof *m);
     hid_t f = h5_open(path, "model", 0, MPI_COMM_WORLD);
@@ -86,16 +88,19 @@ void model_load(sl_model *m, const char *path, int keep_gathered)
     m->n_tensors = modelcfg_tensor_count(&m->cfg);
     m->tensors = sl_malloc(sizeof *m->tensors * (size_t)m->n_tensors, "tensor table");
     modelcfg_tensors(&m->cfg, m->tensors, m->n_tensors);
-    plan_units(m, keep_gathered);
+    plan_units(m, fmt, keep_gathered);
     int64_t before = h5_bytes_read();
-    for (int u = 0; u < m->n_units; u++) fsdp_pool_load(&m->units[u].frozen, f);
+    for (int u = 0; u < m->n_units; u++) {
+        fsdp_pool_load(&m->units[u].frozen, f);
+        if (m->units[u].quant.n_members) qpool_load(&m->units[u].quant, f);
+    }
     m->bytes_read = h5_bytes_read() - before;
     h5_close(f);
 }
 
 void model_free(sl_model *m)
 {
-    for (int u = 0; u < m->n_units; u++) fsdp_pool_free(&m->units[u].frozen), fsdp_pool_free(&m->units[u].train);
+    for (int u = 0; u < m->n_units; u++) fsdp_unit_free(&m->units[u]);
     free(m->units);
     free(m->tensors);
     memset(m, 0, sizeof *m);

@@ -9,6 +9,7 @@
 #include "fsdp.h"
 #include "lora.h"
 #include "modelcfg.h"
+#include "quant.h"
 
 typedef struct {
     sl_model_config cfg;
@@ -34,9 +35,10 @@ typedef struct {
 /* Check the model file on the calling rank: structure, /config, every tensor present with its
  * shape and a float type. Errors are fatal and name the file and the dataset. */
 void model_validate(const char *path);
-/* Collective: read this rank's shard of every unit. keep_gathered: weights stay gathered after
- * first use (--shard grad_op / none). */
-void model_load(sl_model *m, const char *path, int keep_gathered);
+/* Collective: read this rank's shard of every unit, quantizing the decoder layers' linear weights
+ * in fmt (QUANT_NONE: kept in float). keep_gathered: weights stay gathered after first use
+ * (--shard grad_op / none). */
+void model_load(sl_model *m, const char *path, const quant_format *fmt, int keep_gathered);
 void model_free(sl_model *m);
 
 /* Plan the trainable pools: adapters on every layer unit, and for sequence classification a

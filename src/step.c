@@ -68,14 +68,12 @@ static void forward_layers(sl_model *m, step_state *s, const sl_batch *b)
     fsdp_release(&m->units[0].frozen);
     for (int l = 0; l < c->num_layers; l++) {
         fsdp_unit *u = &m->units[1 + l];
-        fsdp_gather(&u->frozen);
-        fsdp_gather(&u->train);
-        layer_weights w = layer_weights_of(&u->frozen, l);
+        fsdp_unit_gather(u);
+        layer_weights w = layer_weights_of(u, l);
         lora_view lv = lora_view_of(m->lora, &u->train, l);
         float *out = l + 1 < c->num_layers ? layer_input(s, l + 1) : s->x;
         layer_forward(c, &w, m->lora, &lv, acts_of(s, l, b->T), b, out);
-        fsdp_release(&u->frozen);
-        fsdp_release(&u->train);
+        fsdp_unit_release(u);
     }
 }
 
@@ -161,15 +159,13 @@ static void backward_layers(sl_model *m, step_state *s, const sl_batch *b)
     const sl_model_config *c = &m->cfg;
     for (int l = c->num_layers - 1; l >= 0; l--) {
         fsdp_unit *u = &m->units[1 + l];
-        fsdp_gather(&u->frozen);
-        fsdp_gather(&u->train);
-        layer_weights w = layer_weights_of(&u->frozen, l);
+        fsdp_unit_gather(u);
+        layer_weights w = layer_weights_of(u, l);
         lora_view lv = lora_view_of(m->lora, &u->train, l);
         layer_acts *a = acts_of(s, l, b->T);
         if (s->act_ckpt) layer_forward(c, &w, m->lora, &lv, a, b, s->xn_final); /* recompute; output unused */
         layer_backward(c, &w, m->lora, &lv, a, b, s->dx);
-        fsdp_release(&u->frozen);
-        fsdp_release(&u->train);
+        fsdp_unit_release(u);
     }
 }
 

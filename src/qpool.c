@@ -1,0 +1,167 @@
+/* qpool: sharded quantization at load time, gathering and dequantization. */
+#include "qpool.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm.h"
+#include "h5io.h"
+#include "runtime.h"
+
+static int64_t group_blocks(const qpool *q) { return q->fmt.double_quant ? QUANT_NESTED_BLOCKS : 1; }
+static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+void qpool_add(qpool *q, const char *path, int ndims, const int64_t *dims)
+{
+    if (q->n_members == QPOOL_MAX_MEMBERS) sl_fatal("internal error: more than %d quantized tensors in a unit", QPOOL_MAX_MEMBERS);
+    qpool_member *m = &q->members[q->n_members++];
+    snprintf(m->path, sizeof m->path, "%s", path);
+    m->ndims = ndims;
+    m->numel = 1;
+    for (int i = 0; i < ndims; i++) m->dims[i] = dims[i], m->numel *= dims[i];
+    m->offset = q->numel;
+    q->numel += m->numel;
+}
+
+void qpool_plan(qpool *q, const quant_format *fmt)
+{
+    q->fmt = *fmt;
+    int64_t blocks = 0, g = group_blocks(q);
+    for (int i = 0; i < q->n_members; i++) {
+        q->members[i].block_start = blocks;
+        blocks += round_up(quant_nblocks(fmt, q->members[i].numel), g); /* groups never straddle tensors */
+    }
+    q->nblocks = round_up(blocks, g * RT.world);
+    q->shard_blocks = q->nblocks / RT.world;
+    q->code_stride = fmt->type == QUANT_INT8 ? fmt->blocksize : fmt->blocksize / 2;
+}
+
+/* This rank's blocks of member m, as member-local [b0, b1); empty when b1 <= b0. */
+static void my_blocks(const qpool *q, const qpool_member *m, int64_t *b0, int64_t *b1)
+{
+    int64_t lo = (int64_t)RT.rank * q->shard_blocks, hi = lo + q->shard_blocks, n = quant_nblocks(&q->fmt, m->numel);
+    *b0 = lo > m->block_start ? lo - m->block_start : 0;
+    *b1 = hi - m->block_start < n ? hi - m->block_start : n;
+    if (*b0 > n) *b0 = n;
+    if (*b1 < *b0) *b1 = *b0;
+}
+
+static void alloc_shard(qpool *q)
+{
+    size_t sb = (size_t)q->shard_blocks;
+    q->codes = sl_calloc(sb, (size_t)q->code_stride, "quantized weights");
+    if (!q->fmt.double_quant) q->absmax = sl_calloc(sb, sizeof(float), "quantization statistics");
+    else {
+        q->absmax_u8 = sl_calloc(sb, 1, "quantization statistics");
+        q->nested = sl_calloc(sb / QUANT_NESTED_BLOCKS, sizeof(float), "quantization statistics");
+    }
+}
+
+/* Read member m's elements of this rank's blocks into x (collective: empty ranges too). */
+static int64_t read_member(const qpool *q, const qpool_member *m, hid_t file, int64_t b0, int64_t b1, float *x)
+{
+    int64_t e0 = b0 * q->fmt.blocksize, count = quant_block_elems(&q->fmt, m->numel, b0, b1);
+    h5_read_range(file, m->path, SL_F32, count ? e0 : 0, count, x);
+    int64_t bad = -1;
+    for (int64_t i = 0; i < count && bad < 0; i++)
+        if (!isfinite(x[i])) bad = i;
+    rt_agree(bad < 0, "%s: dataset %s holds a non-finite value (%g) at element %lld (expected finite weights)",
+             h5_name(file), m->path, bad >= 0 ? x[bad] : 0.0, (long long)(e0 + bad));
+    return count;
+}
+
+static quant_view shard_view(qpool *q, const qpool_member *m, int64_t b0)
+{
+    int64_t at = m->block_start + b0 - (int64_t)RT.rank * q->shard_blocks; /* block index in the shard */
+    quant_view v = {.codes = q->codes + at * q->code_stride, .offset = m->dq_offset};
+    if (!q->fmt.double_quant) v.absmax = q->absmax + at;
+    else v.absmax_u8 = q->absmax_u8 + at, v.nested_absmax = q->nested + at / QUANT_NESTED_BLOCKS;
+    return v;
+}
+
+void qpool_load(qpool *q, hid_t file)
+{
+    alloc_shard(q);
+    float *x[QPOOL_MAX_MEMBERS] = {0}, *am[QPOOL_MAX_MEMBERS] = {0};
+    quant_sum *sums = sl_calloc((size_t)q->n_members, sizeof *sums, "quantization sums");
+    for (int i = 0; i < q->n_members; i++) { /* phase 1: own blocks' absmax, partial sums */
+        qpool_member *m = &q->members[i];
+        int64_t b0, b1;
+        my_blocks(q, m, &b0, &b1);
+        x[i] = sl_malloc((size_t)((b1 - b0) * q->fmt.blocksize + 1) * sizeof(float), "weights to quantize");
+        am[i] = sl_malloc((size_t)(b1 - b0 + 1) * sizeof(float), "block absmax");
+        read_member(q, m, file, b0, b1, x[i]);
+        if (b1 > b0) quant_block_absmax(&q->fmt, x[i], m->numel, b0, b1, am[i]);
+        if (b1 > b0) quant_sum_add(&sums[i], am[i], b1 - b0);
+    }
+    if (q->fmt.double_quant) { /* phase 2: exact whole-tensor means */
+        comm_allreduce_sum_i64(&sums[0].v[0], (int64_t)q->n_members * QUANT_SUM_LEN);
+        for (int i = 0; i < q->n_members; i++) q->members[i].dq_offset = quant_sum_offset(&sums[i]);
+    }
+    for (int i = 0; i < q->n_members; i++) { /* phase 3: encode own blocks */
+        qpool_member *m = &q->members[i];
+        int64_t b0, b1;
+        my_blocks(q, m, &b0, &b1);
+        quant_view v = shard_view(q, m, b0);
+        if (b1 > b0) quant_encode(&q->fmt, x[i], m->numel, b0, b1, am[i], m->dq_offset, &v);
+        free(x[i]), free(am[i]);
+    }
+    free(sums);
+}
+
+float *qpool_gather(qpool *q)
+{
+    if (q->full) return q->full;
+    const size_t sb = (size_t)q->shard_blocks, world = (size_t)RT.world;
+    q->codes_full = sl_malloc(sb * world * (size_t)q->code_stride, "gathered codes");
+    comm_allgather_bytes(q->codes_full, q->codes, (int64_t)sb * q->code_stride);
+    if (q->fmt.double_quant) {
+        q->absmax_u8_full = sl_malloc(sb * world, "gathered statistics");
+        comm_allgather_bytes(q->absmax_u8_full, q->absmax_u8, (int64_t)sb);
+        q->nested_full = sl_malloc(sb / QUANT_NESTED_BLOCKS * world * sizeof(float), "gathered statistics");
+        comm_allgather_f32(q->nested_full, q->nested, (int64_t)(sb / QUANT_NESTED_BLOCKS));
+    } else {
+        q->absmax_full = sl_malloc(sb * world * sizeof(float), "gathered statistics");
+        comm_allgather_f32(q->absmax_full, q->absmax, (int64_t)sb);
+    }
+    q->full = sl_malloc((size_t)q->numel * sizeof(float), "dequantized weights");
+    for (int i = 0; i < q->n_members; i++) {
+        const qpool_member *m = &q->members[i];
+        int64_t b = m->block_start;
+        quant_view v = {.codes = q->codes_full + b * q->code_stride, .offset = m->dq_offset};
+        if (q->fmt.double_quant) v.absmax_u8 = q->absmax_u8_full + b, v.nested_absmax = q->nested_full + b / QUANT_NESTED_BLOCKS;
+        else v.absmax = q->absmax_full + b;
+        quant_dequant(&q->fmt, &v, m->numel, 0, quant_nblocks(&q->fmt, m->numel), q->full + m->offset);
+    }
+    free(q->codes_full), free(q->absmax_u8_full), free(q->nested_full), free(q->absmax_full);
+    q->codes_full = q->absmax_u8_full = NULL, q->nested_full = q->absmax_full = NULL;
+    return q->full;
+}
+
+void qpool_release(qpool *q)
+{
+    if (q->keep_gathered) return;
+    free(q->full);
+    q->full = NULL;
+}
+
+float *qpool_member_data(const qpool *q, const char *path)
+{
+    for (int i = 0; i < q->n_members; i++)
+        if (!strcmp(q->members[i].path, path)) return q->full ? q->full + q->members[i].offset : NULL;
+    return NULL;
+}
+
+int64_t qpool_shard_bytes(const qpool *q)
+{
+    int64_t sb = q->shard_blocks;
+    return sb * q->code_stride + (q->fmt.double_quant ? sb + sb / QUANT_NESTED_BLOCKS * 4 : sb * 4);
+}
+
+void qpool_free(qpool *q)
+{
+    free(q->codes), free(q->absmax), free(q->absmax_u8), free(q->nested), free(q->full);
+    memset(q, 0, sizeof *q);
+}

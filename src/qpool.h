@@ -1,0 +1,54 @@
+/* qpool: the quantized part of a unit: its linear weights as bitsandbytes-compatible blocks
+ * (NF4/FP4/INT8, optionally double-quantized), sharded in whole blocks (whole groups of 256
+ * blocks with double quantization) so that every rank quantizes, stores and sends only its own
+ * blocks and the gathered result is bit-identical for any number of ranks. Gathering all-gathers
+ * the codes and statistics and dequantizes them into one float buffer for compute. */
+#ifndef SL_QPOOL_H
+#define SL_QPOOL_H
+
+#include <hdf5.h>
+#include <stdint.h>
+
+#include "quant.h"
+
+#define QPOOL_MAX_MEMBERS 8
+
+typedef struct {
+    char path[112];
+    int ndims;
+    int64_t dims[2];
+    int64_t numel;
+    int64_t offset;      /* element offset in the dequantized buffer */
+    int64_t block_start; /* first block in the pool's block space */
+    float dq_offset;     /* double quantization: the mean block absmax, added back */
+} qpool_member;
+
+typedef struct {
+    quant_format fmt;
+    int n_members;
+    qpool_member members[QPOOL_MAX_MEMBERS];
+    int64_t numel;        /* dequantized elements */
+    int64_t nblocks;      /* blocks, padded to a multiple of world (x 256 with DQ) */
+    int64_t shard_blocks; /* blocks each rank owns */
+    int64_t code_stride;  /* code bytes per block */
+    /* this rank's blocks, and the gathered pool */
+    uint8_t *codes, *codes_full, *absmax_u8, *absmax_u8_full;
+    float *absmax, *absmax_full, *nested, *nested_full;
+    float *full;          /* dequantized weights, or NULL */
+    int keep_gathered;
+} qpool;
+
+void qpool_add(qpool *q, const char *path, int ndims, const int64_t *dims);
+void qpool_plan(qpool *q, const quant_format *fmt);
+/* Collective: read this rank's blocks of every member (float datasets) and quantize them; the
+ * double-quantization offsets come from one exact all-reduce. Non-finite weights are reported. */
+void qpool_load(qpool *q, hid_t file);
+/* Collective: gather codes and statistics, dequantize; returns the float buffer. */
+float *qpool_gather(qpool *q);
+void qpool_release(qpool *q);
+float *qpool_member_data(const qpool *q, const char *path);
+/* Bytes of quantized data this rank holds. */
+int64_t qpool_shard_bytes(const qpool *q);
+void qpool_free(qpool *q);
+
+#endif
