@@ -5,9 +5,13 @@
  *   fsdp     sharded flat units, gather and release     model    loading; forward.c the forward pass
  *   data     token datasets and windows                 eval     the eval command
  *   memplan  the --dry-run memory plan */
+#include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
 
+#ifdef SL_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#endif
 #include "config.h"
 #include "eval.h"
 #include "memplan.h"
@@ -17,9 +21,23 @@
 static void set_threads(const sl_config *cfg)
 {
     int n = cfg->threads;
-    if (n == 0 && getenv("OMP_NUM_THREADS")) return;
+    if (n == 0 && getenv("OMP_NUM_THREADS")) n = omp_get_max_threads();
     if (n == 0) n = omp_get_num_procs() / (RT.local_size > 0 ? RT.local_size : 1);
-    omp_set_num_threads(n > 0 ? n : 1);
+    if (n < 1) n = 1;
+    omp_set_num_threads(n);
+    /* Measured on the demo: OpenBLAS threads nested in OpenMP regions oversubscribe the cores and
+     * halve throughput; ranks, not BLAS threads, are how the CPU backend uses more cores. */
+    openblas_set_num_threads(1);
+}
+
+/* Each rank binds its own GPU; compute stays on the CPU backend until the CUDA kernels land. */
+static void bind_device(void)
+{
+#ifdef SL_HAVE_CUDA
+    char msg[256];
+    int device = k_cuda_bind_device(RT.local_rank, msg, sizeof msg);
+    if (RT.rank == 0) log_info("cuda: %s%s", msg, device < 0 ? "; using the CPU backend" : "");
+#endif
 }
 
 int main(int argc, char **argv)
@@ -28,6 +46,7 @@ int main(int argc, char **argv)
     sl_config cfg;
     config_parse(&cfg, argc, argv);
     set_threads(&cfg);
+    bind_device();
     if (cfg.command == CMD_EVAL) eval_run(&cfg);
     else if (cfg.dry_run) memplan_print(&cfg);
     else rt_fail_all("'shardlora train' is not built yet: this build evaluates models (shardlora eval)");
