@@ -54,4 +54,23 @@ void k_cross_entropy_bwd(float *dlogits, const float *logits, const int32_t *tar
 /* Embedding lookup out[T, D] = table[ids[t], :]; ids are assumed checked against the vocabulary. */
 void k_embedding_fwd(float *out, const float *table, const int32_t *ids, int T, int D);
 
+/* Blockwise-quantized weights in bitsandbytes' layout (NF4, FP4, INT8; formats in src/quant.h), as
+ * plain pointers at the data of the first block to decode. With double quantization that block
+ * starts a nested group, so nested_absmax[b / nested_blocksize] scales block b. */
+typedef struct {
+    int bits;                 /* 4: two codes per byte, the first element in the high nibble; 8: one */
+    int blocksize;
+    const float *code;        /* the decoding table, 1 << bits entries */
+    const uint8_t *codes;
+    const float *absmax;      /* one per block; NULL with double quantization, where instead */
+    const uint8_t *absmax_u8; /*   absmax[b] = nested_code[absmax_u8[b]] * nested_absmax[b / nested_blocksize] + offset */
+    const float *nested_absmax;
+    const float *nested_code;
+    int nested_blocksize;
+    float offset;
+} k_quant_blocks;
+
+/* Dequantize the n elements that start at the first block: out[i] = code[c_i] * absmax[i / blocksize]. */
+void k_dequant(float *out, const k_quant_blocks *q, int64_t n);
+
 #endif

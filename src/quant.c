@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime.h"
+
 /* The 16 NF4 quantiles as published with QLoRA (Dettmers et al. 2023, appendix E). */
 const float QUANT_NF4_CODE[16] = {
     -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
@@ -100,6 +102,19 @@ const char *quant_format_problem(const quant_format *f)
     return NULL;
 }
 
+const char *quant_format_make(const char *type, int double_quant, int blocksize, quant_format *f)
+{
+    static char msg[160];
+    int t = quant_type_from_name(type);
+    if (t <= QUANT_NONE) {
+        snprintf(msg, sizeof msg, "unknown quantization type '%s' (expected nf4, fp4 or int8)", type);
+        return msg;
+    }
+    *f = (quant_format){.type = t, .double_quant = double_quant,
+                        .blocksize = blocksize ? blocksize : t == QUANT_INT8 ? 4096 : 64};
+    return quant_format_problem(f);
+}
+
 const char *quant_format_parse(const char *s, quant_format *f)
 {
     static char msg[160];
@@ -161,4 +176,35 @@ int64_t quant_nested_count(const quant_format *f, int64_t b0, int64_t b1)
 {
     if (!f->double_quant || b1 <= b0) return 0;
     return (b1 - 1) / QUANT_NESTED_BLOCKS - b0 / QUANT_NESTED_BLOCKS + 1;
+}
+
+/* The table a type decodes with: FP4's code 8 gives -0, as bitsandbytes applies the sign bit to
+ * zero too (the stored table, like bitsandbytes' own, has +0 there). */
+static const float *decode_code(quant_type t)
+{
+    static float fp4[16];
+    if (t != QUANT_FP4) return quant_code(t);
+    if (fp4[3] == 0.0f) {
+        memcpy(fp4, quant_fp4_code(), sizeof fp4);
+        fp4[8] = -0.0f;
+    }
+    return fp4;
+}
+
+k_quant_blocks quant_kernel_blocks(const quant_format *f, const quant_view *q)
+{
+    return (k_quant_blocks){.bits = f->type == QUANT_INT8 ? 8 : 4, .blocksize = f->blocksize,
+                            .code = decode_code(f->type), .codes = q->codes,
+                            .absmax = f->double_quant ? NULL : q->absmax, .absmax_u8 = q->absmax_u8,
+                            .nested_absmax = q->nested_absmax, .nested_code = quant_dynamic_code(),
+                            .nested_blocksize = QUANT_NESTED_BLOCKS, .offset = q->offset};
+}
+
+void quant_dequant(const quant_format *f, const quant_view *q, int64_t n, int64_t b0, int64_t b1, float *out)
+{
+    if (f->double_quant && b0 % QUANT_NESTED_BLOCKS)
+        sl_fatal("quant_dequant: with double quantization a block range must start a group of %d blocks "
+                 "(found b0 = %lld)", QUANT_NESTED_BLOCKS, (long long)b0);
+    k_quant_blocks k = quant_kernel_blocks(f, q);
+    k_dequant(out, &k, quant_block_elems(f, n, b0, b1));
 }

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels.h"
+
 typedef enum { QUANT_NONE, QUANT_NF4, QUANT_FP4, QUANT_INT8 } quant_type;
 
 typedef struct {
@@ -36,6 +38,9 @@ int quant_code_len(quant_type t);
 /* "none", "nf4", "fp4", "int8", optionally followed by "-dq" and "-bsN" ("nf4-dq-bs64"); the
  * blocksize defaults to bitsandbytes' (64 for 4-bit, 4096 for int8). Returns NULL or a message. */
 const char *quant_format_parse(const char *s, quant_format *f);
+/* The format from command-line style parts: type "nf4", "fp4" or "int8", blocksize 0 for the
+ * default. Returns NULL or a message (unknown type, unsupported combination). */
+const char *quant_format_make(const char *type, int double_quant, int blocksize, quant_format *f);
 /* NULL when the combination is supported, else why not. */
 const char *quant_format_problem(const quant_format *f);
 const char *quant_type_name(quant_type t);
@@ -78,7 +83,10 @@ float quant_sum_offset(const quant_sum *s);
 void quant_encode(const quant_format *f, const float *x, int64_t n, int64_t b0, int64_t b1,
                   const float *absmax, float offset, quant_view *out);
 
-/* Decode blocks [b0, b1) into out (their elements, float32). */
+/* The blocks q points at, as the backend kernel k_dequant takes them (kernels/kernels.h), with the
+ * built-in decoding tables (host memory). */
+k_quant_blocks quant_kernel_blocks(const quant_format *f, const quant_view *q);
+/* Decode blocks [b0, b1) into out (their elements, float32) on the host, through k_dequant. */
 void quant_dequant(const quant_format *f, const quant_view *q, int64_t n, int64_t b0, int64_t b1,
                    float *out);
 
