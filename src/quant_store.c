@@ -1,0 +1,207 @@
+/* quant_store: quantized weights as HDF5 groups (layout in quant_store.h); probe, write, block-range read. */
+#include "quant_store.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h5io.h"
+#include "runtime.h"
+
+static const char *codes_name(const quant_format *f) { return f->type == QUANT_INT8 ? "codes" : "packed"; }
+
+static void member_path(char *buf, size_t len, const char *group, const char *name)
+{
+    if ((size_t)snprintf(buf, len, "%s/%s", group, name) >= len) sl_fatal("HDF5 path too long: %s/%s", group, name);
+}
+
+static noreturn void malformed(hid_t file, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static noreturn void malformed(hid_t file, const char *path, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    sl_fatal("%s: quantized weight %s: %s", h5_name(file), path, msg);
+}
+
+static void need_attr(hid_t file, const char *path, const char *name)
+{
+    if (!h5_has_attr(file, path, name))
+        malformed(file, path, "attribute '%s' is missing (a quantized group has quant_type, blocksize, "
+                  "shape and dtype)", name);
+}
+
+/* The member's stored shape; missing members are fatal, naming what the format needs. */
+static h5_shape member_shape(hid_t file, const char *path, const char *name, const char *expected)
+{
+    char p[1024];
+    member_path(p, sizeof p, path, name);
+    if (!h5_has(file, p)) malformed(file, path, "dataset '%s' is missing (expected %s)", name, expected);
+    return h5_shape_of(file, p);
+}
+
+static void expect_member(hid_t file, const char *path, const char *name, sl_dtype t, int64_t count)
+{
+    char expected[64];
+    snprintf(expected, sizeof expected, "%s [%lld]", sl_dtype_name(t), (long long)count);
+    h5_shape s = member_shape(file, path, name, expected);
+    if (s.dtype != t || s.ndims != 1 || s.n != count)
+        malformed(file, path, "dataset '%s' is %s with %d dimension(s) and %lld elements (expected %s)", name,
+                  s.dtype == SL_DTYPE_OTHER ? "of an unsupported type" : sl_dtype_name(s.dtype), s.ndims,
+                  (long long)s.n, expected);
+}
+
+/* Stored tables must be the built-in ones, which are what every decoder here uses. */
+static void expect_table(hid_t file, const char *path, const char *name, const float *want, int len)
+{
+    expect_member(file, path, name, SL_F32, len);
+    char p[1024];
+    member_path(p, sizeof p, path, name);
+    float got[256];
+    h5_read(file, p, SL_F32, got);
+    for (int i = 0; i < len; i++)
+        if (memcmp(&got[i], &want[i], sizeof got[i]) != 0)
+            malformed(file, path, "dataset '%s' entry %d is %.9g, expected %.9g (bitsandbytes' table)", name, i,
+                      got[i], want[i]);
+}
+
+/* Format, shape and dtype from the attributes; double quantization from absmax being uint8. */
+static void read_format(hid_t file, const char *path, quant_store_info *info)
+{
+    const char *attrs[] = {"quant_type", "blocksize", "shape", "dtype"};
+    for (int i = 0; i < 4; i++) need_attr(file, path, attrs[i]);
+    int n_dims = h5_attr_ints(file, path, "shape", info->shape, 2);
+    if (n_dims != 2 || info->shape[0] <= 0 || info->shape[1] <= 0)
+        malformed(file, path, "attribute 'shape' must hold two positive sizes [out, in] (found %d values)", n_dims);
+    info->n = info->shape[0] * info->shape[1];
+    h5_shape absmax = member_shape(file, path, "absmax", "float32, or uint8 with double quantization");
+    if (absmax.dtype != SL_F32 && absmax.dtype != SL_U8)
+        malformed(file, path, "dataset 'absmax' must be float32 or uint8 (found %s)",
+                  absmax.dtype == SL_DTYPE_OTHER ? "an unsupported type" : sl_dtype_name(absmax.dtype));
+    char *type = h5_attr_string(file, path, "quant_type");
+    int64_t bs = h5_attr_int(file, path, "blocksize");
+    const char *problem = bs > 0 && bs < 1 << 20 ? quant_format_make(type, absmax.dtype == SL_U8, (int)bs, &info->fmt)
+                                                 : "blocksize must be positive";
+    if (problem) malformed(file, path, "quant_type '%s', blocksize %lld: %s", type, (long long)bs, problem);
+    free(type);
+    char *dtype = h5_attr_string(file, path, "dtype");
+    snprintf(info->dtype, sizeof info->dtype, "%s", dtype);
+    free(dtype);
+    info->nblocks = quant_nblocks(&info->fmt, info->n);
+}
+
+static void check_double_quant(hid_t file, const char *path, const quant_store_info *info)
+{
+    expect_member(file, path, "nested_absmax", SL_F32, quant_nested_count(&info->fmt, 0, info->nblocks));
+    expect_table(file, path, "nested_code", quant_dynamic_code(), 256);
+    if (!h5_has_attr(file, path, "offset") || !h5_has_attr(file, path, "nested_blocksize"))
+        malformed(file, path, "attributes 'offset' and 'nested_blocksize' are needed with double quantization "
+                  "(absmax is uint8)");
+    int64_t nested_bs = h5_attr_int(file, path, "nested_blocksize");
+    if (nested_bs != QUANT_NESTED_BLOCKS)
+        malformed(file, path, "attribute 'nested_blocksize' is %lld (expected %d)", (long long)nested_bs,
+                  QUANT_NESTED_BLOCKS);
+    double offset = h5_attr_double(file, path, "offset");
+    if (!isfinite(offset) || (double)(float)offset != offset)
+        malformed(file, path, "attribute 'offset' is %.17g (expected a finite float32 value)", offset);
+}
+
+int quant_store_probe(hid_t file, const char *path, quant_store_info *info)
+{
+    if (!h5_is_group(file, path)) return 0;
+    *info = (quant_store_info){0};
+    read_format(file, path, info);
+    const quant_format *f = &info->fmt;
+    expect_member(file, path, codes_name(f), SL_U8, quant_code_bytes(f, info->n, 0, info->nblocks));
+    expect_member(file, path, "absmax", f->double_quant ? SL_U8 : SL_F32, info->nblocks);
+    expect_table(file, path, "code", quant_code(f->type), quant_code_len(f->type));
+    if (f->double_quant) check_double_quant(file, path, info);
+    return 1;
+}
+
+static void write_member(hid_t file, const char *path, const char *name, sl_dtype t, int64_t count,
+                         const void *data)
+{
+    char p[1024];
+    member_path(p, sizeof p, path, name);
+    h5_write(file, p, t, t, 1, &count, data);
+}
+
+void quant_store_write(hid_t file, const char *path, const quant_store_info *info, const quant_view *q)
+{
+    const quant_format *f = &info->fmt;
+    int64_t nb = info->nblocks;
+    h5_make_groups(file, path);
+    write_member(file, path, codes_name(f), SL_U8, quant_code_bytes(f, info->n, 0, nb), q->codes);
+    write_member(file, path, "code", SL_F32, quant_code_len(f->type), quant_code(f->type));
+    if (f->double_quant) {
+        write_member(file, path, "absmax", SL_U8, nb, q->absmax_u8);
+        write_member(file, path, "nested_absmax", SL_F32, quant_nested_count(f, 0, nb), q->nested_absmax);
+        write_member(file, path, "nested_code", SL_F32, 256, quant_dynamic_code());
+        h5_set_attr_double(file, path, "offset", (double)q->offset);
+        h5_set_attr_int(file, path, "nested_blocksize", QUANT_NESTED_BLOCKS);
+    } else {
+        write_member(file, path, "absmax", SL_F32, nb, q->absmax);
+    }
+    h5_set_attr_string(file, path, "quant_type", quant_type_name(f->type));
+    h5_set_attr_int(file, path, "blocksize", f->blocksize);
+    h5_set_attr_ints(file, path, "shape", info->shape, 2);
+    h5_set_attr_string(file, path, "dtype", info->dtype);
+}
+
+void quant_store_quantize(hid_t file, const char *path, const quant_format *f, const int64_t dims[2],
+                          const char *dtype, const float *x)
+{
+    quant_store_info info = {.fmt = *f, .shape = {dims[0], dims[1]}, .n = dims[0] * dims[1]};
+    info.nblocks = quant_nblocks(f, info.n);
+    snprintf(info.dtype, sizeof info.dtype, "%s", dtype);
+    for (int64_t i = 0; i < info.n; i++)
+        if (!isfinite(x[i]))
+            sl_fatal("%s: %s: value %g at flat index %lld is not finite; only finite weights can be quantized",
+                     h5_name(file), path, x[i], (long long)i);
+    int64_t nb = info.nblocks;
+    quant_view q = {.codes = sl_malloc((size_t)quant_code_bytes(f, info.n, 0, nb), path),
+                    .absmax = sl_malloc((size_t)nb * sizeof(float), path),
+                    .absmax_u8 = sl_malloc((size_t)nb, path),
+                    .nested_absmax = sl_malloc((size_t)quant_nested_count(f, 0, nb) * sizeof(float) + 1, path)};
+    quant_tensor(f, x, info.n, &q);
+    quant_store_write(file, path, &info, &q);
+    free(q.codes), free(q.absmax), free(q.absmax_u8), free(q.nested_absmax);
+}
+
+static void read_member(hid_t file, const char *path, const char *name, sl_dtype t, int64_t start,
+                        int64_t count, void *buf)
+{
+    char p[1024];
+    member_path(p, sizeof p, path, name);
+    h5_read_range(file, p, t, start, count, buf);
+}
+
+void quant_store_read(hid_t file, const char *path, const quant_store_info *info, int64_t b0, int64_t b1,
+                      quant_view *q)
+{
+    const quant_format *f = &info->fmt;
+    if (b0 < 0 || b1 < b0 || b1 > info->nblocks)
+        sl_fatal("%s: quantized weight %s: blocks [%lld, %lld) requested, but it has %lld", h5_name(file), path,
+                 (long long)b0, (long long)b1, (long long)info->nblocks);
+    if (f->double_quant && b1 > b0 && b0 % QUANT_NESTED_BLOCKS)
+        sl_fatal("%s: quantized weight %s: with double quantization a block range must start a group of %d "
+                 "blocks (found b0 = %lld)", h5_name(file), path, QUANT_NESTED_BLOCKS, (long long)b0);
+    int empty = b1 == b0; /* still makes every read, for collective files */
+    int64_t code_start = empty ? 0 : quant_code_bytes(f, info->n, 0, b0);
+    int64_t code_count = empty ? 0 : quant_code_bytes(f, info->n, b0, b1);
+    read_member(file, path, codes_name(f), SL_U8, code_start, code_count, q->codes);
+    if (!f->double_quant) {
+        read_member(file, path, "absmax", SL_F32, b0, b1 - b0, q->absmax);
+        return;
+    }
+    read_member(file, path, "absmax", SL_U8, b0, b1 - b0, q->absmax_u8);
+    read_member(file, path, "nested_absmax", SL_F32, b0 / QUANT_NESTED_BLOCKS, quant_nested_count(f, b0, b1),
+                q->nested_absmax);
+    q->offset = (float)h5_attr_double(file, path, "offset");
+}

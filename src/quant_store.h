@@ -1,0 +1,45 @@
+/* quant_store: a quantized weight in a model file, stored as a group at the weight's path:
+ *   packed (uint8 [ceil(n/2)], nf4/fp4) or codes (uint8 [n], int8); absmax (float32 [nblocks], or
+ *   uint8 [nblocks] with double quantization); code (the float32 decoding table); with double
+ *   quantization nested_absmax (float32 [ceil(nblocks/256)]) and nested_code (float32 [256]).
+ *   Attributes: quant_type ("nf4", "fp4", "int8"), blocksize, shape (int64 [out, in]), dtype (the
+ *   original dtype's name); with double quantization offset (float64, exactly the float32 value)
+ *   and nested_blocksize (256).
+ * Sharded loading: every rank probes the group, then reads only its own block range with
+ * quant_store_read. On a file opened with a communicator the reads are collective: every rank makes
+ * the same calls, with empty ranges (b0 == b1) where it owns nothing. */
+#ifndef SL_QUANT_STORE_H
+#define SL_QUANT_STORE_H
+
+#include <hdf5.h>
+#include <stdint.h>
+
+#include "quant.h"
+
+typedef struct {
+    quant_format fmt;
+    int64_t shape[2]; /* [out, in] */
+    int64_t n, nblocks;
+    char dtype[16];   /* the original weight's dtype name ("f32", "bf16", ...) */
+} quant_store_info;
+
+/* 1 when path is a quantized group (info filled in), 0 when it is missing or a dataset. A group
+ * with missing or ill-sized members, or an unknown format, is fatal, naming the file and path. */
+int quant_store_probe(hid_t file, const char *path, quant_store_info *info);
+
+/* Write a whole quantized tensor (q holds blocks [0, info->nblocks)) as a group at path. */
+void quant_store_write(hid_t file, const char *path, const quant_store_info *info, const quant_view *q);
+
+/* Quantize the float32 weight x[dims[0], dims[1]] (one rank) and write it: what
+ * shardlora-quantize and shardlora-import --quantize share. */
+void quant_store_quantize(hid_t file, const char *path, const quant_format *f, const int64_t dims[2],
+                          const char *dtype, const float *x);
+
+/* Read blocks [b0, b1) into q, laid out as quant_encode writes them: codes from byte 0 (sized by
+ * quant_code_bytes), absmax or absmax_u8 (b1 - b0 entries), nested_absmax (quant_nested_count
+ * entries, for the groups covering the range) and offset. With double quantization b0 must start
+ * a group of QUANT_NESTED_BLOCKS blocks. Collective on a parallel file; b0 == b1 reads nothing. */
+void quant_store_read(hid_t file, const char *path, const quant_store_info *info, int64_t b0, int64_t b1,
+                      quant_view *q);
+
+#endif
