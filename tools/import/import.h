@@ -7,9 +7,13 @@
 
 #include "dtype.h"
 #include "modelcfg.h"
+#include "quant.h"
 
 typedef struct {
     sl_dtype out_dtype; /* SL_DTYPE_OTHER: keep each tensor's stored type */
+    const char *quantize; /* --quantize, --double-quant, --blocksize as given */
+    int double_quant, blocksize;
+    quant_format quant;   /* resolved from them; QUANT_NONE stores projections unquantized */
 } import_options;
 
 /* Where a model came from: the root attributes of the output file. */
@@ -32,7 +36,8 @@ typedef struct import_writer import_writer;
 import_writer *writer_open(const char *out_path, const import_options *opt, const import_origin *origin,
                            const sl_model_config *cfg);
 /* Write one tensor of the table; data holds spec->dims elements of src_dtype. "where" names the
- * source tensor in messages (e.g. "DIR/model.safetensors: tensor lm_head.weight"). */
+ * source tensor in messages (e.g. "DIR/model.safetensors: tensor lm_head.weight"). With
+ * --quantize, projection weights are converted to the output dtype, then quantized. */
 void writer_tensor(import_writer *w, const sl_tensor_spec *spec, sl_dtype src_dtype, const void *data,
                    const char *where);
 /* Close, move into place and print the summary. */

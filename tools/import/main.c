@@ -19,12 +19,27 @@ static void set_dtype(import_options *o, const char *v)
     sl_fatal("--dtype: unknown type '%s' (expected f32, f16 or bf16)", v);
 }
 
-/* Options, each taking one value; new ones (e.g. --quantize) are one more row and one setter. */
+static void set_quantize(import_options *o, const char *v) { o->quantize = v; }
+static void set_double_quant(import_options *o, const char *v) { o->double_quant = 1; }
+
+static void set_blocksize(import_options *o, const char *v)
+{
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*end || end == v || x <= 0 || x > 1 << 20) sl_fatal("--blocksize: expected a positive integer, found '%s'", v);
+    o->blocksize = (int)x;
+}
+
+/* Options; value NULL marks a flag. A new one is one more row and one setter. */
 static const struct {
     const char *name, *value, *help;
     void (*set)(import_options *, const char *);
 } OPTIONS[] = {
     {"--dtype", "f32|f16|bf16", "store every tensor in this type (default: as stored in the source)", set_dtype},
+    {"--quantize", "nf4|fp4|int8", "store the decoder layers' projection weights quantized", set_quantize},
+    {"--double-quant", NULL, "with --quantize nf4|fp4: quantize the block absmax values too", set_double_quant},
+    {"--blocksize", "N", "with --quantize: elements per block (nf4/fp4 64, 128, 256; int8 64, 256, 4096)",
+     set_blocksize},
 };
 #define N_OPTIONS (int)(sizeof OPTIONS / sizeof OPTIONS[0])
 
@@ -38,10 +53,10 @@ static void usage(FILE *out)
                  "options:\n");
     char form[64];
     for (int i = 0; i < N_OPTIONS; i++) {
-        snprintf(form, sizeof form, "%s %s", OPTIONS[i].name, OPTIONS[i].value);
-        fprintf(out, "  %-22s %s\n", form, OPTIONS[i].help);
+        snprintf(form, sizeof form, "%s %s", OPTIONS[i].name, OPTIONS[i].value ? OPTIONS[i].value : "");
+        fprintf(out, "  %-24s %s\n", form, OPTIONS[i].help);
     }
-    fprintf(out, "  %-22s %s\n", "--help", "this text");
+    fprintf(out, "  %-24s %s\n", "--help", "this text");
 }
 
 /* Applies "--name value" or "--name=value" at argv[i]; returns how many arguments it used. */
@@ -50,6 +65,11 @@ static int parse_option(int argc, char **argv, int i, import_options *o)
     for (int k = 0; k < N_OPTIONS; k++) {
         size_t len = strlen(OPTIONS[k].name);
         if (strncmp(argv[i], OPTIONS[k].name, len) != 0) continue;
+        if (!OPTIONS[k].value && argv[i][len] == 0) {
+            OPTIONS[k].set(o, NULL);
+            return 1;
+        }
+        if (!OPTIONS[k].value) continue;
         if (argv[i][len] == '=') {
             OPTIONS[k].set(o, argv[i] + len + 1);
             return 1;
@@ -60,6 +80,16 @@ static int parse_option(int argc, char **argv, int i, import_options *o)
         return 2;
     }
     sl_fatal("unknown option '%s' (see shardlora-import --help)", argv[i]);
+}
+
+static void resolve_quantization(import_options *o)
+{
+    if (!o->quantize) {
+        if (o->double_quant || o->blocksize) sl_fatal("--double-quant and --blocksize need --quantize nf4|fp4|int8");
+        return;
+    }
+    const char *problem = quant_format_make(o->quantize, o->double_quant, o->blocksize, &o->quant);
+    if (problem) sl_fatal("--quantize %s%s: %s", o->quantize, o->double_quant ? " --double-quant" : "", problem);
 }
 
 int main(int argc, char **argv)
@@ -84,6 +114,7 @@ int main(int argc, char **argv)
         usage(stderr);
         sl_fatal("expected a format (hf or llama2c), a source and an output file");
     }
+    resolve_quantization(&opt);
     if (strcmp(args[0], "hf") == 0)
         import_hf(args[1], args[2], &opt);
     else if (strcmp(args[0], "llama2c") == 0)

@@ -7,6 +7,7 @@
 
 #include "h5io.h"
 #include "import.h"
+#include "quant_store.h"
 #include "runtime.h"
 
 struct import_writer {
@@ -14,8 +15,9 @@ struct import_writer {
     char *final_path, *partial_path;
     sl_dtype out_dtype;
     const sl_model_config *cfg;
+    quant_format quant;
     unsigned dtypes_written; /* bit per sl_dtype, for the summary */
-    int tensors;
+    int tensors, quantized;
 };
 
 /* Removes the partial file when the import stops with an error (sl_fatal exits). */
@@ -43,6 +45,10 @@ import_writer *writer_open(const char *out_path, const import_options *opt, cons
     h5_set_attr_string(w->file, "/", "source_format", origin->source_format);
     h5_set_attr_string(w->file, "/", "model_name", origin->model_name);
     modelcfg_write(w->file, cfg);
+    w->quant = opt->quant;
+    char name[32];
+    if (w->quant.type != QUANT_NONE)
+        h5_set_attr_string(w->file, "/", "quantization", quant_format_name(&w->quant, name, sizeof name));
     return w;
 }
 
@@ -97,7 +103,16 @@ void writer_tensor(import_writer *w, const sl_tensor_spec *spec, sl_dtype src_dt
     check_finite(spec, src_dtype, data, n, where, " is not finite");
     sl_dtype out = w->out_dtype == SL_DTYPE_OTHER ? src_dtype : w->out_dtype;
     void *converted = out == src_dtype ? NULL : convert(spec, src_dtype, data, n, out, where);
-    h5_write(w->file, spec->path, out, out, spec->ndims, spec->dims, converted ? converted : data);
+    const void *stored = converted ? converted : data;
+    if (w->quant.type != QUANT_NONE && spec->kind == TENSOR_LINEAR) {
+        float *f32 = sl_malloc((size_t)n * 4, spec->path);
+        sl_to_f32(f32, stored, out, (size_t)n);
+        quant_store_quantize(w->file, spec->path, &w->quant, spec->dims, sl_dtype_name(out), f32);
+        free(f32);
+        w->quantized++;
+    } else {
+        h5_write(w->file, spec->path, out, out, spec->ndims, spec->dims, stored);
+    }
     free(converted);
     w->dtypes_written |= 1u << out;
     w->tensors++;
@@ -126,6 +141,9 @@ void writer_finish(import_writer *w)
              c->tie_word_embeddings ? ", tied embeddings" : "");
     log_info("parameters %lld (%.2fM) in %d tensors, dtype %s", (long long)params, (double)params / 1e6,
              w->tensors, dtypes);
+    char name[32];
+    if (w->quantized)
+        log_info("%d projection weights quantized to %s", w->quantized, quant_format_name(&w->quant, name, sizeof name));
     log_info("wrote %s", w->final_path);
     free(w->partial_path);
     free(w->final_path);
