@@ -6,7 +6,32 @@
 #include <string.h>
 
 #include "h5io.h"
+#include "quant_store.h"
 #include "runtime.h"
+
+int model_stored_format(const char *path, quant_format *fmt)
+{
+    hid_t f = h5_open(path, "model", 0, MPI_COMM_NULL);
+    quant_store_info info;
+    int stored = quant_store_probe(f, "/model/layers/0/self_attn/q_proj/weight", &info);
+    h5_close(f);
+    if (stored) *fmt = info.fmt;
+    return stored;
+}
+
+const char *model_choose_format(const char *path, const quant_format *asked, quant_format *fmt)
+{
+    static char msg[512];
+    *fmt = *asked;
+    quant_format stored;
+    if (!model_stored_format(path, &stored)) return NULL;
+    *fmt = stored;
+    if (asked->type == QUANT_NONE || !memcmp(asked, &stored, sizeof stored)) return NULL;
+    char a[32], b[32];
+    snprintf(msg, sizeof msg, "%s is stored quantized as %s, but the options ask for %s (drop --quant or match it)",
+             path, quant_format_name(&stored, a, sizeof a), quant_format_name(asked, b, sizeof b));
+    return msg;
+}
 
 void model_validate(const char *path)
 {
@@ -16,10 +41,22 @@ void model_validate(const char *path)
     int n = modelcfg_tensor_count(&cfg);
     sl_tensor_spec *t = sl_malloc(sizeof *t * (size_t)n, "tensor table");
     modelcfg_tensors(&cfg, t, n);
+    quant_format first = {QUANT_NONE, 0, 0};
+    int quantized = 0;
     for (int i = 0; i < n; i++) {
-        if (h5_is_group(f, t[i].path))
-            sl_fatal("%s: %s is a pre-quantized group; loading pre-quantized models needs the QLoRA base (not built yet)",
-                     path, t[i].path);
+        quant_store_info info;
+        if (t[i].kind == TENSOR_LINEAR && quant_store_probe(f, t[i].path, &info)) {
+            char a[32], b[32];
+            if (info.shape[0] != t[i].dims[0] || info.shape[1] != t[i].dims[1])
+                sl_fatal("%s: quantized weight %s has the wrong shape (expected [%lld, %lld], found [%lld, %lld])", path,
+                         t[i].path, (long long)t[i].dims[0], (long long)t[i].dims[1], (long long)info.shape[0],
+                         (long long)info.shape[1]);
+            if (quantized++ && memcmp(&info.fmt, &first, sizeof first) != 0)
+                sl_fatal("%s: %s is quantized as %s but earlier weights as %s (expected one format)", path, t[i].path,
+                         quant_format_name(&info.fmt, a, sizeof a), quant_format_name(&first, b, sizeof b));
+            first = info.fmt;
+            continue;
+        }
         h5_shape sh = h5_expect_shape(f, t[i].path, t[i].ndims, t[i].dims);
         if (!sl_dtype_is_float(sh.dtype))
             sl_fatal("%s: dataset %s has type %s (expected float32, float16 or bfloat16)", path, t[i].path,

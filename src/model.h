@@ -33,8 +33,14 @@ typedef struct {
 } sl_batch;
 
 /* Check the model file on the calling rank: structure, /config, every tensor present with its
- * shape and a float type. Errors are fatal and name the file and the dataset. */
+ * shape and a float type, or as a quantized group (all in one format). Errors are fatal and name
+ * the file and the dataset. */
 void model_validate(const char *path);
+/* Pre-quantized model files: 1 and the stored format, else 0 (calling rank only). */
+int model_stored_format(const char *path, quant_format *fmt);
+/* The base format of a run: a pre-quantized file's own, else the --quant options'. NULL or a
+ * message when the options ask for something else than the file holds. */
+const char *model_choose_format(const char *path, const quant_format *asked, quant_format *fmt);
 /* Collective: read this rank's shard of every unit, quantizing the decoder layers' linear weights
  * in fmt (QUANT_NONE: kept in float). keep_gathered: weights stay gathered after first use
  * (--shard grad_op / none). */

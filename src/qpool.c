@@ -8,6 +8,7 @@
 
 #include "comm.h"
 #include "h5io.h"
+#include "quant_store.h"
 #include "runtime.h"
 
 static int64_t group_blocks(const qpool *q) { return q->fmt.double_quant ? QUANT_NESTED_BLOCKS : 1; }
@@ -81,9 +82,30 @@ static quant_view shard_view(qpool *q, const qpool_member *m, int64_t b0)
     return v;
 }
 
+/* A pre-quantized file: each rank reads its own blocks of every member as stored. */
+static void read_stored(qpool *q, hid_t file)
+{
+    for (int i = 0; i < q->n_members; i++) {
+        qpool_member *m = &q->members[i];
+        quant_store_info info;
+        if (!quant_store_probe(file, m->path, &info))
+            sl_fatal("%s: %s is not quantized, but other weights of the file are (expected every projection quantized)",
+                     h5_name(file), m->path);
+        int64_t b0, b1;
+        my_blocks(q, m, &b0, &b1);
+        quant_view v = shard_view(q, m, b0);
+        quant_store_read(file, m->path, &info, b0, b1, &v);
+        m->dq_offset = v.offset;
+    }
+}
+
 void qpool_load(qpool *q, hid_t file)
 {
     alloc_shard(q);
+    if (q->n_members && h5_is_group(file, q->members[0].path)) {
+        read_stored(q, file);
+        return;
+    }
     float *x[QPOOL_MAX_MEMBERS] = {0}, *am[QPOOL_MAX_MEMBERS] = {0};
     quant_sum *sums = sl_calloc((size_t)q->n_members, sizeof *sums, "quantization sums");
     for (int i = 0; i < q->n_members; i++) { /* phase 1: own blocks' absmax, partial sums */
