@@ -4,7 +4,10 @@
  *   h5io     HDF5 helpers                               modelcfg /config and the tensor table
  *   fsdp     sharded flat units, gather and release     model    loading; forward.c the forward pass
  *   data     token datasets and windows                 eval     the eval command
- *   memplan  the --dry-run memory plan */
+ *   memplan  the --dry-run memory plan                  lora     adapters; layer.c one decoder layer
+ *   step     one micro-batch forward + backward         train    the training loop; adapter.c its output
+ *   qpool    quantized weights sharded in blocks       optim    AdamW, clipping, schedules
+ *   sampler  training batches                           metrics  OUT/metrics.h5 */
 #include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -14,8 +17,8 @@
 #endif
 #include "config.h"
 #include "eval.h"
-#include "memplan.h"
 #include "runtime.h"
+#include "train.h"
 
 /* Threads per rank: the option, else OMP_NUM_THREADS, else the cores shared among local ranks. */
 static void set_threads(const sl_config *cfg)
@@ -48,8 +51,7 @@ int main(int argc, char **argv)
     set_threads(&cfg);
     bind_device();
     if (cfg.command == CMD_EVAL) eval_run(&cfg);
-    else if (cfg.dry_run) memplan_print(&cfg);
-    else rt_fail_all("'shardlora train' is not built yet: this build evaluates models (shardlora eval)");
+    else train_run(&cfg);
     config_free(&cfg);
     rt_finalize();
     return 0;

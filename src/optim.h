@@ -1,0 +1,36 @@
+/* optim: AdamW on each rank's shard of the trainable parameters (fp32 master weights and
+ * moments), global gradient-norm clipping, and learning-rate schedules, all as PyTorch's
+ * torch.optim.AdamW, clip_grad_norm_ and Hugging Face's get_*_schedule_with_warmup define them. */
+#ifndef SL_OPTIM_H
+#define SL_OPTIM_H
+
+#include <stdint.h>
+
+typedef struct {
+    float beta1, beta2, eps, weight_decay;
+} sl_adamw;
+
+/* One update of n parameters at optimizer step `step` (1 for the first update). */
+void adamw_step(float *param, const float *grad, float *m, float *v, int64_t n, const sl_adamw *hp,
+                int64_t step, float lr);
+
+/* Collective: the L2 norm of the gradient over every rank's shard (summed in double, in a fixed
+ * order, so every rank computes the same value). */
+double optim_global_norm(const float *grad, int64_t n);
+/* torch.nn.utils.clip_grad_norm_: the factor min(1, max_norm / (norm + 1e-6)). */
+float optim_clip_coef(double norm, double max_norm);
+void optim_scale(float *x, int64_t n, float s);
+
+typedef enum { SCHEDULE_CONSTANT, SCHEDULE_LINEAR, SCHEDULE_COSINE } schedule_kind_t;
+typedef struct {
+    schedule_kind_t kind;
+    float base_lr;
+    int64_t warmup_steps, total_steps;
+} sl_schedule;
+
+/* The kind named by --schedule (constant, linear, cosine); the option parser checked the name. */
+schedule_kind_t schedule_kind(const char *name);
+/* The learning rate of optimizer step `step`, counted from 0. */
+float lr_at(const sl_schedule *s, int64_t step);
+
+#endif

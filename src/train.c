@@ -1,0 +1,234 @@
+/* train: the loop. Each optimizer step: count the step's loss targets on all ranks (so the loss
+ * is a mean over the global batch, whatever the rank count), run the micro-batches, reduce-scatter
+ * the trainable gradients to their owners, clip by the global norm, and update each rank's shard
+ * with AdamW. */
+#include "train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "adapter.h"
+#include "comm.h"
+#include "data.h"
+#include "h5io.h"
+#include "memplan.h"
+#include "metrics.h"
+#include "model.h"
+#include "optim.h"
+#include "runtime.h"
+#include "sampler.h"
+#include "step.h"
+
+/* The flat per-rank buffers of the trainable state: one contiguous buffer per role. */
+typedef struct {
+    int64_t n;
+    float *param, *grad, *m, *v;
+} train_state;
+
+static void check_inputs(void *arg)
+{
+    const sl_config *cfg = arg;
+    model_validate(cfg->model);
+    hid_t f = h5_open(cfg->model, "model", 0, MPI_COMM_NULL);
+    sl_model_config mc;
+    modelcfg_read(f, &mc);
+    h5_close(f);
+    data_validate(cfg->data, mc.vocab_size);
+    if (cfg->seq_len > mc.max_positions)
+        sl_fatal("option --seq-len=%d exceeds the model's max_position_embeddings (%d) in %s", cfg->seq_len,
+                 mc.max_positions, cfg->model);
+    unsigned mask;
+    const char *problem = lora_parse_targets(cfg->lora_targets, &mask);
+    if (problem) sl_fatal("option %s", problem);
+    quant_format asked, fmt;
+    problem = config_quant(cfg, &asked);
+    if (!problem) problem = model_choose_format(cfg->model, &asked, &fmt);
+    if (problem) sl_fatal("%s", problem);
+    if (cfg->adapter) {
+        adapter_info info;
+        adapter_read_info(cfg->adapter, &info);
+        if (info.lora.r != cfg->lora_r || info.lora.targets != mask)
+            sl_fatal("%s: adapter has rank %d on other modules than --lora-r=%d --lora-targets=%s", cfg->adapter,
+                     info.lora.r, cfg->lora_r, cfg->lora_targets);
+    }
+    if (cfg->lora_dropout >= 1) sl_fatal("option --lora-dropout: expected a value in [0, 1), found %g", cfg->lora_dropout);
+    sl_dataset d;
+    data_open(&d, cfg->data);
+    if (!strcmp(cfg->task, "seq_cls")) {
+        if (!d.has_labels)
+            sl_fatal("%s: dataset has no /labels, which --task=seq_cls needs (tokenize JSONL with \"label\" fields)", cfg->data);
+        if (cfg->num_labels <= 0) sl_fatal("option --num-labels is required with --task=seq_cls (the dataset has %d)", d.num_labels);
+        if (d.num_labels != cfg->num_labels)
+            sl_fatal("option --num-labels=%d does not match %s, whose num_labels attribute is %d", cfg->num_labels,
+                     cfg->data, d.num_labels);
+    }
+    data_close(&d);
+    if (cfg->global_batch > 0 && cfg->global_batch % (cfg->micro_batch * RT.world) != 0)
+        sl_fatal("option --global-batch=%d is not a multiple of --micro-batch (%d) x ranks (%d)", cfg->global_batch,
+                 cfg->micro_batch, RT.world);
+    if (mkdir(cfg->out, 0755) != 0 && errno != EEXIST)
+        sl_fatal("cannot create output directory '%s': %s", cfg->out, strerror(errno));
+    char probe[4096];
+    snprintf(probe, sizeof probe, "%s/.write_test", cfg->out);
+    FILE *fp = fopen(probe, "w");
+    if (!fp) sl_fatal("output directory '%s' is not writable: %s", cfg->out, strerror(errno));
+    fclose(fp);
+    remove(probe);
+}
+
+static void state_alloc(train_state *s, sl_model *m)
+{
+    s->n = model_trainable_shard_numel(m);
+    s->param = sl_calloc((size_t)s->n, 4, "trainable parameters");
+    s->grad = sl_calloc((size_t)s->n, 4, "gradients");
+    s->m = sl_calloc((size_t)s->n, 4, "AdamW moments");
+    s->v = sl_calloc((size_t)s->n, 4, "AdamW moments");
+    model_bind_trainable(m, s->param);
+}
+
+static void state_init(train_state *s, sl_model *m, const sl_config *cfg)
+{
+    if (cfg->adapter) {
+        adapter_load(m, cfg->adapter);
+        return;
+    }
+    for (int u = 0; u < m->n_units; u++) lora_init_shard(&m->units[u].train, m->units[u].train.shard, (uint64_t)cfg->seed);
+}
+
+/* Reduce-scatter every unit's full gradient into this rank's gradient shard. */
+static void reduce_gradients(sl_model *m, train_state *s)
+{
+    float *g = s->grad;
+    for (int u = 0; u < m->n_units; u++) {
+        fsdp_reduce_scatter_grad(&m->units[u].train, g);
+        g += m->units[u].train.shard_numel;
+    }
+}
+
+/* Write the gradients as an adapter-shaped file, by pointing the pools at the gradient shard. */
+static void dump_gradients(sl_model *m, train_state *s, const sl_config *cfg)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/grads_step1.h5", cfg->out);
+    model_bind_trainable(m, s->grad);
+    adapter_write(m, cfg, path, "gradients");
+    model_bind_trainable(m, s->param);
+}
+
+/* Loss targets (causal LM) or sequences (classification) of this rank's part of a step. */
+static double count_targets(sl_sampler *smp, const sl_config *cfg, int64_t step, int classify)
+{
+    double n = 0;
+    for (int a = 0; a < cfg->grad_accum; a++) {
+        const sl_micro_batch *mb = sampler_batch(smp, step, a);
+        n += classify ? mb->batch.n_seqs : (double)mb->n_targets;
+    }
+    return n;
+}
+
+typedef struct {
+    double loss, grad_norm, tokens;
+} step_result;
+
+static step_result optimizer_step(sl_model *m, train_state *s, step_state *st, sl_sampler *smp, const sl_config *cfg,
+                                  const sl_schedule *sched, int64_t step)
+{
+    const int classify = m->num_labels > 0;
+    double counts[2] = {count_targets(smp, cfg, step, classify), 0};
+    comm_allreduce_sum_f64(counts, 1);
+    rt_agree(counts[0] > 0 || RT.rank != 0, "step %lld has no loss target in its global batch (all masked?)", (long long)step + 1);
+    step_zero_grads(m);
+    double sums[2] = {0, 0}; /* loss, input tokens */
+    for (int a = 0; a < cfg->grad_accum; a++) {
+        const sl_micro_batch *mb = sampler_batch(smp, step, a);
+        uint64_t key = (uint64_t)cfg->seed * 0x9e3779b97f4a7c15ull ^ (uint64_t)step << 20 ^ (uint64_t)a << 8 ^ (uint64_t)RT.rank;
+        sums[0] += step_micro(m, st, &mb->batch, mb->labels, 1.0 / counts[0], key);
+        sums[1] += mb->batch.T;
+    }
+    reduce_gradients(m, s);
+    if (step == 0 && cfg->dump_grads) dump_gradients(m, s, cfg);
+    comm_allreduce_sum_f64(sums, 2);
+    double norm = optim_global_norm(s->grad, s->n);
+    rt_agree(isfinite(norm) && isfinite(sums[0]), "step %lld: the %s is not finite (loss %g, gradient norm %g); "
+             "lower --lr or check the data", (long long)step + 1, isfinite(sums[0]) ? "gradient" : "loss", sums[0], norm);
+    if (cfg->max_grad_norm > 0) optim_scale(s->grad, s->n, optim_clip_coef(norm, cfg->max_grad_norm));
+    const sl_adamw hp = {.beta1 = (float)cfg->beta1, .beta2 = (float)cfg->beta2, .eps = (float)cfg->adam_eps,
+                         .weight_decay = (float)cfg->weight_decay};
+    adamw_step(s->param, s->grad, s->m, s->v, s->n, &hp, step + 1, lr_at(sched, step));
+    return (step_result){.loss = sums[0], .grad_norm = norm, .tokens = sums[1]};
+}
+
+static void log_step(sl_metrics *mx, int64_t step, int64_t total, step_result r, float lr, double step_secs,
+                     double elapsed)
+{
+    double tps = r.tokens / step_secs, eta = elapsed / (double)(step + 1) * (double)(total - step - 1);
+    log_info("step %6lld/%lld  loss %.5f  lr %.3e  grad_norm %.4f  tokens/s %.0f  eta %dm%02ds", (long long)step + 1,
+             (long long)total, r.loss, lr, r.grad_norm, tps, (int)(eta / 60), (int)eta % 60);
+    if (RT.rank == 0) {
+        const sl_metric row[] = {{"loss", "nats per target token", r.loss}, {"lr", "1", lr},
+                                 {"grad_norm", "1", r.grad_norm}, {"tokens_per_s", "tokens/s", tps}};
+        metrics_append(mx, step + 1, row, 4);
+    }
+}
+
+void train_run(const sl_config *cfg_in)
+{
+    sl_config cfg_local = *cfg_in, *cfg = &cfg_local;
+    rt_rank0_checks(check_inputs, (void *)cfg);
+    if (cfg->global_batch > 0) cfg->grad_accum = cfg->global_batch / (cfg->micro_batch * RT.world);
+    if (cfg->dry_run) { memplan_print(cfg); return; }
+    sl_model m;
+    quant_format asked, fmt;
+    config_quant(cfg, &asked);
+    model_choose_format(cfg->model, &asked, &fmt);
+    model_load(&m, cfg->model, &fmt, strcmp(cfg->shard, "full") != 0);
+    unsigned targets;
+    lora_parse_targets(cfg->lora_targets, &targets);
+    sl_lora lora;
+    lora_setup(&lora, cfg->lora_r, cfg->lora_alpha, cfg->lora_dropout, cfg->rslora, targets);
+    int classify = !strcmp(cfg->task, "seq_cls");
+    model_add_trainable(&m, &lora, classify ? cfg->num_labels : 0);
+    train_state s;
+    state_alloc(&s, &m);
+    state_init(&s, &m, cfg);
+
+    sl_dataset d;
+    data_open(&d, cfg->data);
+    sl_sampler smp;
+    const sampler_options so = {.task = classify ? SAMPLER_SEQ_CLS : SAMPLER_CAUSAL_LM, .seq_len = cfg->seq_len,
+                                .micro_batch = cfg->micro_batch, .grad_accum = cfg->grad_accum,
+                                .num_labels = cfg->num_labels, .seed = (uint64_t)cfg->seed};
+    sampler_init(&smp, &d, &so);
+    int64_t total = cfg->steps > 0 ? cfg->steps : cfg->epochs * sampler_steps_per_epoch(&smp);
+    sl_schedule sched = {.kind = schedule_kind(cfg->schedule), .base_lr = (float)cfg->lr,
+                         .warmup_steps = cfg->warmup_steps, .total_steps = total};
+    step_state st;
+    step_init(&st, &m, cfg->micro_batch * cfg->seq_len, cfg->act_ckpt);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/metrics.h5", cfg->out);
+    sl_metrics mx;
+    if (RT.rank == 0) metrics_open(&mx, path, -1);
+    log_info("train: %s, %lld trainable parameters, %d ranks x %d micro-batch x %d accumulation, %lld steps",
+             cfg->task, (long long)(s.n * RT.world), RT.world, cfg->micro_batch, cfg->grad_accum, (long long)total);
+
+    double t_start = rt_now();
+    for (int64_t step = 0; step < total; step++) {
+        double t0 = rt_now();
+        step_result r = optimizer_step(&m, &s, &st, &smp, cfg, &sched, step);
+        if ((step + 1) % cfg->log_every == 0 || step + 1 == total)
+            log_step(&mx, step, total, r, lr_at(&sched, step), rt_now() - t0, rt_now() - t_start);
+    }
+    if (RT.rank == 0) metrics_close(&mx);
+    snprintf(path, sizeof path, "%s/adapter.h5", cfg->out);
+    adapter_write(&m, cfg, path, "adapter");
+    log_info("train: wrote %s (%.1f s)", path, rt_now() - t_start);
+    step_free(&st, &m);
+    sampler_free(&smp);
+    data_close(&d);
+    free(s.param), free(s.grad), free(s.m), free(s.v);
+    model_free(&m);
+}
