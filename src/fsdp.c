@@ -47,17 +47,48 @@ static void check_finite(const fsdp_pool *p, const char *file)
              file, m ? m->path : "?", bad >= 0 ? p->shard[bad - begin] : 0.0, m ? (long long)(bad - m->offset) : -1LL);
 }
 
-static void transfer_shard(const fsdp_pool *p, hid_t file, int writing)
+static void transfer_shard(const fsdp_pool *p, hid_t file, const char *prefix, float *shard, int writing)
+{
+    int64_t begin = (int64_t)RT.rank * p->shard_numel;
+    char path[256];
+    for (int i = 0; i < p->n_members; i++) {
+        const fsdp_member *m = &p->members[i];
+        int64_t lo, hi;
+        shard_overlap(p, m, &lo, &hi);
+        snprintf(path, sizeof path, "%s%s", prefix, m->path);
+        /* ranges may be empty, but every rank takes part: the transfers are collective */
+        float *buf = shard + (hi > lo ? lo - begin : 0);
+        if (writing) h5_write_range(file, path, SL_F32, hi > lo ? lo - m->offset : 0, hi - lo, buf);
+        else h5_read_range(file, path, SL_F32, hi > lo ? lo - m->offset : 0, hi - lo, buf);
+    }
+}
+
+void fsdp_pool_write_at(const fsdp_pool *p, hid_t file, const char *prefix, const float *shard)
+{
+    transfer_shard(p, file, prefix, (float *)shard, 1);
+}
+
+void fsdp_pool_read_at(const fsdp_pool *p, hid_t file, const char *prefix, float *shard)
+{
+    transfer_shard(p, file, prefix, shard, 0);
+}
+
+/* Each element contributes a mix of its index and its bits, so any flipped byte or moved element
+ * changes the sum, and the sum of the parts does not depend on how the tensor was cut. */
+void fsdp_pool_checksums(const fsdp_pool *p, const float *shard, uint64_t *sums)
 {
     int64_t begin = (int64_t)RT.rank * p->shard_numel;
     for (int i = 0; i < p->n_members; i++) {
         const fsdp_member *m = &p->members[i];
         int64_t lo, hi;
         shard_overlap(p, m, &lo, &hi);
-        /* ranges may be empty, but every rank takes part: the transfers are collective */
-        float *buf = p->shard + (hi > lo ? lo - begin : 0);
-        if (writing) h5_write_range(file, m->path, SL_F32, hi > lo ? lo - m->offset : 0, hi - lo, buf);
-        else h5_read_range(file, m->path, SL_F32, hi > lo ? lo - m->offset : 0, hi - lo, buf);
+        for (int64_t e = lo; e < hi; e++) {
+            uint32_t bits;
+            memcpy(&bits, &shard[e - begin], 4);
+            uint64_t z = ((uint64_t)(e - m->offset) << 32 | bits) * 0x9e3779b97f4a7c15ull;
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+            sums[i] += z ^ (z >> 27);
+        }
     }
 }
 
@@ -67,11 +98,11 @@ void fsdp_pool_load(fsdp_pool *p, hid_t file)
         p->shard = sl_calloc((size_t)p->shard_numel, sizeof(float), "weight shard");
         p->owns_shard = 1;
     }
-    transfer_shard(p, file, 0);
+    transfer_shard(p, file, "", p->shard, 0);
     check_finite(p, h5_name(file));
 }
 
-void fsdp_pool_write(const fsdp_pool *p, hid_t file) { transfer_shard(p, file, 1); }
+void fsdp_pool_write(const fsdp_pool *p, hid_t file) { transfer_shard(p, file, "", p->shard, 1); }
 
 float *fsdp_gather(fsdp_pool *p)
 {

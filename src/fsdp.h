@@ -51,6 +51,14 @@ void fsdp_pool_plan(fsdp_pool *p);
 void fsdp_pool_load(fsdp_pool *p, hid_t file);
 /* Collective: write this rank's range of every member into existing datasets. */
 void fsdp_pool_write(const fsdp_pool *p, hid_t file);
+/* Collective: the same with the members stored under prefix + path, from or into shard (a
+ * buffer of shard_numel elements): checkpoints keep optimizer moments beside the weights. */
+void fsdp_pool_write_at(const fsdp_pool *p, hid_t file, const char *prefix, const float *shard);
+void fsdp_pool_read_at(const fsdp_pool *p, hid_t file, const char *prefix, float *shard);
+/* This rank's part of each member's checksum (sums[i] += ...); summed over ranks it is a checksum
+ * of the whole logical tensor, the same for any sharding. */
+void fsdp_pool_checksums(const fsdp_pool *p, const float *shard, uint64_t *sums);
+
 /* Collective: make the whole pool available; returns the gathered buffer. */
 float *fsdp_gather(fsdp_pool *p);
 void fsdp_release(fsdp_pool *p);

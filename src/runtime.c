@@ -168,19 +168,24 @@ static void print_error(const char *msg, ...)
     va_end(ap);
 }
 
+int rt_try(void (*fn)(void *), void *arg, char *msg, size_t len)
+{
+    jmp_buf trap, *volatile outer = check_trap;
+    if (setjmp(trap) == 0) {
+        check_trap = &trap;
+        fn(arg);
+        check_trap = outer;
+        return 1;
+    }
+    check_trap = outer;
+    if (msg != trapped_msg) snprintf(msg, len, "%s", trapped_msg);
+    return 0;
+}
+
 void rt_rank0_checks(void (*fn)(void *), void *arg)
 {
     int failed = 0;
-    if (RT.rank == 0) {
-        jmp_buf trap;
-        if (setjmp(trap) == 0) {
-            check_trap = &trap;
-            fn(arg);
-        } else {
-            failed = 1;
-        }
-        check_trap = NULL;
-    }
+    if (RT.rank == 0) failed = !rt_try(fn, arg, trapped_msg, sizeof trapped_msg);
     if (RT.mpi) MPI_CHECK(MPI_Bcast(&failed, 1, MPI_INT, 0, MPI_COMM_WORLD));
     if (!failed) return;
     if (RT.rank == 0) print_error("%s", trapped_msg);

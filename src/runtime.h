@@ -59,6 +59,10 @@ void *sl_calloc(size_t n, size_t size, const char *what);
 
 
 
+/* Run fn on the calling rank with sl_fatal caught: returns 1 when it completed, else 0 with the
+ * error message in msg. For trying inputs that may be damaged (checkpoints) without ending the run. */
+int rt_try(void (*fn)(void *), void *arg, char *msg, size_t len);
+
 /* Run checks on rank 0 alone (collective): an sl_fatal raised inside fn is caught, printed once
  * by rank 0, and every rank exits with status 1 without an abort. Use it to validate inputs that
  * every rank would find equally bad (options, file structure) before any collective I/O. */
