@@ -15,7 +15,7 @@ static void targets_string(unsigned mask, char *buf, size_t len)
         if (mask & (1u << p)) snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", buf[0] ? "," : "", PROJ_NAMES[p]);
 }
 
-static void write_attributes(hid_t f, const sl_model *m, const sl_config *cfg, const char *kind)
+void adapter_write_attributes(hid_t f, const sl_model *m, const sl_config *cfg, const char *kind)
 {
     char targets[128] = "";
     h5_set_attr_string(f, "/", "shardlora_kind", kind);
@@ -37,7 +37,7 @@ static void write_attributes(hid_t f, const sl_model *m, const sl_config *cfg, c
 void adapter_write(const sl_model *m, const sl_config *cfg, const char *path, const char *kind)
 {
     hid_t f = h5_create(path, kind, MPI_COMM_WORLD);
-    write_attributes(f, m, cfg, kind);
+    adapter_write_attributes(f, m, cfg, kind);
     for (int u = 0; u < m->n_units; u++) {
         const fsdp_pool *p = &m->units[u].train;
         for (int i = 0; i < p->n_members; i++)

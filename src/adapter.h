@@ -4,6 +4,8 @@
 #ifndef SL_ADAPTER_H
 #define SL_ADAPTER_H
 
+#include <hdf5.h>
+
 #include "config.h"
 #include "lora.h"
 #include "model.h"
@@ -14,6 +16,8 @@ typedef struct {
     char task[16];
 } adapter_info;
 
+/* The attributes that say how to apply the adapters (task, LoRA shape, base model). */
+void adapter_write_attributes(hid_t file, const sl_model *m, const sl_config *cfg, const char *kind);
 /* Collective: write the model's trainable pools (their current shards) to path. */
 void adapter_write(const sl_model *m, const sl_config *cfg, const char *path, const char *kind);
 /* Read the attributes of an adapter file (calling rank only; errors name the file). */

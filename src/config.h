@@ -35,6 +35,9 @@ typedef struct {
     char *schedule;       /* constant | linear | cosine */
     int warmup_steps, grad_accum, global_batch, steps, epochs, seed, log_every;
     int act_ckpt, dump_grads;
+    /* checkpoints */
+    char *resume;         /* NULL, auto or a checkpoint file */
+    int ckpt_every, ckpt_keep;
     /* run control */
     int dry_run, threads;
 } sl_config;

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "adapter.h"
+#include "checkpoint.h"
 #include "comm.h"
 #include "data.h"
 #include "h5io.h"
@@ -206,23 +207,31 @@ void train_run(const sl_config *cfg_in)
     int64_t total = cfg->steps > 0 ? cfg->steps : cfg->epochs * sampler_steps_per_epoch(&smp);
     sl_schedule sched = {.kind = schedule_kind(cfg->schedule), .base_lr = (float)cfg->lr,
                          .warmup_steps = cfg->warmup_steps, .total_steps = total};
+    char quant[32] = "none", path[4096];
+    if (fmt.type != QUANT_NONE) quant_format_name(&fmt, quant, sizeof quant);
+    float *const roles[CKPT_ROLES] = {s.param, s.m, s.v};
+    ckpt_meta meta = {0, 0};
+    int resumed = cfg->resume && checkpoint_resume(&m, roles, cfg, quant, &meta);
     step_state st;
     step_init(&st, &m, cfg->micro_batch * cfg->seq_len, cfg->act_ckpt);
-    char path[4096];
     snprintf(path, sizeof path, "%s/metrics.h5", cfg->out);
     sl_metrics mx;
-    if (RT.rank == 0) metrics_open(&mx, path, -1);
+    if (RT.rank == 0) metrics_open(&mx, path, resumed ? meta.step : -1);
     log_info("train: %s, %lld trainable parameters, %d ranks x %d micro-batch x %d accumulation, %lld steps",
              cfg->task, (long long)(s.n * RT.world), RT.world, cfg->micro_batch, cfg->grad_accum, (long long)total);
 
     double t_start = rt_now();
-    for (int64_t step = 0; step < total; step++) {
+    for (int64_t step = meta.step; step < total; step++) {
         double t0 = rt_now();
         step_result r = optimizer_step(&m, &s, &st, &smp, cfg, &sched, step);
+        meta = (ckpt_meta){.step = step + 1, .tokens_seen = meta.tokens_seen + r.tokens};
         if ((step + 1) % cfg->log_every == 0 || step + 1 == total)
             log_step(&mx, step, total, r, lr_at(&sched, step), rt_now() - t0, rt_now() - t_start);
+        if (cfg->ckpt_every > 0 && (step + 1) % cfg->ckpt_every == 0 && step + 1 < total)
+            checkpoint_save(&m, roles, cfg, quant, meta);
     }
     if (RT.rank == 0) metrics_close(&mx);
+    checkpoint_save(&m, roles, cfg, quant, meta);
     snprintf(path, sizeof path, "%s/adapter.h5", cfg->out);
     adapter_write(&m, cfg, path, "adapter");
     log_info("train: wrote %s (%.1f s)", path, rt_now() - t_start);
