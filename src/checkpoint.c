@@ -112,7 +112,7 @@ typedef struct {
     const char *path;
 } probe_arg;
 
-/* Structure of a candidate (calling rank): a damaged or partial file fails here. */
+/* A candidate's identity (calling rank): a damaged or partial file fails here. */
 static void probe(void *arg)
 {
     const probe_arg *a = arg;
@@ -121,6 +121,17 @@ static void probe(void *arg)
     if (strcmp(kind, "checkpoint") != 0) sl_fatal("%s: not a checkpoint (shardlora_kind is '%s')", a->path, kind);
     free(kind);
     h5_attr_int(f, "/", "step");
+    h5_attr_int(f, "/", "lora_r");
+    free(h5_attr_string(f, "/", "quantization"));
+    free(h5_attr_string(f, "/", "task"));
+    h5_close(f);
+}
+
+/* A candidate's datasets, once its options are known to match: missing ones mean damage. */
+static void probe_datasets(void *arg)
+{
+    const probe_arg *a = arg;
+    hid_t f = h5_open(a->path, "checkpoint", 0, MPI_COMM_NULL);
     char path[256];
     for (int r = 0; r < CKPT_ROLES; r++)
         for (int u = 0; u < a->m->n_units; u++) {
@@ -242,9 +253,11 @@ int checkpoint_resume(sl_model *m, float *const roles[CKPT_ROLES], const sl_conf
         MPI_CHECK(MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD));
         if (ok) {
             compat_arg ca = {.probe = &pa, .cfg = cfg, .quant = quant};
-            rt_rank0_checks(check_compatible, &ca);
-            ok = load_verified(m, roles, list[i], meta, why, sizeof why);
+            rt_rank0_checks(check_compatible, &ca); /* a mismatch is the user's to fix: fatal */
+            ok = RT.rank != 0 || rt_try(probe_datasets, &pa, why, sizeof why);
+            MPI_CHECK(MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD));
         }
+        if (ok) ok = load_verified(m, roles, list[i], meta, why, sizeof why);
         if (ok) {
             log_info("resume: from %s (step %lld)", list[i], (long long)meta->step);
             free(list);
