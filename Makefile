@@ -41,6 +41,12 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -
            -Isrc -Ikernels $(PKG_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -fopenmp -lm
 
+# Slurm: the remaining wall time comes from libslurm when its header is installed (libslurm-dev).
+ifneq ($(wildcard /usr/include/slurm/slurm.h),)
+  CFLAGS += -DSL_HAVE_SLURM
+  LDLIBS += -lslurm
+endif
+
 # CUDA backend: built when nvcc, cuBLAS and NCCL are present (unless CUDA=0).
 ifeq ($(CUDA),auto)
   CUDA := $(if $(and $(shell command -v $(NVCC) 2>/dev/null),$(wildcard $(CUDA_HOME)/include/nccl.h),$(wildcard $(CUDA_HOME)/lib64/libcublasLt.so)),1,0)

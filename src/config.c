@@ -74,6 +74,8 @@ static const sl_option OPTIONS[] = {
     {"ckpt-every", OPT_INT, "0", NULL, 0, CMD_TRAIN, AT(ckpt_every),
      "write OUT/checkpoints/step_N.h5 every N steps (0: only at the end)"},
     {"ckpt-keep", OPT_INT, "3", NULL, 0, CMD_TRAIN, AT(ckpt_keep), "keep the newest K checkpoints (0: all)"},
+    {"ckpt-before-end", OPT_INT, "300", NULL, 0, CMD_TRAIN, AT(ckpt_before_end),
+     "under Slurm: checkpoint and exit for requeue when fewer seconds than this are left (0: off)"},
     {"resume", OPT_STRING, NULL, NULL, 0, CMD_TRAIN, AT(resume),
      "auto: continue from the newest valid checkpoint in OUT (if any); or a checkpoint file"},
     {"threads", OPT_INT, "0", NULL, 0, BOTH, AT(threads), "CPU threads per rank (0: OMP_NUM_THREADS or all cores / local ranks)"},

@@ -37,7 +37,7 @@ typedef struct {
     int act_ckpt, dump_grads;
     /* checkpoints */
     char *resume;         /* NULL, auto or a checkpoint file */
-    int ckpt_every, ckpt_keep;
+    int ckpt_every, ckpt_keep, ckpt_before_end;
     /* run control */
     int dry_run, threads;
 } sl_config;

@@ -50,9 +50,10 @@ int main(int argc, char **argv)
     config_parse(&cfg, argc, argv);
     set_threads(&cfg);
     bind_device();
+    int status = 0;
     if (cfg.command == CMD_EVAL) eval_run(&cfg);
-    else train_run(&cfg);
+    else status = train_run(&cfg);
     config_free(&cfg);
     rt_finalize();
-    return 0;
+    return status;
 }

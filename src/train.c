@@ -22,6 +22,7 @@
 #include "optim.h"
 #include "runtime.h"
 #include "sampler.h"
+#include "slurm.h"
 #include "step.h"
 
 /* The flat per-rank buffers of the trainable state: one contiguous buffer per role. */
@@ -176,12 +177,26 @@ static void log_step(sl_metrics *mx, int64_t step, int64_t total, step_result r,
     }
 }
 
-void train_run(const sl_config *cfg_in)
+/* Collective: whether to stop now, agreed by all ranks: a signal on any rank, or (rank 0 asks
+ * Slurm) less wall time left than --ckpt-before-end plus one more step. */
+static int should_stop(const sl_config *cfg, double step_secs)
+{
+    int64_t stop = slurm_signal_received() ? 1 : 0;
+    if (RT.rank == 0 && cfg->ckpt_before_end > 0) {
+        double left = slurm_remaining_seconds();
+        if (left >= 0 && left < cfg->ckpt_before_end + step_secs) stop = 2;
+    }
+    comm_allreduce_max_i64(&stop, 1);
+    return (int)stop;
+}
+
+int train_run(const sl_config *cfg_in)
 {
     sl_config cfg_local = *cfg_in, *cfg = &cfg_local;
     rt_rank0_checks(check_inputs, (void *)cfg);
     if (cfg->global_batch > 0) cfg->grad_accum = cfg->global_batch / (cfg->micro_batch * RT.world);
-    if (cfg->dry_run) { memplan_print(cfg); return; }
+    if (cfg->dry_run) { memplan_print(cfg); return 0; }
+    slurm_catch_signals();
     sl_model m;
     quant_format asked, fmt;
     config_quant(cfg, &asked);
@@ -221,6 +236,7 @@ void train_run(const sl_config *cfg_in)
              cfg->task, (long long)(s.n * RT.world), RT.world, cfg->micro_batch, cfg->grad_accum, (long long)total);
 
     double t_start = rt_now();
+    int stopping = 0;
     for (int64_t step = meta.step; step < total; step++) {
         double t0 = rt_now();
         step_result r = optimizer_step(&m, &s, &st, &smp, cfg, &sched, step);
@@ -229,15 +245,22 @@ void train_run(const sl_config *cfg_in)
             log_step(&mx, step, total, r, lr_at(&sched, step), rt_now() - t0, rt_now() - t_start);
         if (cfg->ckpt_every > 0 && (step + 1) % cfg->ckpt_every == 0 && step + 1 < total)
             checkpoint_save(&m, roles, cfg, quant, meta);
+        if (step + 1 < total && (stopping = should_stop(cfg, rt_now() - t0))) break;
     }
     if (RT.rank == 0) metrics_close(&mx);
     checkpoint_save(&m, roles, cfg, quant, meta);
-    snprintf(path, sizeof path, "%s/adapter.h5", cfg->out);
-    adapter_write(&m, cfg, path, "adapter");
-    log_info("train: wrote %s (%.1f s)", path, rt_now() - t_start);
+    if (stopping) {
+        log_info("train: stopped at step %lld (%s); exit status %d asks the job script to requeue and resume",
+                 (long long)meta.step, stopping == 1 ? "signal received" : "wall time nearly over", SL_EXIT_REQUEUE);
+    } else {
+        snprintf(path, sizeof path, "%s/adapter.h5", cfg->out);
+        adapter_write(&m, cfg, path, "adapter");
+        log_info("train: wrote %s (%.1f s)", path, rt_now() - t_start);
+    }
     step_free(&st, &m);
     sampler_free(&smp);
     data_close(&d);
     free(s.param), free(s.grad), free(s.m), free(s.v);
     model_free(&m);
+    return stopping ? SL_EXIT_REQUEUE : 0;
 }
