@@ -120,6 +120,31 @@ def check_logits(label, out, src, cfg):
           f"relative difference {err:.2e}, std {want.std():.3f}")
 
 
+def check_eval_loss(label, out, src, cfg):
+    """shardlora eval of the imported file (2 ranks) against the reference on the source tensors."""
+    rng = np.random.default_rng(8)
+    docs = [rng.integers(0, cfg["vocab_size"], n) for n in (40, 17, 33)]
+    data = f"{out}.data.h5"
+    with h5py.File(data, "w") as f:
+        f["tokens"] = np.concatenate(docs).astype(np.int32)
+        f["doc_offsets"] = np.array([0, 40, 57, 90], dtype=np.int64)
+        f.attrs["vocab_size"] = np.int64(cfg["vocab_size"])
+    hf_cfg = dict(cfg, head_dim=cfg["hidden_size"] // cfg["num_attention_heads"])
+    total, count = 0.0, 0
+    for doc in docs:
+        ids = torch.tensor(doc)
+        logp = llama_ref.logits(src, hf_cfg, ids[:-1]).log_softmax(-1)
+        total -= float(logp[torch.arange(len(doc) - 1), ids[1:]].sum())
+        count += len(doc) - 1
+    run([os.path.join(BIN, "shardlora"), "eval", f"--model={out}", f"--data={data}", "--seq-len=64",
+         f"--out={out}.eval.h5"], np=2)
+    with h5py.File(f"{out}.eval.h5", "r") as f:
+        got = float(f["eval/loss"][()])
+    want = total / count
+    check(f"{label}: shardlora eval loss of the imported model equals the reference ({got:.6f} vs {want:.6f})",
+          abs(got - want) <= 1e-5 * abs(want))
+
+
 def attrs(out, obj):
     with h5py.File(out, "r") as f:
         return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f[obj].attrs.items()}
@@ -143,6 +168,7 @@ r = attrs("llama.h5", "/")
 check("llama: root attributes", r == dict(shardlora_kind="model", format_version=1, source_format="hf-safetensors",
                                           model_name="llama-gqa", source=os.path.realpath("llama-gqa")), r)
 check_logits("llama", "llama.h5", llama, LLAMA)
+check_eval_loss("llama", "llama.h5", llama, LLAMA)
 run([IMPORT, "hf", "llama-gqa/", "llama32.h5", "--dtype=f32"])
 check_tensors("llama --dtype f32", "llama32.h5", llama, torch.float32)
 check("trailing slash: model_name is the directory name", attrs("llama32.h5", "/")["model_name"] == "llama-gqa")
@@ -157,6 +183,7 @@ check("qwen2: biases, tied, theta, eos list and bos default",
       (c["architecture"], c["attention_bias"], c["tie_word_embeddings"], c["rope_theta"], c["eos_token_id"],
        c["bos_token_id"], c["head_dim"], c["rms_norm_eps"]) == ("qwen2", 1, 1, 1e6, 7, 1, 8, 1e-6), c)
 check_logits("qwen2", "qwen.h5", qwen, QWEN2)
+check_eval_loss("qwen2", "qwen.h5", qwen, QWEN2)
 run([IMPORT, "hf", "qwen2-tied", "qwen_bf16.h5", "--dtype", "bf16"])
 check_tensors("qwen2 --dtype bf16 rounds like torch", "qwen_bf16.h5", qwen, torch.bfloat16)
 
