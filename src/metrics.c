@@ -2,6 +2,8 @@
  * closed between rows (see metrics.h for why not SWMR). */
 #include "metrics.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,12 +122,31 @@ void metrics_open(sl_metrics *m, const char *path, int64_t resume_step)
     else create_file(m);
 }
 
+/* Copy src to dst (the next version of the file is built beside it). */
+static void copy_file(const char *src, const char *dst)
+{
+    FILE *in = fopen(src, "rb"), *out = in ? fopen(dst, "wb") : NULL;
+    char buf[1 << 16];
+    size_t got;
+    int ok = in && out;
+    while (ok && (got = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, got, out) == got;
+    ok = ok && !ferror(in);
+    if (out && fclose(out) != 0) ok = 0;
+    if (in) fclose(in);
+    if (!ok) sl_fatal("cannot copy metrics file '%s' to '%s': %s (disk full?)", src, dst, strerror(errno));
+}
+
+/* Rows are appended to a copy that then replaces the file, so a reader always sees a whole file:
+ * one that opened the old version keeps reading it, consistently, while the new one appears. */
 void metrics_append(sl_metrics *m, int64_t step, const sl_metric *values, int n)
 {
     if (step <= m->last_step)
         sl_fatal("%s: metrics row for step %lld after step %lld (steps must increase)", m->path, (long long)step,
                  (long long)m->last_step);
-    hid_t f = open_file(m->path, 0);
+    char next[4200];
+    snprintf(next, sizeof next, "%s.next", m->path);
+    copy_file(m->path, next);
+    hid_t f = open_file(next, 0);
     char path[256];
     for (int i = 0; i < n; i++) {
         snprintf(path, sizeof path, GROUP "/%s", values[i].name);
@@ -138,6 +159,7 @@ void metrics_append(sl_metrics *m, int64_t step, const sl_metric *values, int n)
     }
     h5_write_range(f, GROUP "/step", SL_I64, m->rows, 1, &step);
     h5_close(f);
+    if (rename(next, m->path) != 0) sl_fatal("cannot replace metrics file '%s': %s", m->path, strerror(errno));
     m->rows++, m->last_step = step;
 }
 
