@@ -88,9 +88,8 @@ static void check_inputs(void *arg)
         if (strcmp(info.task, "causal_lm") != 0)
             sl_fatal("%s: eval computes next-token loss, but this adapter was trained for %s", c->cfg->adapter, info.task);
     }
-    quant_format asked, fmt;
-    const char *problem = config_quant(c->cfg, &asked);
-    if (!problem) problem = model_choose_format(c->cfg->model, &asked, &fmt);
+    quant_format fmt;
+    const char *problem = model_format_of_run(c->cfg, &fmt);
     if (problem) sl_fatal("%s", problem);
     /* Fail now rather than after the evaluation if the result cannot be written. */
     hid_t out = h5_create(c->cfg->out, "eval result", MPI_COMM_NULL);
@@ -128,9 +127,8 @@ void eval_run(const sl_config *cfg)
     if (cfg->dry_run) { memplan_print(cfg); return; }
     double t0 = rt_now();
     sl_model m;
-    quant_format asked, fmt;
-    config_quant(cfg, &asked);
-    model_choose_format(cfg->model, &asked, &fmt);
+    quant_format fmt;
+    model_format_of_run(cfg, &fmt); /* checked on rank 0 already */
     model_load(&m, cfg->model, &fmt, strcmp(cfg->shard, "full") != 0);
     adapter_info info;
     float *adapter_shards = NULL;

@@ -33,6 +33,13 @@ const char *model_choose_format(const char *path, const quant_format *asked, qua
     return msg;
 }
 
+const char *model_format_of_run(const sl_config *cfg, quant_format *fmt)
+{
+    quant_format asked;
+    const char *problem = config_quant(cfg, &asked);
+    return problem ? problem : model_choose_format(cfg->model, &asked, fmt);
+}
+
 void model_validate(const char *path)
 {
     hid_t f = h5_open(path, "model", 0, MPI_COMM_NULL);

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "config.h"
 #include "fsdp.h"
 #include "lora.h"
 #include "modelcfg.h"
@@ -36,6 +37,9 @@ typedef struct {
  * shape and a float type, or as a quantized group (all in one format). Errors are fatal and name
  * the file and the dataset. */
 void model_validate(const char *path);
+/* The base format of a run from its options and its model file (calling rank only); NULL or a
+ * message naming what does not fit. */
+const char *model_format_of_run(const sl_config *cfg, quant_format *fmt);
 /* Pre-quantized model files: 1 and the stored format, else 0 (calling rank only). */
 int model_stored_format(const char *path, quant_format *fmt);
 /* The base format of a run: a pre-quantized file's own, else the --quant options'. NULL or a

@@ -99,31 +99,29 @@ noreturn void sl_fatal(const char *fmt, ...)
     sl_vfatal(fmt, ap);
 }
 
+/* Every rank ends cleanly (no abort), after those that speak have printed the message. */
+noreturn static void end_all(int speak, const char *fmt, va_list ap)
+{
+    if (speak) print_prefixed("error", fmt, ap);
+    rt_finalize();
+    exit(1);
+}
+
 void rt_agree(int ok, const char *fmt, ...)
 {
     int all_ok = ok;
     if (RT.mpi) MPI_CHECK(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
     if (all_ok) return;
-    if (!ok) {
-        va_list ap;
-        va_start(ap, fmt);
-        print_prefixed("error", fmt, ap);
-        va_end(ap);
-    }
-    rt_finalize();
-    exit(1);
+    va_list ap;
+    va_start(ap, fmt);
+    end_all(!ok, fmt, ap);
 }
 
 noreturn void rt_fail_all(const char *fmt, ...)
 {
-    if (RT.rank == 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        print_prefixed("error", fmt, ap);
-        va_end(ap);
-    }
-    rt_finalize();
-    exit(1);
+    va_list ap;
+    va_start(ap, fmt);
+    end_all(RT.rank == 0, fmt, ap);
 }
 
 #ifndef SL_VERSION

@@ -46,9 +46,8 @@ static void check_inputs(void *arg)
     unsigned mask;
     const char *problem = lora_parse_targets(cfg->lora_targets, &mask);
     if (problem) sl_fatal("option %s", problem);
-    quant_format asked, fmt;
-    problem = config_quant(cfg, &asked);
-    if (!problem) problem = model_choose_format(cfg->model, &asked, &fmt);
+    quant_format fmt;
+    problem = model_format_of_run(cfg, &fmt);
     if (problem) sl_fatal("%s", problem);
     if (cfg->adapter) {
         adapter_info info;
@@ -198,9 +197,8 @@ int train_run(const sl_config *cfg_in)
     if (cfg->dry_run) { memplan_print(cfg); return 0; }
     slurm_catch_signals();
     sl_model m;
-    quant_format asked, fmt;
-    config_quant(cfg, &asked);
-    model_choose_format(cfg->model, &asked, &fmt);
+    quant_format fmt;
+    model_format_of_run(cfg, &fmt); /* checked on rank 0 already */
     model_load(&m, cfg->model, &fmt, strcmp(cfg->shard, "full") != 0);
     unsigned targets;
     lora_parse_targets(cfg->lora_targets, &targets);
