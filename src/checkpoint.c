@@ -18,6 +18,14 @@
 
 static const char *const ROLE_PREFIX[CKPT_ROLES] = {"", "/optim/exp_avg", "/optim/exp_avg_sq"};
 
+/* What a checkpoint's model must be to resume from it: architecture and every shape. */
+static void model_signature(const sl_model_config *c, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s hidden=%d intermediate=%d layers=%d heads=%d kv_heads=%d head_dim=%d vocab=%d",
+             c->architecture, c->hidden_size, c->intermediate_size, c->num_layers, c->num_heads, c->num_kv_heads,
+             c->head_dim, c->vocab_size);
+}
+
 /* Shard of role r of unit u inside the flat role buffer. */
 static float *unit_shard(const sl_model *m, float *flat, int u)
 {
@@ -82,6 +90,9 @@ void checkpoint_save(const sl_model *m, float *const roles[CKPT_ROLES], const sl
     h5_set_attr_int(f, "/", "seed", cfg->seed);
     h5_set_attr_int(f, "/", "world_size", RT.world);
     h5_set_attr_string(f, "/", "quantization", quant);
+    char signature[256];
+    model_signature(&m->cfg, signature, sizeof signature);
+    h5_set_attr_string(f, "/", "model_signature", signature);
     uint64_t *sums = checksums(m, roles), *at = sums;
     for (int r = 0; r < CKPT_ROLES; r++)
         for (int u = 0; u < m->n_units; u++) {
@@ -124,6 +135,7 @@ static void probe(void *arg)
     h5_attr_int(f, "/", "lora_r");
     free(h5_attr_string(f, "/", "quantization"));
     free(h5_attr_string(f, "/", "task"));
+    free(h5_attr_string(f, "/", "model_signature"));
     h5_close(f);
 }
 
@@ -169,6 +181,9 @@ static void check_compatible(void *arg)
     const char *path = c->probe->path;
     const sl_model *m = c->probe->m;
     hid_t f = h5_open(path, "checkpoint", 0, MPI_COMM_NULL);
+    char signature[256];
+    model_signature(&m->cfg, signature, sizeof signature);
+    expect_same_string(f, path, "model_signature", signature, "a different model:");
     int64_t r = h5_attr_int(f, "/", "lora_r");
     if (m->lora && r != m->lora->r)
         sl_fatal("%s: the checkpoint was made with --lora-r=%lld, but this run has --lora-r=%d (it must match to resume)",

@@ -84,6 +84,11 @@ expect_fail("resume with another LoRA rank", [SL, "train", *common, "--out=halve
             r"made with --lora-r=8, but this run has --lora-r=4", np=2)
 expect_fail("resume with another quantization", [SL, "train", *common, "--out=halves", "--steps=50", "--resume=auto", "--quant=fp4"],
             r"made with --quant nf4-dq-bs64, but this run has fp4-dq-bs64", np=2)
+run([f"{BIN}/shardlora-init", "other.h5", "--hidden", "32", "--heads", "4", "--kv-heads", "2", "--intermediate", "96",
+     "--layers", "2", "--vocab", "64", "--max-pos", "64", "--seed", "6"])
+expect_fail("resume from a checkpoint of a different model",
+            [SL, "train", *common, "--model=other.h5", "--out=halves", "--steps=50", "--resume=auto"],
+            r"made with a different model: llama hidden=48 .*but this run has llama hidden=32", np=2)
 expect_fail("resume from a file that is not a checkpoint", [SL, "train", *common, "--out=x", "--steps=5", "--resume=data.h5"],
             r"cannot resume from data.h5: .*not a checkpoint|shardlora_kind", np=2)
 expect_fail("unwritable output directory", [SL, "train", *common, "--out=/proc/nope", "--steps=5"],
