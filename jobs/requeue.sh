@@ -3,7 +3,6 @@
 # The job then restarts from its newest checkpoint (the scripts pass --resume=auto).
 #   run_requeueable bin/shardlora train --option=value ...
 run_requeueable() {
-  export OMPI_MCA_rmaps_base_oversubscribe=${OMPI_MCA_rmaps_base_oversubscribe:-0}
   srun --mpi=pmix "$@" &
   local pid=$! rc
   # --signal=B:USR1@N reaches this shell only; srun passes USR1 on to every task.
