@@ -6,20 +6,28 @@
 
 #include <stdint.h>
 
+/* Hyperparameters in double, like torch's Python floats: the bias corrections 1 - beta^t are
+ * computed from them; the per-element math rounds them to float as torch does. */
 typedef struct {
-    float beta1, beta2, eps, weight_decay;
+    double beta1, beta2, eps, weight_decay;
 } sl_adamw;
 
-/* One update of n parameters at optimizer step `step` (1 for the first update). */
+/* One update of n parameters at optimizer step `step` (1 for the first update), in fp32 with
+ * torch's operation order. Call it per range with its own weight_decay to exempt a range. */
 void adamw_step(float *param, const float *grad, float *m, float *v, int64_t n, const sl_adamw *hp,
                 int64_t step, float lr);
 
-/* Collective: the L2 norm of the gradient over every rank's shard (summed in double, in a fixed
- * order, so every rank computes the same value). */
+/* Sum of squares of this rank's gradient shard, in double over a fixed chunking, so the value
+ * does not depend on the number of OpenMP threads. */
+double optim_local_sq_norm(const float *grad, int64_t n);
+/* Collective: the L2 norm of the gradient over every rank's shard (the local sums all-reduced),
+ * the same value on every rank. */
 double optim_global_norm(const float *grad, int64_t n);
-/* torch.nn.utils.clip_grad_norm_: the factor min(1, max_norm / (norm + 1e-6)). */
+/* torch.nn.utils.clip_grad_norm_'s factor for a total norm: min(1, max_norm / (norm + 1e-6)). */
 float optim_clip_coef(double norm, double max_norm);
 void optim_scale(float *x, int64_t n, float s);
+/* 1 when no element is NaN or infinite. */
+int optim_all_finite(const float *x, int64_t n);
 
 typedef enum { SCHEDULE_CONSTANT, SCHEDULE_LINEAR, SCHEDULE_COSINE } schedule_kind_t;
 typedef struct {
@@ -28,9 +36,9 @@ typedef struct {
     int64_t warmup_steps, total_steps;
 } sl_schedule;
 
-/* The kind named by --schedule (constant, linear, cosine); the option parser checked the name. */
+/* The kind named by --schedule (constant, linear, cosine); any other name is fatal. */
 schedule_kind_t schedule_kind(const char *name);
-/* The learning rate of optimizer step `step`, counted from 0. */
+/* The learning rate of optimizer step `step`, counted from 0 (the first update uses lr_at(0)). */
 float lr_at(const sl_schedule *s, int64_t step);
 
 #endif
