@@ -157,8 +157,8 @@ static step_result optimizer_step(sl_model *m, train_state *s, step_state *st, s
     rt_agree(isfinite(norm) && isfinite(sums[0]), "step %lld: the %s is not finite (loss %g, gradient norm %g); "
              "lower --lr or check the data", (long long)step + 1, isfinite(sums[0]) ? "gradient" : "loss", sums[0], norm);
     if (cfg->max_grad_norm > 0) optim_scale(s->grad, s->n, optim_clip_coef(norm, cfg->max_grad_norm));
-    const sl_adamw hp = {.beta1 = (float)cfg->beta1, .beta2 = (float)cfg->beta2, .eps = (float)cfg->adam_eps,
-                         .weight_decay = (float)cfg->weight_decay};
+    const sl_adamw hp = {.beta1 = cfg->beta1, .beta2 = cfg->beta2, .eps = cfg->adam_eps,
+                         .weight_decay = cfg->weight_decay};
     adamw_step(s->param, s->grad, s->m, s->v, s->n, &hp, step + 1, lr_at(sched, step));
     return (step_result){.loss = sums[0], .grad_norm = norm, .tokens = sums[1]};
 }
