@@ -1,0 +1,124 @@
+/* shardlora-export: turn a trained adapter (or a checkpoint) into files other tools load. This
+ * file holds the command line and the output files; reading lives in adapter.c, the formats in
+ * safetensors.c and peftconfig.c. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "export.h"
+#include "runtime.h"
+
+static const char USAGE[] =
+    "usage: shardlora-export peft ADAPTER.h5 DIR\n"
+    "  peft  write DIR/adapter_model.safetensors and DIR/adapter_config.json in the Hugging Face\n"
+    "        PEFT layout, loadable with PeftModel.from_pretrained(base_model, DIR). ADAPTER.h5 is\n"
+    "        OUT/adapter.h5 of shardlora train or a checkpoint (OUT/checkpoints/step_N.h5).\n"
+    "        base_model_name_or_path is the base model file's model_name attribute (the path\n"
+    "        stored in the adapter when that file cannot be read).\n";
+
+/* Outputs are written under temporary names and renamed when complete; a failure removes them. */
+enum { OUT_SAFETENSORS, OUT_CONFIG, N_OUTPUTS };
+static char temp_paths[N_OUTPUTS][4096];
+
+static void remove_temporaries(void)
+{
+    for (int i = 0; i < N_OUTPUTS; i++)
+        if (temp_paths[i][0]) unlink(temp_paths[i]);
+}
+
+static FILE *open_temporary(int which, const char *dir, const char *name)
+{
+    snprintf(temp_paths[which], sizeof temp_paths[which], "%s/.%s.XXXXXX", dir, name);
+    int fd = mkstemp(temp_paths[which]);
+    if (fd < 0) {
+        temp_paths[which][0] = 0;
+        sl_fatal("cannot create a file in %s: %s", dir, strerror(errno));
+    }
+    fchmod(fd, 0644);
+    FILE *f = fdopen(fd, "wb");
+    if (!f) sl_fatal("cannot open %s: %s", temp_paths[which], strerror(errno));
+    return f;
+}
+
+static void close_durably(FILE *f, const char *path)
+{
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0)
+        sl_fatal("cannot write %s: %s (disk full?)", path, strerror(errno));
+}
+
+static void install(int which, const char *dir, const char *name)
+{
+    char final[4096];
+    snprintf(final, sizeof final, "%s/%s", dir, name);
+    if (rename(temp_paths[which], final) != 0) sl_fatal("cannot rename %s to %s: %s", temp_paths[which], final, strerror(errno));
+    temp_paths[which][0] = 0;
+}
+
+/* mkdir -p */
+static void make_directory(const char *dir)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) sl_fatal("output directory name too long: %s", dir);
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != 0) continue;
+        char c = *p;
+        *p = 0;
+        if (mkdir(path, 0755) != 0 && errno != EEXIST)
+            sl_fatal("cannot create output directory '%s': %s", path, strerror(errno));
+        *p = c;
+        if (!c) break;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) sl_fatal("cannot create output directory '%s': a file of that name exists", dir);
+    if (access(dir, W_OK) != 0) sl_fatal("output directory '%s' is not writable: %s", dir, strerror(errno));
+}
+
+static void export_peft(const char *src, const char *dir)
+{
+    export_adapter a;
+    export_adapter_open(src, &a);
+    make_directory(dir);
+    atexit(remove_temporaries);
+
+    FILE *st = open_temporary(OUT_SAFETENSORS, dir, "adapter_model.safetensors");
+    safetensors_write(&a, st, temp_paths[OUT_SAFETENSORS]);
+    close_durably(st, temp_paths[OUT_SAFETENSORS]);
+
+    char *base_name = export_base_model_name(&a);
+    cJSON *config = export_peft_config(&a, base_name);
+    char *text = cJSON_Print(config);
+    FILE *cf = open_temporary(OUT_CONFIG, dir, "adapter_config.json");
+    if (!text || fputs(text, cf) == EOF || fputc('\n', cf) == EOF)
+        sl_fatal("cannot write %s: %s", temp_paths[OUT_CONFIG], strerror(errno));
+    close_durably(cf, temp_paths[OUT_CONFIG]);
+
+    install(OUT_SAFETENSORS, dir, "adapter_model.safetensors");
+    install(OUT_CONFIG, dir, "adapter_config.json");
+    int64_t elements = 0;
+    for (int i = 0; i < a.n_tensors; i++) elements += a.tensors[i].n;
+    log_info("exported %s (%s, task %s, r %d): %d tensors, %.2f MiB of float32 to %s/adapter_model.safetensors "
+             "and %s/adapter_config.json; base model '%s'",
+             src, a.kind, a.task, a.r, a.n_tensors, (double)elements * 4 / (1 << 20), dir, dir, base_name);
+    free(text);
+    cJSON_Delete(config);
+    free(base_name);
+    export_adapter_close(&a);
+}
+
+int main(int argc, char **argv)
+{
+    rt_init_serial("shardlora-export");
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) fputs(USAGE, stdout), exit(0);
+    if (argc != 4) {
+        fputs(USAGE, stderr);
+        sl_fatal("expected a format (peft), an adapter file and an output directory, found %d arguments", argc - 1);
+    }
+    if (strcmp(argv[1], "peft") != 0) sl_fatal("unknown export format '%s' (expected peft)", argv[1]);
+    export_peft(argv[2], argv[3]);
+    rt_finalize();
+    return 0;
+}
