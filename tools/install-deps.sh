@@ -6,7 +6,8 @@ set -euo pipefail
 pkgs=(build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
       libopenblas-dev libcjson-dev libslurm-dev)
 if [ "${1:-}" = "--tests" ]; then
-  pkgs+=(libcmocka-dev python3 python3-numpy python3-h5py python3-torch gnuplot-nox)
+  pkgs+=(libcmocka-dev python3 python3-numpy python3-h5py python3-torch gnuplot-nox
+        slurmctld slurmd slurm-client munge libpmix-dev)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
