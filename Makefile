@@ -1,12 +1,19 @@
 # shardlora build.
-#   make            bin/shardlora and the tools (CPU backend; CUDA objects too when nvcc, cuBLAS and NCCL are found)
-#   make CUDA=0     never build CUDA objects
+#   make            bin/shardlora and the tools: the CPU backend, and the CUDA backend when nvcc, cuBLASLt,
+#                   NCCL, cuDNN and the cuDNN frontend headers are found (CUDA_HOME, NCCL_HOME, CUDNN_HOME)
+#   make CUDA=0     never build the CUDA backend;  make CUDA=1  stop with the missing piece named
 #   make test       install what the tests need (as root), build, run every test; ends "N passed, N failed"
+#   make test-gpu   build and run the GPU tests (tests/gpu) on a machine with a GPU
+#   make test-fresh the README's two commands in a bare Debian 12 chroot (tests/fresh; about 15 min)
 #   make demo       install what the demo needs (as root), build, run jobs/demo.sh
 CC       ?= gcc
 NVCC     ?= nvcc
 CUDA     ?= auto
 CUDA_HOME ?= /usr/local/cuda
+NCCL_HOME ?= $(CUDA_HOME)
+CUDNN_HOME ?= $(CUDA_HOME)
+# The cuDNN frontend is header-only C++; tools/fetch-cudnn-frontend.sh puts PyPI's copy here.
+CUDNN_FE_INCLUDE ?= build/deps/cudnn-frontend/include
 BUILD    := build
 BIN      := bin
 
@@ -19,17 +26,18 @@ DEP_cmocka       := libcmocka-dev
 LIB_PKGS  := mpi hdf5-openmpi openblas libcjson
 TEST_PKGS := cmocka
 
-NO_DEPS_GOALS := deps clean distclean help
+# These goals install what is missing first and build in a sub-make, which checks then.
+NO_DEPS_GOALS := deps clean distclean help demo test test-fresh
 ifeq ($(filter-out $(NO_DEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
   SKIP_DEP_CHECK := 1
 endif
 ifndef SKIP_DEP_CHECK
   ifeq ($(shell command -v pkg-config),)
-    $(error pkg-config not found: install it with 'apt-get install pkg-config' (or run 'make deps' as root))
+    $(error pkg-config not found: install it with 'apt-get install pkg-config' (or run 'tools/install-deps.sh' as root))
   endif
   MISSING := $(strip $(foreach p,$(LIB_PKGS),$(if $(shell pkg-config --exists $(p) && echo y),,$(p))))
   ifneq ($(MISSING),)
-    $(error missing libraries: $(MISSING); install with 'apt-get install $(foreach p,$(MISSING),$(DEP_$(p)))' (or run 'make deps' as root))
+    $(error missing libraries: $(MISSING); install with 'apt-get install $(foreach p,$(MISSING),$(DEP_$(p)))' (or run 'tools/install-deps.sh' as root))
   endif
 endif
 
@@ -47,17 +55,46 @@ ifneq ($(wildcard /usr/include/slurm/slurm.h),)
   LDLIBS += -lslurm
 endif
 
-# CUDA backend: built when nvcc, cuBLAS and NCCL are present (unless CUDA=0).
+# CUDA backend: each piece is looked for where its *_HOME says (lib64 or lib); the first one
+# missing is named. CUDA=auto builds the backend when nothing is missing, CUDA=1 insists.
+cuda_lib = $(firstword $(wildcard $(1)/lib64/lib$(2).so $(1)/lib/lib$(2).so $(1)/lib/x86_64-linux-gnu/lib$(2).so))
+CUDA_MISSING := $(strip \
+  $(if $(shell command -v $(NVCC) 2>/dev/null),,nvcc (not on PATH);) \
+  $(if $(call cuda_lib,$(CUDA_HOME),cublasLt),,cuBLASLt (no libcublasLt.so under CUDA_HOME=$(CUDA_HOME));) \
+  $(if $(wildcard $(NCCL_HOME)/include/nccl.h),,NCCL (no include/nccl.h under NCCL_HOME=$(NCCL_HOME));) \
+  $(if $(call cuda_lib,$(NCCL_HOME),nccl),,NCCL (no libnccl.so under NCCL_HOME=$(NCCL_HOME));) \
+  $(if $(wildcard $(CUDNN_HOME)/include/cudnn.h),,cuDNN (no include/cudnn.h under CUDNN_HOME=$(CUDNN_HOME));) \
+  $(if $(call cuda_lib,$(CUDNN_HOME),cudnn),,cuDNN (no libcudnn.so under CUDNN_HOME=$(CUDNN_HOME));) \
+  $(if $(wildcard $(CUDNN_FE_INCLUDE)/cudnn_frontend.h),,cuDNN frontend headers (none in $(CUDNN_FE_INCLUDE): run tools/fetch-cudnn-frontend.sh);))
+CUDA_WHY := off: CUDA=$(CUDA)
 ifeq ($(CUDA),auto)
-  CUDA := $(if $(and $(shell command -v $(NVCC) 2>/dev/null),$(wildcard $(CUDA_HOME)/include/nccl.h),$(wildcard $(CUDA_HOME)/lib64/libcublasLt.so)),1,0)
+  CUDA := $(if $(CUDA_MISSING),0,1)
+  CUDA_WHY := not built, missing: $(CUDA_MISSING)
+else ifeq ($(CUDA),1)
+  ifneq ($(CUDA_MISSING),)
+    ifndef SKIP_DEP_CHECK
+      $(error make CUDA=1: the CUDA backend needs $(CUDA_MISSING))
+    endif
+  endif
 endif
 CU_SRCS := $(wildcard kernels/cuda/*.cu)
+GPU_TEST_SRCS := $(wildcard tests/gpu/test_*.cu)
 ifeq ($(CUDA),1)
+  NVCC_VERSION := $(shell $(NVCC) --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p')
+  cuda_dir = $(dir $(call cuda_lib,$(1),$(2)))
+  CUDA_LIBDIRS := $(sort $(call cuda_dir,$(CUDA_HOME),cublasLt) $(call cuda_dir,$(NCCL_HOME),nccl) \
+                         $(call cuda_dir,$(CUDNN_HOME),cudnn))
   CU_OBJS := $(CU_SRCS:%.cu=$(BUILD)/%.o)
-  CFLAGS  += -DSL_HAVE_CUDA -I$(CUDA_HOME)/include
-  LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lnccl -lstdc++
-  NVFLAGS := -O2 -std=c++17 -Isrc -Ikernels -gencode arch=compute_90,code=sm_90 \
-             -gencode arch=compute_90,code=compute_90 -Xcompiler -fPIC,-Wall $(PKG_CFLAGS)
+  CUDA_INCLUDES := -I$(CUDA_HOME)/include -I$(NCCL_HOME)/include -I$(CUDNN_HOME)/include
+  CFLAGS  += -DSL_HAVE_CUDA $(CUDA_INCLUDES)
+  LDLIBS  += $(foreach d,$(CUDA_LIBDIRS),-L$(d) -Wl,-rpath,$(d)) -lcudart -lcublasLt -lcublas -lnccl \
+             -lcudnn -lnvrtc -lstdc++
+  NVFLAGS := -O3 -std=c++17 -Isrc -Ikernels -I$(CUDNN_FE_INCLUDE) $(CUDA_INCLUDES) \
+             -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
+             -Xcompiler -fPIC,-Wall,-fopenmp $(PKG_CFLAGS)
+  BUILD_LINE := CPU backend + CUDA backend (nvcc $(NVCC_VERSION); cuBLASLt in $(call cuda_dir,$(CUDA_HOME),cublasLt); NCCL in $(call cuda_dir,$(NCCL_HOME),nccl); cuDNN in $(call cuda_dir,$(CUDNN_HOME),cudnn))
+else
+  BUILD_LINE := CPU backend only (CUDA backend $(CUDA_WHY))
 endif
 
 LIB_SRCS  := $(filter-out src/main.c,$(wildcard src/*.c)) $(wildcard kernels/cpu/*.c)
@@ -67,9 +104,13 @@ TOOL_DIRS := $(sort $(dir $(wildcard tools/*/*.c)))
 TOOLS     := $(foreach d,$(TOOL_DIRS),$(BIN)/shardlora-$(notdir $(patsubst %/,%,$(d))))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+GPU_BINS  := $(if $(filter 1,$(CUDA)),$(GPU_TEST_SRCS:tests/gpu/%.cu=$(BUILD)/tests/gpu/%))
 
-.PHONY: all deps test demo clean help tests-bin
-all: $(BIN)/shardlora $(TOOLS)
+.PHONY: all build-line deps test test-gpu test-fresh demo clean help tests-bin
+all: build-line $(BIN)/shardlora $(TOOLS)
+
+build-line:
+	@echo "shardlora: building the $(BUILD_LINE)"
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 $(BUILD)/src/runtime.o: CFLAGS += -DSL_VERSION='"$(VERSION)"'
@@ -100,7 +141,12 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $^ -o $@ $(LDLIBS) $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
-tests-bin: all $(UNIT_BINS)
+# GPU tests (tests/gpu/test_*.cu): a CUDA kernel against its CPU twin; run by make test-gpu.
+$(BUILD)/tests/gpu/test_%: $(BUILD)/tests/gpu/test_%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $^ -o $@ $(LDLIBS)
+
+tests-bin: all $(UNIT_BINS) $(GPU_BINS)
 
 deps:
 	tools/install-deps.sh
@@ -109,6 +155,10 @@ test:
 	@tools/install-deps.sh --tests
 	@$(MAKE) --no-print-directory tests-bin
 	@tests/run.sh
+
+test-gpu:
+	@$(MAKE) --no-print-directory CUDA=1 tests-bin
+	@tests/run.sh /gpu/
 
 demo:
 	@tools/install-deps.sh
@@ -119,6 +169,6 @@ clean:
 	rm -rf $(BUILD) $(BIN)
 
 help:
-	@sed -n '1,6p' Makefile
+	@sed -n '1,9p' Makefile
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -10,6 +10,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* out[T, N] = (accumulate ? out : 0) + scale * x[T, K] W[N, K]^T + bias[N] (bias may be NULL). */
 void k_linear_fwd(float *out, const float *x, const float *w, const float *bias, int T, int K, int N,
                   float scale, int accumulate);
@@ -72,5 +76,9 @@ typedef struct {
 
 /* Dequantize the n elements that start at the first block: out[i] = code[c_i] * absmax[i / blocksize]. */
 void k_dequant(float *out, const k_quant_blocks *q, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

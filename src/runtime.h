@@ -6,7 +6,15 @@
 #include <mpi.h>
 #include <stdarg.h>
 #include <stdint.h>
+#ifdef __cplusplus
+#define noreturn [[noreturn]] /* the CUDA backend (C++) reports through sl_fatal too */
+#else
 #include <stdnoreturn.h>
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct {
     int rank, world;            /* position in MPI_COMM_WORLD */
@@ -67,4 +75,8 @@ int rt_try(void (*fn)(void *), void *arg, char *msg, size_t len);
  * by rank 0, and every rank exits with status 1 without an abort. Use it to validate inputs that
  * every rank would find equally bad (options, file structure) before any collective I/O. */
 void rt_rank0_checks(void (*fn)(void *), void *arg);
+#ifdef __cplusplus
+}
+#endif
+
 #endif
