@@ -7,8 +7,13 @@
 
 #include "runtime.h"
 
+static comm_traffic traffic;
+
+comm_traffic comm_traffic_so_far(void) { return traffic; }
+
 void comm_allgather_f32(float *dst, const float *src, int64_t count)
 {
+    traffic.gathered += count * (int64_t)sizeof(float) * RT.world;
     if (RT.world == 1 || !RT.mpi) {
         if (dst != src) for (int64_t i = 0; i < count; i++) dst[i] = src[i];
         return;
@@ -19,6 +24,7 @@ void comm_allgather_f32(float *dst, const float *src, int64_t count)
 
 void comm_allgather_bytes(void *dst, const void *src, int64_t bytes)
 {
+    traffic.gathered += bytes * RT.world;
     if (RT.world == 1 || !RT.mpi) {
         memmove(dst, src, (size_t)bytes);
         return;
@@ -29,6 +35,7 @@ void comm_allgather_bytes(void *dst, const void *src, int64_t bytes)
 
 void comm_reduce_scatter_sum_f32(float *dst, const float *src, int64_t count)
 {
+    traffic.reduced += count * (int64_t)sizeof(float) * RT.world;
     if (RT.world == 1 || !RT.mpi) {
         for (int64_t i = 0; i < count; i++) dst[i] = src[i];
         return;

@@ -39,7 +39,7 @@ static const sl_option OPTIONS[] = {
      "quantize the block absmax values too (QLoRA double quantization)"},
     {"blocksize", OPT_INT_CHOICE, "64", "64|128|256|4096", 0, BOTH, AT(blocksize), "quantization block size"},
     {"shard", OPT_CHOICE, "full", "full|grad_op|none", 0, BOTH, AT(shard),
-     "sharding: full (ZeRO-3), grad_op (weights kept gathered), none (data parallel)"},
+     "base weights: full (ZeRO-3, gathered per use), grad_op (gathered once per step), none (replicated)"},
     {"task", OPT_CHOICE, "causal_lm", "causal_lm|seq_cls", 0, CMD_TRAIN, AT(task),
      "causal_lm: next-token loss where /loss_mask allows; seq_cls: classify each document by /labels"},
     {"num-labels", OPT_INT, "0", NULL, 0, CMD_TRAIN, AT(num_labels), "classes for --task=seq_cls (must match the dataset)"},

@@ -129,7 +129,7 @@ void eval_run(const sl_config *cfg)
     sl_model m;
     quant_format fmt;
     model_format_of_run(cfg, &fmt); /* checked on rank 0 already */
-    model_load(&m, cfg->model, &fmt, strcmp(cfg->shard, "full") != 0);
+    model_load(&m, cfg->model, &fmt, model_keep_of(cfg->shard));
     adapter_info info;
     float *adapter_shards = NULL;
     if (cfg->adapter) {

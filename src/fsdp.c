@@ -104,19 +104,37 @@ void fsdp_pool_load(fsdp_pool *p, hid_t file)
 
 void fsdp_pool_write(const fsdp_pool *p, hid_t file) { transfer_shard(p, file, "", p->shard, 1); }
 
+static int64_t gathered_now, gathered_peak;
+
+void fsdp_account_gathered(int64_t delta)
+{
+    gathered_now += delta;
+    if (gathered_now > gathered_peak) gathered_peak = gathered_now;
+}
+
+int64_t fsdp_gathered_peak(void) { return gathered_peak; }
+
+static int64_t gathered_bytes(const fsdp_pool *p) { return p->shard_numel * RT.world * (int64_t)sizeof(float); }
+
 float *fsdp_gather(fsdp_pool *p)
 {
     if (p->full) return p->full;
-    p->full = sl_malloc((size_t)p->shard_numel * (size_t)RT.world * sizeof(float), "gathered unit");
+    p->full = sl_malloc((size_t)gathered_bytes(p), "gathered unit");
+    fsdp_account_gathered(gathered_bytes(p));
     comm_allgather_f32(p->full, p->shard, p->shard_numel);
     return p->full;
 }
 
-void fsdp_release(fsdp_pool *p)
+static void drop_gathered(fsdp_pool *p)
 {
-    if (p->keep_gathered) return;
+    if (p->full) fsdp_account_gathered(-gathered_bytes(p));
     free(p->full);
     p->full = NULL;
+}
+
+void fsdp_release(fsdp_pool *p)
+{
+    if (p->keep == KEEP_PER_USE) drop_gathered(p);
 }
 
 void fsdp_reduce_scatter_grad(fsdp_pool *p, float *grad_shard)
@@ -140,7 +158,7 @@ float *fsdp_member_data(const fsdp_pool *p, const char *path)
 void fsdp_pool_free(fsdp_pool *p)
 {
     if (p->owns_shard) free(p->shard);
-    free(p->full);
+    drop_gathered(p);
     free(p->grad_full);
     memset(p, 0, sizeof *p);
 }
@@ -157,6 +175,12 @@ void fsdp_unit_release(fsdp_unit *u)
     fsdp_release(&u->frozen);
     qpool_release(&u->quant);
     fsdp_release(&u->train);
+}
+
+void fsdp_unit_step_done(fsdp_unit *u)
+{
+    if (u->frozen.keep == KEEP_PER_STEP) drop_gathered(&u->frozen);
+    if (u->quant.keep == KEEP_PER_STEP) qpool_drop(&u->quant);
 }
 
 const float *fsdp_unit_data(const fsdp_unit *u, const char *path)

@@ -17,6 +17,12 @@
 
 #define FSDP_MAX_MEMBERS 24
 
+/* How long gathered base weights stay (--shard): full releases a unit after each use (ZeRO-3:
+ * gathered again for backward); grad_op keeps every unit gathered until the optimizer step, so
+ * forward's gather serves backward and the micro-steps; none replicates the base: gathered once,
+ * kept for the run, never communicated again. Adapters are gathered per use in every mode. */
+typedef enum { KEEP_PER_USE, KEEP_PER_STEP, KEEP_FOR_RUN } fsdp_keep;
+
 typedef struct {
     char path[112];   /* the dataset this member is stored as */
     int ndims;
@@ -33,7 +39,7 @@ typedef struct {
     float *shard;        /* this rank's part (owned, or a view into a caller's flat buffer) */
     float *full;         /* the gathered pool, or NULL */
     float *grad_full;    /* trainable pools: the full gradient accumulated over micro-steps */
-    int keep_gathered;   /* sharding strategies that keep weights gathered */
+    fsdp_keep keep;      /* when fsdp_release really frees the gathered buffer */
     int owns_shard;
 } fsdp_pool;
 
@@ -72,6 +78,12 @@ void fsdp_pool_free(fsdp_pool *p);
 /* A whole unit: gather or release all its pools; the data of a frozen tensor wherever it lives. */
 void fsdp_unit_gather(fsdp_unit *u);
 void fsdp_unit_release(fsdp_unit *u);
+/* End of an optimizer step: free what KEEP_PER_STEP kept. */
+void fsdp_unit_step_done(fsdp_unit *u);
+
+/* Gathered bytes held now, and the most held at once since the start (weights for compute). */
+void fsdp_account_gathered(int64_t delta);
+int64_t fsdp_gathered_peak(void);
 const float *fsdp_unit_data(const fsdp_unit *u, const char *path);
 void fsdp_unit_free(fsdp_unit *u);
 

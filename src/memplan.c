@@ -35,11 +35,12 @@ sl_memplan memplan_compute(const sl_config *cfg, const sl_model_config *mc, int 
     }
     int64_t embed = V * D * (mc->tie_word_embeddings ? 1 : 2), norms = (2 * L + 1) * D;
     double base = (double)L * layer_linear * bpw + 4.0 * (double)(embed + norms);
-    int sharded = !strcmp(cfg->shard, "full");
-    p.base_shard = (int64_t)(sharded ? base / world : base);
-    p.gathered = 4 * (layer_linear > V * D ? layer_linear : V * D) * (sharded ? 2 : 1); /* with prefetch */
+    p.base_shard = (int64_t)(base / world);
+    /* full: the largest unit, twice with prefetch; grad_op and none hold every unit gathered */
+    int64_t largest_unit = layer_linear > V * D ? layer_linear : V * D;
+    p.gathered = !strcmp(cfg->shard, "full") ? 4 * largest_unit * 2 : 4 * (L * layer_linear + embed + norms);
     /* fp32 master weights, gradients and two AdamW moments, sharded; the full gradient of one unit */
-    p.lora_state = 16 * L * lora_params / (!strcmp(cfg->shard, "none") ? 1 : world);
+    p.lora_state = 16 * L * lora_params / world;
     p.lora_grad_full = 4 * lora_params;
     int64_t T = (int64_t)cfg->micro_batch * cfg->seq_len;
     int64_t per_layer = T * (3 * D + 2 * Q + 2 * KV + 3 * F) * 4; /* what backward needs of one layer */

@@ -76,7 +76,7 @@ void model_validate(const char *path)
 static void add_tensor(fsdp_pool *p, const sl_tensor_spec *t) { fsdp_pool_add(p, t->path, t->ndims, t->dims); }
 
 /* Tensors are in file order: embedding, each layer's, final norm, lm_head. */
-static void plan_units(sl_model *m, const quant_format *fmt, int keep_gathered)
+static void plan_units(sl_model *m, const quant_format *fmt, fsdp_keep keep)
 {
     const int L = m->cfg.num_layers;
     m->n_units = L + 2;
@@ -93,7 +93,8 @@ static void plan_units(sl_model *m, const quant_format *fmt, int keep_gathered)
     for (int u = 0; u < m->n_units; u++) {
         fsdp_pool_plan(&m->units[u].frozen);
         qpool_plan(&m->units[u].quant, fmt);
-        m->units[u].frozen.keep_gathered = m->units[u].quant.keep_gathered = keep_gathered;
+        m->units[u].frozen.keep = keep;
+        m->units[u].quant.keep = (int)keep;
     }
 }
 
@@ -124,7 +125,12 @@ void model_bind_trainable(sl_model *m, float *flat)
     }
 }
 
-void model_load(sl_model *m, const char *path, const quant_format *fmt, int keep_gathered)
+fsdp_keep model_keep_of(const char *shard)
+{
+    return !strcmp(shard, "none") ? KEEP_FOR_RUN : !strcmp(shard, "grad_op") ? KEEP_PER_STEP : KEEP_PER_USE;
+}
+
+void model_load(sl_model *m, const char *path, const quant_format *fmt, fsdp_keep keep)
 {
     memset(m, 0, sizeof *m);
     hid_t f = h5_open(path, "model", 0, MPI_COMM_WORLD);
@@ -132,7 +138,7 @@ void model_load(sl_model *m, const char *path, const quant_format *fmt, int keep
     m->n_tensors = modelcfg_tensor_count(&m->cfg);
     m->tensors = sl_malloc(sizeof *m->tensors * (size_t)m->n_tensors, "tensor table");
     modelcfg_tensors(&m->cfg, m->tensors, m->n_tensors);
-    plan_units(m, fmt, keep_gathered);
+    plan_units(m, fmt, keep);
     int64_t before = h5_bytes_read();
     for (int u = 0; u < m->n_units; u++) {
         fsdp_pool_load(&m->units[u].frozen, f);

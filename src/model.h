@@ -45,10 +45,11 @@ int model_stored_format(const char *path, quant_format *fmt);
 /* The base format of a run: a pre-quantized file's own, else the --quant options'. NULL or a
  * message when the options ask for something else than the file holds. */
 const char *model_choose_format(const char *path, const quant_format *asked, quant_format *fmt);
+/* The retention of gathered base weights that --shard names (full, grad_op, none). */
+fsdp_keep model_keep_of(const char *shard);
 /* Collective: read this rank's shard of every unit, quantizing the decoder layers' linear weights
- * in fmt (QUANT_NONE: kept in float). keep_gathered: weights stay gathered after first use
- * (--shard grad_op / none). */
-void model_load(sl_model *m, const char *path, const quant_format *fmt, int keep_gathered);
+ * in fmt (QUANT_NONE: kept in float); gathered weights are kept as `keep` says. */
+void model_load(sl_model *m, const char *path, const quant_format *fmt, fsdp_keep keep);
 void model_free(sl_model *m);
 
 /* Plan the trainable pools: adapters on every layer unit, and for sequence classification a

@@ -1,6 +1,8 @@
 /* qpool: sharded quantization at load time, gathering and dequantization. */
 #include "qpool.h"
 
+#include "fsdp.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +151,7 @@ float *qpool_gather(qpool *q)
         comm_allgather_f32(q->absmax_full, q->absmax, (int64_t)sb);
     }
     q->full = sl_malloc((size_t)q->numel * sizeof(float), "dequantized weights");
+    fsdp_account_gathered(q->numel * (int64_t)sizeof(float));
     for (int i = 0; i < q->n_members; i++) {
         const qpool_member *m = &q->members[i];
         int64_t b = m->block_start;
@@ -162,11 +165,16 @@ float *qpool_gather(qpool *q)
     return q->full;
 }
 
-void qpool_release(qpool *q)
+void qpool_drop(qpool *q)
 {
-    if (q->keep_gathered) return;
+    if (q->full) fsdp_account_gathered(-q->numel * (int64_t)sizeof(float));
     free(q->full);
     q->full = NULL;
+}
+
+void qpool_release(qpool *q)
+{
+    if (q->keep == KEEP_PER_USE) qpool_drop(q);
 }
 
 float *qpool_member_data(const qpool *q, const char *path)
@@ -184,6 +192,7 @@ int64_t qpool_shard_bytes(const qpool *q)
 
 void qpool_free(qpool *q)
 {
-    free(q->codes), free(q->absmax), free(q->absmax_u8), free(q->nested), free(q->full);
+    qpool_drop(q);
+    free(q->codes), free(q->absmax), free(q->absmax_u8), free(q->nested);
     memset(q, 0, sizeof *q);
 }

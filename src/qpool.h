@@ -35,7 +35,7 @@ typedef struct {
     uint8_t *codes, *codes_full, *absmax_u8, *absmax_u8_full;
     float *absmax, *absmax_full, *nested, *nested_full;
     float *full;          /* dequantized weights, or NULL */
-    int keep_gathered;
+    int keep;             /* an fsdp_keep (fsdp.h) */
 } qpool;
 
 void qpool_add(qpool *q, const char *path, int ndims, const int64_t *dims);
@@ -46,6 +46,8 @@ void qpool_load(qpool *q, hid_t file);
 /* Collective: gather codes and statistics, dequantize; returns the float buffer. */
 float *qpool_gather(qpool *q);
 void qpool_release(qpool *q);
+/* Free the dequantized buffer whatever q->keep says. */
+void qpool_drop(qpool *q);
 float *qpool_member_data(const qpool *q, const char *path);
 /* Bytes of quantized data this rank holds. */
 int64_t qpool_shard_bytes(const qpool *q);

@@ -133,12 +133,14 @@ static double count_targets(sl_sampler *smp, const sl_config *cfg, int64_t step,
 
 typedef struct {
     double loss, grad_norm, tokens;
+    double gathered, reduced; /* bytes rank 0 received from all-gathers and sent to reduce-scatters */
 } step_result;
 
 static step_result optimizer_step(sl_model *m, train_state *s, step_state *st, sl_sampler *smp, const sl_config *cfg,
                                   const sl_schedule *sched, int64_t step)
 {
     const int classify = m->num_labels > 0;
+    const comm_traffic before = comm_traffic_so_far();
     double counts[2] = {count_targets(smp, cfg, step, classify), 0};
     comm_allreduce_sum_f64(counts, 1);
     rt_agree(counts[0] > 0 || RT.rank != 0, "step %lld has no loss target in its global batch (all masked?)", (long long)step + 1);
@@ -150,6 +152,7 @@ static step_result optimizer_step(sl_model *m, train_state *s, step_state *st, s
         sums[0] += step_micro(m, st, &mb->batch, mb->labels, 1.0 / counts[0], key);
         sums[1] += mb->batch.T;
     }
+    for (int u = 0; u < m->n_units; u++) fsdp_unit_step_done(&m->units[u]);
     reduce_gradients(m, s);
     if (step == 0 && cfg->dump_grads) dump_gradients(m, s, cfg);
     comm_allreduce_sum_f64(sums, 2);
@@ -160,7 +163,10 @@ static step_result optimizer_step(sl_model *m, train_state *s, step_state *st, s
     const sl_adamw hp = {.beta1 = cfg->beta1, .beta2 = cfg->beta2, .eps = cfg->adam_eps,
                          .weight_decay = cfg->weight_decay};
     adamw_step(s->param, s->grad, s->m, s->v, s->n, &hp, step + 1, lr_at(sched, step));
-    return (step_result){.loss = sums[0], .grad_norm = norm, .tokens = sums[1]};
+    const comm_traffic after = comm_traffic_so_far();
+    return (step_result){.loss = sums[0], .grad_norm = norm, .tokens = sums[1],
+                         .gathered = (double)(after.gathered - before.gathered),
+                         .reduced = (double)(after.reduced - before.reduced)};
 }
 
 static void log_step(sl_metrics *mx, int64_t step, int64_t total, step_result r, float lr, double step_secs,
@@ -171,8 +177,12 @@ static void log_step(sl_metrics *mx, int64_t step, int64_t total, step_result r,
              (long long)total, r.loss, lr, r.grad_norm, tps, (int)(eta / 60), (int)eta % 60);
     if (RT.rank == 0) {
         const sl_metric row[] = {{"loss", "nats per target token", r.loss}, {"lr", "1", lr},
-                                 {"grad_norm", "1", r.grad_norm}, {"tokens_per_s", "tokens/s", tps}};
-        metrics_append(mx, step + 1, row, 4);
+                                 {"grad_norm", "1", r.grad_norm}, {"tokens_per_s", "tokens/s", tps},
+                                 {"allgather_bytes", "bytes received by rank 0 in the step", r.gathered},
+                                 {"reduce_scatter_bytes", "bytes sent by rank 0 in the step", r.reduced},
+                                 {"gathered_peak_bytes", "most gathered weight bytes held at once on rank 0, so far",
+                                  (double)fsdp_gathered_peak()}};
+        metrics_append(mx, step + 1, row, 7);
     }
 }
 
@@ -199,7 +209,7 @@ int train_run(const sl_config *cfg_in)
     sl_model m;
     quant_format fmt;
     model_format_of_run(cfg, &fmt); /* checked on rank 0 already */
-    model_load(&m, cfg->model, &fmt, strcmp(cfg->shard, "full") != 0);
+    model_load(&m, cfg->model, &fmt, model_keep_of(cfg->shard));
     unsigned targets;
     lora_parse_targets(cfg->lora_targets, &targets);
     sl_lora lora;
