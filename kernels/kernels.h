@@ -29,9 +29,11 @@ void k_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, cons
                    const float *rstd, int T, int D);
 
 /* Rotary embedding in the Hugging Face convention (element i pairs with i + head_dim/2 inside each
- * head), applied in place to x[T, n_heads * head_dim] at positions pos[T]. inverse = 1 applies the
- * transposed rotation, which is the backward pass. */
-void k_rope(float *x, const int32_t *pos, int T, int n_heads, int head_dim, double theta, int inverse);
+ * head), applied in place to x[T, n_heads * head_dim] at positions pos[T] < max_pos, from the table
+ * cos_sin[max_pos][head_dim / 2][2] of (cos, sin) that k_rope_table fills (angles in double, then
+ * rounded). inverse = 1 applies the transposed rotation, which is the backward pass. */
+void k_rope_table(float *cos_sin, int max_pos, int head_dim, double theta);
+void k_rope(float *x, const int32_t *pos, int T, int n_heads, int head_dim, const float *cos_sin, int inverse);
 
 /* Causal grouped-query attention within each packed sequence. q[T, nh*hd], k and v[T, nkv*hd],
  * out[T, nh*hd]; lse[nh, T] (log-sum-exp of each score row) is saved for backward.

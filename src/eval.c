@@ -11,6 +11,7 @@
 #include "adapter.h"
 #include "comm.h"
 #include "data.h"
+#include "forward.h"
 #include "h5io.h"
 #include "memplan.h"
 #include "model.h"
@@ -159,15 +160,18 @@ void eval_run(const sl_config *cfg)
     log_info("eval: %lld windows of up to %d tokens over %lld documents, %d ranks, %lld steps",
              (long long)n, cfg->seq_len, (long long)d.n_docs, RT.world, (long long)steps);
 
+    forward_state fw;
+    forward_init(&fw, &m, max_T, cfg->seq_len);
     int64_t next = first;
     for (int64_t s = 0; s < steps; s++) {
         int64_t taken = fill_batch(&d, w + next, last - next, cfg->micro_batch, &b, tokens, mask);
-        model_forward_loss(&m, &b, row_loss);
+        model_forward_loss(&m, &fw, &b, row_loss);
         for (int64_t i = 0; i < taken; i++)
             for (int t = b.seq_start[i]; t < b.seq_start[i + 1]; t++)
                 if (b.target[t] >= 0) res[next + i].loss_sum += row_loss[t], res[next + i].count += 1;
         next += taken;
     }
+    forward_free(&fw);
     /* Each window is filled by exactly one rank, so the sum is exact; add in window order after. */
     comm_allreduce_sum_f64(&res[0].loss_sum, 2 * n);
     double loss_sum = 0, count = 0;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "comm.h"
 #include "h5io.h"
 #include "runtime.h"
@@ -122,6 +123,9 @@ float *fsdp_gather(fsdp_pool *p)
     p->full = sl_malloc((size_t)gathered_bytes(p), "gathered unit");
     fsdp_account_gathered(gathered_bytes(p));
     comm_allgather_f32(p->full, p->shard, p->shard_numel);
+    const int64_t n = p->shard_numel * RT.world;
+    p->dev_buf = BE->mirror_alloc((size_t)n * (size_t)BE->act_bytes, "gathered unit");
+    p->dev = BE->mirror_act(p->dev_buf, p->full, n);
     return p->full;
 }
 
@@ -129,7 +133,8 @@ static void drop_gathered(fsdp_pool *p)
 {
     if (p->full) fsdp_account_gathered(-gathered_bytes(p));
     free(p->full);
-    p->full = NULL;
+    BE->release(p->dev_buf);
+    p->full = NULL, p->dev = p->dev_buf = NULL;
 }
 
 void fsdp_release(fsdp_pool *p)
@@ -155,11 +160,36 @@ float *fsdp_member_data(const fsdp_pool *p, const char *path)
     return m && p->full ? p->full + m->offset : NULL;
 }
 
+const void *fsdp_member_dev(const fsdp_pool *p, const char *path)
+{
+    const fsdp_member *m = fsdp_find(p, path);
+    return m && p->dev ? act_at(p->dev, m->offset) : NULL;
+}
+
+static size_t grad_bytes(const fsdp_pool *p) { return (size_t)p->shard_numel * (size_t)RT.world * sizeof(float); }
+
+float *fsdp_grad_dev(const fsdp_pool *p) { return p->grad_dev ? p->grad_dev : p->grad_full; }
+
+void fsdp_grad_zero(fsdp_pool *p)
+{
+    if (!p->grad_full) {
+        p->grad_full = sl_malloc(grad_bytes(p), "full gradient");
+        p->grad_dev = BE->mirror_alloc(grad_bytes(p), "full gradient");
+    }
+    BE->zero(fsdp_grad_dev(p), grad_bytes(p));
+}
+
+void fsdp_grad_to_host(fsdp_pool *p)
+{
+    if (p->grad_full) BE->unmirror_f32(p->grad_full, p->grad_dev, p->shard_numel * RT.world);
+}
+
 void fsdp_pool_free(fsdp_pool *p)
 {
     if (p->owns_shard) free(p->shard);
     drop_gathered(p);
     free(p->grad_full);
+    BE->release(p->grad_dev);
     memset(p, 0, sizeof *p);
 }
 
@@ -187,6 +217,12 @@ const float *fsdp_unit_data(const fsdp_unit *u, const char *path)
 {
     const float *d = fsdp_member_data(&u->frozen, path);
     return d ? d : qpool_member_data(&u->quant, path);
+}
+
+const void *fsdp_unit_dev(const fsdp_unit *u, const char *path)
+{
+    const void *d = fsdp_member_dev(&u->frozen, path);
+    return d ? d : qpool_member_dev(&u->quant, path);
 }
 
 void fsdp_unit_free(fsdp_unit *u)

@@ -38,7 +38,10 @@ typedef struct {
     int64_t shard_numel; /* elements each rank owns (numel padded to a multiple of world) */
     float *shard;        /* this rank's part (owned, or a view into a caller's flat buffer) */
     float *full;         /* the gathered pool, or NULL */
+    void *dev;           /* the gathered pool where the backend computes (act-typed; full itself on the CPU) */
+    void *dev_buf;       /* the backend's copy behind dev (NULL on the CPU backend) */
     float *grad_full;    /* trainable pools: the full gradient accumulated over micro-steps */
+    float *grad_dev;     /* the backend's copy of the gradient (NULL on the CPU backend) */
     fsdp_keep keep;      /* when fsdp_release really frees the gathered buffer */
     int owns_shard;
 } fsdp_pool;
@@ -70,8 +73,15 @@ float *fsdp_gather(fsdp_pool *p);
 void fsdp_release(fsdp_pool *p);
 /* Collective: sum grad_full over ranks and deliver this rank's range into grad_shard. */
 void fsdp_reduce_scatter_grad(fsdp_pool *p, float *grad_shard);
-/* The gathered data of the member stored at path, or NULL. */
+/* The gathered data of the member stored at path, or NULL: on the host, and where the backend
+ * computes (act-typed). */
 float *fsdp_member_data(const fsdp_pool *p, const char *path);
+const void *fsdp_member_dev(const fsdp_pool *p, const char *path);
+/* Trainable pools: the gradient the backend accumulates into (zeroed by fsdp_grad_zero), and its
+ * copy into grad_full for the reduce-scatter. */
+float *fsdp_grad_dev(const fsdp_pool *p);
+void fsdp_grad_zero(fsdp_pool *p);
+void fsdp_grad_to_host(fsdp_pool *p);
 const fsdp_member *fsdp_find(const fsdp_pool *p, const char *path);
 void fsdp_pool_free(fsdp_pool *p);
 
@@ -85,6 +95,7 @@ void fsdp_unit_step_done(fsdp_unit *u);
 void fsdp_account_gathered(int64_t delta);
 int64_t fsdp_gathered_peak(void);
 const float *fsdp_unit_data(const fsdp_unit *u, const char *path);
+const void *fsdp_unit_dev(const fsdp_unit *u, const char *path);
 void fsdp_unit_free(fsdp_unit *u);
 
 #endif

@@ -5,11 +5,9 @@
 #include "layer.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "kernels.h"
-#include "rng.h"
+#include "backend.h"
 #include "runtime.h"
 
 layer_weights layer_weights_of(const fsdp_unit *unit, int layer)
@@ -17,16 +15,16 @@ layer_weights layer_weights_of(const fsdp_unit *unit, int layer)
     layer_weights w = {0};
     char path[112], module[64];
     modelcfg_layer_path(path, sizeof path, layer, "input_layernorm/weight");
-    w.input_norm = fsdp_unit_data(unit, path);
+    w.input_norm = fsdp_unit_dev(unit, path);
     modelcfg_layer_path(path, sizeof path, layer, "post_attention_layernorm/weight");
-    w.post_norm = fsdp_unit_data(unit, path);
+    w.post_norm = fsdp_unit_dev(unit, path);
     for (int p = 0; p < N_PROJ; p++) {
         snprintf(module, sizeof module, "%s/%s/weight", p < PROJ_GATE ? "self_attn" : "mlp", PROJ_NAMES[p]);
         modelcfg_layer_path(path, sizeof path, layer, module);
-        w.w[p] = fsdp_unit_data(unit, path);
+        w.w[p] = fsdp_unit_dev(unit, path);
         snprintf(module, sizeof module, "self_attn/%s/bias", PROJ_NAMES[p]);
         modelcfg_layer_path(path, sizeof path, layer, module);
-        w.bias[p] = fsdp_unit_data(unit, path);
+        w.bias[p] = fsdp_unit_dev(unit, path);
     }
     return w;
 }
@@ -41,135 +39,143 @@ static proj_dims dims_of(const sl_model_config *c, int p)
     return d[p];
 }
 
-static float *falloc(size_t n) { return sl_malloc(n * sizeof(float), "activations"); }
+static void *acts(size_t t, size_t width) { return BE->alloc(t * width * (size_t)BE->act_bytes, "activations"); }
+static float *stats(size_t n) { return BE->alloc(n * sizeof(float), "activations"); }
 
-void layer_acts_alloc(layer_acts *a, const sl_model_config *c, const sl_lora *l, int T, int own_input)
+void layer_acts_alloc(layer_acts *a, const sl_model_config *c, const sl_lora *l, int T, int max_seq, int own_input)
 {
     memset(a, 0, sizeof *a);
     const size_t t = (size_t)(T > 0 ? T : 1), D = (size_t)c->hidden_size, F = (size_t)c->intermediate_size,
                  Q = (size_t)c->num_heads * c->head_dim, KV = (size_t)c->num_kv_heads * c->head_dim;
     a->T = T;
-    if ((a->owns_input = own_input)) a->x_in = falloc(t * D);
-    a->xn1 = falloc(t * D), a->rstd1 = falloc(t), a->q = falloc(t * Q), a->k = falloc(t * KV);
-    a->v = falloc(t * KV), a->att = falloc(t * Q), a->lse = falloc(t * (size_t)c->num_heads);
-    a->x_mid = falloc(t * D), a->xn2 = falloc(t * D), a->rstd2 = falloc(t);
-    a->gate = falloc(t * F), a->up = falloc(t * F), a->act = falloc(t * F);
+    if ((a->owns_input = own_input)) a->x_in = acts(t, D);
+    a->xn1 = acts(t, D), a->rstd1 = stats(t), a->q = acts(t, Q), a->k = acts(t, KV);
+    a->v = acts(t, KV), a->att = acts(t, Q);
+    /* the most sequences a batch of t rows can hold: one row each */
+    a->attn_stats = BE->alloc(BE->attention_stats_bytes((int)t, (int)t, max_seq, c->num_heads), "activations");
+    a->x_mid = acts(t, D), a->xn2 = acts(t, D), a->rstd2 = stats(t);
+    a->gate = acts(t, F), a->up = acts(t, F), a->act = acts(t, F);
     for (int p = 0; l && p < N_PROJ; p++) {
         if (!(l->targets & (1u << p))) continue;
-        a->lora_u[p] = falloc(t * (size_t)l->r);
-        if (l->dropout > 0) a->lora_x[p] = falloc(t * (size_t)dims_of(c, p).in);
+        a->lora_u[p] = acts(t, (size_t)l->r);
+        if (l->dropout > 0) a->lora_x[p] = acts(t, (size_t)dims_of(c, p).in);
     }
 }
 
 void layer_acts_free(layer_acts *a)
 {
-    float *all[] = {a->xn1, a->rstd1, a->q, a->k, a->v, a->att, a->lse, a->x_mid, a->xn2, a->rstd2,
-                    a->gate, a->up, a->act};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
-    for (int p = 0; p < N_PROJ; p++) free(a->lora_u[p]), free(a->lora_x[p]);
-    if (a->owns_input) free(a->x_in);
+    void *all[] = {a->xn1, a->rstd1, a->q, a->k, a->v, a->att, a->attn_stats, a->x_mid, a->xn2, a->rstd2,
+                   a->gate, a->up, a->act};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) BE->release(all[i]);
+    for (int p = 0; p < N_PROJ; p++) BE->release(a->lora_u[p]), BE->release(a->lora_x[p]);
+    if (a->owns_input) BE->release(a->x_in);
     memset(a, 0, sizeof *a);
 }
 
-/* Inverted dropout keep-mask entry for element i of projection p's input. */
-static int dropout_keeps(const layer_acts *a, int p, int64_t i, double rate)
+void layer_scratch_alloc(layer_scratch *s, const sl_model_config *c, const sl_lora *l, int T)
 {
-    return rng_hash_uniform(a->dropout_key, (uint64_t)p, (uint64_t)i) >= rate;
+    const size_t t = (size_t)(T > 0 ? T : 1), D = (size_t)c->hidden_size, F = (size_t)c->intermediate_size,
+                 Q = (size_t)c->num_heads * c->head_dim, KV = (size_t)c->num_kv_heads * c->head_dim;
+    size_t widest_in = D > Q ? D : Q;
+    if (F > widest_in) widest_in = F;
+    s->d_act = acts(t, F), s->d_gate = acts(t, F), s->d_up = acts(t, F), s->d_xn = acts(t, D);
+    s->d_att = acts(t, Q), s->dq = acts(t, Q), s->dk = acts(t, KV), s->dv = acts(t, KV);
+    s->du = l ? acts(t, (size_t)l->r) : NULL;
+    s->dxd = l && l->dropout > 0 ? acts(t, widest_in) : NULL;
 }
 
-static void proj_forward(float *y, const float *x, int p, int accumulate, const sl_model_config *c,
-                         const layer_weights *w, const sl_lora *l, const lora_view *lv, layer_acts *a)
+void layer_scratch_free(layer_scratch *s)
+{
+    void *all[] = {s->d_act, s->d_gate, s->d_up, s->d_xn, s->d_att, s->dq, s->dk, s->dv, s->du, s->dxd};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) BE->release(all[i]);
+    memset(s, 0, sizeof *s);
+}
+
+static void proj_forward(void *y, const void *x, int p, int accumulate, const layer_pass *ps,
+                         const layer_weights *w, const lora_view *lv, layer_acts *a)
 {
     const int T = a->T;
-    proj_dims d = dims_of(c, p);
-    k_linear_fwd(y, x, w->w[p], w->bias[p], T, (int)d.in, (int)d.out, 1.0f, accumulate);
+    proj_dims d = dims_of(ps->c, p);
+    BE->linear_fwd(y, x, w->w[p], w->bias[p], T, (int)d.in, (int)d.out, 1.0f, accumulate);
     if (!lv || !lv->A[p]) return;
-    const float *xd = x;
+    const void *xd = x;
     if (a->lora_x[p]) {
-        const float keep = (float)(1.0 / (1.0 - l->dropout));
-        for (int64_t i = 0; i < (int64_t)T * d.in; i++)
-            a->lora_x[p][i] = dropout_keeps(a, p, i, l->dropout) ? x[i] * keep : 0.0f;
+        BE->dropout_fwd(a->lora_x[p], x, (int64_t)T * d.in, ps->l->dropout, a->dropout_key, (uint64_t)p);
         xd = a->lora_x[p];
     }
-    k_linear_fwd(a->lora_u[p], xd, lv->A[p], NULL, T, (int)d.in, l->r, 1.0f, 0);
-    k_linear_fwd(y, a->lora_u[p], lv->B[p], NULL, T, l->r, (int)d.out, l->scale, 1);
+    BE->linear_fwd(a->lora_u[p], xd, lv->A[p], NULL, T, (int)d.in, ps->l->r, 1.0f, 0);
+    BE->linear_fwd(y, a->lora_u[p], lv->B[p], NULL, T, ps->l->r, (int)d.out, ps->l->scale, 1);
 }
 
-/* dx += d/dx of projection p at input x given dy; adapter gradients into lv. */
-static void proj_backward(float *dx, const float *dy, const float *x, int p, const sl_model_config *c,
-                          const layer_weights *w, const sl_lora *l, const lora_view *lv, const layer_acts *a)
+/* dx (+)= d/dx of projection p at input x given dy; adapter gradients into lv. */
+static void proj_backward(void *dx, int accumulate, const void *dy, const void *x, int p, const layer_pass *ps,
+                          const layer_weights *w, const lora_view *lv, const layer_acts *a, layer_scratch *s)
 {
-    const int T = a->T;
-    proj_dims d = dims_of(c, p);
-    k_linear_bwd(dx, NULL, NULL, dy, x, w->w[p], T, (int)d.in, (int)d.out, 1.0f);
+    const int T = a->T, r = ps->l ? ps->l->r : 0;
+    proj_dims d = dims_of(ps->c, p);
+    BE->linear_bwd_data(dx, dy, w->w[p], T, (int)d.in, (int)d.out, 1.0f, accumulate);
     if (!lv || !lv->A[p]) return;
-    float *du = sl_calloc((size_t)T * (size_t)l->r, sizeof(float), "adapter gradient");
-    k_linear_bwd(du, lv->dB[p], NULL, dy, a->lora_u[p], lv->B[p], T, l->r, (int)d.out, l->scale);
+    BE->linear_bwd_data(s->du, dy, lv->B[p], T, r, (int)d.out, ps->l->scale, 0);
+    BE->linear_bwd_weight(lv->dB[p], dy, a->lora_u[p], T, r, (int)d.out, ps->l->scale);
     if (!a->lora_x[p]) {
-        k_linear_bwd(dx, lv->dA[p], NULL, du, x, lv->A[p], T, (int)d.in, l->r, 1.0f);
+        BE->linear_bwd_data(dx, s->du, lv->A[p], T, (int)d.in, r, 1.0f, 1);
+        BE->linear_bwd_weight(lv->dA[p], s->du, x, T, (int)d.in, r, 1.0f);
     } else {
-        float *dxd = sl_calloc((size_t)T * (size_t)d.in, sizeof(float), "adapter gradient");
-        k_linear_bwd(dxd, lv->dA[p], NULL, du, a->lora_x[p], lv->A[p], T, (int)d.in, l->r, 1.0f);
-        const float keep = (float)(1.0 / (1.0 - l->dropout));
-        for (int64_t i = 0; i < (int64_t)T * d.in; i++)
-            if (dropout_keeps(a, p, i, l->dropout)) dx[i] += dxd[i] * keep;
-        free(dxd);
+        BE->linear_bwd_data(s->dxd, s->du, lv->A[p], T, (int)d.in, r, 1.0f, 0);
+        BE->linear_bwd_weight(lv->dA[p], s->du, a->lora_x[p], T, (int)d.in, r, 1.0f);
+        BE->dropout_bwd(dx, s->dxd, (int64_t)T * d.in, ps->l->dropout, a->dropout_key, (uint64_t)p);
     }
-    free(du);
 }
 
-void layer_forward(const sl_model_config *c, const layer_weights *w, const sl_lora *l, const lora_view *lv,
-                   layer_acts *a, const sl_batch *b, float *x_out)
+static float attn_scale(const sl_model_config *c) { return 1.0f / sqrtf((float)c->head_dim); }
+
+void layer_forward(const layer_pass *ps, const layer_weights *w, const lora_view *lv, layer_acts *a, void *x_out)
 {
+    const sl_model_config *c = ps->c;
+    const sl_batch *b = ps->b;
     const int T = b->T, D = c->hidden_size, hd = c->head_dim;
     const float eps = (float)c->rms_norm_eps;
+    const size_t row_bytes = (size_t)D * (size_t)BE->act_bytes;
     if (T == 0) return;
-    k_rmsnorm_fwd(a->xn1, a->rstd1, a->x_in, w->input_norm, T, D, eps);
-    proj_forward(a->q, a->xn1, PROJ_Q, 0, c, w, l, lv, a);
-    proj_forward(a->k, a->xn1, PROJ_K, 0, c, w, l, lv, a);
-    proj_forward(a->v, a->xn1, PROJ_V, 0, c, w, l, lv, a);
-    k_rope(a->q, b->pos, T, c->num_heads, hd, c->rope_theta, 0);
-    k_rope(a->k, b->pos, T, c->num_kv_heads, hd, c->rope_theta, 0);
-    k_attention_fwd(a->att, a->lse, a->q, a->k, a->v, b->seq_start, b->n_seqs, c->num_heads, c->num_kv_heads,
-                    hd, 1.0f / sqrtf((float)hd));
-    memcpy(a->x_mid, a->x_in, (size_t)T * D * sizeof(float));
-    proj_forward(a->x_mid, a->att, PROJ_O, 1, c, w, l, lv, a);
-    k_rmsnorm_fwd(a->xn2, a->rstd2, a->x_mid, w->post_norm, T, D, eps);
-    proj_forward(a->gate, a->xn2, PROJ_GATE, 0, c, w, l, lv, a);
-    proj_forward(a->up, a->xn2, PROJ_UP, 0, c, w, l, lv, a);
-    k_swiglu_fwd(a->act, a->gate, a->up, (int64_t)T * c->intermediate_size);
-    if (x_out != a->x_mid) memcpy(x_out, a->x_mid, (size_t)T * D * sizeof(float));
-    proj_forward(x_out, a->act, PROJ_DOWN, 1, c, w, l, lv, a);
+    BE->rmsnorm_fwd(a->xn1, a->rstd1, a->x_in, w->input_norm, T, D, eps);
+    proj_forward(a->q, a->xn1, PROJ_Q, 0, ps, w, lv, a);
+    proj_forward(a->k, a->xn1, PROJ_K, 0, ps, w, lv, a);
+    proj_forward(a->v, a->xn1, PROJ_V, 0, ps, w, lv, a);
+    BE->rope(a->q, ps->pos, T, c->num_heads, hd, ps->rope_cs, 0);
+    BE->rope(a->k, ps->pos, T, c->num_kv_heads, hd, ps->rope_cs, 0);
+    BE->attention_fwd(a->att, a->attn_stats, a->q, a->k, a->v, b->seq_start, b->n_seqs, ps->max_seq, c->num_heads,
+                      c->num_kv_heads, hd, attn_scale(c));
+    BE->copy(a->x_mid, a->x_in, (size_t)T * row_bytes);
+    proj_forward(a->x_mid, a->att, PROJ_O, 1, ps, w, lv, a);
+    BE->rmsnorm_fwd(a->xn2, a->rstd2, a->x_mid, w->post_norm, T, D, eps);
+    proj_forward(a->gate, a->xn2, PROJ_GATE, 0, ps, w, lv, a);
+    proj_forward(a->up, a->xn2, PROJ_UP, 0, ps, w, lv, a);
+    BE->swiglu_fwd(a->act, a->gate, a->up, (int64_t)T * c->intermediate_size);
+    if (x_out != a->x_mid) BE->copy(x_out, a->x_mid, (size_t)T * row_bytes);
+    proj_forward(x_out, a->act, PROJ_DOWN, 1, ps, w, lv, a);
 }
 
-void layer_backward(const sl_model_config *c, const layer_weights *w, const sl_lora *l, const lora_view *lv,
-                    const layer_acts *a, const sl_batch *b, float *dx)
+void layer_backward(const layer_pass *ps, const layer_weights *w, const lora_view *lv, const layer_acts *a,
+                    layer_scratch *s, void *dx)
 {
+    const sl_model_config *c = ps->c;
+    const sl_batch *b = ps->b;
     const int T = b->T, D = c->hidden_size, hd = c->head_dim;
     if (T == 0) return;
-    const size_t t = (size_t)T, F = (size_t)c->intermediate_size, Q = (size_t)c->num_heads * hd,
-                 KV = (size_t)c->num_kv_heads * hd;
-    float *d_act = sl_calloc(t * F, 4, "gradients"), *d_gate = sl_calloc(t * F, 4, "gradients");
-    float *d_up = sl_calloc(t * F, 4, "gradients"), *d_xn = sl_calloc(t * (size_t)D, 4, "gradients");
     /* MLP: dx already holds d(x_out), which is also the residual part of d(x_mid) */
-    proj_backward(d_act, dx, a->act, PROJ_DOWN, c, w, l, lv, a);
-    k_swiglu_bwd(d_gate, d_up, d_act, a->gate, a->up, (int64_t)t * (int64_t)F);
-    proj_backward(d_xn, d_gate, a->xn2, PROJ_GATE, c, w, l, lv, a);
-    proj_backward(d_xn, d_up, a->xn2, PROJ_UP, c, w, l, lv, a);
-    k_rmsnorm_bwd(dx, NULL, d_xn, a->x_mid, w->post_norm, a->rstd2, T, D);
-    free(d_act), free(d_gate), free(d_up);
+    proj_backward(s->d_act, 0, dx, a->act, PROJ_DOWN, ps, w, lv, a, s);
+    BE->swiglu_bwd(s->d_gate, s->d_up, s->d_act, a->gate, a->up, (int64_t)T * c->intermediate_size);
+    proj_backward(s->d_xn, 0, s->d_gate, a->xn2, PROJ_GATE, ps, w, lv, a, s);
+    proj_backward(s->d_xn, 1, s->d_up, a->xn2, PROJ_UP, ps, w, lv, a, s);
+    BE->rmsnorm_bwd(dx, s->d_xn, a->x_mid, w->post_norm, a->rstd2, T, D, 1);
     /* attention: dx now holds d(x_mid), the residual part of d(x_in) */
-    float *d_att = sl_calloc(t * Q, 4, "gradients"), *dq = sl_calloc(t * Q, 4, "gradients");
-    float *dk = sl_calloc(t * KV, 4, "gradients"), *dv = sl_calloc(t * KV, 4, "gradients");
-    proj_backward(d_att, dx, a->att, PROJ_O, c, w, l, lv, a);
-    k_attention_bwd(dq, dk, dv, d_att, a->att, a->lse, a->q, a->k, a->v, b->seq_start, b->n_seqs, c->num_heads,
-                    c->num_kv_heads, hd, 1.0f / sqrtf((float)hd));
-    k_rope(dq, b->pos, T, c->num_heads, hd, c->rope_theta, 1);
-    k_rope(dk, b->pos, T, c->num_kv_heads, hd, c->rope_theta, 1);
-    memset(d_xn, 0, t * (size_t)D * 4);
-    proj_backward(d_xn, dq, a->xn1, PROJ_Q, c, w, l, lv, a);
-    proj_backward(d_xn, dk, a->xn1, PROJ_K, c, w, l, lv, a);
-    proj_backward(d_xn, dv, a->xn1, PROJ_V, c, w, l, lv, a);
-    k_rmsnorm_bwd(dx, NULL, d_xn, a->x_in, w->input_norm, a->rstd1, T, D);
-    free(d_att), free(dq), free(dk), free(dv), free(d_xn);
+    proj_backward(s->d_att, 0, dx, a->att, PROJ_O, ps, w, lv, a, s);
+    BE->attention_bwd(s->dq, s->dk, s->dv, s->d_att, a->att, a->attn_stats, a->q, a->k, a->v, b->seq_start,
+                      b->n_seqs, ps->max_seq, c->num_heads, c->num_kv_heads, hd, attn_scale(c));
+    BE->rope(s->dq, ps->pos, T, c->num_heads, hd, ps->rope_cs, 1);
+    BE->rope(s->dk, ps->pos, T, c->num_kv_heads, hd, ps->rope_cs, 1);
+    proj_backward(s->d_xn, 0, s->dq, a->xn1, PROJ_Q, ps, w, lv, a, s);
+    proj_backward(s->d_xn, 1, s->dk, a->xn1, PROJ_K, ps, w, lv, a, s);
+    proj_backward(s->d_xn, 1, s->dv, a->xn1, PROJ_V, ps, w, lv, a, s);
+    BE->rmsnorm_bwd(dx, s->d_xn, a->x_in, w->input_norm, a->rstd1, T, D, 1);
 }

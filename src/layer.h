@@ -1,5 +1,6 @@
 /* layer: one LLaMA-family decoder layer with LoRA adapters, forward and backward, on packed
- * batches. The frozen base gets input gradients only; adapters get weight gradients. */
+ * batches, computed through the backend (kernels/backend.h). The frozen base gets input
+ * gradients only; adapters get weight gradients. */
 #ifndef SL_LAYER_H
 #define SL_LAYER_H
 
@@ -9,33 +10,52 @@
 #include "lora.h"
 #include "model.h"
 
-/* What backward needs of one layer for one micro-batch. */
+/* What every layer of one pass shares: the shapes, the adapters, the rotary table and the
+ * batch as the backend sees it. */
+typedef struct {
+    const sl_model_config *c;
+    const sl_lora *l;          /* NULL: no adapters */
+    const float *rope_cs;      /* backend table [max_seq][head_dim / 2][2] */
+    int max_seq;               /* the longest sequence a batch may hold */
+    const sl_batch *b;         /* host view: sequence starts for attention */
+    const int32_t *pos, *ids;  /* backend mirrors of b->pos, b->ids */
+} layer_pass;
+
+/* What backward needs of one layer for one micro-batch (backend buffers, act-typed unless noted). */
 typedef struct {
     int T;
-    float *x_in, *xn1, *rstd1, *q, *k, *v, *att, *lse, *x_mid, *xn2, *rstd2, *gate, *up, *act;
-    float *lora_u[N_PROJ]; /* A x per adapted projection [T, r] */
-    float *lora_x[N_PROJ]; /* dropped-out input [T, in] when LoRA dropout > 0 */
-    uint64_t dropout_key;  /* selects this micro-batch's dropout masks */
+    void *x_in, *xn1, *q, *k, *v, *att, *x_mid, *xn2, *gate, *up, *act;
+    float *rstd1, *rstd2; /* f32 */
+    void *attn_stats;
+    void *lora_u[N_PROJ]; /* A x per adapted projection [T, r] */
+    void *lora_x[N_PROJ]; /* dropped-out input [T, in] when LoRA dropout > 0 */
+    uint64_t dropout_key; /* selects this micro-batch's dropout masks */
     int owns_input;
 } layer_acts;
 
-/* Pointers into a gathered decoder-layer unit. */
+/* Backward's temporaries, shared by all layers of a step. */
 typedef struct {
-    const float *input_norm, *post_norm;
-    const float *w[N_PROJ], *bias[N_PROJ];
+    void *d_act, *d_gate, *d_up, *d_xn, *d_att, *dq, *dk, *dv, *du, *dxd;
+} layer_scratch;
+
+/* Backend pointers into a gathered decoder-layer unit. */
+typedef struct {
+    const void *input_norm, *post_norm;
+    const void *w[N_PROJ], *bias[N_PROJ];
 } layer_weights;
 
 layer_weights layer_weights_of(const fsdp_unit *unit, int layer);
 /* own_input = 0: x_in points at a buffer the caller keeps (activation checkpointing). */
-void layer_acts_alloc(layer_acts *a, const sl_model_config *c, const sl_lora *l, int T, int own_input);
+void layer_acts_alloc(layer_acts *a, const sl_model_config *c, const sl_lora *l, int T, int max_seq, int own_input);
 void layer_acts_free(layer_acts *a);
+void layer_scratch_alloc(layer_scratch *s, const sl_model_config *c, const sl_lora *l, int T);
+void layer_scratch_free(layer_scratch *s);
 
-/* x_out[T, D] = layer(a->x_in); fills a. lora/lv may be NULL (no adapters). */
-void layer_forward(const sl_model_config *c, const layer_weights *w, const sl_lora *l, const lora_view *lv,
-                   layer_acts *a, const sl_batch *b, float *x_out);
+/* x_out[T, D] = layer(a->x_in); fills a. lv may be NULL (no adapters). */
+void layer_forward(const layer_pass *p, const layer_weights *w, const lora_view *lv, layer_acts *a, void *x_out);
 /* dx: in, the gradient of the layer output; out, the gradient of its input. Adapter gradients
  * are added to lv's dA/dB. */
-void layer_backward(const sl_model_config *c, const layer_weights *w, const sl_lora *l, const lora_view *lv,
-                    const layer_acts *a, const sl_batch *b, float *dx);
+void layer_backward(const layer_pass *p, const layer_weights *w, const lora_view *lv, const layer_acts *a,
+                    layer_scratch *s, void *dx);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backend.h"
 #include "rng.h"
 #include "runtime.h"
 
@@ -111,10 +112,10 @@ lora_view lora_view_of(const sl_lora *l, const fsdp_pool *pool, int layer)
             lora_path(path, sizeof path, layer, p, w ? 'B' : 'A');
             const fsdp_member *m = fsdp_find(pool, path);
             if (!m) continue;
-            const float **x = w ? &v.B[p] : &v.A[p];
+            const void **x = w ? &v.B[p] : &v.A[p];
             float **g = w ? &v.dB[p] : &v.dA[p];
-            *x = pool->full + m->offset;
-            *g = pool->grad_full ? pool->grad_full + m->offset : NULL;
+            *x = act_at(pool->dev, m->offset);
+            *g = pool->grad_full ? fsdp_grad_dev(pool) + m->offset : NULL;
         }
     }
     return v;

@@ -60,12 +60,9 @@ int64_t model_trainable_shard_numel(const sl_model *m);
 /* Point each unit's trainable shard into flat (model_trainable_shard_numel long). */
 void model_bind_trainable(sl_model *m, float *flat);
 
-/* The LM head weights of a gathered head unit (the embedding table when tied). */
-const float *model_lm_head(const sl_model *m);
-/* Next-token loss of each row of the final normalised hidden states xn. */
-void model_head_loss(const sl_model *m, const float *xn, const sl_batch *b, double *row_loss);
+/* The LM head weights of a gathered head unit (the embedding table when tied), where the backend
+ * computes. */
+const void *model_lm_head(const sl_model *m);
 
-/* Collective: forward pass, writing each row's next-token loss (natural log; 0 where target < 0). */
-void model_forward_loss(sl_model *m, const sl_batch *b, double *row_loss);
 
 #endif

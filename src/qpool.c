@@ -1,14 +1,14 @@
 /* qpool: sharded quantization at load time, gathering and dequantization. */
 #include "qpool.h"
 
-#include "fsdp.h"
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "comm.h"
+#include "fsdp.h"
 #include "h5io.h"
 #include "quant_store.h"
 #include "runtime.h"
@@ -162,6 +162,8 @@ float *qpool_gather(qpool *q)
     }
     free(q->codes_full), free(q->absmax_u8_full), free(q->nested_full), free(q->absmax_full);
     q->codes_full = q->absmax_u8_full = NULL, q->nested_full = q->absmax_full = NULL;
+    q->dev_buf = BE->mirror_alloc((size_t)q->numel * (size_t)BE->act_bytes, "dequantized weights");
+    q->dev = BE->mirror_act(q->dev_buf, q->full, q->numel);
     return q->full;
 }
 
@@ -169,7 +171,8 @@ void qpool_drop(qpool *q)
 {
     if (q->full) fsdp_account_gathered(-q->numel * (int64_t)sizeof(float));
     free(q->full);
-    q->full = NULL;
+    BE->release(q->dev_buf);
+    q->full = NULL, q->dev = q->dev_buf = NULL;
 }
 
 void qpool_release(qpool *q)
@@ -181,6 +184,13 @@ float *qpool_member_data(const qpool *q, const char *path)
 {
     for (int i = 0; i < q->n_members; i++)
         if (!strcmp(q->members[i].path, path)) return q->full ? q->full + q->members[i].offset : NULL;
+    return NULL;
+}
+
+const void *qpool_member_dev(const qpool *q, const char *path)
+{
+    for (int i = 0; i < q->n_members; i++)
+        if (!strcmp(q->members[i].path, path)) return q->dev ? act_at(q->dev, q->members[i].offset) : NULL;
     return NULL;
 }
 

@@ -35,6 +35,7 @@ typedef struct {
     uint8_t *codes, *codes_full, *absmax_u8, *absmax_u8_full;
     float *absmax, *absmax_full, *nested, *nested_full;
     float *full;          /* dequantized weights, or NULL */
+    void *dev, *dev_buf;  /* full where the backend computes, and the backend's copy (fsdp_pool's dev) */
     int keep;             /* an fsdp_keep (fsdp.h) */
 } qpool;
 
@@ -49,6 +50,7 @@ void qpool_release(qpool *q);
 /* Free the dequantized buffer whatever q->keep says. */
 void qpool_drop(qpool *q);
 float *qpool_member_data(const qpool *q, const char *path);
+const void *qpool_member_dev(const qpool *q, const char *path);
 /* Bytes of quantized data this rank holds. */
 int64_t qpool_shard_bytes(const qpool *q);
 void qpool_free(qpool *q);

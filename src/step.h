@@ -6,20 +6,26 @@
 
 #include "layer.h"
 #include "model.h"
+#include "pass.h"
 
 typedef struct {
     int max_T, act_ckpt;
-    layer_acts *acts;  /* one per layer, or one scratch with activation checkpointing */
-    float **saved_x;   /* activation checkpointing: each layer's input */
-    float *x, *dx, *xn_final, *rstd_final;
+    layer_acts *acts;     /* one per layer, or one scratch with activation checkpointing */
+    void **saved_x;       /* activation checkpointing: each layer's input */
+    void *x, *dx, *xn_final, *d_xn;
+    float *rstd_final;
+    layer_scratch scratch;
+    sl_pass pass;
     uint64_t dropout_key;
 } step_state;
 
-void step_init(step_state *s, const sl_model *m, int max_T, int act_ckpt);
+void step_init(step_state *s, const sl_model *m, int max_T, int max_seq, int act_ckpt);
 void step_free(step_state *s, const sl_model *m);
 
 /* Zero the full gradients of every trainable pool (allocating them once). */
 void step_zero_grads(sl_model *m);
+/* After the micro-steps: bring every trainable pool's gradient to grad_full for the reduce-scatter. */
+void step_grads_to_host(sl_model *m);
 
 /* Forward and backward of one micro-batch. Causal LM: every counted target row contributes
  * loss_weight * its cross-entropy. Sequence classification (m->num_labels > 0): the last row of

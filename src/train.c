@@ -153,6 +153,7 @@ static step_result optimizer_step(sl_model *m, train_state *s, step_state *st, s
         sums[1] += mb->batch.T;
     }
     for (int u = 0; u < m->n_units; u++) fsdp_unit_step_done(&m->units[u]);
+    step_grads_to_host(m);
     reduce_gradients(m, s);
     if (step == 0 && cfg->dump_grads) dump_gradients(m, s, cfg);
     comm_allreduce_sum_f64(sums, 2);
@@ -236,7 +237,7 @@ int train_run(const sl_config *cfg_in)
     ckpt_meta meta = {0, 0};
     int resumed = cfg->resume && checkpoint_resume(&m, roles, cfg, quant, &meta);
     step_state st;
-    step_init(&st, &m, cfg->micro_batch * cfg->seq_len, cfg->act_ckpt);
+    step_init(&st, &m, cfg->micro_batch * cfg->seq_len, cfg->seq_len, cfg->act_ckpt);
     snprintf(path, sizeof path, "%s/metrics.h5", cfg->out);
     sl_metrics mx;
     if (RT.rank == 0) metrics_open(&mx, path, resumed ? meta.step : -1);

@@ -326,17 +326,19 @@ static void test_rope(void **state)
     float *x = frand(N, -1, 1), *R = frand(N, -1, 1);
     rope_case r = {widen(x, N), dalloc(N), widen(R, N), pos};
 
+    float *cs = talloc((size_t)4096 * PD * 4);
+    k_rope_table(cs, 4096, PD, THETA);
     float *y = fcopy(x, N);
-    k_rope(y, pos, PT, PH, PD, THETA, 0);
+    k_rope(y, pos, PT, PH, PD, cs, 0);
     rope_objective(&r);
     check_close("forward", y, r.out, N, FWD_RTOL);
 
-    k_rope(y, pos, PT, PH, PD, THETA, 1);
+    k_rope(y, pos, PT, PH, PD, cs, 1);
     check_close("inverse undoes forward", y, r.x, N, FWD_RTOL);
 
     /* The backward of out = M x is M^T dout: the inverse rotation applied to R. */
     float *dx = fcopy(R, N);
-    k_rope(dx, pos, PT, PH, PD, THETA, 1);
+    k_rope(dx, pos, PT, PH, PD, cs, 1);
     check_gradient("dx", rope_objective, &r, r.x, N, dx, NULL);
 }
 

@@ -1,0 +1,105 @@
+/* backend: the one interface the model code (layer, step, forward) computes through, so that a
+ * decoder layer, the heads and the losses are written once for the CPU and the CUDA backend.
+ *
+ * Buffers are the backend's own memory (host memory on the CPU backend, device memory on CUDA).
+ * Tensors marked "act" hold activations and gathered weights in the backend's activation type
+ * (fp32 on the CPU, bf16 on CUDA: act_bytes says which); "f32" tensors are always fp32 (norm
+ * statistics, logits, LoRA gradients). Every GEMM and reduction accumulates in fp32 or wider.
+ * Calls are ordered on the backend's one compute stream; only download returns finished data.
+ *
+ * Mirrors move host data to where the backend computes. The CPU backend computes on host memory,
+ * so its mirrors return the host pointer itself and copy nothing; CUDA copies into mirror_buf.
+ *
+ * Row-major throughout; a row is one token; linear weights use the PyTorch layout W[N, K]. */
+#ifndef SL_BACKEND_H
+#define SL_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    const char *name; /* "cpu" or "cuda" */
+    int act_bytes;    /* 4 (fp32) or 2 (bf16) */
+
+    /* memory */
+    void *(*alloc)(size_t bytes, const char *what); /* never NULL: a failure is fatal, naming what */
+    void (*release)(void *p);
+    void (*zero)(void *p, size_t bytes);
+    void (*copy)(void *dst, const void *src, size_t bytes);
+    void (*download)(void *host, const void *src, size_t bytes); /* waits for the stream */
+
+    /* mirrors (see above): a buffer to mirror into (NULL on the CPU backend), the mirror of host
+     * bytes, the act-typed mirror of fp32 host values, and fp32 results brought back to host. */
+    void *(*mirror_alloc)(size_t bytes, const char *what);
+    const void *(*mirror)(void *mirror_buf, const void *host, size_t bytes);
+    void *(*mirror_act)(void *mirror_buf, const float *host, int64_t n);
+    void (*unmirror_f32)(float *host, const float *mirror_buf, int64_t n);
+
+    /* out[T, N] (act) = (accumulate ? out : 0) + scale * x[T, K] W[N, K]^T + bias[N] (bias may be
+     * NULL and is not scaled). linear_logits: the same into fp32 out, no bias, no accumulation. */
+    void (*linear_fwd)(void *out, const void *x, const void *w, const void *bias, int T, int K, int N,
+                       float scale, int accumulate);
+    void (*linear_logits)(float *out, const void *x, const void *w, int T, int K, int N);
+    /* dx[T, K] = (accumulate ? dx : 0) + scale * dout[T, N] W[N, K] */
+    void (*linear_bwd_data)(void *dx, const void *dout, const void *w, int T, int K, int N, float scale,
+                            int accumulate);
+    /* dw[N, K] (f32) += scale * dout[T, N]^T x[T, K] */
+    void (*linear_bwd_weight)(float *dw, const void *dout, const void *x, int T, int K, int N, float scale);
+
+    /* RMSNorm with fp32 statistics rstd[T]; backward: dx = (accumulate ? dx : 0) + d/dx (frozen w). */
+    void (*rmsnorm_fwd)(void *out, float *rstd, const void *x, const void *w, int T, int D, float eps);
+    void (*rmsnorm_bwd)(void *dx, const void *dout, const void *x, const void *w, const float *rstd, int T,
+                        int D, int accumulate);
+    /* Rotary embedding in place at positions pos[T] from a (cos, sin) table [max_pos][hd/2][2]
+     * (k_rope_table); inverse = 1 is the backward. */
+    void (*rope)(void *x, const int32_t *pos, int T, int n_heads, int head_dim, const float *cos_sin, int inverse);
+    /* Causal GQA attention within packed sequences; seq_start is the HOST array (n_seqs + 1). stats
+     * (attention_stats_bytes) is kept from forward for backward; backward overwrites dq, dk, dv. */
+    size_t (*attention_stats_bytes)(int T, int n_seqs, int max_seq, int n_heads);
+    void (*attention_fwd)(void *out, void *stats, const void *q, const void *k, const void *v,
+                          const int32_t *seq_start, int n_seqs, int max_seq, int n_heads, int n_kv_heads,
+                          int head_dim, float scale);
+    void (*attention_bwd)(void *dq, void *dk, void *dv, const void *dout, const void *out, const void *stats,
+                          const void *q, const void *k, const void *v, const int32_t *seq_start, int n_seqs,
+                          int max_seq, int n_heads, int n_kv_heads, int head_dim, float scale);
+    /* out = silu(gate) * up; backward overwrites dgate and dup. */
+    void (*swiglu_fwd)(void *out, const void *gate, const void *up, int64_t n);
+    void (*swiglu_bwd)(void *dgate, void *dup, const void *dout, const void *gate, const void *up, int64_t n);
+    void (*embedding_fwd)(void *out, const void *table, const int32_t *ids, int T, int D);
+    /* LoRA input dropout, masks from rng_hash_uniform(key, stream, i) >= rate; backward adds. */
+    void (*dropout_fwd)(void *out, const void *x, int64_t n, double rate, uint64_t key, uint64_t stream);
+    void (*dropout_bwd)(void *dx, const void *dxd, int64_t n, double rate, uint64_t key, uint64_t stream);
+    void (*add)(void *y, const void *x, int64_t n); /* y += x */
+    /* Rows of a [*, D] act matrix: dst[i] = src[rows[i]] and dst[rows[i]] = src[i]. */
+    void (*gather_rows)(void *dst, const void *src, const int32_t *rows, int n, int D);
+    void (*scatter_rows)(void *dst, const void *src, const int32_t *rows, int n, int D);
+    /* Cross-entropy of fp32 logits[T, V] against target[T] (< 0: ignored). row_loss_host[t]
+     * receives each row's loss (0 where ignored) on the HOST; dlogits (act, or NULL) receives
+     * weight * (softmax - onehot), 0 on ignored rows. */
+    void (*cross_entropy)(double *row_loss_host, void *dlogits, const float *logits, const int32_t *target,
+                          float weight, int T, int V);
+} sl_backend;
+
+/* The backend every model computation goes through; set once at start-up by backend_select. */
+extern const sl_backend *BE;
+extern const sl_backend backend_cpu;
+#ifdef SL_HAVE_CUDA
+extern const sl_backend backend_cuda;
+#endif
+
+/* --device: "cpu", "cuda", or "auto" (cuda when built and a GPU is visible). Returns NULL, or a
+ * message saying why the device cannot be used. */
+const char *backend_select(const char *device);
+
+/* Byte offset of element i of an act tensor. */
+static inline void *act_at(const void *p, int64_t i) { return (char *)p + i * BE->act_bytes; }
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,22 @@
+/* forward: the evaluation forward pass (no activations kept), through the backend. */
+#ifndef SL_FORWARD_H
+#define SL_FORWARD_H
+
+#include "layer.h"
+#include "model.h"
+#include "pass.h"
+
+/* One layer's activations, reused by every layer in turn, and the pass buffers. */
+typedef struct {
+    layer_acts acts;
+    sl_pass pass;
+} forward_state;
+
+/* For batches of at most max_T rows and sequences of at most max_seq tokens. */
+void forward_init(forward_state *f, const sl_model *m, int max_T, int max_seq);
+void forward_free(forward_state *f);
+
+/* Collective: forward pass, writing each row's next-token loss (natural log; 0 where target < 0). */
+void model_forward_loss(sl_model *m, forward_state *f, const sl_batch *b, double *row_loss);
+
+#endif
