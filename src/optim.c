@@ -10,23 +10,31 @@
 /* Partial sums of the squared norm: a fixed count, so the summation order depends on n alone. */
 #define NORM_CHUNKS 256
 
+adamw_scalars adamw_step_scalars(const sl_adamw *hp, int64_t step, float lr)
+{
+    /* torch 1.13 _single_tensor_adamw: the scalars in double (Python floats), rounded to float
+     * where torch hands them to a float tensor op. */
+    const double bc1 = 1.0 - pow(hp->beta1, (double)step), bc2 = 1.0 - pow(hp->beta2, (double)step);
+    adamw_scalars c;
+    c.decay = (float)(1.0 - (double)lr * hp->weight_decay);
+    c.beta1 = (float)hp->beta1, c.one_minus_beta1 = (float)(1.0 - hp->beta1);
+    c.beta2 = (float)hp->beta2, c.one_minus_beta2 = (float)(1.0 - hp->beta2);
+    c.bc2_sqrt = (float)sqrt(bc2), c.eps = (float)hp->eps, c.neg_step = (float)(-(double)lr / bc1);
+    return c;
+}
+
 void adamw_step(float *param, const float *grad, float *m, float *v, int64_t n, const sl_adamw *hp,
                 int64_t step, float lr)
 {
-    /* torch 1.13 _single_tensor_adamw: the scalars in double (Python floats), rounded to float
-     * where torch hands them to a float tensor op; each element then in fp32, in torch's order. */
-    const double bc1 = 1.0 - pow(hp->beta1, (double)step), bc2 = 1.0 - pow(hp->beta2, (double)step);
-    const float decay = (float)(1.0 - (double)lr * hp->weight_decay);
-    const float b1 = (float)hp->beta1, one_b1 = (float)(1.0 - hp->beta1);
-    const float b2 = (float)hp->beta2, one_b2 = (float)(1.0 - hp->beta2);
-    const float bc2_sqrt = (float)sqrt(bc2), eps = (float)hp->eps, neg_step = (float)(-(double)lr / bc1);
+    const adamw_scalars c = adamw_step_scalars(hp, step, lr);
+    /* Each element in fp32, in torch's order. */
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) {
         const float g = grad[i];
-        param[i] *= decay;
-        m[i] = m[i] * b1 + one_b1 * g;
-        v[i] = v[i] * b2 + one_b2 * g * g;
-        param[i] += neg_step * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+        param[i] *= c.decay;
+        m[i] = m[i] * c.beta1 + c.one_minus_beta1 * g;
+        v[i] = v[i] * c.beta2 + c.one_minus_beta2 * g * g;
+        param[i] += c.neg_step * m[i] / (sqrtf(v[i]) / c.bc2_sqrt + c.eps);
     }
 }
 

@@ -6,11 +6,22 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Hyperparameters in double, like torch's Python floats: the bias corrections 1 - beta^t are
  * computed from them; the per-element math rounds them to float as torch does. */
 typedef struct {
     double beta1, beta2, eps, weight_decay;
 } sl_adamw;
+
+/* The fp32 scalars of one update at optimizer step `step`, derived in double as torch does; the
+ * CUDA backend's AdamW uses the same ones, so both round every element alike. */
+typedef struct {
+    float decay, beta1, one_minus_beta1, beta2, one_minus_beta2, bc2_sqrt, eps, neg_step;
+} adamw_scalars;
+adamw_scalars adamw_step_scalars(const sl_adamw *hp, int64_t step, float lr);
 
 /* One update of n parameters at optimizer step `step` (1 for the first update), in fp32 with
  * torch's operation order. Call it per range with its own weight_decay to exempt a range. */
@@ -40,5 +51,9 @@ typedef struct {
 schedule_kind_t schedule_kind(const char *name);
 /* The learning rate of optimizer step `step`, counted from 0 (the first update uses lr_at(0)). */
 float lr_at(const sl_schedule *s, int64_t step);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -2,6 +2,7 @@
 // tests/run.sh counts. Inputs are fresh random numbers from a fixed seed (never zeros); device
 // outputs start poisoned with NaN so that an element a kernel forgot to write fails the check.
 // Tolerances: bf16 paths 1e-2 relative RMS error, fp32 paths 1e-5 (DESIGN.md, section 9).
+// The helpers are static inline, so a test that calls only some of them compiles without warnings.
 #ifndef SL_GPU_TEST_H
 #define SL_GPU_TEST_H
 
@@ -20,7 +21,7 @@
 
 static int gt_failures;
 
-static void gt_check(int ok, const char *fmt, ...)
+static inline void gt_check(int ok, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -32,7 +33,7 @@ static void gt_check(int ok, const char *fmt, ...)
     if (!ok) gt_failures++;
 }
 
-static int gt_finish(void) { return gt_failures ? 1 : 0; }
+static inline int gt_finish(void) { return gt_failures ? 1 : 0; }
 
 #define GT_CUDA(call)                                                                             \
     do {                                                                                          \
@@ -45,8 +46,8 @@ static int gt_finish(void) { return gt_failures ? 1 : 0; }
 
 // ---- random inputs (splitmix64; the same sequence on every machine) ----
 static uint64_t gt_rng = 0x5eed;
-static void gt_seed(uint64_t s) { gt_rng = s * 0x9E3779B97F4A7C15ull + 1; }
-static double gt_uniform(double lo, double hi)
+static inline void gt_seed(uint64_t s) { gt_rng = s * 0x9E3779B97F4A7C15ull + 1; }
+static inline double gt_uniform(double lo, double hi)
 {
     uint64_t z = (gt_rng += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -54,7 +55,7 @@ static double gt_uniform(double lo, double hi)
     z ^= z >> 31;
     return lo + (hi - lo) * (double)(z >> 11) * 0x1p-53;
 }
-static std::vector<float> gt_random(size_t n, double lo, double hi)
+static inline std::vector<float> gt_random(size_t n, double lo, double hi)
 {
     std::vector<float> v(n);
     for (auto &x : v) x = (float)gt_uniform(lo, hi);
@@ -78,7 +79,7 @@ static inline float gt_from_bf16_bits(uint16_t b)
     return f;
 }
 // The values a bf16 tensor can hold: CPU twins get exactly what the GPU kernel reads.
-static void gt_round_bf16(std::vector<float> &v)
+static inline void gt_round_bf16(std::vector<float> &v)
 {
     for (auto &x : v) x = gt_from_bf16_bits(gt_to_bf16_bits(x));
 }
@@ -91,7 +92,7 @@ template <typename T> static T *gt_device(size_t n)
     GT_CUDA(cudaMemset(p, 0xff, (n ? n : 1) * sizeof(T))); // NaN in f32 and bf16: poisoned
     return p;
 }
-static __nv_bfloat16 *gt_upload_bf16(const std::vector<float> &v)
+static inline __nv_bfloat16 *gt_upload_bf16(const std::vector<float> &v)
 {
     std::vector<uint16_t> b(v.size());
     for (size_t i = 0; i < v.size(); i++) b[i] = gt_to_bf16_bits(v[i]);
@@ -105,7 +106,7 @@ template <typename T> static T *gt_upload(const std::vector<T> &v)
     GT_CUDA(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
     return d;
 }
-static std::vector<float> gt_download_bf16(const __nv_bfloat16 *d, size_t n)
+static inline std::vector<float> gt_download_bf16(const __nv_bfloat16 *d, size_t n)
 {
     std::vector<uint16_t> b(n);
     GT_CUDA(cudaDeviceSynchronize());
@@ -124,7 +125,7 @@ template <typename T> static std::vector<T> gt_download(const T *d, size_t n)
 
 // ---- comparisons ----
 // ||got - want|| / ||want||; NaN (an unwritten, poisoned element) makes it NaN, which fails.
-static double gt_rel_rms(const float *got, const float *want, size_t n)
+static inline double gt_rel_rms(const float *got, const float *want, size_t n)
 {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
@@ -133,15 +134,15 @@ static double gt_rel_rms(const float *got, const float *want, size_t n)
     }
     return sqrt(num / (den > 0 ? den : 1e-300));
 }
-static size_t gt_count_nonfinite(const float *v, size_t n)
+static inline size_t gt_count_nonfinite(const float *v, size_t n)
 {
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) bad += !isfinite(v[i]);
     return bad;
 }
 // One TAP line: every element written (no poison left) and the error within rtol.
-static void gt_expect_close(const char *what, const std::vector<float> &got, const std::vector<float> &want,
-                            double rtol)
+static inline void gt_expect_close(const char *what, const std::vector<float> &got,
+                                   const std::vector<float> &want, double rtol)
 {
     size_t bad = gt_count_nonfinite(got.data(), got.size());
     double err = gt_rel_rms(got.data(), want.data(), want.size());
@@ -152,7 +153,7 @@ static void gt_expect_close(const char *what, const std::vector<float> &got, con
 
 // A machine without a GPU has nothing to test: tests/run.sh prints "skipped: no GPU" and never
 // starts these programs there; this catches a direct start.
-static void gt_require_gpu(void)
+static inline void gt_require_gpu(void)
 {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {

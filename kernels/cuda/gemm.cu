@@ -1,0 +1,230 @@
+// gemm: row-major products as cuBLASLt's column-major ones. A row-major M[R, C] is, byte for byte,
+// the column-major C x R matrix M^T with leading dimension C, so each product is computed transposed:
+//   forward          out^T = W x^T       N x T = (K x N stored, transposed) (K x T)
+//   backward data    dx^T  = W^T dout^T  K x T = (K x N) (N x T)
+//   backward weight  dw^T  = x^T dout    K x N = (K x T) (N x T stored, transposed)
+// Every stored matrix is packed (leading dimension = its column-major row count). Plans (the
+// descriptors, layouts and chosen algorithm) are cached per problem key: after the first step no
+// heuristic is queried, and a shape always runs the algorithm it got first.
+#include "gemm.h"
+
+#include <cublasLt.h>
+#include <string.h>
+#include <vector>
+
+#include "cuda_common.cuh"
+
+#define CUBLAS_CHECK(call)                                                                        \
+    do {                                                                                          \
+        cublasStatus_t cublas_rc_ = (call);                                                       \
+        if (cublas_rc_ != CUBLAS_STATUS_SUCCESS)                                                  \
+            sl_fatal("cuBLASLt call failed at %s:%d: %s: %s", __FILE__, __LINE__, #call,          \
+                     cublasLtGetStatusName(cublas_rc_));                                          \
+    } while (0)
+
+#define GEMM_WORKSPACE_BYTES ((size_t)32 << 20) // what cuBLAS recommends for Hopper
+#define GEMM_MAX_DEVICES 64
+// Alignment promised to the heuristic for A, B, C and D, at most 16 bytes (what TMA and 128-bit
+// loads need): every buffer aligned to 16 bytes or more then shares its shape's key and algorithm.
+#define GEMM_ALIGN_CAP 16
+// The bias has no alignment preference: the heuristic reads it off the pointer, up to 256 bytes.
+#define GEMM_BIAS_ALIGN_CAP 256
+
+// One problem in column-major terms: D (m x n) = alpha op(A) (m x k) op(B) (k x n) + beta C
+// (+ bias[m] per column). A and B are bf16, C is D. All fields int64_t: no padding, so keys
+// compare with memcmp.
+typedef struct {
+    int64_t m, n, k;
+    int64_t trans_a, trans_b; // op(A) = A^T, op(B) = B^T
+    int64_t d_type;           // CUDA_R_16BF or CUDA_R_32F
+    int64_t bias, beta;       // the bias epilogue; beta = 1 (else 0)
+    int64_t align_a, align_b, align_d, align_bias; // bytes
+} gemm_key;
+
+typedef struct {
+    gemm_key key;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, d;
+    cublasLtMatmulAlgo_t algo;
+} gemm_plan;
+
+typedef struct {
+    cublasLtHandle_t handle; // NULL until this device's first GEMM
+    void *workspace;
+    std::vector<gemm_plan> plans; // a step has a few dozen shapes: a linear scan is enough
+} gemm_device;
+
+static gemm_device g_devices[GEMM_MAX_DEVICES];
+
+// What a failure message says about the caller's call.
+typedef struct {
+    const char *name;
+    int T, K, N;
+} gemm_call;
+
+static gemm_device *this_device(void)
+{
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    if (dev >= GEMM_MAX_DEVICES) sl_fatal("internal error: CUDA device %d; gemm keeps state for %d", dev, GEMM_MAX_DEVICES);
+    gemm_device *d = &g_devices[dev];
+    if (!d->handle) {
+        CUBLAS_CHECK(cublasLtCreate(&d->handle));
+        CUDA_CHECK(cudaMalloc(&d->workspace, GEMM_WORKSPACE_BYTES));
+    }
+    return d;
+}
+
+// The largest power of two, up to cap, that divides the address.
+static int64_t pointer_alignment(const void *p, int64_t cap)
+{
+    const uintptr_t addr = (uintptr_t)p;
+    int64_t align = 1;
+    while (align < cap && !(addr & (uintptr_t)align)) align <<= 1;
+    return align;
+}
+
+static cublasLtMatrixLayout_t packed_layout(cudaDataType_t type, int64_t rows, int64_t cols)
+{
+    cublasLtMatrixLayout_t l;
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, type, (uint64_t)rows, (uint64_t)cols, rows));
+    return l;
+}
+
+static void set_desc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr, const void *value, size_t size)
+{
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, attr, value, size));
+}
+
+static void set_pref(cublasLtMatmulPreference_t pref, cublasLtMatmulPreferenceAttributes_t attr, const void *value,
+                     size_t size)
+{
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, value, size));
+}
+
+// The algorithm the heuristic ranks first for the key, with these buffer alignments promised.
+static cublasLtMatmulAlgo_t choose_algo(cublasLtHandle_t handle, const gemm_plan *p, const gemm_call *call)
+{
+    const gemm_key *k = &p->key;
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    const uint64_t workspace = GEMM_WORKSPACE_BYTES;
+    const uint32_t align_a = (uint32_t)k->align_a, align_b = (uint32_t)k->align_b, align_d = (uint32_t)k->align_d;
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace);
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof align_a);
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof align_b);
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d, sizeof align_d);
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof align_d);
+    cublasLtMatmulHeuristicResult_t result;
+    int found = 0;
+    cublasStatus_t rc = cublasLtMatmulAlgoGetHeuristic(handle, p->desc, p->a, p->b, p->d, p->d, pref, 1, &result, &found);
+    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    if (rc != CUBLAS_STATUS_SUCCESS || found < 1 || result.state != CUBLAS_STATUS_SUCCESS)
+        sl_fatal("%s: cuBLASLt has no algorithm for T=%d K=%d N=%d (%s output%s%s; buffers aligned to %lld, %lld "
+                 "and %lld bytes): %s. Leading dimensions (K, N) or buffers that are not 16-byte aligned narrow "
+                 "the choice",
+                 call->name, call->T, call->K, call->N, k->d_type == CUDA_R_32F ? "fp32" : "bf16",
+                 k->bias ? ", bias" : "", k->beta ? ", accumulating" : "", (long long)k->align_a,
+                 (long long)k->align_b, (long long)k->align_d,
+                 cublasLtGetStatusName(rc != CUBLAS_STATUS_SUCCESS ? rc : result.state));
+    return result.algo;
+}
+
+static gemm_plan make_plan(cublasLtHandle_t handle, const gemm_key *k, const void *bias, const gemm_call *call)
+{
+    gemm_plan p;
+    p.key = *k;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const int32_t trans_a = k->trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, trans_b = k->trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    set_desc(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof trans_a);
+    set_desc(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof trans_b);
+    if (k->bias) {
+        const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+        const int32_t bias_type = CUDA_R_16BF;
+        set_desc(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue);
+        set_desc(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type);
+        set_desc(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias); // its alignment guides the heuristic
+    }
+    // op(A) is m x k and op(B) k x n, so a transposed operand is stored the other way round.
+    p.a = k->trans_a ? packed_layout(CUDA_R_16BF, k->k, k->m) : packed_layout(CUDA_R_16BF, k->m, k->k);
+    p.b = k->trans_b ? packed_layout(CUDA_R_16BF, k->n, k->k) : packed_layout(CUDA_R_16BF, k->k, k->n);
+    p.d = packed_layout((cudaDataType_t)k->d_type, k->m, k->n);
+    p.algo = choose_algo(handle, &p, call);
+    return p;
+}
+
+// D = alpha op(A) op(B) + beta D (+ bias), with the plan of this key (made on its first use).
+static void gemm_run(gemm_key *key, const void *a, const void *b, void *d, const void *bias, float alpha,
+                     cudaStream_t s, const gemm_call *call)
+{
+    if (call->T < 0 || call->K < 1 || call->N < 1)
+        sl_fatal("internal error: %s with T=%d K=%d N=%d", call->name, call->T, call->K, call->N);
+    gemm_device *dev = this_device();
+    key->align_a = pointer_alignment(a, GEMM_ALIGN_CAP);
+    key->align_b = pointer_alignment(b, GEMM_ALIGN_CAP);
+    key->align_d = pointer_alignment(d, GEMM_ALIGN_CAP);
+    key->align_bias = key->bias ? pointer_alignment(bias, GEMM_BIAS_ALIGN_CAP) : 0;
+    const gemm_plan *plan = NULL;
+    for (const gemm_plan &p : dev->plans)
+        if (!memcmp(&p.key, key, sizeof *key)) {
+            plan = &p;
+            break;
+        }
+    if (!plan) {
+        dev->plans.push_back(make_plan(dev->handle, key, bias, call));
+        plan = &dev->plans.back();
+    }
+    if (key->bias) set_desc(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+    const float beta = key->beta ? 1.0f : 0.0f;
+    CUBLAS_CHECK(cublasLtMatmul(dev->handle, plan->desc, &alpha, a, plan->a, b, plan->b, &beta, d, plan->d, d, plan->d,
+                                &plan->algo, dev->workspace, GEMM_WORKSPACE_BYTES, s));
+}
+
+// out[t, n] += bias[n]: cuBLASLt's bias epilogue wants a bias of the output's type, fp32 here.
+static __global__ void add_bias_f32(float *out, const bf16 *bias, int64_t total, int N)
+{
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < total) out[i] += __bfloat162float(bias[i % N]);
+}
+
+extern "C" void kc_linear_fwd(void *out, int out_f32, const void *x, const void *w, const void *bias, int T, int K,
+                              int N, float scale, int accumulate, cudaStream_t s)
+{
+    if (T == 0) return;
+    const gemm_call call = {"kc_linear_fwd", T, K, N};
+    const int fused_bias = bias && !out_f32;
+    // out^T (N x T) = op(A) op(B) with A = W stored as W^T (K x N), transposed, and B = x^T (K x T).
+    gemm_key key = {};
+    key.m = N, key.n = T, key.k = K, key.trans_a = 1, key.trans_b = 0;
+    key.d_type = out_f32 ? CUDA_R_32F : CUDA_R_16BF, key.bias = fused_bias, key.beta = accumulate != 0;
+    gemm_run(&key, w, x, out, fused_bias ? bias : NULL, scale, s, &call);
+    if (bias && out_f32) {
+        const int64_t total = (int64_t)T * N;
+        add_bias_f32<<<kc_blocks(total, 256), 256, 0, s>>>((float *)out, (const bf16 *)bias, total, N);
+        CUDA_LAUNCHED();
+    }
+}
+
+extern "C" void kc_linear_bwd_data(void *dx, const void *dout, const void *w, int T, int K, int N, float scale,
+                                   int accumulate, cudaStream_t s)
+{
+    if (T == 0) return;
+    const gemm_call call = {"kc_linear_bwd_data", T, K, N};
+    // dx^T (K x T) = op(A) op(B) with A = W stored as W^T (K x N) and B = dout^T (N x T), neither transposed.
+    gemm_key key = {};
+    key.m = K, key.n = T, key.k = N, key.trans_a = 0, key.trans_b = 0;
+    key.d_type = CUDA_R_16BF, key.bias = 0, key.beta = accumulate != 0;
+    gemm_run(&key, w, dout, dx, NULL, scale, s, &call);
+}
+
+extern "C" void kc_linear_bwd_weight(float *dw, const void *dout, const void *x, int T, int K, int N, float scale,
+                                     cudaStream_t s)
+{
+    if (T == 0) return;
+    const gemm_call call = {"kc_linear_bwd_weight", T, K, N};
+    // dw^T (K x N) = op(A) op(B) with A = x^T (K x T) and B = dout^T (N x T), transposed to dout (T x N).
+    gemm_key key = {};
+    key.m = K, key.n = N, key.k = T, key.trans_a = 0, key.trans_b = 1;
+    key.d_type = CUDA_R_32F, key.bias = 0, key.beta = 1;
+    gemm_run(&key, x, dout, dw, NULL, scale, s, &call);
+}
