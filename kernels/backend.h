@@ -91,10 +91,6 @@ extern const sl_backend backend_cpu;
 extern const sl_backend backend_cuda;
 #endif
 
-/* --device: "cpu", "cuda", or "auto" (cuda when built and a GPU is visible). Returns NULL, or a
- * message saying why the device cannot be used. */
-const char *backend_select(const char *device);
-
 /* Byte offset of element i of an act tensor. */
 static inline void *act_at(const void *p, int64_t i) { return (char *)p + i * BE->act_bytes; }
 

@@ -40,6 +40,8 @@ static const sl_option OPTIONS[] = {
     {"blocksize", OPT_INT_CHOICE, "64", "64|128|256|4096", 0, BOTH, AT(blocksize), "quantization block size"},
     {"shard", OPT_CHOICE, "full", "full|grad_op|none", 0, BOTH, AT(shard),
      "base weights: full (ZeRO-3, gathered per use), grad_op (gathered once per step), none (replicated)"},
+    {"device", OPT_CHOICE, "auto", "auto|cpu|cuda", 0, BOTH, AT(device),
+     "compute backend: cuda (bf16, one GPU per local rank) or cpu (fp32); auto: cuda when built and a GPU is visible"},
     {"task", OPT_CHOICE, "causal_lm", "causal_lm|seq_cls", 0, CMD_TRAIN, AT(task),
      "causal_lm: next-token loss where /loss_mask allows; seq_cls: classify each document by /labels"},
     {"num-labels", OPT_INT, "0", NULL, 0, CMD_TRAIN, AT(num_labels), "classes for --task=seq_cls (must match the dataset)"},

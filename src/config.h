@@ -22,6 +22,7 @@ typedef struct {
     char *quant;          /* none | nf4 | fp4 | int8 */
     int double_quant, blocksize;
     char *shard;          /* full | grad_op | none */
+    char *device;         /* auto | cpu | cuda */
     /* task */
     char *task;           /* causal_lm | seq_cls */
     int num_labels;

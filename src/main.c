@@ -11,10 +11,13 @@
 #include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #ifdef SL_HAVE_CUDA
 #include "cuda/cuda_backend.h"
 #endif
+#include "backend.h"
+#include "comm.h"
 #include "config.h"
 #include "eval.h"
 #include "runtime.h"
@@ -33,14 +36,29 @@ static void set_threads(const sl_config *cfg)
     openblas_set_num_threads(1);
 }
 
-/* Each rank binds its own GPU; compute stays on the CPU backend until the CUDA kernels land. */
-static void bind_device(void)
+/* The backend --device names: each rank binds its own GPU for cuda. All ranks agree, so a rank
+ * without a GPU ends the job instead of computing elsewhere. */
+static void select_backend(const sl_config *cfg)
 {
+    char msg[256] = "this build has no CUDA backend (nvcc, cuBLASLt, NCCL or cuDNN were not found at build time)";
+    int want_cuda = strcmp(cfg->device, "cpu") != 0, have_gpu = 0;
 #ifdef SL_HAVE_CUDA
-    char msg[256];
-    int device = k_cuda_bind_device(RT.local_rank, msg, sizeof msg);
-    if (RT.rank == 0) log_info("cuda: %s%s", msg, device < 0 ? "; using the CPU backend" : "");
+    if (want_cuda) have_gpu = k_cuda_bind_device(RT.local_rank, msg, sizeof msg) >= 0;
 #endif
+    if (!strcmp(cfg->device, "cuda")) rt_agree(have_gpu, "--device=cuda: %s", msg);
+    int64_t seen[2] = {have_gpu, !have_gpu}; /* some rank with a GPU, some rank without */
+    comm_allreduce_max_i64(seen, 2);
+    rt_agree(!(seen[0] && seen[1]), "--device=auto: some ranks see a GPU and others do not (%s); pass --device", msg);
+#ifdef SL_HAVE_CUDA
+    if (have_gpu) {
+        k_cuda_backend_start();
+        BE = &backend_cuda;
+        log_info("backend: cuda, bf16 activations (rank 0: %s)", msg);
+        return;
+    }
+#endif
+    BE = &backend_cpu;
+    log_info("backend: cpu, fp32");
 }
 
 int main(int argc, char **argv)
@@ -49,7 +67,7 @@ int main(int argc, char **argv)
     sl_config cfg;
     config_parse(&cfg, argc, argv);
     set_threads(&cfg);
-    bind_device();
+    select_backend(&cfg);
     int status = 0;
     if (cfg.command == CMD_EVAL) eval_run(&cfg);
     else status = train_run(&cfg);

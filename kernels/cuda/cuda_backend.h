@@ -8,6 +8,8 @@ extern "C" {
 
 /* Bind this rank to GPU local_rank mod visible devices; returns the device, or -1 with msg set. */
 int k_cuda_bind_device(int local_rank, char *msg, int msg_len);
+/* The compute stream and the memory pool of the CUDA backend, on the bound device. */
+void k_cuda_backend_start(void);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,224 @@
+// backend_cuda: the backend interface on one GPU: bf16 activations and gathered weights, fp32
+// statistics, logits and LoRA gradients, every call ordered on one compute stream. Memory comes
+// from CUDA's stream-ordered allocator, so buffers freed and taken again between steps cost no
+// synchronisation.
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "cuda/attention.h"
+#include "cuda/cross_entropy.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_common.cuh"
+#include "cuda/gemm.h"
+#include "cuda/ops.h"
+
+static cudaStream_t stream;
+
+static void *cu_alloc(size_t bytes, const char *what)
+{
+    void *p = nullptr;
+    cudaError_t rc = cudaMallocAsync(&p, bytes ? bytes : 1, stream);
+    if (rc != cudaSuccess) {
+        size_t free_b = 0, total_b = 0;
+        cudaMemGetInfo(&free_b, &total_b);
+        sl_fatal("GPU out of memory allocating %zu bytes for %s (%.1f of %.1f GiB free): %s; use --act-ckpt, a "
+                 "smaller --micro-batch or more ranks", bytes, what, free_b / 1073741824.0, total_b / 1073741824.0,
+                 cudaGetErrorString(rc));
+    }
+    return p;
+}
+
+static void cu_release(void *p)
+{
+    if (p) CUDA_CHECK(cudaFreeAsync(p, stream));
+}
+
+static void cu_zero(void *p, size_t bytes) { CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream)); }
+
+static void cu_copy(void *dst, const void *src, size_t bytes)
+{
+    if (dst != src) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream));
+}
+
+static void cu_download(void *host, const void *src, size_t bytes)
+{
+    CUDA_CHECK(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, stream));
+    CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+static void *cu_mirror_alloc(size_t bytes, const char *what) { return cu_alloc(bytes, what); }
+
+// From pageable host memory the copy has left the host buffer when the call returns, so the
+// caller may reuse it at once.
+static const void *cu_mirror(void *buf, const void *host, size_t bytes)
+{
+    if (bytes) CUDA_CHECK(cudaMemcpyAsync(buf, host, bytes, cudaMemcpyHostToDevice, stream));
+    return buf;
+}
+
+static void *cu_mirror_act(void *buf, const float *host, int64_t n)
+{
+    float *staged = (float *)cu_alloc((size_t)n * sizeof(float), "weights in transit");
+    cu_mirror(staged, host, (size_t)n * sizeof(float));
+    kc_f32_to_bf16(buf, staged, n, stream);
+    cu_release(staged);
+    return buf;
+}
+
+static void cu_unmirror_f32(float *host, const float *buf, int64_t n) { cu_download(host, buf, (size_t)n * 4); }
+
+static void cu_linear_fwd(void *out, const void *x, const void *w, const void *bias, int T, int K, int N,
+                          float scale, int accumulate)
+{
+    kc_linear_fwd(out, 0, x, w, bias, T, K, N, scale, accumulate, stream);
+}
+
+static void cu_linear_logits(float *out, const void *x, const void *w, int T, int K, int N)
+{
+    kc_linear_fwd(out, 1, x, w, nullptr, T, K, N, 1.0f, 0, stream);
+}
+
+static void cu_linear_bwd_data(void *dx, const void *dout, const void *w, int T, int K, int N, float scale,
+                               int accumulate)
+{
+    kc_linear_bwd_data(dx, dout, w, T, K, N, scale, accumulate, stream);
+}
+
+static void cu_linear_bwd_weight(float *dw, const void *dout, const void *x, int T, int K, int N, float scale)
+{
+    kc_linear_bwd_weight(dw, dout, x, T, K, N, scale, stream);
+}
+
+static void cu_rmsnorm_fwd(void *out, float *rstd, const void *x, const void *w, int T, int D, float eps)
+{
+    kc_rmsnorm_fwd(out, rstd, x, w, T, D, eps, stream);
+}
+
+static void cu_rmsnorm_bwd(void *dx, const void *dout, const void *x, const void *w, const float *rstd, int T, int D,
+                           int accumulate)
+{
+    kc_rmsnorm_bwd(dx, dout, x, w, rstd, T, D, accumulate, stream);
+}
+
+static void cu_rope(void *x, const int32_t *pos, int T, int nh, int hd, const float *cos_sin, int inverse)
+{
+    kc_rope(x, pos, T, nh, hd, cos_sin, inverse, stream);
+}
+
+static size_t cu_attention_stats_bytes(int T, int n_seqs, int max_seq, int nh)
+{
+    return kc_attention_stats_bytes(T, n_seqs, max_seq, nh);
+}
+
+static void cu_attention_fwd(void *out, void *stats, const void *q, const void *k, const void *v,
+                             const int32_t *seq_start, int n_seqs, int max_seq, int nh, int nkv, int hd, float scale)
+{
+    kc_attention_fwd(out, (float *)stats, q, k, v, seq_start, n_seqs, max_seq, nh, nkv, hd, scale, stream);
+}
+
+static void cu_attention_bwd(void *dq, void *dk, void *dv, const void *dout, const void *out, const void *stats,
+                             const void *q, const void *k, const void *v, const int32_t *seq_start, int n_seqs,
+                             int max_seq, int nh, int nkv, int hd, float scale)
+{
+    kc_attention_bwd(dq, dk, dv, dout, out, (const float *)stats, q, k, v, seq_start, n_seqs, max_seq, nh, nkv, hd,
+                     scale, stream);
+}
+
+static void cu_swiglu_fwd(void *out, const void *gate, const void *up, int64_t n) { kc_swiglu_fwd(out, gate, up, n, stream); }
+
+static void cu_swiglu_bwd(void *dgate, void *dup, const void *dout, const void *gate, const void *up, int64_t n)
+{
+    kc_swiglu_bwd(dgate, dup, dout, gate, up, n, stream);
+}
+
+static void cu_embedding_fwd(void *out, const void *table, const int32_t *ids, int T, int D)
+{
+    kc_embedding_fwd(out, table, ids, T, D, stream);
+}
+
+static void cu_dropout_fwd(void *out, const void *x, int64_t n, double rate, uint64_t key, uint64_t s)
+{
+    kc_dropout_fwd(out, x, n, rate, key, s, stream);
+}
+
+static void cu_dropout_bwd(void *dx, const void *dxd, int64_t n, double rate, uint64_t key, uint64_t s)
+{
+    kc_dropout_bwd(dx, dxd, n, rate, key, s, stream);
+}
+
+static void cu_add(void *y, const void *x, int64_t n) { kc_add_inplace(y, x, n, stream); }
+
+static void cu_gather_rows(void *dst, const void *src, const int32_t *rows, int n, int D)
+{
+    kc_gather_rows(dst, src, rows, n, D, stream);
+}
+
+static void cu_scatter_rows(void *dst, const void *src, const int32_t *rows, int n, int D)
+{
+    kc_scatter_rows(dst, src, rows, n, D, stream);
+}
+
+// Row losses are made on the device in fp32 and widened on the host, where eval needs each row.
+static void cu_cross_entropy(double *row_loss, void *dlogits, const float *logits, const int32_t *target,
+                             float weight, int T, int V)
+{
+    static float *dev_loss, *host_loss; // grow-only: no allocation once the largest chunk was seen
+    static int capacity;
+    if (T > capacity) {
+        cu_release(dev_loss);
+        free(host_loss);
+        dev_loss = (float *)cu_alloc((size_t)T * sizeof(float), "losses");
+        host_loss = (float *)sl_malloc((size_t)T * sizeof(float), "losses");
+        capacity = T;
+    }
+    kc_cross_entropy(dev_loss, dlogits, logits, target, weight, T, V, stream);
+    cu_download(host_loss, dev_loss, (size_t)T * sizeof(float));
+    for (int t = 0; t < T; t++) row_loss[t] = host_loss[t];
+}
+
+extern "C" const sl_backend backend_cuda = {
+    /* .name = */ "cuda",
+    /* .act_bytes = */ 2,
+    cu_alloc,
+    cu_release,
+    cu_zero,
+    cu_copy,
+    cu_download,
+    cu_mirror_alloc,
+    cu_mirror,
+    cu_mirror_act,
+    cu_unmirror_f32,
+    cu_linear_fwd,
+    cu_linear_logits,
+    cu_linear_bwd_data,
+    cu_linear_bwd_weight,
+    cu_rmsnorm_fwd,
+    cu_rmsnorm_bwd,
+    cu_rope,
+    cu_attention_stats_bytes,
+    cu_attention_fwd,
+    cu_attention_bwd,
+    cu_swiglu_fwd,
+    cu_swiglu_bwd,
+    cu_embedding_fwd,
+    cu_dropout_fwd,
+    cu_dropout_bwd,
+    cu_add,
+    cu_gather_rows,
+    cu_scatter_rows,
+    cu_cross_entropy,
+};
+
+extern "C" void k_cuda_backend_start(void)
+{
+    if (stream) return;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    // Keep freed memory in the pool: a step gives back and takes again the same sizes.
+    int device = 0;
+    cudaMemPool_t pool;
+    uint64_t keep_all = UINT64_MAX;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+    CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_all));
+}
