@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -82,6 +84,9 @@ typedef struct {
      * weight * (softmax - onehot), 0 on ignored rows. */
     void (*cross_entropy)(double *row_loss_host, void *dlogits, const float *logits, const int32_t *target,
                           float weight, int T, int V);
+    /* out[n] (act) = the n elements of quantized blocks q (kernels.h); q's codes and statistics are
+     * backend buffers, its code tables host arrays. */
+    void (*dequant)(void *out, const k_quant_blocks *q, int64_t n);
 } sl_backend;
 
 /* The backend every model computation goes through; set once at start-up by backend_select. */

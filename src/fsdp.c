@@ -213,12 +213,6 @@ void fsdp_unit_step_done(fsdp_unit *u)
     if (u->quant.keep == KEEP_PER_STEP) qpool_drop(&u->quant);
 }
 
-const float *fsdp_unit_data(const fsdp_unit *u, const char *path)
-{
-    const float *d = fsdp_member_data(&u->frozen, path);
-    return d ? d : qpool_member_data(&u->quant, path);
-}
-
 const void *fsdp_unit_dev(const fsdp_unit *u, const char *path)
 {
     const void *d = fsdp_member_dev(&u->frozen, path);

@@ -85,7 +85,7 @@ void fsdp_grad_to_host(fsdp_pool *p);
 const fsdp_member *fsdp_find(const fsdp_pool *p, const char *path);
 void fsdp_pool_free(fsdp_pool *p);
 
-/* A whole unit: gather or release all its pools; the data of a frozen tensor wherever it lives. */
+/* A whole unit: gather or release all its pools; a frozen tensor where the backend computes. */
 void fsdp_unit_gather(fsdp_unit *u);
 void fsdp_unit_release(fsdp_unit *u);
 /* End of an optimizer step: free what KEEP_PER_STEP kept. */
@@ -94,7 +94,6 @@ void fsdp_unit_step_done(fsdp_unit *u);
 /* Gathered bytes held now, and the most held at once since the start (weights for compute). */
 void fsdp_account_gathered(int64_t delta);
 int64_t fsdp_gathered_peak(void);
-const float *fsdp_unit_data(const fsdp_unit *u, const char *path);
 const void *fsdp_unit_dev(const fsdp_unit *u, const char *path);
 void fsdp_unit_free(fsdp_unit *u);
 

@@ -41,9 +41,9 @@ static void set_threads(const sl_config *cfg)
 static void select_backend(const sl_config *cfg)
 {
     char msg[256] = "this build has no CUDA backend (nvcc, cuBLASLt, NCCL or cuDNN were not found at build time)";
-    int want_cuda = strcmp(cfg->device, "cpu") != 0, have_gpu = 0;
+    int have_gpu = 0;
 #ifdef SL_HAVE_CUDA
-    if (want_cuda) have_gpu = k_cuda_bind_device(RT.local_rank, msg, sizeof msg) >= 0;
+    if (strcmp(cfg->device, "cpu") != 0) have_gpu = k_cuda_bind_device(RT.local_rank, msg, sizeof msg) >= 0;
 #endif
     if (!strcmp(cfg->device, "cuda")) rt_agree(have_gpu, "--device=cuda: %s", msg);
     int64_t seen[2] = {have_gpu, !have_gpu}; /* some rank with a GPU, some rank without */

@@ -135,56 +135,63 @@ void qpool_load(qpool *q, hid_t file)
     free(sums);
 }
 
-float *qpool_gather(qpool *q)
+static void release_blocks(qpool *q)
 {
-    if (q->full) return q->full;
+    for (int i = 0; i < 3; i++) BE->release(q->blocks_buf[i]), q->blocks_buf[i] = NULL, q->blocks_dev[i] = NULL;
+    q->blocks_kept = 0;
+}
+
+/* Gather every rank's blocks and hand them to the backend (on the CPU backend the host copies
+ * are the backend's). They never change, so with one rank, where nothing is gathered, a backend
+ * with its own memory keeps them: the quantized base stays resident and only decoding is per use. */
+void qpool_gather(qpool *q)
+{
+    if (q->dev) return;
     const size_t sb = (size_t)q->shard_blocks, world = (size_t)RT.world;
-    q->codes_full = sl_malloc(sb * world * (size_t)q->code_stride, "gathered codes");
-    comm_allgather_bytes(q->codes_full, q->codes, (int64_t)sb * q->code_stride);
-    if (q->fmt.double_quant) {
-        q->absmax_u8_full = sl_malloc(sb * world, "gathered statistics");
-        comm_allgather_bytes(q->absmax_u8_full, q->absmax_u8, (int64_t)sb);
-        q->nested_full = sl_malloc(sb / QUANT_NESTED_BLOCKS * world * sizeof(float), "gathered statistics");
-        comm_allgather_f32(q->nested_full, q->nested, (int64_t)(sb / QUANT_NESTED_BLOCKS));
-    } else {
-        q->absmax_full = sl_malloc(sb * world * sizeof(float), "gathered statistics");
-        comm_allgather_f32(q->absmax_full, q->absmax, (int64_t)sb);
+    const int dq = q->fmt.double_quant;
+    const size_t bytes[3] = {sb * world * (size_t)q->code_stride, sb * world * (dq ? 1 : sizeof(float)),
+                             dq ? sb / QUANT_NESTED_BLOCKS * world * sizeof(float) : 0};
+    void *host[3] = {NULL, NULL, NULL};
+    if (!q->blocks_kept) {
+        for (int i = 0; i < 3; i++) host[i] = bytes[i] ? sl_malloc(bytes[i], "gathered blocks") : NULL;
+        comm_allgather_bytes(host[0], q->codes, (int64_t)sb * q->code_stride);
+        if (dq) {
+            comm_allgather_bytes(host[1], q->absmax_u8, (int64_t)sb);
+            comm_allgather_f32(host[2], q->nested, (int64_t)(sb / QUANT_NESTED_BLOCKS));
+        } else {
+            comm_allgather_f32(host[1], q->absmax, (int64_t)sb);
+        }
+        for (int i = 0; i < 3 && bytes[i]; i++) {
+            if (!q->blocks_buf[i]) q->blocks_buf[i] = BE->mirror_alloc(bytes[i], "gathered blocks");
+            q->blocks_dev[i] = BE->mirror(q->blocks_buf[i], host[i], bytes[i]);
+        }
     }
-    q->full = sl_malloc((size_t)q->numel * sizeof(float), "dequantized weights");
-    fsdp_account_gathered(q->numel * (int64_t)sizeof(float));
+    q->dev = BE->alloc((size_t)q->numel * (size_t)BE->act_bytes, "dequantized weights");
+    fsdp_account_gathered(q->numel * BE->act_bytes);
     for (int i = 0; i < q->n_members; i++) {
         const qpool_member *m = &q->members[i];
         int64_t b = m->block_start;
-        quant_view v = {.codes = q->codes_full + b * q->code_stride, .offset = m->dq_offset};
-        if (q->fmt.double_quant) v.absmax_u8 = q->absmax_u8_full + b, v.nested_absmax = q->nested_full + b / QUANT_NESTED_BLOCKS;
-        else v.absmax = q->absmax_full + b;
-        quant_dequant(&q->fmt, &v, m->numel, 0, quant_nblocks(&q->fmt, m->numel), q->full + m->offset);
+        quant_view v = {.codes = (uint8_t *)q->blocks_dev[0] + b * q->code_stride, .offset = m->dq_offset};
+        if (dq) v.absmax_u8 = (uint8_t *)q->blocks_dev[1] + b, v.nested_absmax = (float *)q->blocks_dev[2] + b / QUANT_NESTED_BLOCKS;
+        else v.absmax = (float *)q->blocks_dev[1] + b;
+        k_quant_blocks k = quant_kernel_blocks(&q->fmt, &v);
+        BE->dequant(act_at(q->dev, m->offset), &k, m->numel);
     }
-    free(q->codes_full), free(q->absmax_u8_full), free(q->nested_full), free(q->absmax_full);
-    q->codes_full = q->absmax_u8_full = NULL, q->nested_full = q->absmax_full = NULL;
-    q->dev_buf = BE->mirror_alloc((size_t)q->numel * (size_t)BE->act_bytes, "dequantized weights");
-    q->dev = BE->mirror_act(q->dev_buf, q->full, q->numel);
-    return q->full;
+    for (int i = 0; i < 3; i++) free(host[i]);
+    q->blocks_kept = q->blocks_buf[0] && RT.world == 1;
+    if (!q->blocks_kept) release_blocks(q);
 }
 
 void qpool_drop(qpool *q)
 {
-    if (q->full) fsdp_account_gathered(-q->numel * (int64_t)sizeof(float));
-    free(q->full);
-    BE->release(q->dev_buf);
-    q->full = NULL, q->dev = q->dev_buf = NULL;
+    if (q->dev) fsdp_account_gathered(-q->numel * BE->act_bytes);
+    BE->release(q->dev);
+    q->dev = NULL;
 }
 
 void qpool_release(qpool *q)
 {
     if (q->keep == KEEP_PER_USE) qpool_drop(q);
-}
-
-float *qpool_member_data(const qpool *q, const char *path)
-{
-    for (int i = 0; i < q->n_members; i++)
-        if (!strcmp(q->members[i].path, path)) return q->full ? q->full + q->members[i].offset : NULL;
-    return NULL;
 }
 
 const void *qpool_member_dev(const qpool *q, const char *path)
@@ -203,6 +210,7 @@ int64_t qpool_shard_bytes(const qpool *q)
 void qpool_free(qpool *q)
 {
     qpool_drop(q);
+    release_blocks(q);
     free(q->codes), free(q->absmax), free(q->absmax_u8), free(q->nested);
     memset(q, 0, sizeof *q);
 }

@@ -31,11 +31,14 @@ typedef struct {
     int64_t nblocks;      /* blocks, padded to a multiple of world (x 256 with DQ) */
     int64_t shard_blocks; /* blocks each rank owns */
     int64_t code_stride;  /* code bytes per block */
-    /* this rank's blocks, and the gathered pool */
-    uint8_t *codes, *codes_full, *absmax_u8, *absmax_u8_full;
-    float *absmax, *absmax_full, *nested, *nested_full;
-    float *full;          /* dequantized weights, or NULL */
-    void *dev, *dev_buf;  /* full where the backend computes, and the backend's copy (fsdp_pool's dev) */
+    /* this rank's blocks */
+    uint8_t *codes, *absmax_u8;
+    float *absmax, *nested;
+    /* the gathered blocks where the backend computes, kept when they can never change there */
+    const void *blocks_dev[3]; /* codes; absmax or absmax_u8; nested absmax (double quantization) */
+    void *blocks_buf[3];  /* the backend's copies behind blocks_dev (NULL on the CPU backend) */
+    int blocks_kept;
+    void *dev;            /* the dequantized weights (act-typed) where the backend computes, or NULL */
     int keep;             /* an fsdp_keep (fsdp.h) */
 } qpool;
 
@@ -44,12 +47,11 @@ void qpool_plan(qpool *q, const quant_format *fmt);
 /* Collective: read this rank's blocks of every member (float datasets) and quantize them; the
  * double-quantization offsets come from one exact all-reduce. Non-finite weights are reported. */
 void qpool_load(qpool *q, hid_t file);
-/* Collective: gather codes and statistics, dequantize; returns the float buffer. */
-float *qpool_gather(qpool *q);
+/* Collective: gather codes and statistics to the backend and dequantize them there. */
+void qpool_gather(qpool *q);
 void qpool_release(qpool *q);
 /* Free the dequantized buffer whatever q->keep says. */
 void qpool_drop(qpool *q);
-float *qpool_member_data(const qpool *q, const char *path);
 const void *qpool_member_dev(const qpool *q, const char *path);
 /* Bytes of quantized data this rank holds. */
 int64_t qpool_shard_bytes(const qpool *q);

@@ -152,6 +152,8 @@ static void cpu_cross_entropy(double *row_loss, void *dlogits, const float *logi
     k_cross_entropy_bwd(dlogits, logits, target, weights, T, V);
 }
 
+static void cpu_dequant(void *out, const k_quant_blocks *q, int64_t n) { k_dequant(out, q, n); }
+
 const sl_backend backend_cpu = {
     .name = "cpu",
     .act_bytes = 4,
@@ -183,6 +185,7 @@ const sl_backend backend_cpu = {
     .gather_rows = cpu_gather_rows,
     .scatter_rows = cpu_scatter_rows,
     .cross_entropy = cpu_cross_entropy,
+    .dequant = cpu_dequant,
 };
 
 const sl_backend *BE = &backend_cpu;

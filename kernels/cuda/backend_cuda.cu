@@ -10,6 +10,7 @@
 #include "cuda/cross_entropy.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_common.cuh"
+#include "cuda/dequant.h"
 #include "cuda/gemm.h"
 #include "cuda/ops.h"
 
@@ -177,6 +178,18 @@ static void cu_cross_entropy(double *row_loss, void *dlogits, const float *logit
     for (int t = 0; t < T; t++) row_loss[t] = host_loss[t];
 }
 
+static void cu_dequant(void *out, const k_quant_blocks *q, int64_t n)
+{
+    kc_quant_blocks k;
+    memset(&k, 0, sizeof k);
+    k.bits = q->bits, k.blocksize = q->blocksize;
+    memcpy(k.code, q->code, sizeof(float) << q->bits);
+    k.codes = q->codes, k.absmax = q->absmax, k.absmax_u8 = q->absmax_u8, k.nested_absmax = q->nested_absmax;
+    if (q->nested_code) memcpy(k.nested_code, q->nested_code, sizeof k.nested_code);
+    k.nested_blocksize = q->nested_blocksize, k.offset = q->offset;
+    kc_dequant_bf16(out, &k, n, stream);
+}
+
 extern "C" const sl_backend backend_cuda = {
     /* .name = */ "cuda",
     /* .act_bytes = */ 2,
@@ -208,6 +221,7 @@ extern "C" const sl_backend backend_cuda = {
     cu_gather_rows,
     cu_scatter_rows,
     cu_cross_entropy,
+    cu_dequant,
 };
 
 extern "C" void k_cuda_backend_start(void)
