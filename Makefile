@@ -106,7 +106,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 GPU_BINS  := $(if $(filter 1,$(CUDA)),$(GPU_TEST_SRCS:tests/gpu/%.cu=$(BUILD)/tests/gpu/%))
 
-.PHONY: all build-line deps test test-gpu test-fresh demo clean help tests-bin
+.PHONY: all build-line deps test test-gpu test-fresh demo clean help tests-bin bench-gpu-bins
 all: build-line $(BIN)/shardlora $(TOOLS)
 
 build-line:
@@ -147,6 +147,14 @@ $(BUILD)/tests/gpu/test_%: $(BUILD)/tests/gpu/test_%.o $(LIB)
 	$(CC) $^ -o $@ $(LDLIBS)
 
 tests-bin: all $(UNIT_BINS) $(GPU_BINS)
+
+# GPU benchmarks (bench/gpu/NAME.cu): standalone programs build/bench/gpu/NAME.
+BENCH_GPU_BINS := $(if $(filter 1,$(CUDA)),$(patsubst bench/gpu/%.cu,$(BUILD)/bench/gpu/%,$(wildcard bench/gpu/*.cu)))
+$(BUILD)/bench/gpu/%: $(BUILD)/bench/gpu/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $^ -o $@ $(LDLIBS)
+
+bench-gpu-bins: $(BENCH_GPU_BINS)
 
 deps:
 	tools/install-deps.sh
