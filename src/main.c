@@ -71,6 +71,9 @@ int main(int argc, char **argv)
     int status = 0;
     if (cfg.command == CMD_EVAL) eval_run(&cfg);
     else status = train_run(&cfg);
+#ifdef SL_HAVE_CUDA
+    if (BE == &backend_cuda) k_cuda_backend_report();
+#endif
     config_free(&cfg);
     rt_finalize();
     return status;

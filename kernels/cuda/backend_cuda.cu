@@ -13,8 +13,20 @@
 #include "cuda/dequant.h"
 #include "cuda/gemm.h"
 #include "cuda/ops.h"
+#include "cuda/profile.h"
 
 static cudaStream_t stream;
+
+// Times the enclosed calls as one part of the step when SHARDLORA_PROFILE=1.
+#define PROFILED(part, call)                                                                        \
+    do {                                                                                            \
+        int prof_token_ = prof_begin(part, stream);                                                 \
+        call;                                                                                       \
+        prof_end(prof_token_, stream);                                                              \
+    } while (0)
+
+// LoRA products have the adapter rank on one side; the base weights never do.
+static prof_part gemm_part(int K, int N) { return K <= 256 || N <= 256 ? PROF_LORA : PROF_GEMM; }
 
 static void *cu_alloc(size_t bytes, const char *what)
 {
@@ -39,7 +51,7 @@ static void cu_zero(void *p, size_t bytes) { CUDA_CHECK(cudaMemsetAsync(p, 0, by
 
 static void cu_copy(void *dst, const void *src, size_t bytes)
 {
-    if (dst != src) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream));
+    if (dst != src) PROFILED(PROF_ELEMENTWISE, CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream)));
 }
 
 static void cu_download(void *host, const void *src, size_t bytes)
@@ -54,7 +66,7 @@ static void *cu_mirror_alloc(size_t bytes, const char *what) { return cu_alloc(b
 // caller may reuse it at once.
 static const void *cu_mirror(void *buf, const void *host, size_t bytes)
 {
-    if (bytes) CUDA_CHECK(cudaMemcpyAsync(buf, host, bytes, cudaMemcpyHostToDevice, stream));
+    if (bytes) PROFILED(PROF_TRANSFER, CUDA_CHECK(cudaMemcpyAsync(buf, host, bytes, cudaMemcpyHostToDevice, stream)));
     return buf;
 }
 
@@ -72,39 +84,39 @@ static void cu_unmirror_f32(float *host, const float *buf, int64_t n) { cu_downl
 static void cu_linear_fwd(void *out, const void *x, const void *w, const void *bias, int T, int K, int N,
                           float scale, int accumulate)
 {
-    kc_linear_fwd(out, 0, x, w, bias, T, K, N, scale, accumulate, stream);
+    PROFILED(gemm_part(K, N), kc_linear_fwd(out, 0, x, w, bias, T, K, N, scale, accumulate, stream));
 }
 
 static void cu_linear_logits(float *out, const void *x, const void *w, int T, int K, int N)
 {
-    kc_linear_fwd(out, 1, x, w, nullptr, T, K, N, 1.0f, 0, stream);
+    PROFILED(PROF_LOSS, kc_linear_fwd(out, 1, x, w, nullptr, T, K, N, 1.0f, 0, stream));
 }
 
 static void cu_linear_bwd_data(void *dx, const void *dout, const void *w, int T, int K, int N, float scale,
                                int accumulate)
 {
-    kc_linear_bwd_data(dx, dout, w, T, K, N, scale, accumulate, stream);
+    PROFILED(gemm_part(K, N), kc_linear_bwd_data(dx, dout, w, T, K, N, scale, accumulate, stream));
 }
 
 static void cu_linear_bwd_weight(float *dw, const void *dout, const void *x, int T, int K, int N, float scale)
 {
-    kc_linear_bwd_weight(dw, dout, x, T, K, N, scale, stream);
+    PROFILED(gemm_part(K, N), kc_linear_bwd_weight(dw, dout, x, T, K, N, scale, stream));
 }
 
 static void cu_rmsnorm_fwd(void *out, float *rstd, const void *x, const void *w, int T, int D, float eps)
 {
-    kc_rmsnorm_fwd(out, rstd, x, w, T, D, eps, stream);
+    PROFILED(PROF_ELEMENTWISE, kc_rmsnorm_fwd(out, rstd, x, w, T, D, eps, stream));
 }
 
 static void cu_rmsnorm_bwd(void *dx, const void *dout, const void *x, const void *w, const float *rstd, int T, int D,
                            int accumulate)
 {
-    kc_rmsnorm_bwd(dx, dout, x, w, rstd, T, D, accumulate, stream);
+    PROFILED(PROF_ELEMENTWISE, kc_rmsnorm_bwd(dx, dout, x, w, rstd, T, D, accumulate, stream));
 }
 
 static void cu_rope(void *x, const int32_t *pos, int T, int nh, int hd, const float *cos_sin, int inverse)
 {
-    kc_rope(x, pos, T, nh, hd, cos_sin, inverse, stream);
+    PROFILED(PROF_ELEMENTWISE, kc_rope(x, pos, T, nh, hd, cos_sin, inverse, stream));
 }
 
 static size_t cu_attention_stats_bytes(int T, int n_seqs, int max_seq, int nh)
@@ -115,40 +127,40 @@ static size_t cu_attention_stats_bytes(int T, int n_seqs, int max_seq, int nh)
 static void cu_attention_fwd(void *out, void *stats, const void *q, const void *k, const void *v,
                              const int32_t *seq_start, int n_seqs, int max_seq, int nh, int nkv, int hd, float scale)
 {
-    kc_attention_fwd(out, (float *)stats, q, k, v, seq_start, n_seqs, max_seq, nh, nkv, hd, scale, stream);
+    PROFILED(PROF_ATTENTION, kc_attention_fwd(out, (float *)stats, q, k, v, seq_start, n_seqs, max_seq, nh, nkv, hd, scale, stream));
 }
 
 static void cu_attention_bwd(void *dq, void *dk, void *dv, const void *dout, const void *out, const void *stats,
                              const void *q, const void *k, const void *v, const int32_t *seq_start, int n_seqs,
                              int max_seq, int nh, int nkv, int hd, float scale)
 {
-    kc_attention_bwd(dq, dk, dv, dout, out, (const float *)stats, q, k, v, seq_start, n_seqs, max_seq, nh, nkv, hd,
-                     scale, stream);
+    PROFILED(PROF_ATTENTION, kc_attention_bwd(dq, dk, dv, dout, out, (const float *)stats, q, k, v, seq_start,
+                                              n_seqs, max_seq, nh, nkv, hd, scale, stream));
 }
 
-static void cu_swiglu_fwd(void *out, const void *gate, const void *up, int64_t n) { kc_swiglu_fwd(out, gate, up, n, stream); }
+static void cu_swiglu_fwd(void *out, const void *gate, const void *up, int64_t n) { PROFILED(PROF_ELEMENTWISE, kc_swiglu_fwd(out, gate, up, n, stream)); }
 
 static void cu_swiglu_bwd(void *dgate, void *dup, const void *dout, const void *gate, const void *up, int64_t n)
 {
-    kc_swiglu_bwd(dgate, dup, dout, gate, up, n, stream);
+    PROFILED(PROF_ELEMENTWISE, kc_swiglu_bwd(dgate, dup, dout, gate, up, n, stream));
 }
 
 static void cu_embedding_fwd(void *out, const void *table, const int32_t *ids, int T, int D)
 {
-    kc_embedding_fwd(out, table, ids, T, D, stream);
+    PROFILED(PROF_ELEMENTWISE, kc_embedding_fwd(out, table, ids, T, D, stream));
 }
 
 static void cu_dropout_fwd(void *out, const void *x, int64_t n, double rate, uint64_t key, uint64_t s)
 {
-    kc_dropout_fwd(out, x, n, rate, key, s, stream);
+    PROFILED(PROF_ELEMENTWISE, kc_dropout_fwd(out, x, n, rate, key, s, stream));
 }
 
 static void cu_dropout_bwd(void *dx, const void *dxd, int64_t n, double rate, uint64_t key, uint64_t s)
 {
-    kc_dropout_bwd(dx, dxd, n, rate, key, s, stream);
+    PROFILED(PROF_ELEMENTWISE, kc_dropout_bwd(dx, dxd, n, rate, key, s, stream));
 }
 
-static void cu_add(void *y, const void *x, int64_t n) { kc_add_inplace(y, x, n, stream); }
+static void cu_add(void *y, const void *x, int64_t n) { PROFILED(PROF_ELEMENTWISE, kc_add_inplace(y, x, n, stream)); }
 
 static void cu_gather_rows(void *dst, const void *src, const int32_t *rows, int n, int D)
 {
@@ -173,7 +185,7 @@ static void cu_cross_entropy(double *row_loss, void *dlogits, const float *logit
         host_loss = (float *)sl_malloc((size_t)T * sizeof(float), "losses");
         capacity = T;
     }
-    kc_cross_entropy(dev_loss, dlogits, logits, target, weight, T, V, stream);
+    PROFILED(PROF_LOSS, kc_cross_entropy(dev_loss, dlogits, logits, target, weight, T, V, stream));
     cu_download(host_loss, dev_loss, (size_t)T * sizeof(float));
     for (int t = 0; t < T; t++) row_loss[t] = host_loss[t];
 }
@@ -187,7 +199,7 @@ static void cu_dequant(void *out, const k_quant_blocks *q, int64_t n)
     k.codes = q->codes, k.absmax = q->absmax, k.absmax_u8 = q->absmax_u8, k.nested_absmax = q->nested_absmax;
     if (q->nested_code) memcpy(k.nested_code, q->nested_code, sizeof k.nested_code);
     k.nested_blocksize = q->nested_blocksize, k.offset = q->offset;
-    kc_dequant_bf16(out, &k, n, stream);
+    PROFILED(PROF_DEQUANT, kc_dequant_bf16(out, &k, n, stream));
 }
 
 extern "C" const sl_backend backend_cuda = {
@@ -223,6 +235,21 @@ extern "C" const sl_backend backend_cuda = {
     cu_cross_entropy,
     cu_dequant,
 };
+
+extern "C" void k_cuda_backend_report(void)
+{
+    prof_report(stream);
+    int device = 0;
+    cudaMemPool_t pool;
+    uint64_t high = 0;
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+    CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &high));
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    log_info("cuda: peak memory of the buffers %.2f GiB; device memory in use at the end %.2f GiB", high / 1073741824.0,
+             (total_b - free_b) / 1073741824.0);
+}
 
 extern "C" void k_cuda_backend_start(void)
 {

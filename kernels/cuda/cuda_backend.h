@@ -10,6 +10,8 @@ extern "C" {
 int k_cuda_bind_device(int local_rank, char *msg, int msg_len);
 /* The compute stream and the memory pool of the CUDA backend, on the bound device. */
 void k_cuda_backend_start(void);
+/* Log the peak device memory and, with SHARDLORA_PROFILE=1, the GPU time per part (rank 0). */
+void k_cuda_backend_report(void);
 
 #ifdef __cplusplus
 }

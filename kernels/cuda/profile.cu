@@ -1,0 +1,57 @@
+// profile: pairs of CUDA events per backend call, pooled and resolved at report time.
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cuda/cuda_common.cuh"
+#include "cuda/profile.h"
+
+// Event pairs held before they are resolved into the totals (a Llama-8B step makes a few thousand calls).
+enum { PROF_SLOTS = 1 << 16 };
+
+static const char *const PART_NAMES[PROF_PARTS] = {"GEMM (base)", "LoRA GEMMs", "attention", "dequantization",
+                                                   "elementwise", "loss (LM head)", "host transfers"};
+static int enabled = -1, used;
+static cudaEvent_t begins[PROF_SLOTS], ends[PROF_SLOTS];
+static unsigned char parts[PROF_SLOTS];
+static double totals[PROF_PARTS];
+
+static void resolve(cudaStream_t s)
+{
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    for (int i = 0; i < used; i++) {
+        float ms = 0;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, begins[i], ends[i]));
+        totals[parts[i]] += ms;
+    }
+    used = 0;
+}
+
+int prof_begin(prof_part part, cudaStream_t s)
+{
+    if (enabled < 0) enabled = getenv("SHARDLORA_PROFILE") && atoi(getenv("SHARDLORA_PROFILE")) > 0;
+    if (!enabled) return -1;
+    if (used == PROF_SLOTS) resolve(s);
+    if (!begins[used]) {
+        CUDA_CHECK(cudaEventCreate(&begins[used]));
+        CUDA_CHECK(cudaEventCreate(&ends[used]));
+    }
+    parts[used] = (unsigned char)part;
+    CUDA_CHECK(cudaEventRecord(begins[used], s));
+    return used++;
+}
+
+void prof_end(int token, cudaStream_t s)
+{
+    if (token >= 0) CUDA_CHECK(cudaEventRecord(ends[token], s));
+}
+
+void prof_report(cudaStream_t s)
+{
+    if (enabled <= 0) return;
+    resolve(s);
+    double sum = 0;
+    for (int p = 0; p < PROF_PARTS; p++) sum += totals[p];
+    log_info("profile: GPU time per part (ms, share of the %.1f ms recorded):", sum);
+    for (int p = 0; p < PROF_PARTS; p++)
+        log_info("profile:   %-16s %10.1f  %5.1f%%", PART_NAMES[p], totals[p], sum > 0 ? 100 * totals[p] / sum : 0.0);
+}

@@ -1,0 +1,27 @@
+/* profile: where a run's GPU time goes, per part of the step, from CUDA events recorded around
+ * each backend call on the compute stream (no synchronisation until the report). On when the
+ * environment sets SHARDLORA_PROFILE=1; the report is printed at exit by rank 0. */
+#ifndef SL_CUDA_PROFILE_H
+#define SL_CUDA_PROFILE_H
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    PROF_GEMM, PROF_LORA, PROF_ATTENTION, PROF_DEQUANT, PROF_ELEMENTWISE, PROF_LOSS, PROF_TRANSFER, PROF_PARTS
+} prof_part;
+
+/* Returns a token for prof_end, or -1 when profiling is off. */
+int prof_begin(prof_part part, cudaStream_t s);
+void prof_end(int token, cudaStream_t s);
+/* Log the milliseconds of each part so far (waits for the stream). */
+void prof_report(cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
