@@ -5,6 +5,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct {
     uint64_t s[4];
 } sl_rng;
@@ -22,5 +26,9 @@ uint64_t rng_below(sl_rng *r, uint64_t n);
 /* Counter-based uniform in [0, 1) from (seed, stream, index) alone: the same value whatever
  * generates it, on any rank, in any order (adapter initialisation, dropout masks). */
 double rng_hash_uniform(uint64_t seed, uint64_t stream, uint64_t index);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
