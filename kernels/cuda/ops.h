@@ -21,12 +21,11 @@ void kc_rmsnorm_bwd(void *dx, const void *dout, const void *x, const void *w, co
 
 /* Rotary embedding, Hugging Face convention (element i pairs with i + head_dim/2 in each head), in place on
  * x[T, n_heads*head_dim] bf16 at positions pos[T] (device, each below the table's max_pos). cos_sin: device
- * table [max_pos][head_dim/2][2] of (cos, sin) from kc_rope_table_fill. inverse = 1 applies the transposed
+ * table [max_pos][head_dim/2][2] of (cos, sin) from k_rope_table (kernels.h). inverse = 1 applies the transposed
  * rotation (backward). */
 void kc_rope(void *x, const int32_t *pos, int T, int n_heads, int head_dim, const float *cos_sin, int inverse,
              cudaStream_t s);
 /* Host: fill cos_sin_host[max_pos][head_dim/2][2] with the angles k_rope forms (in double, then rounded). */
-void kc_rope_table_fill(float *cos_sin_host, int max_pos, int head_dim, double theta);
 
 /* SwiGLU: out = silu(gate) * up; backward overwrites dgate and dup. */
 void kc_swiglu_fwd(void *out, const void *gate, const void *up, int64_t n, cudaStream_t s);

@@ -1,7 +1,6 @@
 // rope: rotary position embedding on bf16 q or k, in place, Hugging Face convention (element i pairs
 // with i + head_dim/2 in each head; twin: kernels/cpu/rope.c). The angles come from a table made on the
 // host in double, as the CPU twin forms them, so both backends rotate by the same float cos and sin.
-#include <math.h>
 
 #include "ops.h"
 #include "vec.cuh"
@@ -55,18 +54,4 @@ extern "C" void kc_rope(void *x, const int32_t *pos, int T, int n_heads, int hea
         rope_launch<8>(x, pos, T, n_heads, head_dim, cos_sin, sign, s);
     else
         rope_launch<1>(x, pos, T, n_heads, head_dim, cos_sin, sign, s);
-}
-
-extern "C" void kc_rope_table_fill(float *cos_sin_host, int max_pos, int head_dim, double theta)
-{
-    const int half = head_dim / 2;
-    for (int i = 0; i < half; i++) {
-        const double inv_freq = pow(theta, -2.0 * i / head_dim); // the expression of kernels/cpu/rope.c
-        for (int p = 0; p < max_pos; p++) {
-            const double angle = p * inv_freq;
-            float *cs = cos_sin_host + ((int64_t)p * half + i) * 2;
-            cs[0] = (float)cos(angle);
-            cs[1] = (float)sin(angle);
-        }
-    }
 }

@@ -95,12 +95,12 @@ static void test_rope(int T, int n_heads, int head_dim, double theta, int max_po
     for (int32_t &p : pos) p = (int32_t)gt_uniform(0, max_pos);
     pos[(size_t)T - 1] = max_pos - 1; // the table's last row
     std::vector<float> table((size_t)max_pos * (head_dim / 2) * 2);
-    kc_rope_table_fill(table.data(), max_pos, head_dim, theta);
+    k_rope_table(table.data(), max_pos, head_dim, theta);
     int32_t *d_pos = gt_upload(pos);
     float *d_table = gt_upload(table);
     for (int inverse = 0; inverse < 2; inverse++) {
         std::vector<float> x = random_bf16(n, -1, 1), want = x;
-        k_rope(want.data(), pos.data(), T, n_heads, head_dim, theta, inverse);
+        k_rope(want.data(), pos.data(), T, n_heads, head_dim, table.data(), inverse);
         bf16 *d_x = gt_upload_bf16(x);
         kc_rope(d_x, d_pos, T, n_heads, head_dim, d_table, inverse, S);
         gt_expect_close(name("rope%s T=%d heads=%d head_dim=%d theta=%g", inverse ? " inverse" : "", T, n_heads,
