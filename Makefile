@@ -160,6 +160,10 @@ test-gpu:
 	@$(MAKE) --no-print-directory CUDA=1 tests-bin
 	@tests/run.sh /gpu/
 
+# The README's quick start in a bare Debian 12 chroot, as root (too long for make test and CI).
+test-fresh:
+	@tests/fresh/run.sh
+
 demo:
 	@tools/install-deps.sh
 	@$(MAKE) --no-print-directory all
