@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Run every test and print "N passed, N failed" last; exit nonzero on any failure.
-# Tests: build/tests/test_* (cmocka, C), tests/*/test_*.sh (bash), tests/*/test_*.py (python3).
-# Each reports its cases as TAP lines ("ok - name" / "not ok - name"); a test that exits nonzero
-# without a "not ok" line counts as one failure. Select tests with a pattern: tests/run.sh quant
+# Run every test and print "N passed, N failed" last (", N skipped" when tests that need a GPU had
+# none); exit nonzero on any failure, or when nothing passed.
+# Tests: build/tests/test_* (cmocka, from tests/unit/*.c), tests/*/test_*.sh (bash),
+# tests/*/test_*.py (python3); on a machine where `nvidia-smi -L` lists a GPU also
+# build/tests/gpu/test_* and tests/gpu/test_*, elsewhere each of those prints "skipped: no GPU".
+# Each test reports its cases as TAP lines ("ok - name" / "not ok - name"). A test that exits
+# nonzero without a "not ok" line counts as one failure, and so does one that reports no cases.
+#   tests/run.sh PATTERN   only the tests whose path contains PATTERN, and the cmocka cases whose
+#                          names contain it (their binary then runs with CMOCKA_TEST_FILTER=*PATTERN*)
+#   SHARDLORA_TEST_TREE    a directory holding tests/ and build/tests/ to take the tests from instead
+#                          of this checkout (the runner's own test uses it); logs go to its build/test-logs
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+tree=$(cd "${SHARDLORA_TEST_TREE:-$root}" && pwd) || exit 1
 export SHARDLORA_ROOT=$root
 export SHARDLORA_SHARED=${SHARDLORA_SHARED:-$(cd "$root/.." && pwd)/shared}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
@@ -13,42 +21,68 @@ export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_btl=self,vader
 export CMOCKA_MESSAGE_OUTPUT=TAP OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=1
 export PYTHON=${PYTHON:-/usr/bin/python3} PYTHONDONTWRITEBYTECODE=1
 pattern=${1:-}
-logdir=$root/build/test-logs
+logdir=$tree/build/test-logs
 mkdir -p "$logdir"
+have_gpu=0
+nvidia-smi -L 2>/dev/null | grep -q '^GPU ' && have_gpu=1
 
-tests=()
-for t in build/tests/test_* tests/*/test_*.sh tests/*/test_*.py; do
-  [ -e "$t" ] || continue
+# case_filter TEST: for a cmocka binary whose path does not contain the pattern, the cmocka glob
+# that selects its cases named like the pattern (from its source's cmocka_unit_test* lines), if any.
+case_filter() {
+  local src=$tree/tests/unit/$(basename "$1").c
+  [ -f "$src" ] || return 1
+  grep -oE 'cmocka_unit_test[a-z_]*\( *[A-Za-z_][A-Za-z_0-9]*' "$src" | sed 's/.*( *//' |
+    grep -qF -- "$pattern" && echo "*$pattern*"
+}
+
+tests=() filters=() skips=()
+for t in "$tree"/build/tests/test_* "$tree"/build/tests/gpu/test_* "$tree"/tests/*/test_*.sh "$tree"/tests/*/test_*.py; do
+  [ -f "$t" ] || continue
   case "$t" in *.d|*.o) continue ;; esac
-  [ -n "$pattern" ] && [[ "$t" != *"$pattern"* ]] && continue
-  tests+=("$t")
+  rel=${t#"$tree"/} filter=
+  if [ -n "$pattern" ] && [[ "$rel" != *"$pattern"* ]]; then
+    [[ "$rel" == build/tests/test_* ]] && filter=$(case_filter "$t") || continue
+  fi
+  case "$rel" in
+    */gpu/*) [ "$have_gpu" = 1 ] || { skips+=("$(basename "$t")"); continue; } ;;
+  esac
+  tests+=("$t") filters+=("$filter")
 done
+if [ ${#tests[@]} -eq 0 ] && [ ${#skips[@]} -eq 0 ]; then
+  echo "no tests${pattern:+ match '$pattern'} (build them with make tests-bin)"
+  echo "0 passed, 0 failed"
+  exit 1
+fi
 
 passed=0 failed=0 failures=()
-for t in "${tests[@]}"; do
+for i in "${!tests[@]}"; do
+  t=${tests[$i]} filter=${filters[$i]}
   name=$(basename "$t"); log=$logdir/$name.log
   tmp=$(mktemp -d /tmp/shardlora-test.XXXXXX)
   start=$(date +%s)
   case "$t" in
-    *.py) (cd "$tmp" && TEST_TMP=$tmp timeout 900 "$PYTHON" "$root/$t") >"$log" 2>&1 ;;
-    *.sh) (cd "$tmp" && TEST_TMP=$tmp timeout 900 bash "$root/$t") >"$log" 2>&1 ;;
-    *)    (cd "$tmp" && TEST_TMP=$tmp timeout 900 "$root/$t") >"$log" 2>&1 ;;
+    *.py) (cd "$tmp" && TEST_TMP=$tmp timeout 900 "$PYTHON" "$t") >"$log" 2>&1 ;;
+    *.sh) (cd "$tmp" && TEST_TMP=$tmp timeout 900 bash "$t") >"$log" 2>&1 ;;
+    *)    (cd "$tmp" && TEST_TMP=$tmp CMOCKA_TEST_FILTER=$filter timeout 900 "$t") >"$log" 2>&1 ;;
   esac
   rc=$?
   secs=$(( $(date +%s) - start ))
   np=$(grep -cE '^ok ' "$log" || true)
   nf=$(grep -cE '^not ok ' "$log" || true)
-  if [ "$rc" -ne 0 ] && [ "$nf" -eq 0 ]; then nf=1; echo "not ok - $name exited with status $rc" >>"$log"; fi
+  if [ "$nf" -eq 0 ] && [ "$rc" -ne 0 ]; then nf=1; echo "not ok - $name exited with status $rc" >>"$log"
+  elif [ "$nf" -eq 0 ] && [ "$np" -eq 0 ]; then nf=1; echo "not ok - $name: reported no test cases" >>"$log"; fi
   passed=$((passed + np)); failed=$((failed + nf))
+  label=$name${filter:+ (cases $filter)}
   if [ "$nf" -gt 0 ]; then
-    printf 'FAIL %-40s %3d ok, %d failed (%ds)  log: %s\n' "$name" "$np" "$nf" "$secs" "$log"
+    printf 'FAIL %-40s %3d ok, %d failed (%ds)  log: %s\n' "$label" "$np" "$nf" "$secs" "$log"
     grep -E '^not ok ' "$log" | sed 's/^/     /'
     failures+=("$name")
   else
-    printf 'ok   %-40s %3d ok (%ds)\n' "$name" "$np" "$secs"
+    printf 'ok   %-40s %3d ok (%ds)\n' "$label" "$np" "$secs"
   fi
   rm -rf "$tmp"
 done
+for s in "${skips[@]}"; do echo "skipped: no GPU  $s"; done
 [ ${#failures[@]} -gt 0 ] && echo "failed tests: ${failures[*]} (logs in $logdir)"
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed${skips[*]:+, ${#skips[@]} skipped}"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -1,26 +1,41 @@
 #!/usr/bin/env bash
-# Install the Debian 12 packages shardlora needs, if any are missing (as root, with apt-get).
-#   tools/install-deps.sh           what building and running need
-#   tools/install-deps.sh --tests   also what the test suite needs (cmocka, PyTorch, h5py, Slurm, ...)
+# Install the Debian 12 packages shardlora needs, if any are missing (as root, with apt-get). It
+# needs only bash and dpkg, so it is the first command on a bare machine (make is not there yet).
+#   tools/install-deps.sh           what building and running the demo need (make and gcc included)
+#   tools/install-deps.sh --tests   also what the test suite needs (cmocka, PyTorch, h5py, Slurm, ...);
+#                                   with nvcc on the PATH, also the cuDNN frontend headers (from PyPI)
+# Without root, a missing package stops it with the apt-get line to run.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+tests=0
+case "${1:-}" in
+  "") ;;
+  --tests) tests=1 ;;
+  *) echo "usage: $0 [--tests]" >&2; exit 2 ;;
+esac
 pkgs=(build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
       libopenblas-dev libcjson-dev libslurm-dev)
-if [ "${1:-}" = "--tests" ]; then
+if [ "$tests" = 1 ]; then
+  # iproute2 (ss: free ports) and procps (pgrep) are used by the Slurm and signal tests.
   pkgs+=(libcmocka-dev python3 python3-numpy python3-h5py python3-torch gnuplot-nox
-        slurmctld slurmd slurm-client munge libpmix-dev)
+        slurmctld slurmd slurm-client munge libpmix-dev iproute2 procps)
+  command -v nvcc >/dev/null && ! python3 -m pip --version >/dev/null 2>&1 && pkgs+=(python3-pip)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" -ne 0 ]; then
-  echo "install-deps: missing Debian packages: ${missing[*]}" >&2
-  echo "install-deps: run as root: apt-get install ${missing[*]}" >&2
-  exit 1
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing Debian packages: ${missing[*]}" >&2
+    echo "install-deps: run as root: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || {
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
 fi
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || {
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+# The CUDA backend's attention needs the cuDNN frontend headers; only a machine with nvcc builds it.
+if [ "$tests" = 1 ] && command -v nvcc >/dev/null; then tools/fetch-cudnn-frontend.sh; fi

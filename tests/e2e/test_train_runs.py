@@ -53,7 +53,7 @@ for np_, shard in ((1, "full"), (2, "full"), (4, "full"), (2, "grad_op"), (2, "n
     run([SL, "train", *common, f"--out={out}", "--steps=20", f"--shard={shard}"], np=np_)
     curves[(np_, shard)], steps = losses(out)
     check(f"metrics.h5 has 20 steps at np={np_} --shard={shard}", list(steps) == list(range(1, 21)), steps)
-base = curves[(1, "full")]
+base = curves.pop((1, "full"))
 for key, curve in curves.items():
     rel = np.max(np.abs(curve - base) / np.abs(base))
     check(f"20-step loss trajectory at np={key[0]} --shard={key[1]} equals np=1 within 1e-5 (max {rel:.1e})",

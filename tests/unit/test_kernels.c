@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "filter.h" /* needs cmocka.h */
 
 #include "kernels.h"
 
@@ -589,5 +590,6 @@ int main(void)
         cmocka_unit_test_teardown(test_embedding, free_allocs),
         cmocka_unit_test_teardown(test_threads_do_not_change_results, free_allocs),
     };
+    test_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

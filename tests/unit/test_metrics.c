@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "filter.h" /* needs cmocka.h */
 
 #include <math.h>
 #include <stdlib.h>
@@ -118,5 +119,6 @@ int main(void)
         cmocka_unit_test(test_resume_truncates),
         cmocka_unit_test(test_resume_without_file_creates_it),
     };
+    test_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

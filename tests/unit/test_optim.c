@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "filter.h" /* needs cmocka.h */
 
 #include "optim.h"
 #include "runtime.h"
@@ -205,5 +206,6 @@ int main(void)
         cmocka_unit_test(schedule_names),          cmocka_unit_test(clip_coefficient),
         cmocka_unit_test(sq_norm_independent_of_threads), cmocka_unit_test(finite_check),
     };
+    test_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "filter.h" /* needs cmocka.h */
 
 #include <math.h>
 #include <stdio.h>
@@ -273,6 +274,7 @@ int main(void)
         cmocka_unit_test(test_golden_decode),
         cmocka_unit_test(test_roundtrip_error),
     };
+    test_filter_from_env();
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     h5_close(golden);
     return rc;

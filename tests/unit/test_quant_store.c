@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "filter.h" /* needs cmocka.h */
 
 #include <math.h>
 #include <stdio.h>
@@ -193,5 +194,6 @@ int main(void)
         cmocka_unit_test(test_probe_plain),
         cmocka_unit_test(test_probe_malformed),
     };
+    test_filter_from_env();
     return cmocka_run_group_tests(tests, setup, teardown);
 }

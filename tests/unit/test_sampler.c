@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "filter.h" /* needs cmocka.h */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -301,5 +302,6 @@ int main(void)
         cmocka_unit_test(test_seeds_and_positions),
         cmocka_unit_test(test_errors_name_file_and_value),
     };
+    test_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
