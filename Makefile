@@ -177,8 +177,9 @@ demo:
 	@$(MAKE) --no-print-directory all
 	@jobs/demo.sh
 
+# build/deps (fetched headers) survives: the GPU host cannot fetch it again.
 clean:
-	rm -rf $(BUILD) $(BIN)
+	find $(BUILD) -mindepth 1 -maxdepth 1 ! -name deps -exec rm -rf {} + 2>/dev/null; rm -rf $(BIN)
 
 help:
 	@sed -n '1,9p' Makefile
