@@ -1,0 +1,35 @@
+/* attention (CUDA): causal grouped-query attention over packed documents, forward and backward, on
+ * bf16 device tensors. cuDNN's fused flash attention runs it as a ragged (THD) batch; shapes cuDNN
+ * refuses run a plain fallback kernel instead (kernels/cuda/attention_fallback.h). The CPU twin is
+ * k_attention_fwd / k_attention_bwd in kernels/kernels.h. Calls come from one host thread per device;
+ * the device work is asynchronous on the given stream, and streams may differ from call to call. */
+#ifndef SL_CUDA_ATTENTION_H
+#define SL_CUDA_ATTENTION_H
+
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Packed batch: T rows; sequence s is rows [seq_start[s], seq_start[s+1]) (host array, n_seqs+1 entries,
+   seq_start[0] = 0, seq_start[n_seqs] = T; lengths >= 1, up to max_seq). q [T, nh*hd], k and v [T, nkv*hd],
+   out [T, nh*hd], bf16, row-major (token-major: THD). Causal within each sequence, nh % nkv == 0 (GQA),
+   scale usually 1/sqrt(hd). stats: fp32 softmax statistics kept for backward, layout private to this file. */
+size_t kc_attention_stats_bytes(int T, int n_seqs, int max_seq, int nh);
+void kc_attention_fwd(void *out, float *stats, const void *q, const void *k, const void *v, const int32_t *seq_start,
+                      int n_seqs, int max_seq, int nh, int nkv, int hd, float scale, cudaStream_t s);
+/* dq, dk, dv overwritten. Deterministic (cuDNN's deterministic backward). */
+void kc_attention_bwd(void *dq, void *dk, void *dv, const void *dout, const void *out, const float *stats,
+                      const void *q, const void *k, const void *v, const int32_t *seq_start, int n_seqs, int max_seq,
+                      int nh, int nkv, int hd, float scale, cudaStream_t s);
+/* Which implementation a shape gets ("cudnn" or "fallback"), for tests and logs. */
+const char *kc_attention_impl(int nh, int nkv, int hd);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
