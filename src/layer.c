@@ -39,6 +39,8 @@ static proj_dims dims_of(const sl_model_config *c, int p)
     return d[p];
 }
 
+enum { ATTN_TILE_SLACK = 64 };
+
 static void *acts(size_t t, size_t width) { return BE->alloc(t * width * (size_t)BE->act_bytes, "activations"); }
 static float *stats(size_t n) { return BE->alloc(n * sizeof(float), "activations"); }
 
@@ -49,8 +51,10 @@ void layer_acts_alloc(layer_acts *a, const sl_model_config *c, const sl_lora *l,
                  Q = (size_t)c->num_heads * c->head_dim, KV = (size_t)c->num_kv_heads * c->head_dim;
     a->T = T;
     if ((a->owns_input = own_input)) a->x_in = acts(t, D);
-    a->xn1 = acts(t, D), a->rstd1 = stats(t), a->q = acts(t, Q), a->k = acts(t, KV);
-    a->v = acts(t, KV), a->att = acts(t, Q);
+    /* cuDNN's fused attention may read whole 64-row tiles past the last sequence */
+    const size_t ta = t + ATTN_TILE_SLACK;
+    a->xn1 = acts(t, D), a->rstd1 = stats(t), a->q = acts(ta, Q), a->k = acts(ta, KV);
+    a->v = acts(ta, KV), a->att = acts(ta, Q);
     /* the most sequences a batch of t rows can hold: one row each */
     a->attn_stats = BE->alloc(BE->attention_stats_bytes((int)t, (int)t, max_seq, c->num_heads), "activations");
     a->x_mid = acts(t, D), a->xn2 = acts(t, D), a->rstd2 = stats(t);
@@ -79,7 +83,8 @@ void layer_scratch_alloc(layer_scratch *s, const sl_model_config *c, const sl_lo
     size_t widest_in = D > Q ? D : Q;
     if (F > widest_in) widest_in = F;
     s->d_act = acts(t, F), s->d_gate = acts(t, F), s->d_up = acts(t, F), s->d_xn = acts(t, D);
-    s->d_att = acts(t, Q), s->dq = acts(t, Q), s->dk = acts(t, KV), s->dv = acts(t, KV);
+    const size_t ta = t + ATTN_TILE_SLACK;
+    s->d_att = acts(ta, Q), s->dq = acts(ta, Q), s->dk = acts(ta, KV), s->dv = acts(ta, KV);
     s->du = l ? acts(t, (size_t)l->r) : NULL;
     s->dxd = l && l->dropout > 0 ? acts(t, widest_in) : NULL;
 }
