@@ -117,20 +117,27 @@ int64_t fsdp_gathered_peak(void) { return gathered_peak; }
 
 static int64_t gathered_bytes(const fsdp_pool *p) { return p->shard_numel * RT.world * (int64_t)sizeof(float); }
 
-float *fsdp_gather(fsdp_pool *p)
+void fsdp_gather(fsdp_pool *p)
 {
-    if (p->full) return p->full;
+    if (p->full || p->dev_kept) return;
     p->full = sl_malloc((size_t)gathered_bytes(p), "gathered unit");
     fsdp_account_gathered(gathered_bytes(p));
     comm_allgather_f32(p->full, p->shard, p->shard_numel);
     const int64_t n = p->shard_numel * RT.world;
     p->dev_buf = BE->mirror_alloc((size_t)n * (size_t)BE->act_bytes, "gathered unit");
     p->dev = BE->mirror_act(p->dev_buf, p->full, n);
-    return p->full;
+    /* With one rank nothing is gathered, so frozen weights need no second transfer: the backend's
+     * copy stays and the host's goes (the CPU backend computes on the host copy itself). */
+    if (p->frozen && RT.world == 1 && p->dev_buf) {
+        fsdp_account_gathered(-gathered_bytes(p));
+        free(p->full);
+        p->full = NULL, p->dev_kept = 1;
+    }
 }
 
 static void drop_gathered(fsdp_pool *p)
 {
+    if (p->dev_kept) return;
     if (p->full) fsdp_account_gathered(-gathered_bytes(p));
     free(p->full);
     BE->release(p->dev_buf);
@@ -187,6 +194,7 @@ void fsdp_grad_to_host(fsdp_pool *p)
 void fsdp_pool_free(fsdp_pool *p)
 {
     if (p->owns_shard) free(p->shard);
+    p->dev_kept = 0;
     drop_gathered(p);
     free(p->grad_full);
     BE->release(p->grad_dev);

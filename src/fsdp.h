@@ -43,6 +43,8 @@ typedef struct {
     float *grad_full;    /* trainable pools: the full gradient accumulated over micro-steps */
     float *grad_dev;     /* the backend's copy of the gradient (NULL on the CPU backend) */
     fsdp_keep keep;      /* when fsdp_release really frees the gathered buffer */
+    int frozen;          /* its values never change (base weights) */
+    int dev_kept;        /* the backend's copy outlives releases: frozen, one rank, backend memory */
     int owns_shard;
 } fsdp_pool;
 
@@ -68,8 +70,8 @@ void fsdp_pool_read_at(const fsdp_pool *p, hid_t file, const char *prefix, float
  * of the whole logical tensor, the same for any sharding. */
 void fsdp_pool_checksums(const fsdp_pool *p, const float *shard, uint64_t *sums);
 
-/* Collective: make the whole pool available; returns the gathered buffer. */
-float *fsdp_gather(fsdp_pool *p);
+/* Collective: make the whole pool available where the backend computes (dev). */
+void fsdp_gather(fsdp_pool *p);
 void fsdp_release(fsdp_pool *p);
 /* Collective: sum grad_full over ranks and deliver this rank's range into grad_shard. */
 void fsdp_reduce_scatter_grad(fsdp_pool *p, float *grad_shard);

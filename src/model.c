@@ -94,6 +94,7 @@ static void plan_units(sl_model *m, const quant_format *fmt, fsdp_keep keep)
         fsdp_pool_plan(&m->units[u].frozen);
         qpool_plan(&m->units[u].quant, fmt);
         m->units[u].frozen.keep = keep;
+        m->units[u].frozen.frozen = 1;
         m->units[u].quant.keep = (int)keep;
     }
 }

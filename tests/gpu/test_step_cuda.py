@@ -67,6 +67,9 @@ for name, extra in cases.items():
     lc, lg = metrics(outs["cpu"])[0], metrics(outs["cuda"])[0]
     check(f"{name}: GPU loss {lg:.6f} equals CPU {lc:.6f} within 2e-3", abs(lg - lc) <= 2e-3 * abs(lc))
     gc, gg = grads(outs["cpu"]), grads(outs["cuda"])
+    for k in sorted(gc):
+        if k in gg and np.linalg.norm(gc[k]) > 0:
+            print(f"# {name}: {k}: relative error {rel(gg[k], gc[k]):.2e}")
     worst = max((rel(gg[k], gc[k]), k) for k in gc)
     check(f"{name}: all {len(gc)} gradients within 2e-2 relative norm (worst {worst[0]:.2e}, {worst[1]})",
           set(gc) == set(gg) and worst[0] <= 2e-2)
@@ -116,6 +119,8 @@ for dev in ("cpu", "cuda"):
     run([SL, "train", *stories_common, f"--device={dev}", f"--out=long_{dev}"], np=1, timeout=900)
     curves[dev] = metrics(f"long_{dev}")
 dev_max = float(np.max(np.abs(curves["cuda"] - curves["cpu"]) / curves["cpu"]))
+print("# step, CPU loss, GPU loss:", [(10 * (i + 1), round(float(a), 4), round(float(b), 4))
+                                      for i, (a, b) in enumerate(zip(curves["cpu"], curves["cuda"]))])
 check(f"300 steps on stories260K: the GPU loss curve follows the CPU's within 2% (max {dev_max:.2e}; "
       f"{curves['cpu'][0]:.3f} -> {curves['cpu'][-1]:.3f})", dev_max <= 0.02)
 finish()
