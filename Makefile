@@ -4,7 +4,7 @@
 #   make CUDA=0     never build the CUDA backend;  make CUDA=1  stop with the missing piece named
 #   make test       install what the tests need (as root), build, run every test; ends "N passed, N failed"
 #   make test-gpu   build and run the GPU tests (tests/gpu) on a machine with a GPU
-#   make test-fresh the README's two commands in a bare Debian 12 chroot, as root (tests/fresh; about 11 min)
+#   make test-fresh the README's two commands in a bare Debian 12 chroot, as root (tests/fresh; 6-11 min)
 #   make demo       install what the demo needs (as root), build, run jobs/demo.sh
 CC       ?= gcc
 NVCC     ?= nvcc

@@ -94,8 +94,9 @@ for i in 0 1; do
   n=$((i + 1)) log=$logs/quickstart-$n.log
   say "command $n: ${lines[$i]}   (log: $log)"
   t0=$SECONDS
-  in_chroot "${lines[$i]}" 2>&1 | tee "$log"
-  rc=${PIPESTATUS[0]}
+  # In the background, so that a signal stops the wait at once and the trap cleans up.
+  ( in_chroot "${lines[$i]}" 2>&1 | tee "$log"; exit "${PIPESTATUS[0]}" ) &
+  wait $!; rc=$?
   times[$i]=$((SECONDS - t0))
   say "command $n: exit status $rc after ${times[$i]} s"
   [ "$rc" -eq 0 ] || status=1
