@@ -26,6 +26,8 @@ extern "C" {
 typedef struct {
     const char *name; /* "cpu" or "cuda" */
     int act_bytes;    /* 4 (fp32) or 2 (bf16) */
+    /* fp32 logits per LM-head chunk: rows enough for efficient GEMMs, never [T, vocab] whole */
+    size_t logits_chunk_bytes;
 
     /* memory */
     void *(*alloc)(size_t bytes, const char *what); /* never NULL: a failure is fatal, naming what */

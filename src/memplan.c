@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backend.h"
 #include "h5io.h"
 #include "runtime.h"
 
@@ -38,16 +39,17 @@ sl_memplan memplan_compute(const sl_config *cfg, const sl_model_config *mc, int 
     p.base_shard = (int64_t)(base / world);
     /* full: the largest unit, twice with prefetch; grad_op and none hold every unit gathered */
     int64_t largest_unit = layer_linear > V * D ? layer_linear : V * D;
-    p.gathered = !strcmp(cfg->shard, "full") ? 4 * largest_unit * 2 : 4 * (L * layer_linear + embed + norms);
+    const int64_t act = BE->act_bytes; /* gathered weights and activations in the backend's type */
+    p.gathered = !strcmp(cfg->shard, "full") ? act * largest_unit * 2 : act * (L * layer_linear + embed + norms);
     /* fp32 master weights, gradients and two AdamW moments, sharded; the full gradient of one unit */
     p.lora_state = 16 * L * lora_params / world;
     p.lora_grad_full = 4 * lora_params;
     int64_t T = (int64_t)cfg->micro_batch * cfg->seq_len;
-    int64_t per_layer = T * (3 * D + 2 * Q + 2 * KV + 3 * F) * 4; /* what backward needs of one layer */
-    int64_t saved = cfg->command == CMD_TRAIN ? (cfg->act_ckpt ? L * T * D * 4 + per_layer : L * per_layer)
+    int64_t per_layer = T * (3 * D + 2 * Q + 2 * KV + 3 * F) * act; /* what backward needs of one layer */
+    int64_t saved = cfg->command == CMD_TRAIN ? (cfg->act_ckpt ? L * T * D * act + per_layer : L * per_layer)
                                                : per_layer;
     p.activations = saved;
-    int64_t rows = (64 << 20) / (V * 4);
+    int64_t rows = (int64_t)BE->logits_chunk_bytes / (V * 4);
     p.logits = (rows < 1 ? 1 : rows < T ? rows : T) * V * 4;
     p.total = p.base_shard + p.gathered + p.lora_state + p.lora_grad_full + p.activations + p.logits;
     return p;

@@ -46,9 +46,10 @@ with h5py.File(path, "r") as f:
 D, F, Q, KV, V = 4096, 14336, 4096, 1024, 128256
 linear = D * Q + 2 * D * KV + Q * D + 3 * D * F
 # forward + input-gradient backward of every base linear and the LM head, plus causal attention
-# (QK^T and PV, forward and the backward's four products: half the square each)
+# (per token 2 FLOPs x seq/2 keys x Q for each of QK^T and PV forward, and the backward's four
+# products: 6 seq Q)
 def flops_per_token(layers):
-    return 4 * (layers * linear + V * D) + layers * 6 * 2 * seq * Q
+    return 4 * (layers * linear + V * D) + layers * 6 * seq * Q
 step_time = mb * seq / np.median(tps)
 print(f"bench: {L} layers, micro-batch {mb} x seq {seq}: {np.median(tps):.0f} tokens/s (median of steps 2..)")
 print(f"bench: model FLOPs per token {flops_per_token(L) / 1e9:.2f} GFLOP; achieved {flops_per_token(L) * np.median(tps) / 1e12:.0f} TFLOP/s")
