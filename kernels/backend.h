@@ -26,6 +26,7 @@ extern "C" {
 typedef struct {
     const char *name; /* "cpu" or "cuda" */
     int act_bytes;    /* 4 (fp32) or 2 (bf16) */
+    int host_memory;  /* 1: computes on host memory, so mirrors copy nothing */
     /* fp32 logits per LM-head chunk: rows enough for efficient GEMMs, never [T, vocab] whole */
     size_t logits_chunk_bytes;
 

@@ -5,8 +5,10 @@
 #include <string.h>
 
 #include "backend.h"
+#include "forward.h"
 #include "h5io.h"
 #include "runtime.h"
+#include "step.h"
 
 double memplan_bytes_per_weight(const char *quant, int blocksize, int double_quant)
 {
@@ -19,6 +21,52 @@ double memplan_bytes_per_weight(const char *quant, int blocksize, int double_qua
 static int targets_proj(const char *targets, int proj)
 {
     return !strcmp(targets, "all-linear") || strstr(targets, PROJ_NAMES[proj]) != NULL;
+}
+
+/* A backend that allocates nothing and adds up what it is asked for; nothing computes through it. */
+static int64_t counted;
+static const sl_backend *real_backend;
+static void *count_alloc(size_t bytes, const char *what)
+{
+    counted += (int64_t)bytes;
+    return (void *)&counted; /* never dereferenced: the pass is only set up and torn down */
+}
+static void *count_mirror_alloc(size_t bytes, const char *what)
+{
+    return real_backend->host_memory ? NULL : count_alloc(bytes, what);
+}
+static void count_release(void *p) {}
+static const void *count_mirror(void *buf, const void *host, size_t bytes) { return buf ? buf : host; }
+
+/* Bytes the run's pass allocates on the backend: set up a train step (or an eval forward) of the
+ * model's shape with the counting backend in place of BE. */
+static int64_t counted_pass_bytes(const sl_config *cfg, const sl_model_config *mc)
+{
+    sl_model m = {.cfg = *mc};
+    sl_lora lora;
+    unsigned targets = 0;
+    const int train = cfg->command == CMD_TRAIN, T = cfg->micro_batch * cfg->seq_len;
+    if (train) {
+        lora_parse_targets(cfg->lora_targets, &targets);
+        lora_setup(&lora, cfg->lora_r, cfg->lora_alpha, cfg->lora_dropout, cfg->rslora, targets);
+        m.lora = &lora;
+        m.num_labels = !strcmp(cfg->task, "seq_cls") ? cfg->num_labels : 0;
+    }
+    sl_backend counting = *BE;
+    counting.alloc = count_alloc, counting.release = count_release;
+    counting.mirror_alloc = count_mirror_alloc, counting.mirror = count_mirror;
+    real_backend = BE, BE = &counting, counted = 0;
+    if (train) {
+        step_state st;
+        step_init(&st, &m, T, cfg->seq_len, cfg->act_ckpt);
+        step_free(&st, &m);
+    } else {
+        forward_state fw;
+        forward_init(&fw, &m, T, cfg->seq_len);
+        forward_free(&fw);
+    }
+    BE = real_backend;
+    return counted;
 }
 
 sl_memplan memplan_compute(const sl_config *cfg, const sl_model_config *mc, int world)
@@ -44,14 +92,8 @@ sl_memplan memplan_compute(const sl_config *cfg, const sl_model_config *mc, int 
     /* fp32 master weights, gradients and two AdamW moments, sharded; the full gradient of one unit */
     p.lora_state = 16 * L * lora_params / world;
     p.lora_grad_full = 4 * lora_params;
-    int64_t T = (int64_t)cfg->micro_batch * cfg->seq_len;
-    int64_t per_layer = T * (3 * D + 2 * Q + 2 * KV + 3 * F) * act; /* what backward needs of one layer */
-    int64_t saved = cfg->command == CMD_TRAIN ? (cfg->act_ckpt ? L * T * D * act + per_layer : L * per_layer)
-                                               : per_layer;
-    p.activations = saved;
-    int64_t rows = (int64_t)BE->logits_chunk_bytes / (V * 4);
-    p.logits = (rows < 1 ? 1 : rows < T ? rows : T) * V * 4;
-    p.total = p.base_shard + p.gathered + p.lora_state + p.lora_grad_full + p.activations + p.logits;
+    p.activations = counted_pass_bytes(cfg, mc);
+    p.total = p.base_shard + p.gathered + p.lora_state + p.lora_grad_full + p.activations;
     return p;
 }
 
@@ -76,8 +118,7 @@ void memplan_print(const sl_config *cfg)
     row("gathered units (compute copy, prefetch)", p.gathered);
     row("LoRA params, grads, AdamW moments (shard)", p.lora_state);
     row("LoRA gradient of one unit before reduce", p.lora_grad_full);
-    row("activations of one micro-batch", p.activations);
-    row("logits of one chunk", p.logits);
+    row("activations, scratch and head buffers", p.activations);
     row("total", p.total);
     log_info("inputs validated; nothing was run (--dry-run)");
 }

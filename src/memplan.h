@@ -13,13 +13,14 @@ typedef struct {
     int64_t gathered;      /* the largest unit gathered and dequantized for compute */
     int64_t lora_state;    /* LoRA params + grads + AdamW moments, this rank's share */
     int64_t lora_grad_full;/* full LoRA gradient of one unit before its reduce-scatter */
-    int64_t activations;   /* saved activations of one micro-batch */
-    int64_t logits;        /* logits of one chunk of rows */
+    int64_t activations;   /* activations, scratch, batch and head buffers, as the run allocates them */
     int64_t total;
 } sl_memplan;
 
 /* Bytes per weight element in a quantization format ("none", "nf4", ...). */
 double memplan_bytes_per_weight(const char *quant, int blocksize, int double_quant);
+/* The plan on the current backend (BE): the activation buffers are counted by running the
+ * allocation code of the pass itself against a backend that only counts. */
 sl_memplan memplan_compute(const sl_config *cfg, const sl_model_config *mc, int world);
 /* Read the model's /config on rank 0 and print the plan (rank 0 only). */
 void memplan_print(const sl_config *cfg);

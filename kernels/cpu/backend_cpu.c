@@ -157,6 +157,7 @@ static void cpu_dequant(void *out, const k_quant_blocks *q, int64_t n) { k_dequa
 const sl_backend backend_cpu = {
     .name = "cpu",
     .act_bytes = 4,
+    .host_memory = 1,
     .logits_chunk_bytes = 64u << 20, /* stays in cache-friendly sizes; the GEMMs are row-efficient */
     .alloc = cpu_alloc,
     .release = cpu_release,

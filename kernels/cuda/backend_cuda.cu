@@ -205,6 +205,7 @@ static void cu_dequant(void *out, const k_quant_blocks *q, int64_t n)
 extern "C" const sl_backend backend_cuda = {
     /* .name = */ "cuda",
     /* .act_bytes = */ 2,
+    /* .host_memory = */ 0,
     /* .logits_chunk_bytes = */ (size_t)1 << 30, // about 2,048 rows at a 128k vocabulary
     cu_alloc,
     cu_release,

@@ -54,4 +54,16 @@ def planned_gathered(shard):
     line = next(l for l in out.splitlines() if "gathered units" in l)
     return float(line.split()[-2])
 check("--dry-run plans more gathered memory for grad_op than for full", planned_gathered("grad_op") > planned_gathered("full"))
+
+
+def planned_activations(*extra):
+    out = run([SL, "train", *common, "--out=dry", *extra, "--dry-run"], np=1).stdout
+    return float(next(l for l in out.splitlines() if "activations, scratch" in l).split()[-2])
+
+
+# the activation row comes from the pass's own allocation code, counted
+a2, a4, a2_ckpt = planned_activations(), planned_activations("--micro-batch=4"), planned_activations("--act-ckpt")
+# (not quite twice: the 64 rows of attention slack and the rotary table do not grow)
+check(f"--dry-run activations grow with the micro-batch ({a2:.2f} -> {a4:.2f} MiB)", 1.5 < a4 / a2 < 2.05)
+check(f"--dry-run activations shrink with --act-ckpt ({a2:.2f} -> {a2_ckpt:.2f} MiB)", a2_ckpt < a2)
 finish()
