@@ -94,12 +94,19 @@ static double yarn_mscale(double factor, double mscale) { return factor <= 1 ? 1
 
 static double yarn_attention_factor(const hf_json *p, double factor)
 {
-    const cJSON *given = field(p, "attention_factor");
-    if (given) return get_double(p, "attention_factor", NULL);
+    if (field(p, "attention_factor")) return get_double(p, "attention_factor", NULL);
     const double zero = 0;
     double mscale = get_double(p, "mscale", &zero), all_dim = get_double(p, "mscale_all_dim", &zero);
     if (mscale != 0 && all_dim != 0) return yarn_mscale(factor, mscale) / yarn_mscale(factor, all_dim);
     return yarn_mscale(factor, 1.0);
+}
+
+/* Rotary embeddings on only part of each head (phi, glm) are not implemented. */
+static void reject_partial_rotary(const hf_json *o)
+{
+    const double one = 1.0;
+    if (get_double(o, "partial_rotary_factor", &one) != 1.0)
+        sl_fatal("%s: '%spartial_rotary_factor' other than 1 is not supported", o->path, o->object);
 }
 
 /* The scaling fields of rope type `name` (rope_parameters or rope_scaling, as p) into r. */
@@ -109,9 +116,7 @@ static void read_rope_scaling(const hf_json *p, const char *name, int max_positi
     if (type < 0)
         sl_fatal("%s: rope type '%s' is not supported (supported: default, linear, llama3, yarn)", p->path, name);
     r->type = (k_rope_type)type;
-    const cJSON *partial = field(p, "partial_rotary_factor");
-    if (partial && get_double(p, "partial_rotary_factor", NULL) != 1.0)
-        sl_fatal("%s: '%spartial_rotary_factor' other than 1 is not supported", p->path, p->object);
+    reject_partial_rotary(p);
     if (r->type == K_ROPE_DEFAULT) return;
     r->factor = get_double(p, "factor", NULL);
     if (r->type == K_ROPE_LLAMA3) {
@@ -145,15 +150,16 @@ static void read_rope(const hf_json *j, sl_model_config *c)
     hf_json p = {obj, j->path, params ? "rope_parameters." : "rope_scaling."};
     if (obj && !cJSON_IsObject(obj))
         sl_fatal("%s: '%s' must be an object", j->path, params ? "rope_parameters" : "rope_scaling");
-    const cJSON *theta = params ? field(&p, "rope_theta") : NULL;
-    c->rope.theta = theta ? get_double(&p, "rope_theta", NULL) : 10000.0;
-    if (!theta && field(j, "rope_theta")) c->rope.theta = get_double(j, "rope_theta", NULL);
-    else if (!theta)
-        log_info("%s: no rope_theta; using %s's default, 10000", j->path, c->architecture);
+    /* transformers 5 takes rope_parameters' theta first, then a top-level one */
+    const hf_json *at = params && field(&p, "rope_theta") ? &p : j;
+    if (!field(at, "rope_theta")) log_info("%s: no rope_theta; using %s's default, 10000", j->path, c->architecture);
+    const double theta = 10000.0;
+    c->rope.theta = get_double(at, "rope_theta", &theta);
     const cJSON *type = obj ? field(&p, "rope_type") : NULL;
     if (!type && obj) type = field(&p, "type");
     if (type && !cJSON_IsString(type))
         sl_fatal("%s: '%s%s' must be a string", j->path, p.object, type->string);
+    reject_partial_rotary(j);
     read_rope_scaling(&p, type ? type->valuestring : "default", c->max_positions, &c->rope);
 }
 
