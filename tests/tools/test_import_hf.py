@@ -311,6 +311,8 @@ bad_case("scaling factor below 1", r"config.json: the rope scaling factor must b
          cfg=dict(LLAMA, rope_scaling={"rope_type": "linear", "factor": 0.5}))
 bad_case("partial rotary factor", r"'rope_parameters.partial_rotary_factor' other than 1 is not supported",
          cfg=dict(V5, rope_parameters={"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.5}))
+bad_case("rope parameters per layer type", r"rope_parameters per layer type \('full_attention'\) is not supported",
+         cfg=dict(V5, rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1e4}}))
 bad_case("partial rotary factor (transformers 4)", r"config.json: 'partial_rotary_factor' other than 1",
          cfg=dict(LLAMA, partial_rotary_factor=0.5))
 with open("empty/config.json", "w") as f:

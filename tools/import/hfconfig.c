@@ -150,6 +150,10 @@ static void read_rope(const hf_json *j, sl_model_config *c)
     hf_json p = {obj, j->path, params ? "rope_parameters." : "rope_scaling."};
     if (obj && !cJSON_IsObject(obj))
         sl_fatal("%s: '%s' must be an object", j->path, params ? "rope_parameters" : "rope_scaling");
+    for (const cJSON *e = params ? params->child : NULL; e; e = e->next)
+        if (cJSON_IsObject(e))
+            sl_fatal("%s: rope_parameters per layer type ('%s') is not supported (expected one set for all layers)",
+                     j->path, e->string);
     /* transformers 5 takes rope_parameters' theta first, then a top-level one */
     const hf_json *at = params && field(&p, "rope_theta") ? &p : j;
     if (!field(at, "rope_theta")) log_info("%s: no rope_theta; using %s's default, 10000", j->path, c->architecture);
