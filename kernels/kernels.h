@@ -28,11 +28,29 @@ void k_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int 
 void k_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w,
                    const float *rstd, int T, int D);
 
+/* Rotary frequencies as Hugging Face's rope_parameters describe them. Each type changes only the
+ * inverse frequencies (and, for yarn, a factor on cos and sin), so only the table changes. */
+typedef enum { K_ROPE_DEFAULT, K_ROPE_LINEAR, K_ROPE_LLAMA3, K_ROPE_YARN } k_rope_type;
+typedef struct {
+    k_rope_type type;
+    double theta;
+    double factor;                            /* linear, llama3, yarn: the context is stretched by it */
+    double low_freq_factor, high_freq_factor; /* llama3 */
+    int original_max_positions;               /* llama3, yarn: the pretraining context */
+    double beta_fast, beta_slow;              /* yarn: the correction range, in rotations */
+    int truncate;                             /* yarn: that range rounded outwards to whole dimensions */
+    double attention_factor;                  /* yarn: multiplies cos and sin; 1 for the other types */
+} k_rope_params;
+
+/* inv_freq[head_dim / 2] of the rope type, in double. */
+void k_rope_inv_freq(double *inv_freq, int head_dim, const k_rope_params *rope);
+
 /* Rotary embedding in the Hugging Face convention (element i pairs with i + head_dim/2 inside each
  * head), applied in place to x[T, n_heads * head_dim] at positions pos[T] < max_pos, from the table
  * cos_sin[max_pos][head_dim / 2][2] of (cos, sin) that k_rope_table fills (angles in double, then
- * rounded). inverse = 1 applies the transposed rotation, which is the backward pass. */
-void k_rope_table(float *cos_sin, int max_pos, int head_dim, double theta);
+ * rounded; both times the attention factor). inverse = 1 applies the transposed rotation, which is
+ * the backward pass. */
+void k_rope_table(float *cos_sin, int max_pos, int head_dim, const k_rope_params *rope);
 void k_rope(float *x, const int32_t *pos, int T, int n_heads, int head_dim, const float *cos_sin, int inverse);
 
 /* Causal grouped-query attention within each packed sequence. q[T, nh*hd], k and v[T, nkv*hd],

@@ -11,6 +11,7 @@
 const char *const PROJ_NAMES[N_PROJ] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                         "gate_proj", "up_proj", "down_proj"};
 const char *const SL_ARCHITECTURES[] = {"llama", "mistral", "qwen2", NULL};
+const char *const SL_ROPE_TYPES[] = {"default", "linear", "llama3", "yarn", NULL};
 
 int modelcfg_known_architecture(const char *name)
 {
@@ -19,12 +20,66 @@ int modelcfg_known_architecture(const char *name)
     return 0;
 }
 
+int modelcfg_rope_type(const char *name)
+{
+    for (int i = 0; SL_ROPE_TYPES[i]; i++)
+        if (strcmp(name, SL_ROPE_TYPES[i]) == 0) return i;
+    return -1;
+}
+
 static int get_int(hid_t f, const char *name)
 {
     int64_t v = h5_attr_int(f, "/config", name);
     if (v < -1 || v > 1000000000)
         sl_fatal("%s: /config attribute '%s' = %lld is out of range", h5_name(f), name, (long long)v);
     return (int)v;
+}
+
+/* The rope attributes of the type; files without rope_type predate scaling and mean "default". */
+static void read_rope(hid_t f, k_rope_params *r)
+{
+    r->theta = h5_attr_double(f, "/config", "rope_theta");
+    r->type = K_ROPE_DEFAULT;
+    if (h5_has_attr(f, "/config", "rope_type")) {
+        char *name = h5_attr_string(f, "/config", "rope_type");
+        int type = modelcfg_rope_type(name);
+        if (type < 0)
+            sl_fatal("%s: unknown rope_type '%s' in /config (expected default, linear, llama3 or yarn)", h5_name(f), name);
+        free(name);
+        r->type = (k_rope_type)type;
+    }
+    if (r->type != K_ROPE_DEFAULT) r->factor = h5_attr_double(f, "/config", "rope_factor");
+    if (r->type == K_ROPE_LLAMA3 || r->type == K_ROPE_YARN)
+        r->original_max_positions = get_int(f, "rope_original_max_position_embeddings");
+    if (r->type == K_ROPE_LLAMA3) {
+        r->low_freq_factor = h5_attr_double(f, "/config", "rope_low_freq_factor");
+        r->high_freq_factor = h5_attr_double(f, "/config", "rope_high_freq_factor");
+    }
+    if (r->type == K_ROPE_YARN) {
+        r->beta_fast = h5_attr_double(f, "/config", "rope_beta_fast");
+        r->beta_slow = h5_attr_double(f, "/config", "rope_beta_slow");
+        r->truncate = get_int(f, "rope_truncate");
+        r->attention_factor = h5_attr_double(f, "/config", "rope_attention_factor");
+    }
+}
+
+static void write_rope(hid_t f, const k_rope_params *r)
+{
+    h5_set_attr_double(f, "/config", "rope_theta", r->theta);
+    h5_set_attr_string(f, "/config", "rope_type", SL_ROPE_TYPES[r->type]);
+    if (r->type != K_ROPE_DEFAULT) h5_set_attr_double(f, "/config", "rope_factor", r->factor);
+    if (r->type == K_ROPE_LLAMA3 || r->type == K_ROPE_YARN)
+        h5_set_attr_int(f, "/config", "rope_original_max_position_embeddings", r->original_max_positions);
+    if (r->type == K_ROPE_LLAMA3) {
+        h5_set_attr_double(f, "/config", "rope_low_freq_factor", r->low_freq_factor);
+        h5_set_attr_double(f, "/config", "rope_high_freq_factor", r->high_freq_factor);
+    }
+    if (r->type == K_ROPE_YARN) {
+        h5_set_attr_double(f, "/config", "rope_beta_fast", r->beta_fast);
+        h5_set_attr_double(f, "/config", "rope_beta_slow", r->beta_slow);
+        h5_set_attr_int(f, "/config", "rope_truncate", r->truncate);
+        h5_set_attr_double(f, "/config", "rope_attention_factor", r->attention_factor);
+    }
 }
 
 void modelcfg_read(hid_t f, sl_model_config *c)
@@ -46,7 +101,7 @@ void modelcfg_read(hid_t f, sl_model_config *c)
     c->head_dim = get_int(f, "head_dim");
     c->vocab_size = get_int(f, "vocab_size");
     c->max_positions = get_int(f, "max_position_embeddings");
-    c->rope_theta = h5_attr_double(f, "/config", "rope_theta");
+    read_rope(f, &c->rope);
     c->rms_norm_eps = h5_attr_double(f, "/config", "rms_norm_eps");
     c->tie_word_embeddings = get_int(f, "tie_word_embeddings");
     c->attention_bias = get_int(f, "attention_bias");
@@ -68,12 +123,25 @@ void modelcfg_write(hid_t f, const sl_model_config *c)
     h5_set_attr_int(f, "/config", "head_dim", c->head_dim);
     h5_set_attr_int(f, "/config", "vocab_size", c->vocab_size);
     h5_set_attr_int(f, "/config", "max_position_embeddings", c->max_positions);
-    h5_set_attr_double(f, "/config", "rope_theta", c->rope_theta);
+    write_rope(f, &c->rope);
     h5_set_attr_double(f, "/config", "rms_norm_eps", c->rms_norm_eps);
     h5_set_attr_int(f, "/config", "tie_word_embeddings", c->tie_word_embeddings);
     h5_set_attr_int(f, "/config", "attention_bias", c->attention_bias);
     h5_set_attr_int(f, "/config", "bos_token_id", c->bos_token_id);
     h5_set_attr_int(f, "/config", "eos_token_id", c->eos_token_id);
+}
+
+static const char *rope_problem(const k_rope_params *r)
+{
+    if (r->type == K_ROPE_DEFAULT) return NULL;
+    if (!(r->factor >= 1)) return "the rope scaling factor must be at least 1";
+    if (r->type != K_ROPE_LINEAR && r->original_max_positions <= 0)
+        return "the rope's original_max_position_embeddings must be positive";
+    if (r->type == K_ROPE_LLAMA3 && !(r->low_freq_factor > 0 && r->high_freq_factor > r->low_freq_factor))
+        return "llama3 rope needs 0 < low_freq_factor < high_freq_factor";
+    if (r->type == K_ROPE_YARN && !(r->beta_slow > 0 && r->beta_fast >= r->beta_slow && r->attention_factor > 0))
+        return "yarn rope needs 0 < beta_slow <= beta_fast and a positive attention factor";
+    return NULL;
 }
 
 const char *modelcfg_problem(const sl_model_config *c)
@@ -92,8 +160,8 @@ const char *modelcfg_problem(const sl_model_config *c)
         snprintf(msg, sizeof msg, "head_dim (%d) must be even for rotary embeddings", c->head_dim);
         return msg;
     }
-    if (!(c->rope_theta > 0) || !(c->rms_norm_eps > 0)) return "rope_theta and rms_norm_eps must be positive";
-    return NULL;
+    if (!(c->rope.theta > 0) || !(c->rms_norm_eps > 0)) return "rope_theta and rms_norm_eps must be positive";
+    return rope_problem(&c->rope);
 }
 
 void modelcfg_layer_path(char *buf, size_t len, int layer, const char *module)

@@ -6,11 +6,14 @@
 #include <hdf5.h>
 #include <stdint.h>
 
+#include "kernels.h"
+
 typedef struct {
     char architecture[32]; /* Hugging Face model_type: llama, mistral, qwen2 */
     int hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads, head_dim;
     int vocab_size, max_positions;
-    double rope_theta, rms_norm_eps;
+    k_rope_params rope; /* theta and the scaling of the rotary frequencies */
+    double rms_norm_eps;
     int tie_word_embeddings; /* the LM head is the embedding table */
     int attention_bias;      /* q/k/v projections have biases (qwen2) */
     int bos_token_id, eos_token_id;
@@ -34,6 +37,10 @@ typedef struct {
 /* Names of the known architectures, for messages. */
 extern const char *const SL_ARCHITECTURES[];
 int modelcfg_known_architecture(const char *name);
+/* Rope types by k_rope_type ("default", "linear", "llama3", "yarn"), NULL-terminated; the type
+ * named, or -1. */
+extern const char *const SL_ROPE_TYPES[];
+int modelcfg_rope_type(const char *name);
 
 /* Read and validate /config; every problem names the file and the attribute. */
 void modelcfg_read(hid_t file, sl_model_config *cfg);

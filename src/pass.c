@@ -18,7 +18,7 @@ void pass_init(sl_pass *p, const sl_model *m, int max_T, int max_seq, int train)
     p->max_T = max_T, p->max_seq = max_seq;
     size_t table = (size_t)max_seq * (size_t)(c->head_dim / 2) * 2;
     p->rope_host = sl_malloc(table * sizeof(float), "rotary table");
-    k_rope_table(p->rope_host, max_seq, c->head_dim, c->rope_theta);
+    k_rope_table(p->rope_host, max_seq, c->head_dim, &c->rope);
     p->rope_buf = BE->mirror_alloc(table * sizeof(float), "rotary table");
     p->rope_cs = BE->mirror(p->rope_buf, p->rope_host, table * sizeof(float));
     p->batch_buf = BE->mirror_alloc(T * BATCH_ARRAYS * sizeof(int32_t), "batch");

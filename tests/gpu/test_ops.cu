@@ -95,7 +95,9 @@ static void test_rope(int T, int n_heads, int head_dim, double theta, int max_po
     for (int32_t &p : pos) p = (int32_t)gt_uniform(0, max_pos);
     pos[(size_t)T - 1] = max_pos - 1; // the table's last row
     std::vector<float> table((size_t)max_pos * (head_dim / 2) * 2);
-    k_rope_table(table.data(), max_pos, head_dim, theta);
+    k_rope_params rope = {};
+    rope.theta = theta;
+    k_rope_table(table.data(), max_pos, head_dim, &rope);
     int32_t *d_pos = gt_upload(pos);
     float *d_table = gt_upload(table);
     for (int inverse = 0; inverse < 2; inverse++) {

@@ -1,10 +1,16 @@
 """Float64 PyTorch reference of the LLaMA-family forward pass (llama, mistral, qwen2), written from
 the math of the Hugging Face modelling code: RMSNorm, rotary embeddings in the HF "halves" convention
-(element i paired with i + head_dim/2), grouped-query causal attention, optional q/k/v biases and the
-SwiGLU MLP. Weights are keyed by Hugging Face names ("model.layers.0.self_attn.q_proj.weight")."""
+(element i paired with i + head_dim/2; the rope types' frequencies from rope_ref), grouped-query
+causal attention, optional q/k/v biases and the SwiGLU MLP. Weights are keyed by Hugging Face names
+("model.layers.0.self_attn.q_proj.weight")."""
 import h5py
 import numpy as np
 import torch
+
+try:
+    from . import rope_ref
+except ImportError:  # imported as a top-level module
+    import rope_ref
 
 F64 = torch.float64
 
@@ -13,13 +19,14 @@ def rms_norm(x, weight, eps):
     return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + eps) * weight
 
 
-def rotary(x, theta):
-    """x: [heads, T, head_dim]; rotates the two halves of each head by position-dependent angles."""
+def rotary(x, rope):
+    """x: [heads, T, head_dim]; rotates the two halves of each head by position-dependent angles.
+    rope: a rope_ref dict (type, theta, scaling fields), or a theta for the default type."""
+    if not isinstance(rope, dict):
+        rope = {"type": "default", "theta": float(rope)}
     T, hd = x.shape[1], x.shape[2]
     half = hd // 2
-    inv_freq = theta ** (-torch.arange(0, half, dtype=F64) * 2 / hd)
-    angles = torch.arange(T, dtype=F64)[:, None] * inv_freq[None, :]
-    cos, sin = torch.cat([angles.cos()] * 2, -1), torch.cat([angles.sin()] * 2, -1)
+    cos, sin = (torch.from_numpy(np.concatenate([t] * 2, -1)) for t in rope_ref.cos_sin(rope, hd, T))
     rotated = torch.cat([-x[..., half:], x[..., :half]], -1)
     return x * cos + rotated * sin
 
@@ -37,7 +44,8 @@ def attention(w, prefix, h, cfg):
     q = _linear(w, prefix + "q_proj", h).view(T, H, hd).transpose(0, 1)
     k = _linear(w, prefix + "k_proj", h).view(T, KV, hd).transpose(0, 1)
     v = _linear(w, prefix + "v_proj", h).view(T, KV, hd).transpose(0, 1)
-    q, k = rotary(q, float(cfg["rope_theta"])), rotary(k, float(cfg["rope_theta"]))
+    rope = rope_ref.params(cfg)
+    q, k = rotary(q, rope), rotary(k, rope)
     # query head j reads kv head j // (H / KV), as HF's repeat_kv arranges them
     k, v = k.repeat_interleave(H // KV, 0), v.repeat_interleave(H // KV, 0)
     scores = q @ k.transpose(1, 2) / hd ** 0.5

@@ -67,7 +67,8 @@ def hidden(weights, cfg, ids, adapter, scale):
         q = proj(layer, "q_proj", h).view(T, H, hd).transpose(0, 1)
         k = proj(layer, "k_proj", h).view(T, KV, hd).transpose(0, 1)
         v = proj(layer, "v_proj", h).view(T, KV, hd).transpose(0, 1)
-        q, k = llama_ref.rotary(q, float(cfg["rope_theta"])), llama_ref.rotary(k, float(cfg["rope_theta"]))
+        rope = llama_ref.rope_ref.params(cfg)
+        q, k = llama_ref.rotary(q, rope), llama_ref.rotary(k, rope)
         k, v = k.repeat_interleave(H // KV, 0), v.repeat_interleave(H // KV, 0)
         scores = q @ k.transpose(1, 2) / hd ** 0.5
         scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))

@@ -120,27 +120,36 @@ def check_logits(label, out, src, cfg):
           f"relative difference {err:.2e}, std {want.std():.3f}")
 
 
+def eval_docs(cfg):
+    rng = np.random.default_rng(8)
+    return [rng.integers(0, cfg["vocab_size"], n) for n in (40, 17, 33)]
+
+
+def reference_loss(src, cfg):
+    """Mean next-token loss of the float64 reference over eval_docs."""
+    hf_cfg = dict(cfg, head_dim=cfg["hidden_size"] // cfg["num_attention_heads"])
+    total, count = 0.0, 0
+    for doc in eval_docs(cfg):
+        ids = torch.tensor(doc)
+        logp = llama_ref.logits(src, hf_cfg, ids[:-1]).log_softmax(-1)
+        total -= float(logp[torch.arange(len(doc) - 1), ids[1:]].sum())
+        count += len(doc) - 1
+    return total / count
+
+
 def check_eval_loss(label, out, src, cfg):
     """shardlora eval of the imported file (2 ranks) against the reference on the source tensors."""
-    rng = np.random.default_rng(8)
-    docs = [rng.integers(0, cfg["vocab_size"], n) for n in (40, 17, 33)]
+    docs = eval_docs(cfg)
     data = f"{out}.data.h5"
     with h5py.File(data, "w") as f:
         f["tokens"] = np.concatenate(docs).astype(np.int32)
         f["doc_offsets"] = np.array([0, 40, 57, 90], dtype=np.int64)
         f.attrs["vocab_size"] = np.int64(cfg["vocab_size"])
-    hf_cfg = dict(cfg, head_dim=cfg["hidden_size"] // cfg["num_attention_heads"])
-    total, count = 0.0, 0
-    for doc in docs:
-        ids = torch.tensor(doc)
-        logp = llama_ref.logits(src, hf_cfg, ids[:-1]).log_softmax(-1)
-        total -= float(logp[torch.arange(len(doc) - 1), ids[1:]].sum())
-        count += len(doc) - 1
     run([os.path.join(BIN, "shardlora"), "eval", f"--model={out}", f"--data={data}", "--seq-len=64",
          f"--out={out}.eval.h5"], np=2)
     with h5py.File(f"{out}.eval.h5", "r") as f:
         got = float(f["eval/loss"][()])
-    want = total / count
+    want = reference_loss(src, cfg)
     check(f"{label}: shardlora eval loss of the imported model equals the reference ({got:.6f} vs {want:.6f})",
           abs(got - want) <= 1e-5 * abs(want))
 
@@ -162,7 +171,8 @@ check_tensors("llama bf16", "llama.h5", llama, torch.bfloat16)
 c = attrs("llama.h5", "config")
 want = dict(architecture="llama", hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, head_dim=16, vocab_size=300, max_position_embeddings=128, rope_theta=10000.0,
-            rms_norm_eps=1e-5, tie_word_embeddings=0, attention_bias=0, bos_token_id=1, eos_token_id=2)
+            rms_norm_eps=1e-5, tie_word_embeddings=0, attention_bias=0, bos_token_id=1, eos_token_id=2,
+            rope_type="default")
 check("llama: /config attributes", c == want, f"{c}\nwant {want}")
 r = attrs("llama.h5", "/")
 check("llama: root attributes", r == dict(shardlora_kind="model", format_version=1, source_format="hf-safetensors",
@@ -194,6 +204,47 @@ write_checkpoint("llama-f16", cfg16, llama16)
 run([IMPORT, "hf", "llama-f16", "llama16.h5"])
 check_tensors("llama f16 single file", "llama16.h5", llama16, torch.float16)
 check_logits("llama f16", "llama16.h5", llama16, LLAMA)
+
+# --- rope types, each in both config layouts: transformers 4 (rope_theta, rope_scaling) and 5
+# (rope_parameters, holding rope_theta). Short original contexts, so 64-token windows see the scaling. ---
+V5 = {k: v for k, v in LLAMA.items() if k not in ("rope_theta", "rope_scaling")}
+ROPES = [("default, theta 5e5", 500000.0, {"rope_type": "default"}),
+         ("linear", 10000.0, {"type": "linear", "factor": 4.0}),
+         ("llama3", 10000.0, {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                              "original_max_position_embeddings": 32}),
+         ("yarn", 10000.0, {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64,
+                            "beta_fast": 32, "beta_slow": 1}),
+         ("yarn with mscale", 20000.0, {"rope_type": "yarn", "factor": 8.0, "mscale": 1.0, "mscale_all_dim": 0.5,
+                                        "truncate": False})]
+
+
+def same_rope(a, b):
+    return a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-12 * abs(b[k]) if isinstance(b[k], float)
+                                        else a[k] == b[k] for k in b)
+
+
+rope_model = random_model(LLAMA, torch.float32, seed=6)
+plain, plain_loss = llama_ref.rope_ref.params(LLAMA), reference_loss(rope_model, LLAMA)
+for name, theta, scaling in ROPES:
+    v4 = dict(LLAMA, rope_theta=theta, rope_scaling=scaling)
+    v5 = dict(V5, rope_parameters=dict(scaling, rope_theta=theta))
+    want = llama_ref.rope_ref.params(v4)
+    change = abs(reference_loss(rope_model, v4) / plain_loss - 1)
+    check(f"rope {name}: the reference reads both layouts alike; the loss moves {change:.1e} from the plain rope's",
+          same_rope(llama_ref.rope_ref.params(v5), want) and not same_rope(want, plain) and change > 1e-3, f"{want}")
+    for layout, cfg in (("transformers 4", v4), ("transformers 5", v5)):
+        d = f"rope-{name.split(',')[0].replace(' ', '-')}-{layout[-1]}"
+        write_checkpoint(d, cfg, rope_model)
+        run([IMPORT, "hf", d, f"{d}.h5"])
+        got = llama_ref.rope_ref.params(attrs(f"{d}.h5", "config"))
+        check(f"rope {name} ({layout}): /config holds the rope type and its fields", same_rope(got, want),
+              f"{got}\nwant {want}")
+        check_eval_loss(f"rope {name} ({layout})", f"{d}.h5", rope_model, cfg)
+write_checkpoint("no-theta", V5, rope_model)
+p = run([IMPORT, "hf", "no-theta", "no-theta.h5"])
+check("no rope_theta anywhere: llama's documented default 10000, said in the log",
+      attrs("no-theta.h5", "config")["rope_theta"] == 10000.0 and "using llama's default, 10000" in p.stdout + p.stderr,
+      p.stdout + p.stderr)
 
 # --- bad inputs: each a fresh copy of a small f32 LLaMA with one thing wrong ---
 base = random_model(LLAMA, torch.float32, seed=5)
@@ -246,8 +297,24 @@ bad_case("unsupported dtype", r"tensor model.norm.weight has dtype I64 \(support
          tensors=dict(base, **{"model.norm.weight": torch.ones(64, dtype=torch.int64)}))
 bad_case("NaN in a weight", r"tensor model.layers.1.mlp.down_proj.weight: value nan at flat index 100 \(row 1, column 4\)",
          tensors=nan)
-bad_case("rope_scaling set", r"rope_scaling is not supported",
-         cfg=dict(LLAMA, rope_scaling={"type": "linear", "factor": 2.0}))
+bad_case("rope type dynamic", r"config.json: rope type 'dynamic' is not supported \(supported: default, linear, "
+         r"llama3, yarn\)", cfg=dict(LLAMA, rope_scaling={"type": "dynamic", "factor": 2.0}))
+bad_case("rope type longrope (transformers 5)", r"bad-rope-type-longrope.*/config.json: rope type 'longrope' is not",
+         cfg=dict(V5, rope_parameters={"rope_type": "longrope", "rope_theta": 1e4, "factor": 2.0}))
+bad_case("llama3 without low_freq_factor", r"config.json: 'rope_scaling.low_freq_factor' is missing",
+         cfg=dict(LLAMA, rope_scaling={"rope_type": "llama3", "factor": 8.0, "high_freq_factor": 4.0,
+                                       "original_max_position_embeddings": 32}))
+bad_case("both rope layouts", r"config.json: both rope_parameters \(transformers 5\) and rope_scaling",
+         cfg=dict(V5, rope_parameters={"rope_type": "default", "rope_theta": 1e4},
+                  rope_scaling={"rope_type": "linear", "factor": 2.0}))
+bad_case("scaling factor below 1", r"config.json: the rope scaling factor must be at least 1",
+         cfg=dict(LLAMA, rope_scaling={"rope_type": "linear", "factor": 0.5}))
+bad_case("partial rotary factor", r"'rope_parameters.partial_rotary_factor' other than 1 is not supported",
+         cfg=dict(V5, rope_parameters={"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.5}))
+bad_case("rope parameters per layer type", r"rope_parameters per layer type \('full_attention'\) is not supported",
+         cfg=dict(V5, rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 1e4}}))
+bad_case("partial rotary factor (transformers 4)", r"config.json: 'partial_rotary_factor' other than 1",
+         cfg=dict(LLAMA, partial_rotary_factor=0.5))
 with open("empty/config.json", "w") as f:
     json.dump(LLAMA, f)
 expect_fail("no safetensors", [IMPORT, "hf", "empty", "bad.h5"],

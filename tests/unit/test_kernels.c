@@ -328,7 +328,7 @@ static void test_rope(void **state)
     rope_case r = {widen(x, N), dalloc(N), widen(R, N), pos};
 
     float *cs = talloc((size_t)4096 * PD * 4);
-    k_rope_table(cs, 4096, PD, THETA);
+    k_rope_table(cs, 4096, PD, &(k_rope_params){.theta = THETA});
     float *y = fcopy(x, N);
     k_rope(y, pos, PT, PH, PD, cs, 0);
     rope_objective(&r);

@@ -45,7 +45,7 @@ static sl_model_config config_of(const l2c_header *h)
     sl_model_config c = {
         .hidden_size = h->dim, .intermediate_size = h->hidden_dim, .num_layers = h->n_layers,
         .num_heads = h->n_heads, .num_kv_heads = h->n_kv_heads, .head_dim = h->dim / h->n_heads,
-        .vocab_size = h->vocab_size, .max_positions = h->seq_len, .rope_theta = 10000.0,
+        .vocab_size = h->vocab_size, .max_positions = h->seq_len, .rope = {.theta = 10000.0},
         .rms_norm_eps = 1e-5, .tie_word_embeddings = h->shared_classifier, .attention_bias = 0,
         .bos_token_id = 1, .eos_token_id = 2,
     };

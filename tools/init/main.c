@@ -34,7 +34,7 @@ static void parse(int argc, char **argv, sl_model_config *c, init_options *o)
 {
     *c = (sl_model_config){.architecture = "llama", .hidden_size = 64, .intermediate_size = 172,
                            .num_layers = 2, .num_heads = 4, .num_kv_heads = 2, .vocab_size = 512,
-                           .max_positions = 512, .rope_theta = 10000.0, .rms_norm_eps = 1e-5,
+                           .max_positions = 512, .rope = {.theta = 10000.0}, .rms_norm_eps = 1e-5,
                            .bos_token_id = 1, .eos_token_id = 2};
     *o = (init_options){.dtype = "f32", .std = 0.02, .seed = 1};
     for (int i = 1; i < argc; i++) {
@@ -52,7 +52,7 @@ static void parse(int argc, char **argv, sl_model_config *c, init_options *o)
         else if (!strcmp(a, "--kv-heads")) c->num_kv_heads = int_arg(a, v);
         else if (!strcmp(a, "--vocab")) c->vocab_size = int_arg(a, v);
         else if (!strcmp(a, "--max-pos")) c->max_positions = int_arg(a, v);
-        else if (!strcmp(a, "--rope-theta")) c->rope_theta = atof(v);
+        else if (!strcmp(a, "--rope-theta")) c->rope.theta = atof(v);
         else if (!strcmp(a, "--std")) o->std = atof(v);
         else if (!strcmp(a, "--seed")) o->seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--dtype")) o->dtype = v;
