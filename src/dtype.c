@@ -68,14 +68,44 @@ uint16_t sl_f32_to_f16(float x)
     return (uint16_t)(sign | h);
 }
 
+/* Loops below this size stay on one thread: starting a team costs more than the work. */
+#define PARALLEL_MIN 65536
+
 void sl_to_f32(float *dst, const void *src, sl_dtype t, size_t n)
 {
     const uint16_t *s16 = src;
+    const double *s64 = src;
+    int64_t len = (int64_t)n;
     switch (t) {
     case SL_F32: memmove(dst, src, n * 4); break;
-    case SL_F64: for (size_t i = 0; i < n; i++) dst[i] = (float)((const double *)src)[i]; break;
-    case SL_BF16: for (size_t i = 0; i < n; i++) dst[i] = sl_bf16_to_f32(s16[i]); break;
-    case SL_F16: for (size_t i = 0; i < n; i++) dst[i] = sl_f16_to_f32(s16[i]); break;
+    case SL_F64:
+#pragma omp parallel for schedule(static) if (len >= PARALLEL_MIN)
+        for (int64_t i = 0; i < len; i++) dst[i] = (float)s64[i];
+        break;
+    case SL_BF16:
+#pragma omp parallel for schedule(static) if (len >= PARALLEL_MIN)
+        for (int64_t i = 0; i < len; i++) dst[i] = sl_bf16_to_f32(s16[i]);
+        break;
+    case SL_F16:
+#pragma omp parallel for schedule(static) if (len >= PARALLEL_MIN)
+        for (int64_t i = 0; i < len; i++) dst[i] = sl_f16_to_f32(s16[i]);
+        break;
     default: sl_fatal("internal error: cannot convert %s to float32", sl_dtype_name(t));
+    }
+}
+
+void sl_from_f32(uint16_t *dst, const float *src, sl_dtype t, size_t n)
+{
+    int64_t len = (int64_t)n;
+    switch (t) {
+    case SL_BF16:
+#pragma omp parallel for schedule(static) if (len >= PARALLEL_MIN)
+        for (int64_t i = 0; i < len; i++) dst[i] = sl_f32_to_bf16(src[i]);
+        break;
+    case SL_F16:
+#pragma omp parallel for schedule(static) if (len >= PARALLEL_MIN)
+        for (int64_t i = 0; i < len; i++) dst[i] = sl_f32_to_f16(src[i]);
+        break;
+    default: sl_fatal("internal error: cannot convert float32 to %s", sl_dtype_name(t));
     }
 }

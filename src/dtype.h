@@ -18,7 +18,9 @@ float sl_bf16_to_f32(uint16_t b);
 uint16_t sl_f32_to_f16(float x);
 float sl_f16_to_f32(uint16_t h);
 
-/* Convert n elements of src (any float type) to float32. */
+/* Convert n elements of src (any float type) to float32, on every OpenMP thread. */
 void sl_to_f32(float *dst, const void *src, sl_dtype t, size_t n);
+/* Narrow n float32 values to t (SL_BF16 or SL_F16, round to nearest even), on every OpenMP thread. */
+void sl_from_f32(uint16_t *dst, const float *src, sl_dtype t, size_t n);
 
 #endif

@@ -15,14 +15,24 @@
 typedef struct {
     int nmid;
     double mid[255];
+    /* mid rounded down to float: for a float a, a > mid exactly when a > fmid (no float lies in
+     * (fmid, mid]), so the 4-bit codes count float thresholds without branches, many at a time */
+    float fmid[255];
     uint8_t map[256];
     int fp4_sign; /* FP4: encode |v| against the magnitudes and add 8 for negative v */
 } encoder;
 
+static void set_mid(encoder *e, int i, double mid)
+{
+    e->mid[i] = mid;
+    float f = (float)mid;
+    e->fmid[i] = (double)f > mid ? nextafterf(f, -INFINITY) : f;
+}
+
 static void encoder_init(encoder *e, const float *sorted, const uint8_t *map, int len)
 {
     e->nmid = len - 1;
-    for (int i = 0; i < len - 1; i++) e->mid[i] = ((double)sorted[i] + sorted[i + 1]) / 2;
+    for (int i = 0; i < len - 1; i++) set_mid(e, i, ((double)sorted[i] + sorted[i + 1]) / 2);
     memcpy(e->map, map, (size_t)len);
 }
 
@@ -40,7 +50,7 @@ static const encoder *encoder_for(quant_type t)
         float mag[8];
         for (int i = 0; i < 8; i++) mag[i] = fp4[by_size[i]];
         encoder_init(&enc[QUANT_FP4], mag, by_size, 8);
-        enc[QUANT_FP4].mid[5] = 0.583333f; /* bitsandbytes' threshold: golden v = 0.58333319 -> 2/3 */
+        set_mid(&enc[QUANT_FP4], 5, 0.583333f); /* bitsandbytes' threshold: golden v = 0.58333319 -> 2/3 */
         enc[QUANT_FP4].fp4_sign = 1;
         done = 1;
     }
@@ -60,6 +70,23 @@ static uint8_t encode_one(const encoder *e, float v)
 }
 
 static float scaled(float x, float absmax) { return absmax > 0 ? x / absmax : 0.0f; }
+
+enum { MAX_4BIT_BLOCKSIZE = 256 }; /* quant_format_parse allows 64, 128 and 256 */
+
+/* The 4-bit codes of len elements of one block, as encode_one gives them, a vector at a time. */
+static void encode_nibbles(const encoder *e, const float *x, int64_t len, float absmax, uint8_t *c)
+{
+    int nmid = e->nmid, fp4 = e->fp4_sign;
+    const float *t = e->fmid;
+#pragma omp simd
+    for (int64_t i = 0; i < len; i++) {
+        float v = scaled(x[i], absmax), a = fp4 ? fabsf(v) : v;
+        int below = 0;
+        for (int k = 0; k < nmid; k++) below += a > t[k];
+        c[i] = (uint8_t)below;
+    }
+    for (int64_t i = 0; i < len; i++) c[i] = (uint8_t)(e->map[c[i]] + (fp4 && scaled(x[i], absmax) < 0 ? 8 : 0));
+}
 
 void quant_block_absmax(const quant_format *f, const float *x, int64_t n, int64_t b0, int64_t b1,
                         float *absmax)
@@ -126,12 +153,15 @@ static void encode_codes(const quant_format *f, const float *x, int64_t n, int64
         for (int64_t i = 0; i < elems; i++) codes[i] = encode_one(e, scaled(x[i], absmax[i / bs]));
         return;
     }
+    int64_t nb = b1 - b0;
+    if (bs > MAX_4BIT_BLOCKSIZE) sl_fatal("internal error: 4-bit blocksize %lld above %d", (long long)bs, MAX_4BIT_BLOCKSIZE);
 #pragma omp parallel for schedule(static)
-    for (int64_t j = 0; j < (elems + 1) / 2; j++) { /* element 2j in the high nibble */
-        int64_t i = 2 * j;
-        uint8_t hi = encode_one(e, scaled(x[i], absmax[i / bs]));
-        uint8_t lo = i + 1 < elems ? encode_one(e, scaled(x[i + 1], absmax[(i + 1) / bs])) : 0;
-        codes[j] = (uint8_t)(hi << 4 | lo);
+    for (int64_t b = 0; b < nb; b++) { /* blocks hold an even number of elements but the last */
+        int64_t i0 = b * bs, len = elems - i0 < bs ? elems - i0 : bs;
+        uint8_t c[MAX_4BIT_BLOCKSIZE + 1];
+        encode_nibbles(e, x + i0, len, absmax[b], c);
+        c[len] = 0;
+        for (int64_t j = 0; j < (len + 1) / 2; j++) codes[i0 / 2 + j] = (uint8_t)(c[2 * j] << 4 | c[2 * j + 1]);
     }
 }
 

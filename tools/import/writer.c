@@ -89,7 +89,7 @@ static void *convert(const sl_tensor_spec *spec, sl_dtype src_dtype, const void 
     sl_to_f32(f32, src, src_dtype, (size_t)n);
     if (out == SL_F32) return f32;
     uint16_t *h = sl_malloc((size_t)n * 2, spec->path);
-    for (int64_t i = 0; i < n; i++) h[i] = out == SL_BF16 ? sl_f32_to_bf16(f32[i]) : sl_f32_to_f16(f32[i]);
+    sl_from_f32(h, f32, out, (size_t)n);
     free(f32);
     check_finite(spec, out, h, n, where, out == SL_F16 ? " after conversion to float16 (out of its range)"
                                                       : " after conversion to bfloat16");

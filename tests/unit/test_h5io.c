@@ -1,0 +1,200 @@
+/* h5io: bfloat16 and float16 datasets move as raw 16-bit words and are widened or narrowed in the
+ * program. Every one of the 65,536 bit patterns of each reads back as the value HDF5's own
+ * conversion gives (subnormals, signed zeros, infinities; NaN stays NaN), over whole datasets and
+ * ranges of 1-D and 2-D ones; float32 written into them narrows to nearest even and round-trips
+ * exactly; a 16-bit float of another layout is refused, naming the file and the dataset. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include "filter.h" /* needs cmocka.h */
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "h5io.h"
+#include "runtime.h"
+
+#define NPAT 65536
+
+static hid_t file;
+static uint16_t patterns[NPAT];
+
+static int setup(void **state)
+{
+    rt_init_serial("test_h5io");
+    const char *dir = getenv("TEST_TMP");
+    char path[512];
+    snprintf(path, sizeof path, "%s/h5io_words.h5", dir ? dir : ".");
+    file = h5_create(path, "test file", MPI_COMM_NULL);
+    for (int i = 0; i < NPAT; i++) patterns[i] = (uint16_t)i;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    h5_close(file);
+    return 0;
+}
+
+static uint32_t bits(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    return u;
+}
+
+/* The value of a 16-bit pattern, computed independently of dtype.c. */
+static float reference(sl_dtype t, uint16_t h)
+{
+    int mant_bits = t == SL_F16 ? 10 : 7, bias = t == SL_F16 ? 15 : 127;
+    int e = (h >> mant_bits) & ((1 << (15 - mant_bits)) - 1), m = h & ((1 << mant_bits) - 1);
+    double sign = h & 0x8000 ? -1.0 : 1.0;
+    if (e == (1 << (15 - mant_bits)) - 1) return m ? copysignf(NAN, (float)sign) : (float)(sign * INFINITY);
+    double v = e ? ldexp(1.0 + ldexp(m, -mant_bits), e - bias) : ldexp(m, 1 - bias - mant_bits);
+    return (float)(sign * v);
+}
+
+/* Same float, or both NaN of the same sign. */
+static void assert_same(float got, float want, uint16_t pattern)
+{
+    if (isnan(want)) {
+        if (!isnan(got) || signbit(got) != signbit(want)) fail_msg("pattern 0x%04x: got %g, want NaN", pattern, got);
+        return;
+    }
+    if (bits(got) != bits(want))
+        fail_msg("pattern 0x%04x: got %a (0x%08x), want %a (0x%08x)", pattern, got, bits(got), want, bits(want));
+}
+
+/* HDF5's own conversion of the stored words to float32, the path this replaces. */
+static void read_by_hdf5(const char *path, float *out)
+{
+    hid_t d = H5Dopen2(file, path, H5P_DEFAULT);
+    assert_true(d >= 0);
+    assert_true(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0);
+    H5Dclose(d);
+}
+
+static void check_type(sl_dtype t, const char *name)
+{
+    char p1[64], p2[64], p3[64];
+    snprintf(p1, sizeof p1, "/%s/all", name);
+    snprintf(p2, sizeof p2, "/%s/matrix", name);
+    snprintf(p3, sizeof p3, "/%s/written", name);
+    int64_t n = NPAT, dims2[2] = {256, 256};
+    h5_write(file, p1, t, t, 1, &n, patterns);
+    h5_write(file, p2, t, t, 2, dims2, patterns);
+    float *x = sl_malloc(NPAT * sizeof *x, "x"), *y = sl_malloc(NPAT * sizeof *y, "y");
+    h5_read(file, p1, SL_F32, x);
+    read_by_hdf5(p1, y);
+    for (int i = 0; i < NPAT; i++) {
+        assert_same(x[i], reference(t, patterns[i]), patterns[i]);
+        assert_same(x[i], y[i], patterns[i]);
+    }
+    /* ranges of odd starts and lengths, crossing rows of the 2-D dataset */
+    const int64_t ranges[][2] = {{0, 1}, {1, 2}, {255, 3}, {1000, 4097}, {300, 65236}, {65535, 1}, {7, 0}};
+    for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++) {
+        int64_t start = ranges[r][0], count = ranges[r][1];
+        for (int k = 0; k < 2; k++) {
+            float *part = sl_malloc((size_t)count * sizeof *part + 4, "part");
+            h5_read_range(file, k ? p2 : p1, SL_F32, start, count, part);
+            for (int64_t i = 0; i < count; i++) assert_same(part[i], x[start + i], patterns[start + i]);
+            free(part);
+        }
+    }
+    /* the same words when read as they are stored */
+    uint16_t *w = sl_malloc(NPAT * sizeof *w, "w");
+    h5_read(file, p2, t, w);
+    assert_memory_equal(w, patterns, NPAT * sizeof *w);
+    /* float32 written into the 16-bit dataset: exact for every non-NaN value */
+    h5_create_dataset(file, p3, t, 1, &n);
+    h5_write_range(file, p3, SL_F32, 0, n, x);
+    h5_read(file, p3, t, w);
+    for (int i = 0; i < NPAT; i++) {
+        if (isnan(x[i])) assert_same(reference(t, w[i]), copysignf(NAN, x[i]), patterns[i]);
+        else if (w[i] != patterns[i]) fail_msg("pattern 0x%04x written back as 0x%04x", patterns[i], w[i]);
+    }
+    /* narrowing rounds to nearest even, as dtype.c's conversions (and so the importers) do */
+    float halfway[4];
+    uint16_t want[4];
+    for (int i = 0; i < 4; i++) {
+        uint16_t h = (uint16_t)(t == SL_F16 ? 0x3c00 + i : 0x3f80 + i); /* 1 + i ulp */
+        uint32_t u = bits(reference(t, h)) + (t == SL_F16 ? 1u << 12 : 1u << 15); /* + half an ulp */
+        memcpy(&halfway[i], &u, 4);
+        want[i] = t == SL_F16 ? sl_f32_to_f16(halfway[i]) : sl_f32_to_bf16(halfway[i]);
+        assert_int_equal(want[i], h + (h & 1)); /* ties go to the even pattern */
+    }
+    h5_write_range(file, p3, SL_F32, 10, 4, halfway);
+    uint16_t got[4];
+    h5_read_range(file, p3, t, 10, 4, got);
+    assert_memory_equal(got, want, sizeof got);
+    free(x), free(y), free(w);
+}
+
+static void test_bf16_words(void **state) { check_type(SL_BF16, "bf16"); }
+static void test_f16_words(void **state) { check_type(SL_F16, "f16"); }
+
+/* A 16-bit float with bfloat16's field widths but another bias: classified as unsupported. */
+static void write_foreign_float(const char *path)
+{
+    hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+    H5Tset_fields(t, 15, 7, 8, 0, 7);
+    H5Tset_offset(t, 0);
+    H5Tset_precision(t, 16);
+    H5Tset_size(t, 2);
+    H5Tset_ebias(t, 100);
+    hsize_t n = 16;
+    h5_make_groups(file, "/foreign");
+    hid_t s = H5Screate_simple(1, &n, NULL);
+    hid_t d = H5Dcreate2(file, path, t, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(d >= 0);
+    assert_true(H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, patterns) >= 0);
+    H5Dclose(d), H5Sclose(s), H5Tclose(t);
+}
+
+static void test_foreign_layout_refused(void **state)
+{
+    const char *path = "/foreign/weight";
+    write_foreign_float(path);
+    assert_int_equal(h5_shape_of(file, path).dtype, SL_DTYPE_OTHER);
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd[1], 2);
+        float x[16];
+        h5_read(file, path, SL_F32, x);
+        _exit(0);
+    }
+    close(fd[1]);
+    char msg[1024] = "";
+    size_t len = 0;
+    ssize_t got;
+    while ((got = read(fd[0], msg + len, sizeof msg - 1 - len)) > 0) len += (size_t)got;
+    msg[len] = 0;
+    close(fd[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    printf("# %s", msg);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    assert_non_null(strstr(msg, "h5io_words.h5"));
+    assert_non_null(strstr(msg, path));
+    assert_non_null(strstr(msg, "bias 100"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bf16_words),
+        cmocka_unit_test(test_f16_words),
+        cmocka_unit_test(test_foreign_layout_refused),
+    };
+    test_filter_from_env();
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
