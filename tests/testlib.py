@@ -56,5 +56,14 @@ def expect_fail(name, cmd, pattern, np=None):
                  f"stderr did not match /{pattern}/:\n{p.stderr}")
 
 
+def expect_exit(name, cmd, status, pattern, np=None):
+    """The command must exit with this status (not a crash) and its stderr must match the regular expression."""
+    p = run(cmd, np=np, check_rc=False)
+    if p.returncode != status:
+        return not_ok(name, f"exit status {p.returncode}, expected {status}\n{p.stderr}")
+    return check(name, re.search(pattern, p.stderr) is not None,
+                 f"stderr did not match /{pattern}/:\n{p.stderr}")
+
+
 def finish():
     sys.exit(1 if _failures else 0)
