@@ -80,6 +80,8 @@ static const sl_option OPTIONS[] = {
      "under Slurm: checkpoint and exit for requeue when fewer seconds than this are left (0: off)"},
     {"resume", OPT_STRING, NULL, NULL, 0, CMD_TRAIN, AT(resume),
      "auto: continue from the newest valid checkpoint in OUT (if any); or a checkpoint file"},
+    {"overwrite", OPT_BOOL, "false", NULL, 0, CMD_TRAIN, AT(overwrite),
+     "replace the state of another run in OUT (its checkpoints, metrics.h5 and adapter.h5), which is an error without it"},
     {"threads", OPT_INT, "0", NULL, 0, BOTH, AT(threads), "CPU threads per rank (0: OMP_NUM_THREADS or all cores / local ranks)"},
     {"dry-run", OPT_BOOL, "false", NULL, 0, BOTH, AT(dry_run),
      "validate every input and print the per-rank memory plan, then stop"},

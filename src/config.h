@@ -38,6 +38,7 @@ typedef struct {
     int act_ckpt, dump_grads;
     /* checkpoints */
     char *resume;         /* NULL, auto or a checkpoint file */
+    int overwrite;        /* replace another run's state in OUT */
     int ckpt_every, ckpt_keep, ckpt_before_end;
     /* run control */
     int dry_run, threads;

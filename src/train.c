@@ -20,6 +20,7 @@
 #include "metrics.h"
 #include "model.h"
 #include "optim.h"
+#include "outdir.h"
 #include "runtime.h"
 #include "sampler.h"
 #include "slurm.h"
@@ -68,6 +69,9 @@ static void check_inputs(void *arg)
                      cfg->data, d.num_labels);
     }
     data_close(&d);
+    if (cfg->resume && cfg->overwrite)
+        sl_fatal("options --resume=%s and --overwrite contradict each other: --resume continues the run in '%s', "
+                 "--overwrite replaces it", cfg->resume, cfg->out);
     if (cfg->global_batch > 0 && cfg->global_batch % (cfg->micro_batch * RT.world) != 0)
         sl_fatal("option --global-batch=%d is not a multiple of --micro-batch (%d) x ranks (%d)", cfg->global_batch,
                  cfg->micro_batch, RT.world);
@@ -205,7 +209,12 @@ int train_run(const sl_config *cfg_in)
     sl_config cfg_local = *cfg_in, *cfg = &cfg_local;
     rt_rank0_checks(check_inputs, (void *)cfg);
     if (cfg->global_batch > 0) cfg->grad_accum = cfg->global_batch / (cfg->micro_batch * RT.world);
-    if (cfg->dry_run) { memplan_print(cfg); return 0; }
+    if (cfg->dry_run) {
+        rt_rank0_checks(outdir_check_previous, cfg);
+        memplan_print(cfg);
+        return 0;
+    }
+    outdir_claim(cfg);
     slurm_catch_signals();
     sl_model m;
     quant_format fmt;
