@@ -1,14 +1,44 @@
-/* outdir: the state a previous run left in OUT. */
+/* outdir: the run lock of OUT and the state a previous run left there. */
 #include "outdir.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "runtime.h"
+
+typedef struct {
+    char host[256], job[64];
+    long pid;
+} lock_owner;
+
+static char lock_path[4200];
+static int lock_fd = -1;
+
+static void this_owner(lock_owner *o)
+{
+    if (gethostname(o->host, sizeof o->host) != 0) snprintf(o->host, sizeof o->host, "unknown");
+    o->host[sizeof o->host - 1] = 0;
+    o->pid = (long)getpid();
+    const char *job = getenv("SLURM_JOB_ID");
+    snprintf(o->job, sizeof o->job, "%s", job && *job ? job : "none");
+}
+
+static void read_owner(int fd, lock_owner *o)
+{
+    char buf[512];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    buf[n > 0 ? n : 0] = 0;
+    *o = (lock_owner){.host = "unknown", .job = "none", .pid = 0};
+    sscanf(buf, "host=%255s pid=%ld slurm_job=%63s", o->host, &o->pid, o->job);
+}
 
 static int is_checkpoint_name(const char *name)
 {
@@ -75,10 +105,93 @@ static void remove_previous(const char *out)
     log_info("train: --overwrite: removed the previous run's state from %s: %s", out, what);
 }
 
+enum { LOCK_TAKEN, LOCK_LIVE, LOCK_STALE_REMOVED, LOCK_GONE };
+
+/* Whether the lock file's holder still runs. A stale lock (flock free, same host, pid not alive)
+ * is removed while its flock is held, so that two runs cannot both take it over. */
+static int examine_lock(const lock_owner *me, lock_owner *holder)
+{
+    int fd = open(lock_path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return LOCK_GONE;
+        sl_fatal("cannot open the run lock '%s': %s", lock_path, strerror(errno));
+    }
+    read_owner(fd, holder);
+    int held = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    struct stat a, b;
+    if (!held && (fstat(fd, &a) != 0 || stat(lock_path, &b) != 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev)) {
+        close(fd); /* replaced meanwhile: look again */
+        return LOCK_GONE;
+    }
+    int dead = !held && holder->pid > 0 && !strcmp(holder->host, me->host) && kill((pid_t)holder->pid, 0) != 0 &&
+               errno == ESRCH;
+    if (dead) {
+        log_warn("output directory '%s': taking over the stale run lock %s of pid %ld on host %s (Slurm job %s), "
+                 "which is no longer running", lock_path, lock_path, holder->pid, holder->host, holder->job);
+        if (unlink(lock_path) != 0) sl_fatal("cannot remove the stale run lock '%s': %s", lock_path, strerror(errno));
+    }
+    close(fd);
+    return dead ? LOCK_STALE_REMOVED : LOCK_LIVE;
+}
+
+static int create_lock(const lock_owner *me)
+{
+    int fd = open(lock_path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        if (errno == EEXIST) return 0;
+        sl_fatal("cannot create the run lock '%s': %s", lock_path, strerror(errno));
+    }
+    /* flock, so that a crash frees the lock; errors other than contention mean no flock here */
+    if (flock(fd, LOCK_EX) != 0 && errno != ENOLCK && errno != EINVAL && errno != EOPNOTSUPP)
+        sl_fatal("cannot lock '%s': %s", lock_path, strerror(errno));
+    char text[512];
+    int n = snprintf(text, sizeof text, "host=%s\npid=%ld\nslurm_job=%s\n", me->host, me->pid, me->job);
+    if (write(fd, text, (size_t)n) != n || fsync(fd) != 0)
+        sl_fatal("cannot write the run lock '%s': %s", lock_path, strerror(errno));
+    lock_fd = fd;
+    atexit(outdir_release);
+    return 1;
+}
+
+static void take_lock(const char *out)
+{
+    lock_owner me, holder;
+    this_owner(&me);
+    snprintf(lock_path, sizeof lock_path, "%s/" OUTDIR_LOCK_NAME, out);
+    for (int attempt = 0; attempt < 4; attempt++) {
+        if (create_lock(&me)) return;
+        if (examine_lock(&me, &holder) != LOCK_LIVE) continue;
+        sl_fatal("output directory '%s' is in use by another run: host %s, pid %ld, Slurm job %s (lock file %s); "
+                 "wait for it to end or use another --out%s", out, holder.host, holder.pid, holder.job, lock_path,
+                 strcmp(holder.host, me.host) ? " (it runs on another host: if it has ended, remove the lock file)"
+                                              : "");
+    }
+    sl_fatal("cannot take the run lock '%s': other runs keep taking it", lock_path);
+}
+
+static void claim(void *arg)
+{
+    const sl_config *cfg = arg;
+    take_lock(cfg->out);
+    char msg[4096];
+    if (!rt_try(outdir_check_previous, arg, msg, sizeof msg)) {
+        outdir_release();
+        sl_fatal("%s", msg);
+    }
+}
+
 void outdir_claim(const sl_config *cfg)
 {
     char msg[4096] = "";
-    int ok = RT.rank != 0 || rt_try(outdir_check_previous, (void *)cfg, msg, sizeof msg);
+    int ok = RT.rank != 0 || rt_try(claim, (void *)cfg, msg, sizeof msg);
     rt_agree(ok, "%s", msg);
     if (cfg->overwrite && RT.rank == 0) remove_previous(cfg->out);
+}
+
+void outdir_release(void)
+{
+    if (lock_fd < 0) return;
+    unlink(lock_path);
+    close(lock_fd);
+    lock_fd = -1;
 }

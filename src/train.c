@@ -280,5 +280,6 @@ int train_run(const sl_config *cfg_in)
     data_close(&d);
     free(s.param), free(s.grad), free(s.m), free(s.v);
     model_free(&m);
+    if (RT.rank == 0) outdir_release();
     return stopping ? SL_EXIT_REQUEUE : 0;
 }

@@ -1,8 +1,14 @@
 """The output directory: a run never mixes its state with another run's. An OUT holding a finished
 run's checkpoints, metrics.h5 or adapter.h5 is an error unless --resume or --overwrite says what to
-do."""
+do; a run lock keeps a second run out of an OUT in use, a stale lock (dead process) is taken over,
+and the lock is gone when a run ends (also at the checkpoint-and-requeue exit)."""
+import fcntl
 import os
+import signal
+import socket
+import subprocess
 import sys
+import time
 
 import h5py
 import numpy as np
@@ -11,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from testlib import BIN, check, expect_exit, finish, run  # noqa: E402
 
 SL = f"{BIN}/shardlora"
+LOCK = "shardlora.lock"
 rng = np.random.default_rng(7)
 run([f"{BIN}/shardlora-init", "model.h5", "--hidden", "32", "--heads", "4", "--kv-heads", "2", "--intermediate", "48",
      "--layers", "2", "--vocab", "64", "--max-pos", "64", "--seed", "3"])
@@ -69,4 +76,53 @@ check("--overwrite: metrics.h5 holds the new run's steps alone", metrics_steps("
 p = train("used", "--steps=5", "--resume=auto")
 check("--resume=auto then continues the new run", "resume: from used/checkpoints/step_00000003.h5" in p.stdout and
       metrics_steps("used") == [1, 2, 3, 4, 5], p.stdout)
+check("no lock is left after a normal end", not os.path.exists(f"used/{LOCK}"), os.listdir("used"))
+
+# 2. the run lock
+os.makedirs("locked")
+with open(f"locked/{LOCK}", "w") as held:
+    held.write(f"host={socket.gethostname()}\npid={os.getpid()}\nslurm_job=4242\n")
+    held.flush()
+    fcntl.flock(held, fcntl.LOCK_EX)
+    expect_exit("a live lock is an error naming host, pid and job",
+                [SL, "train", *common, "--out=locked", "--steps=2", "--resume=auto"], 1,
+                rf"output directory 'locked' is in use by another run: host {socket.gethostname()}, pid {os.getpid()}, "
+                r"Slurm job 4242 \(lock file locked/shardlora.lock\)", np=2)
+    check("the live lock is left alone", os.path.exists(f"locked/{LOCK}") and not os.path.exists("locked/metrics.h5"))
+dead = subprocess.Popen(["true"])
+dead.wait()
+os.makedirs("stale")
+with open(f"stale/{LOCK}", "w") as f:
+    f.write(f"host={socket.gethostname()}\npid={dead.pid}\nslurm_job=none\n")
+p = train("stale", "--steps=2", check_rc=False)
+check("a stale lock (dead pid on this host) is reported and taken over",
+      p.returncode == 0 and f"taking over the stale run lock stale/{LOCK} of pid {dead.pid} on host "
+      f"{socket.gethostname()}" in p.stderr, f"{p.returncode}\n{p.stderr}")
+check("and removed at the end of the run", not os.path.exists(f"stale/{LOCK}"))
+
+MPI = ["mpirun", "-np", "1", "--oversubscribe", "--bind-to", "none"]
+racers = [subprocess.Popen(MPI + [SL, "train", *common, "--out=race", "--steps=400", "--resume=auto"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+results = [(r.wait(timeout=600), r.communicate()) for r in racers]
+codes = sorted(rc for rc, _ in results)
+loser = [err for rc, (_, err) in results if rc != 0]
+check("two runs started into one OUT: one trains, the other stops at the lock",
+      codes == [0, 1] and "output directory 'race' is in use by another run" in loser[0],
+      f"{codes}\n" + "\n".join(err for _, (_, err) in results))
+
+proc = subprocess.Popen(MPI + [SL, "train", *common, "--out=stopped", "--steps=2000"], stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True)
+t0 = time.time()
+while not os.path.exists("stopped/metrics.h5") and proc.poll() is None and time.time() - t0 < 60:
+    time.sleep(0.05)
+for pid in subprocess.run(["pgrep", "-x", "shardlora"], capture_output=True, text=True).stdout.split():
+    try:
+        with open(f"/proc/{pid}/cmdline") as f:
+            if "--out=stopped" in f.read():
+                os.kill(int(pid), signal.SIGUSR1)
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+proc.communicate(timeout=120)
+check("the checkpoint-and-exit-3 path removes the lock", proc.returncode == 3 and not os.path.exists(f"stopped/{LOCK}"),
+      f"{proc.returncode} {os.listdir('stopped')}")
 finish()
