@@ -332,6 +332,18 @@ void config_write(const sl_config *cfg, hid_t file, const char *path)
     }
 }
 
+void config_check_input_files(const sl_config *cfg)
+{
+    static const char *const INPUTS[] = {"model", "data", "adapter", "resume"};
+    for (size_t i = 0; i < sizeof INPUTS / sizeof *INPUTS; i++) {
+        const sl_option *o = find_option(INPUTS[i], strlen(INPUTS[i]));
+        const char *path = *(char *const *)((const char *)cfg + o->offset);
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s", o->name);
+        if ((o->commands & cfg->command) && path && strcmp(path, "auto") != 0) rt_expect_regular_file(flag, path);
+    }
+}
+
 const char *config_quant(const sl_config *cfg, quant_format *fmt)
 {
     static char msg[256];

@@ -64,8 +64,10 @@ noreturn void rt_mpi_failed(int rc, const char *call, const char *file, int line
 /* Allocation that cannot return NULL: a failure is fatal and says how much was asked for. */
 void *sl_malloc(size_t bytes, const char *what);
 void *sl_calloc(size_t n, size_t size, const char *what);
-
-
+/* Inputs are opened only when they are regular files (a FIFO would block the opening rank
+ * forever): fatal naming the option, the path and what it is; a missing path passes, for the
+ * open that follows to report. */
+void rt_expect_regular_file(const char *option, const char *path);
 
 /* Run fn on the calling rank with sl_fatal caught: returns 1 when it completed, else 0 with the
  * error message in msg. For trying inputs that may be damaged (checkpoints) without ending the run. */

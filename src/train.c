@@ -35,6 +35,7 @@ typedef struct {
 static void check_inputs(void *arg)
 {
     const sl_config *cfg = arg;
+    config_check_input_files(cfg);
     model_validate(cfg->model);
     hid_t f = h5_open(cfg->model, "model", 0, MPI_COMM_NULL);
     sl_model_config mc;

@@ -46,6 +46,14 @@ static void take_files(int argc, char **argv, int *i, tk_options *o, tk_input in
     if (o->n_files == 0) sl_fatal("option %s needs at least one file", o->files[-1]);
 }
 
+static void check_input_files(const tk_options *o)
+{
+    static const char *const OPTION[] = {[INPUT_TEXT] = "--text", [INPUT_JSONL] = "--jsonl",
+                                         [INPUT_U16] = "--tokens-u16", [INPUT_U32] = "--tokens-u32"};
+    for (int i = 0; i < o->n_files; i++) rt_expect_regular_file(OPTION[o->input], o->files[i]);
+    if (o->tokenizer) rt_expect_regular_file("--tokenizer", o->tokenizer);
+}
+
 static void check_options(const tk_options *o)
 {
     if (o->input == INPUT_NONE) sl_fatal("no input given: use --text, --jsonl, --tokens-u16 or --tokens-u32 (see --help)");
@@ -57,6 +65,7 @@ static void check_options(const tk_options *o)
         sl_fatal("--jsonl, --tokens-u16 and --tokens-u32 need --vocab-size V to check the token ids");
     if ((o->bos || o->eos) && o->vocab_size && o->vocab_size <= EOS_ID)
         sl_fatal("--bos/--eos add ids %d/%d, but --vocab-size is %lld", BOS_ID, EOS_ID, (long long)o->vocab_size);
+    check_input_files(o);
 }
 
 void tk_parse_options(int argc, char **argv, tk_options *o)
