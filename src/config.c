@@ -171,6 +171,9 @@ static void set_value(sl_config *cfg, const sl_option *o, const char *v, const c
     case OPT_STRING:
     case OPT_PATH:
         if (!*v) config_error("%s --%s: expected a value, found an empty string", from, o->name);
+        if (!strncmp(v, "--", 2)) /* "--out --lr=3e-3" would train into a directory named --lr=3e-3 */
+            config_error("%s --%s: expected a value, found '%s', which is an option (write --%s=VALUE)", from, o->name,
+                         v, o->name);
         set_string(field, v);
         break;
     }

@@ -1,0 +1,31 @@
+"""Command-line mistakes that used to pass silently or with the wrong status: an option value that is
+really the next option, SHARDLORA_* environment variables that name no option, and the tools'
+usage errors (exit status 2, as shardlora's)."""
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from testlib import BIN, check, expect_exit, finish, run  # noqa: E402
+
+SL = f"{BIN}/shardlora"
+run([f"{BIN}/shardlora-init", "model.h5", "--hidden", "32", "--heads", "4", "--kv-heads", "2", "--intermediate", "48",
+     "--layers", "2", "--vocab", "64", "--max-pos", "64", "--seed", "3"])
+with h5py.File("data.h5", "w") as f:
+    f["tokens"] = np.random.default_rng(9).integers(0, 64, 300).astype(np.int32)
+    f["doc_offsets"] = np.array([0, 100, 300], dtype=np.int64)
+    f.attrs["vocab_size"] = np.int64(64)
+train = [SL, "train", "--model=model.h5", "--data=data.h5", "--seq-len=16", "--micro-batch=2", "--steps=1"]
+
+expect_exit("--out followed by another option is an error naming --out", train + ["--out", "--lr=3e-3"], 2,
+            r"option --out: expected a value, found '--lr=3e-3', which is an option \(write --out=VALUE\)", np=2)
+expect_exit("--model followed by another option is an error naming --model",
+            [SL, "eval", "--model", "--data=data.h5", "--out=e.h5"], 2,
+            r"option --model: expected a value, found '--data=data.h5', which is an option", np=2)
+expect_exit("--resume=--lr is an error too", train + ["--out=o", "--resume=--lr=1"], 2,
+            r"option --resume: expected a value, found '--lr=1'", np=2)
+check("no directory named after the option was made", not os.path.exists("--lr=3e-3"))
+finish()
