@@ -238,6 +238,45 @@ static void apply_defaults_and_env(sl_config *cfg)
     }
 }
 
+/* SHARDLORA_* variables that are not options: the test runner's, the job scripts' and the CUDA
+ * backend's profiler switch. */
+static const char *const OTHER_VARIABLES[] = {"SHARDLORA_ROOT", "SHARDLORA_SHARED", "SHARDLORA_TEST_TREE",
+                                              "SHARDLORA_BIN", "SHARDLORA_JOBS", "SHARDLORA_PROFILE"};
+
+/* A misspelt variable would be ignored silently: rank 0 names it and the closest option. */
+static void warn_unknown_variables(const sl_config *cfg)
+{
+    extern char **environ;
+    if (RT.rank != 0) return;
+    for (char **e = environ; *e; e++) {
+        const char *eq = strchr(*e, '=');
+        size_t len = eq ? (size_t)(eq - *e) : strlen(*e);
+        if (strncmp(*e, "SHARDLORA_", 10) != 0 || len <= 10) continue;
+        char name[64], env[64];
+        if (len >= sizeof name) len = sizeof name - 1;
+        size_t n = 0;
+        for (const char *c = *e + 10; c < *e + len; c++) name[n++] = *c == '_' ? '-' : (char)tolower((unsigned char)*c);
+        name[n] = 0;
+        int known = find_option(name, n) != NULL;
+        for (size_t i = 0; i < sizeof OTHER_VARIABLES / sizeof *OTHER_VARIABLES && !known; i++)
+            known = strlen(OTHER_VARIABLES[i]) == len && !strncmp(*e, OTHER_VARIABLES[i], len);
+        if (known) continue;
+        const char *best = NULL;
+        int best_d = 4;
+        for (int i = 0; i < N_OPTIONS; i++) {
+            int d = distance(name, n, OPTIONS[i].name);
+            if (d < best_d) best_d = d, best = OPTIONS[i].name;
+        }
+        if (best) env_name(env, sizeof env, best);
+        if (best)
+            log_warn("environment variable %.*s names no option (did you mean %s, for --%s?); it is ignored", (int)len,
+                     *e, env, best);
+        else
+            log_warn("environment variable %.*s names no option; 'shardlora %s --help' lists them; it is ignored",
+                     (int)len, *e, cfg->command_name);
+    }
+}
+
 static int find_command(const char *name)
 {
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
@@ -274,6 +313,7 @@ void config_parse(sl_config *cfg, int argc, char **argv)
     if (!cfg->command) config_error("unknown command '%s' (expected train or eval; see shardlora --help)", argv[1]);
     cfg->command_name = argv[1];
     apply_defaults_and_env(cfg);
+    warn_unknown_variables(cfg);
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             config_help(cfg->command);

@@ -28,4 +28,18 @@ expect_exit("--model followed by another option is an error naming --model",
 expect_exit("--resume=--lr is an error too", train + ["--out=o", "--resume=--lr=1"], 2,
             r"option --resume: expected a value, found '--lr=1'", np=2)
 check("no directory named after the option was made", not os.path.exists("--lr=3e-3"))
+good = train + ["--out=envrun", "--dry-run"]
+p = subprocess.run(["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", *good], capture_output=True, text=True,
+                   env=dict(os.environ, SHARDLORA_MICRO_BATHC="4", SHARDLORA_LORA_RANK="8"))
+check("an unknown SHARDLORA_* variable is warned about, naming the closest option",
+      p.returncode == 0 and "environment variable SHARDLORA_MICRO_BATHC names no option (did you mean "
+      "SHARDLORA_MICRO_BATCH, for --micro-batch?)" in p.stderr, f"{p.returncode}\n{p.stderr}")
+check("each unknown variable is named", "SHARDLORA_LORA_RANK names no option (did you mean SHARDLORA_LORA_R" in p.stderr,
+      p.stderr)
+check("rank 0 alone warns", p.stderr.count("SHARDLORA_MICRO_BATHC") == 1, p.stderr)
+p = subprocess.run(["mpirun", "-np", "1", *good], capture_output=True, text=True,
+                   env=dict(os.environ, SHARDLORA_ZZZZZZZZ="1", SHARDLORA_ROOT="/x", SHARDLORA_PROFILE="1"))
+check("a variable close to no option is still named; the project's own variables are not",
+      "environment variable SHARDLORA_ZZZZZZZZ names no option; 'shardlora train --help' lists them" in p.stderr
+      and "SHARDLORA_ROOT" not in p.stderr and "SHARDLORA_PROFILE" not in p.stderr, p.stderr)
 finish()
