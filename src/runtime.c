@@ -100,6 +100,16 @@ noreturn void sl_fatal(const char *fmt, ...)
     sl_vfatal(fmt, ap);
 }
 
+noreturn void sl_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    print_prefixed("error", fmt, ap);
+    va_end(ap);
+    rt_finalize();
+    exit(2);
+}
+
 /* Every rank ends cleanly (no abort), after those that speak have printed the message. */
 noreturn static void end_all(int speak, const char *fmt, va_list ap)
 {

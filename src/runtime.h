@@ -39,6 +39,8 @@ void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* An error found by one rank alone: print it with the rank and end every rank (MPI_Abort). */
 noreturn void sl_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 noreturn void sl_vfatal(const char *fmt, va_list ap);
+/* A command-line error of a tool: print it and exit with status 2, as shardlora does for its options. */
+noreturn void sl_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Collective: every rank passes whether its check held. If any failed, each failing rank prints
  * its message, and all ranks finalize and exit with status 1. Call it before any collective that

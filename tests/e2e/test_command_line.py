@@ -42,4 +42,22 @@ p = subprocess.run(["mpirun", "-np", "1", *good], capture_output=True, text=True
 check("a variable close to no option is still named; the project's own variables are not",
       "environment variable SHARDLORA_ZZZZZZZZ names no option; 'shardlora train --help' lists them" in p.stderr
       and "SHARDLORA_ROOT" not in p.stderr and "SHARDLORA_PROFILE" not in p.stderr, p.stderr)
+TOOL_USAGE = [
+    ("shardlora-init", ["m.h5", "--layers", "two"], r"option --layers: expected a positive integer, found 'two'"),
+    ("shardlora-init", ["m.h5", "--colour", "red"], r"unknown option '--colour'"),
+    ("shardlora-quantize", ["model.h5", "q.h5"], r"option --quant is required"),
+    ("shardlora-quantize", ["model.h5", "q.h5", "--quant", "nf4", "--blocksize", "x"],
+     r"option --blocksize: expected a positive integer, found 'x'"),
+    ("shardlora-tokenize", ["--jsonl", "a.jsonl", "--out", "d.h5", "--frobnicate"], r"unknown argument '--frobnicate'"),
+    ("shardlora-tokenize", ["--jsonl", "a.jsonl", "--out", "d.h5", "--vocab-size", "-3"],
+     r"option --vocab-size: expected an integer from 1"),
+    ("shardlora-export", ["peft", "adapter.h5"], r"expected a format \(peft\), an adapter file and an output directory"),
+    ("shardlora-export", ["gguf", "adapter.h5", "dir"], r"unknown export format 'gguf'"),
+    ("shardlora-inspect", [], r"expected one HDF5 file name, found 0 arguments"),
+    ("shardlora-plot", ["metrics.h5"], r"expected a metrics file and an output PNG, found 1 arguments"),
+]
+for tool, argv, pattern in TOOL_USAGE:
+    expect_exit(f"{tool} {' '.join(argv)}: a usage error exits with status 2", [f"{BIN}/{tool}", *argv], 2, pattern)
+expect_exit("shardlora's own usage errors exit with status 2", [SL, "train", "--lr=fast"], 2,
+            r"--lr: expected a number >= 0, found 'fast'")
 finish()

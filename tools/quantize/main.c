@@ -26,7 +26,7 @@ static int blocksize_arg(const char *v)
 {
     char *end;
     long x = strtol(v, &end, 10);
-    if (*end || end == v || x <= 0 || x > 1 << 20) sl_fatal("option --blocksize: expected a positive integer, found '%s'", v);
+    if (*end || end == v || x <= 0 || x > 1 << 20) sl_usage_error("option --blocksize: expected a positive integer, found '%s'", v);
     return (int)x;
 }
 
@@ -38,24 +38,24 @@ static quant_format parse(int argc, char **argv, options *o)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(USAGE, stdout); exit(0); }
         if (!strcmp(a, "--double-quant")) { o->double_quant = 1; continue; }
         if (a[0] != '-') {
-            if (o->out) sl_fatal("unexpected argument '%s'\n%s", a, USAGE);
+            if (o->out) sl_usage_error("unexpected argument '%s'\n%s", a, USAGE);
             *(o->in ? &o->out : &o->in) = a;
             continue;
         }
-        if (!v) sl_fatal("option %s needs a value\n%s", a, USAGE);
+        if (!v) sl_usage_error("option %s needs a value\n%s", a, USAGE);
         i++;
         if (!strcmp(a, "--quant")) o->type = v;
         else if (!strcmp(a, "--blocksize")) o->blocksize = blocksize_arg(v);
-        else sl_fatal("unknown option '%s'\n%s", a, USAGE);
+        else sl_usage_error("unknown option '%s'\n%s", a, USAGE);
     }
-    if (!o->out) sl_fatal("expected an input and an output model file\n%s", USAGE);
-    if (!o->type) sl_fatal("option --quant is required (nf4, fp4 or int8)\n%s", USAGE);
+    if (!o->out) sl_usage_error("expected an input and an output model file\n%s", USAGE);
+    if (!o->type) sl_usage_error("option --quant is required (nf4, fp4 or int8)\n%s", USAGE);
     quant_format f;
     const char *problem = quant_format_make(o->type, o->double_quant, o->blocksize, &f);
     if (problem) {
         char given[32] = "";
         if (o->blocksize) snprintf(given, sizeof given, " --blocksize %d", o->blocksize);
-        sl_fatal("options --quant %s%s%s: %s", o->type, o->double_quant ? " --double-quant" : "", given, problem);
+        sl_usage_error("options --quant %s%s%s: %s", o->type, o->double_quant ? " --double-quant" : "", given, problem);
     }
     return f;
 }
