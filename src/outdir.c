@@ -16,7 +16,7 @@
 
 typedef struct {
     char host[256], job[64];
-    long pid;
+    long pid, restart; /* restart: SLURM_RESTART_COUNT, how often the job was requeued */
 } lock_owner;
 
 static char lock_path[4200];
@@ -29,6 +29,8 @@ static void this_owner(lock_owner *o)
     o->pid = (long)getpid();
     const char *job = getenv("SLURM_JOB_ID");
     snprintf(o->job, sizeof o->job, "%s", job && *job ? job : "none");
+    const char *restart = getenv("SLURM_RESTART_COUNT");
+    o->restart = restart ? atol(restart) : 0;
 }
 
 static void read_owner(int fd, lock_owner *o)
@@ -36,8 +38,8 @@ static void read_owner(int fd, lock_owner *o)
     char buf[512];
     ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
     buf[n > 0 ? n : 0] = 0;
-    *o = (lock_owner){.host = "unknown", .job = "none", .pid = 0};
-    sscanf(buf, "host=%255s pid=%ld slurm_job=%63s", o->host, &o->pid, o->job);
+    *o = (lock_owner){.host = "unknown", .job = "none", .pid = 0, .restart = 0};
+    sscanf(buf, "host=%255s pid=%ld slurm_job=%63s slurm_restart=%ld", o->host, &o->pid, o->job, &o->restart);
 }
 
 static int is_checkpoint_name(const char *name)
@@ -105,10 +107,36 @@ static void remove_previous(const char *out)
     log_info("train: --overwrite: removed the previous run's state from %s: %s", out, what);
 }
 
-enum { LOCK_TAKEN, LOCK_LIVE, LOCK_STALE_REMOVED, LOCK_GONE };
+enum { LOCK_LIVE, LOCK_STALE_REMOVED, LOCK_GONE };
 
-/* Whether the lock file's holder still runs. A stale lock (flock free, same host, pid not alive)
- * is removed while its flock is held, so that two runs cannot both take it over. */
+/* A zombie (exited, not yet reaped: containers whose init does not reap) runs no more either. */
+static int pid_alive(long pid)
+{
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) return 0;
+    char path[64], stat_line[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 1;
+    size_t n = fread(stat_line, 1, sizeof stat_line - 1, f);
+    fclose(f);
+    stat_line[n] = 0;
+    const char *state = strrchr(stat_line, ')');
+    return !(state && state[1] == ' ' && state[2] == 'Z');
+}
+
+/* Whether the lock file's holder is gone, when its flock is not held: on this host, the flock was
+ * free (the holder keeps it while it runs) or, where flock does not work, its pid no longer runs;
+ * or it was an earlier run of this requeued Slurm job (Slurm runs one at a time; the node may be
+ * another one now). */
+static int holder_gone(const lock_owner *me, const lock_owner *holder, int got_flock)
+{
+    if (holder->pid <= 0) return 0; /* being written, or not a lock of ours */
+    if (strcmp(me->job, "none") != 0 && !strcmp(holder->job, me->job) && holder->restart < me->restart) return 1;
+    return !strcmp(holder->host, me->host) && (got_flock || !pid_alive(holder->pid));
+}
+
+/* Whether the lock file's holder still runs. A stale lock (flock free, holder gone) is removed
+ * while its flock is held, so that two runs cannot both take it over. */
 static int examine_lock(const lock_owner *me, lock_owner *holder)
 {
     int fd = open(lock_path, O_RDWR | O_CLOEXEC);
@@ -117,14 +145,13 @@ static int examine_lock(const lock_owner *me, lock_owner *holder)
         sl_fatal("cannot open the run lock '%s': %s", lock_path, strerror(errno));
     }
     read_owner(fd, holder);
-    int held = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    int got_flock = flock(fd, LOCK_EX | LOCK_NB) == 0, held = !got_flock && errno == EWOULDBLOCK;
     struct stat a, b;
     if (!held && (fstat(fd, &a) != 0 || stat(lock_path, &b) != 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev)) {
         close(fd); /* replaced meanwhile: look again */
         return LOCK_GONE;
     }
-    int dead = !held && holder->pid > 0 && !strcmp(holder->host, me->host) && kill((pid_t)holder->pid, 0) != 0 &&
-               errno == ESRCH;
+    int dead = !held && holder_gone(me, holder, got_flock);
     if (dead) {
         log_warn("output directory '%s': taking over the stale run lock %s of pid %ld on host %s (Slurm job %s), "
                  "which is no longer running", lock_path, lock_path, holder->pid, holder->host, holder->job);
@@ -145,7 +172,8 @@ static int create_lock(const lock_owner *me)
     if (flock(fd, LOCK_EX) != 0 && errno != ENOLCK && errno != EINVAL && errno != EOPNOTSUPP)
         sl_fatal("cannot lock '%s': %s", lock_path, strerror(errno));
     char text[512];
-    int n = snprintf(text, sizeof text, "host=%s\npid=%ld\nslurm_job=%s\n", me->host, me->pid, me->job);
+    int n = snprintf(text, sizeof text, "host=%s\npid=%ld\nslurm_job=%s\nslurm_restart=%ld\n", me->host, me->pid,
+                     me->job, me->restart);
     if (write(fd, text, (size_t)n) != n || fsync(fd) != 0)
         sl_fatal("cannot write the run lock '%s': %s", lock_path, strerror(errno));
     lock_fd = fd;

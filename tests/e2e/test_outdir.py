@@ -99,6 +99,35 @@ check("a stale lock (dead pid on this host) is reported and taken over",
       p.returncode == 0 and f"taking over the stale run lock stale/{LOCK} of pid {dead.pid} on host "
       f"{socket.gethostname()}" in p.stderr, f"{p.returncode}\n{p.stderr}")
 check("and removed at the end of the run", not os.path.exists(f"stale/{LOCK}"))
+os.makedirs("reused")
+with open(f"reused/{LOCK}", "w") as f:
+    f.write(f"host={socket.gethostname()}\npid={os.getpid()}\nslurm_job=none\n")
+p = train("reused", "--steps=2", check_rc=False)
+check("a lock whose flock is free is stale even when its pid names a live process now (reused pid, zombie)",
+      p.returncode == 0 and f"taking over the stale run lock reused/{LOCK} of pid {os.getpid()}" in p.stderr,
+      f"{p.returncode}\n{p.stderr}")
+
+
+def requeued(out, restart):
+    """A run as the requeued Slurm job 77 (SLURM_RESTART_COUNT=restart), into an OUT whose lock was
+    left by job 77's first run on a node that is gone."""
+    os.makedirs(out)
+    with open(f"{out}/{LOCK}", "w") as f:
+        f.write("host=node-that-died\npid=1\nslurm_job=77\nslurm_restart=0\n")
+    env = dict(os.environ, SLURM_JOB_ID="77", SLURM_RESTART_COUNT=str(restart), OMPI_MCA_ras="^slurm",
+               OMPI_MCA_plm="^slurm", OMPI_MCA_ess="^slurm")
+    return subprocess.run(["mpirun", "-np", "1", SL, "train", *common, f"--out={out}", "--steps=2", "--resume=auto"],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+p = requeued("requeued", 1)
+check("a requeued Slurm job takes over the lock its earlier run left on another node",
+      p.returncode == 0 and f"taking over the stale run lock requeued/{LOCK} of pid 1 on host node-that-died (Slurm job 77)"
+      in p.stderr, f"{p.returncode}\n{p.stderr}")
+p = requeued("same_run", 0)
+check("a lock of the same job run on another host is live: the error says to remove it if that run has ended",
+      p.returncode == 1 and "is in use by another run: host node-that-died, pid 1, Slurm job 77" in p.stderr and
+      "it runs on another host: if it has ended, remove the lock file" in p.stderr, f"{p.returncode}\n{p.stderr}")
 
 MPI = ["mpirun", "-np", "1", "--oversubscribe", "--bind-to", "none"]
 racers = [subprocess.Popen(MPI + [SL, "train", *common, "--out=race", "--steps=400", "--resume=auto"],
@@ -117,8 +146,8 @@ while not os.path.exists("stopped/metrics.h5") and proc.poll() is None and time.
     time.sleep(0.05)
 for pid in subprocess.run(["pgrep", "-x", "shardlora"], capture_output=True, text=True).stdout.split():
     try:
-        with open(f"/proc/{pid}/cmdline") as f:
-            if "--out=stopped" in f.read():
+        with open(f"/proc/{pid}/cmdline") as f:  # this test's run only, not another test's elsewhere
+            if "--out=stopped" in f.read().split("\0") and os.readlink(f"/proc/{pid}/cwd") == os.getcwd():
                 os.kill(int(pid), signal.SIGUSR1)
     except (FileNotFoundError, ProcessLookupError):
         pass
