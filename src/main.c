@@ -7,7 +7,8 @@
  *   memplan  the --dry-run memory plan                  lora     adapters; layer.c one decoder layer
  *   step     one micro-batch forward + backward         train    the training loop; adapter.c its output
  *   qpool    quantized weights sharded in blocks       optim    AdamW, clipping, schedules
- *   sampler  training batches                           metrics  OUT/metrics.h5 */
+ *   sampler  training batches                           metrics  OUT/metrics.h5
+ *   outdir   OUT's run lock and a previous run's state */
 #include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
