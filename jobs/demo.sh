@@ -33,7 +33,7 @@ bin/shardlora-tokenize --jsonl input/demo_heldout.jsonl --vocab-size 256 --out i
 run() { mpirun -np "$ranks" --bind-to none bin/shardlora "$@"; }
 base=(--model=input/demo_model.h5 --quant=nf4 --double-quant --seq-len=64)
 run eval "${base[@]}" --data=input/demo_heldout.h5 --out=runs/demo/eval_before.h5
-run train "${base[@]}" --data=input/demo_train.h5 --out=runs/demo --micro-batch=8 --global-batch=16 \
+run train "${base[@]}" --data=input/demo_train.h5 --out=runs/demo --overwrite --micro-batch=8 --global-batch=16 \
   --lora-r=16 --lora-alpha=32 --lr=3e-3 --schedule=cosine --warmup-steps=20 --steps=400 --log-every=25
 run eval "${base[@]}" --data=input/demo_heldout.h5 --adapter=runs/demo/adapter.h5 --out=runs/demo/eval_after.h5
 echo "demo: adapter runs/demo/adapter.h5, metrics runs/demo/metrics.h5, held-out loss in runs/demo/eval_*.h5"

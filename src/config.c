@@ -80,6 +80,8 @@ static const sl_option OPTIONS[] = {
      "under Slurm: checkpoint and exit for requeue when fewer seconds than this are left (0: off)"},
     {"resume", OPT_STRING, NULL, NULL, 0, CMD_TRAIN, AT(resume),
      "auto: continue from the newest valid checkpoint in OUT (if any); or a checkpoint file"},
+    {"overwrite", OPT_BOOL, "false", NULL, 0, CMD_TRAIN, AT(overwrite),
+     "replace the state of another run in OUT (its checkpoints, metrics.h5 and adapter.h5), which is an error without it"},
     {"threads", OPT_INT, "0", NULL, 0, BOTH, AT(threads), "CPU threads per rank (0: OMP_NUM_THREADS or all cores / local ranks)"},
     {"dry-run", OPT_BOOL, "false", NULL, 0, BOTH, AT(dry_run),
      "validate every input and print the per-rank memory plan, then stop"},
@@ -169,6 +171,9 @@ static void set_value(sl_config *cfg, const sl_option *o, const char *v, const c
     case OPT_STRING:
     case OPT_PATH:
         if (!*v) config_error("%s --%s: expected a value, found an empty string", from, o->name);
+        if (!strncmp(v, "--", 2)) /* "--out --lr=3e-3" would train into a directory named --lr=3e-3 */
+            config_error("%s --%s: expected a value, found '%s', which is an option (write --%s=VALUE)", from, o->name,
+                         v, o->name);
         set_string(field, v);
         break;
     }
@@ -233,6 +238,45 @@ static void apply_defaults_and_env(sl_config *cfg)
     }
 }
 
+/* SHARDLORA_* variables that are not options: the test runner's, the job scripts' and the CUDA
+ * backend's profiler switch. */
+static const char *const OTHER_VARIABLES[] = {"SHARDLORA_ROOT", "SHARDLORA_SHARED", "SHARDLORA_TEST_TREE",
+                                              "SHARDLORA_BIN", "SHARDLORA_JOBS", "SHARDLORA_PROFILE"};
+
+/* A misspelt variable would be ignored silently: rank 0 names it and the closest option. */
+static void warn_unknown_variables(const sl_config *cfg)
+{
+    extern char **environ;
+    if (RT.rank != 0) return;
+    for (char **e = environ; *e; e++) {
+        const char *eq = strchr(*e, '=');
+        size_t len = eq ? (size_t)(eq - *e) : strlen(*e);
+        if (strncmp(*e, "SHARDLORA_", 10) != 0 || len <= 10) continue;
+        char name[64], env[64];
+        if (len >= sizeof name) len = sizeof name - 1;
+        size_t n = 0;
+        for (const char *c = *e + 10; c < *e + len; c++) name[n++] = *c == '_' ? '-' : (char)tolower((unsigned char)*c);
+        name[n] = 0;
+        int known = find_option(name, n) != NULL;
+        for (size_t i = 0; i < sizeof OTHER_VARIABLES / sizeof *OTHER_VARIABLES && !known; i++)
+            known = strlen(OTHER_VARIABLES[i]) == len && !strncmp(*e, OTHER_VARIABLES[i], len);
+        if (known) continue;
+        const char *best = NULL;
+        int best_d = 4;
+        for (int i = 0; i < N_OPTIONS; i++) {
+            int d = distance(name, n, OPTIONS[i].name);
+            if (d < best_d) best_d = d, best = OPTIONS[i].name;
+        }
+        if (best) env_name(env, sizeof env, best);
+        if (best)
+            log_warn("environment variable %.*s names no option (did you mean %s, for --%s?); it is ignored", (int)len,
+                     *e, env, best);
+        else
+            log_warn("environment variable %.*s names no option; 'shardlora %s --help' lists them; it is ignored",
+                     (int)len, *e, cfg->command_name);
+    }
+}
+
 static int find_command(const char *name)
 {
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
@@ -269,6 +313,7 @@ void config_parse(sl_config *cfg, int argc, char **argv)
     if (!cfg->command) config_error("unknown command '%s' (expected train or eval; see shardlora --help)", argv[1]);
     cfg->command_name = argv[1];
     apply_defaults_and_env(cfg);
+    warn_unknown_variables(cfg);
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             config_help(cfg->command);
@@ -327,6 +372,18 @@ void config_write(const sl_config *cfg, hid_t file, const char *path)
             h5_set_attr_int(file, path, o->name, *(const int *)field);
         else if (*(char *const *)field)
             h5_set_attr_string(file, path, o->name, *(char *const *)field);
+    }
+}
+
+void config_check_input_files(const sl_config *cfg)
+{
+    static const char *const INPUTS[] = {"model", "data", "adapter", "resume"};
+    for (size_t i = 0; i < sizeof INPUTS / sizeof *INPUTS; i++) {
+        const sl_option *o = find_option(INPUTS[i], strlen(INPUTS[i]));
+        const char *path = *(char *const *)((const char *)cfg + o->offset);
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s", o->name);
+        if ((o->commands & cfg->command) && path && strcmp(path, "auto") != 0) rt_expect_regular_file(flag, path);
     }
 }
 

@@ -38,6 +38,7 @@ typedef struct {
     int act_ckpt, dump_grads;
     /* checkpoints */
     char *resume;         /* NULL, auto or a checkpoint file */
+    int overwrite;        /* replace another run's state in OUT */
     int ckpt_every, ckpt_keep, ckpt_before_end;
     /* run control */
     int dry_run, threads;
@@ -51,6 +52,9 @@ void config_parse(sl_config *cfg, int argc, char **argv);
 void config_help(int command);
 /* Store every option of the command as attributes of the group at path (created if missing). */
 void config_write(const sl_config *cfg, hid_t file, const char *path);
+/* Fatal unless every input file option (--model, --data, --adapter, --resume) names a regular
+ * file or nothing yet: call it before anything opens them. */
+void config_check_input_files(const sl_config *cfg);
 /* The base quantization the options ask for; returns NULL or why it is not supported. */
 const char *config_quant(const sl_config *cfg, quant_format *fmt);
 /* Release the strings. */

@@ -74,6 +74,7 @@ typedef struct {
 static void check_inputs(void *arg)
 {
     const eval_checks *c = arg;
+    config_check_input_files(c->cfg);
     model_validate(c->cfg->model);
     hid_t f = h5_open(c->cfg->model, "model", 0, MPI_COMM_NULL);
     sl_model_config mc;

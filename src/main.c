@@ -8,7 +8,8 @@
  *   step     one micro-batch forward + backward         train    the training loop; adapter.c its output
  *   qpool    quantized weights sharded in blocks       optim    AdamW, clipping, schedules
  *   sampler  training batches                           metrics  OUT/metrics.h5
- *   pass     batch copies, rotary table, the heads      BE       the backend (kernels/backend.h) */
+ *   pass     batch copies, rotary table, the heads      BE       the backend (kernels/backend.h)
+ *   outdir   OUT's run lock and a previous run's state */
 #include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>

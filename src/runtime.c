@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <setjmp.h>
+#include <sys/stat.h>
 #include <time.h>
 
 sl_runtime RT = {.rank = 0, .world = 1, .local_rank = 0, .local_size = 1, .mpi = 0,
@@ -99,6 +100,16 @@ noreturn void sl_fatal(const char *fmt, ...)
     sl_vfatal(fmt, ap);
 }
 
+noreturn void sl_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    print_prefixed("error", fmt, ap);
+    va_end(ap);
+    rt_finalize();
+    exit(2);
+}
+
 /* Every rank ends cleanly (no abort), after those that speak have printed the message. */
 noreturn static void end_all(int speak, const char *fmt, va_list ap)
 {
@@ -156,6 +167,19 @@ void *sl_calloc(size_t n, size_t size, const char *what)
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p) sl_fatal("out of memory allocating %zu x %zu bytes for %s", n, size, what);
     return p;
+}
+
+void rt_expect_regular_file(const char *option, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || S_ISREG(st.st_mode)) return;
+    const char *kind = S_ISFIFO(st.st_mode)  ? "a FIFO (named pipe)"
+                       : S_ISDIR(st.st_mode) ? "a directory"
+                       : S_ISCHR(st.st_mode) ? "a character device"
+                       : S_ISBLK(st.st_mode) ? "a block device"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "not a file";
+    sl_fatal("option %s: '%s' is %s, not a regular file (expected the file itself)", option, path, kind);
 }
 
 static void print_error(const char *msg, ...)

@@ -39,6 +39,8 @@ void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* An error found by one rank alone: print it with the rank and end every rank (MPI_Abort). */
 noreturn void sl_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 noreturn void sl_vfatal(const char *fmt, va_list ap);
+/* A command-line error of a tool: print it and exit with status 2, as shardlora does for its options. */
+noreturn void sl_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Collective: every rank passes whether its check held. If any failed, each failing rank prints
  * its message, and all ranks finalize and exit with status 1. Call it before any collective that
@@ -64,8 +66,10 @@ noreturn void rt_mpi_failed(int rc, const char *call, const char *file, int line
 /* Allocation that cannot return NULL: a failure is fatal and says how much was asked for. */
 void *sl_malloc(size_t bytes, const char *what);
 void *sl_calloc(size_t n, size_t size, const char *what);
-
-
+/* Inputs are opened only when they are regular files (a FIFO would block the opening rank
+ * forever): fatal naming the option, the path and what it is; a missing path passes, for the
+ * open that follows to report. */
+void rt_expect_regular_file(const char *option, const char *path);
 
 /* Run fn on the calling rank with sl_fatal caught: returns 1 when it completed, else 0 with the
  * error message in msg. For trying inputs that may be damaged (checkpoints) without ending the run. */

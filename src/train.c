@@ -20,6 +20,7 @@
 #include "metrics.h"
 #include "model.h"
 #include "optim.h"
+#include "outdir.h"
 #include "runtime.h"
 #include "sampler.h"
 #include "slurm.h"
@@ -34,6 +35,7 @@ typedef struct {
 static void check_inputs(void *arg)
 {
     const sl_config *cfg = arg;
+    config_check_input_files(cfg);
     model_validate(cfg->model);
     hid_t f = h5_open(cfg->model, "model", 0, MPI_COMM_NULL);
     sl_model_config mc;
@@ -68,6 +70,9 @@ static void check_inputs(void *arg)
                      cfg->data, d.num_labels);
     }
     data_close(&d);
+    if (cfg->resume && cfg->overwrite)
+        sl_fatal("options --resume=%s and --overwrite contradict each other: --resume continues the run in '%s', "
+                 "--overwrite replaces it", cfg->resume, cfg->out);
     if (cfg->global_batch > 0 && cfg->global_batch % (cfg->micro_batch * RT.world) != 0)
         sl_fatal("option --global-batch=%d is not a multiple of --micro-batch (%d) x ranks (%d)", cfg->global_batch,
                  cfg->micro_batch, RT.world);
@@ -205,7 +210,12 @@ int train_run(const sl_config *cfg_in)
     sl_config cfg_local = *cfg_in, *cfg = &cfg_local;
     rt_rank0_checks(check_inputs, (void *)cfg);
     if (cfg->global_batch > 0) cfg->grad_accum = cfg->global_batch / (cfg->micro_batch * RT.world);
-    if (cfg->dry_run) { memplan_print(cfg); return 0; }
+    if (cfg->dry_run) {
+        rt_rank0_checks(outdir_check_previous, cfg);
+        memplan_print(cfg);
+        return 0;
+    }
+    outdir_claim(cfg);
     slurm_catch_signals();
     sl_model m;
     quant_format fmt;
@@ -271,5 +281,6 @@ int train_run(const sl_config *cfg_in)
     data_close(&d);
     free(s.param), free(s.grad), free(s.m), free(s.v);
     model_free(&m);
+    if (RT.rank == 0) outdir_release();
     return stopping ? SL_EXIT_REQUEUE : 0;
 }

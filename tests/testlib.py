@@ -41,7 +41,7 @@ def run(cmd, np=None, check_rc=True, timeout=600):
     """Run a command (a list); np=N runs it under mpirun with N ranks. Returns CompletedProcess."""
     if np is not None:
         cmd = ["mpirun", "-np", str(np), "--oversubscribe", "--bind-to", "none"] + cmd
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     if check_rc and p.returncode != 0:
         raise RuntimeError(f"command failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
     return p
@@ -52,6 +52,19 @@ def expect_fail(name, cmd, pattern, np=None):
     p = run(cmd, np=np, check_rc=False)
     if p.returncode == 0:
         return not_ok(name, f"exit status 0, expected a failure\n{p.stdout}")
+    return check(name, re.search(pattern, p.stderr) is not None,
+                 f"stderr did not match /{pattern}/:\n{p.stderr}")
+
+
+def expect_exit(name, cmd, status, pattern, np=None, timeout=600):
+    """The command must exit with this status (not a crash, not a hang past timeout seconds) and its
+    stderr must match the regular expression."""
+    try:
+        p = run(cmd, np=np, check_rc=False, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return not_ok(name, f"still running after {timeout} s (hung?)")
+    if p.returncode != status:
+        return not_ok(name, f"exit status {p.returncode}, expected {status}\n{p.stderr}")
     return check(name, re.search(pattern, p.stderr) is not None,
                  f"stderr did not match /{pattern}/:\n{p.stderr}")
 

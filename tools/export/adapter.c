@@ -30,15 +30,20 @@ static void add_tensor(export_adapter *a, const char *h5_path, char *name)
     memcpy(t->dims, sh.dims, sizeof t->dims);
 }
 
+typedef struct {
+    export_adapter *a;
+    const char *rel;
+} lora_arg;
+
 /* "/lora/model/layers/3/mlp/up_proj/lora_B" -> "base_model.model.model.layers.3.mlp.up_proj.lora_B.weight";
  * the rank must sit where PEFT puts it: lora_A [r, in], lora_B [out, r]. */
-static herr_t visit_lora(hid_t group, const char *rel, const H5L_info_t *info, void *data)
+static void add_lora(void *arg)
 {
-    export_adapter *a = data;
-    if (info->type != H5L_TYPE_HARD) return 0;
+    export_adapter *a = ((const lora_arg *)arg)->a;
+    const char *rel = ((const lora_arg *)arg)->rel;
     char h5_path[1024];
     snprintf(h5_path, sizeof h5_path, "%s/%s", LORA_GROUP, rel);
-    if (h5_is_group(a->file, h5_path)) return 0;
+    if (h5_is_group(a->file, h5_path)) return;
     const char *leaf = strrchr(rel, '/') ? strrchr(rel, '/') + 1 : rel;
     int is_a = strcmp(leaf, "lora_A") == 0;
     if (!is_a && strcmp(leaf, "lora_B") != 0)
@@ -54,7 +59,18 @@ static herr_t visit_lora(hid_t group, const char *rel, const H5L_info_t *info, v
     if (t->dims[is_a ? 0 : 1] != a->r)
         sl_fatal("%s: %s has shape [%lld, %lld] but lora_r is %d (expected lora_A [r, in], lora_B [out, r])",
                  a->path, h5_path, (long long)t->dims[0], (long long)t->dims[1], a->r);
-    return 0;
+}
+
+/* sl_fatal must not exit from inside an HDF5 iteration (HDF5 then crashes as it shuts down): the
+ * work runs under rt_try, and the walk stops with the message kept here. */
+static char walk_error[4096];
+
+static herr_t visit_lora(hid_t group, const char *rel, const H5L_info_t *info, void *data)
+{
+    (void)group;
+    if (info->type != H5L_TYPE_HARD) return 0;
+    lora_arg arg = {.a = data, .rel = rel};
+    return rt_try(add_lora, &arg, walk_error, sizeof walk_error) ? 0 : -1;
 }
 
 static int by_name(const void *x, const void *y)
@@ -66,8 +82,11 @@ static void list_tensors(export_adapter *a)
 {
     if (!h5_is_group(a->file, LORA_GROUP))
         sl_fatal("%s: no %s group (the file holds no LoRA adapters)", a->path, LORA_GROUP);
-    if (H5Lvisit_by_name(a->file, LORA_GROUP, H5_INDEX_NAME, H5_ITER_INC, visit_lora, a, H5P_DEFAULT) < 0)
+    walk_error[0] = 0;
+    if (H5Lvisit_by_name(a->file, LORA_GROUP, H5_INDEX_NAME, H5_ITER_INC, visit_lora, a, H5P_DEFAULT) < 0) {
+        if (walk_error[0]) sl_fatal("%s", walk_error);
         sl_fatal("%s: cannot walk the group %s (damaged file?)", a->path, LORA_GROUP);
+    }
     if (a->n_tensors == 0) sl_fatal("%s: the group %s holds no LoRA matrices", a->path, LORA_GROUP);
     if (strcmp(a->task, "seq_cls") == 0) {
         if (!h5_has(a->file, SCORE_PATH))

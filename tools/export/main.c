@@ -115,9 +115,9 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) fputs(USAGE, stdout), exit(0);
     if (argc != 4) {
         fputs(USAGE, stderr);
-        sl_fatal("expected a format (peft), an adapter file and an output directory, found %d arguments", argc - 1);
+        sl_usage_error("expected a format (peft), an adapter file and an output directory, found %d arguments", argc - 1);
     }
-    if (strcmp(argv[1], "peft") != 0) sl_fatal("unknown export format '%s' (expected peft)", argv[1]);
+    if (strcmp(argv[1], "peft") != 0) sl_usage_error("unknown export format '%s' (expected peft)", argv[1]);
     export_peft(argv[2], argv[3]);
     rt_finalize();
     return 0;

@@ -26,7 +26,7 @@ static int int_arg(const char *flag, const char *v)
 {
     char *end;
     long x = strtol(v, &end, 10);
-    if (*end || x <= 0 || x > 1 << 30) sl_fatal("option %s: expected a positive integer, found '%s'", flag, v);
+    if (*end || x <= 0 || x > 1 << 30) sl_usage_error("option %s: expected a positive integer, found '%s'", flag, v);
     return (int)x;
 }
 
@@ -42,7 +42,7 @@ static void parse(int argc, char **argv, sl_model_config *c, init_options *o)
         if (!strcmp(a, "--help")) { fputs(USAGE, stdout); exit(0); }
         if (a[0] != '-') { o->out = a; continue; }
         if (!strcmp(a, "--tie")) { c->tie_word_embeddings = 1; continue; }
-        if (!v) sl_fatal("option %s needs a value\n%s", a, USAGE);
+        if (!v) sl_usage_error("option %s needs a value\n%s", a, USAGE);
         i++;
         if (!strcmp(a, "--arch")) snprintf(c->architecture, sizeof c->architecture, "%s", v);
         else if (!strcmp(a, "--hidden")) c->hidden_size = int_arg(a, v);
@@ -56,17 +56,17 @@ static void parse(int argc, char **argv, sl_model_config *c, init_options *o)
         else if (!strcmp(a, "--std")) o->std = atof(v);
         else if (!strcmp(a, "--seed")) o->seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--dtype")) o->dtype = v;
-        else sl_fatal("unknown option '%s'\n%s", a, USAGE);
+        else sl_usage_error("unknown option '%s'\n%s", a, USAGE);
     }
-    if (!o->out) sl_fatal("no output file given\n%s", USAGE);
+    if (!o->out) sl_usage_error("no output file given\n%s", USAGE);
     if (!modelcfg_known_architecture(c->architecture))
-        sl_fatal("option --arch: expected llama, mistral or qwen2, found '%s'", c->architecture);
+        sl_usage_error("option --arch: expected llama, mistral or qwen2, found '%s'", c->architecture);
     if (strcmp(o->dtype, "f32") && strcmp(o->dtype, "bf16"))
-        sl_fatal("option --dtype: expected f32 or bf16, found '%s'", o->dtype);
+        sl_usage_error("option --dtype: expected f32 or bf16, found '%s'", o->dtype);
     c->attention_bias = !strcmp(c->architecture, "qwen2");
     c->head_dim = c->hidden_size / c->num_heads;
     const char *problem = modelcfg_problem(c);
-    if (problem) sl_fatal("invalid model shape: %s", problem);
+    if (problem) sl_usage_error("invalid model shape: %s", problem);
 }
 
 static void write_tensor(hid_t f, const sl_tensor_spec *t, const init_options *o, sl_rng *rng)

@@ -25,7 +25,7 @@ int main(int argc, char **argv)
 {
     rt_init_serial("shardlora-inspect");
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) fputs(USAGE, stdout), exit(0);
-    if (argc != 2) sl_fatal("expected one HDF5 file name, found %d arguments (see --help)", argc - 1);
+    if (argc != 2) sl_usage_error("expected one HDF5 file name, found %d arguments (see --help)", argc - 1);
     hid_t f = h5_open(argv[1], "input", 0, MPI_COMM_NULL);
     hsize_t file_size = 0;
     H5Fget_filesize(f, &file_size);

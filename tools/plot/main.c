@@ -148,7 +148,7 @@ int main(int argc, char **argv)
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) fputs(USAGE, stdout), exit(0);
     if (argc != 3) {
         fputs(USAGE, stderr);
-        sl_fatal("expected a metrics file and an output PNG, found %d arguments", argc - 1);
+        sl_usage_error("expected a metrics file and an output PNG, found %d arguments", argc - 1);
     }
     const char *metrics_path = argv[1], *png = argv[2];
     metrics_table t;

@@ -26,7 +26,7 @@ static int blocksize_arg(const char *v)
 {
     char *end;
     long x = strtol(v, &end, 10);
-    if (*end || end == v || x <= 0 || x > 1 << 20) sl_fatal("option --blocksize: expected a positive integer, found '%s'", v);
+    if (*end || end == v || x <= 0 || x > 1 << 20) sl_usage_error("option --blocksize: expected a positive integer, found '%s'", v);
     return (int)x;
 }
 
@@ -38,24 +38,24 @@ static quant_format parse(int argc, char **argv, options *o)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(USAGE, stdout); exit(0); }
         if (!strcmp(a, "--double-quant")) { o->double_quant = 1; continue; }
         if (a[0] != '-') {
-            if (o->out) sl_fatal("unexpected argument '%s'\n%s", a, USAGE);
+            if (o->out) sl_usage_error("unexpected argument '%s'\n%s", a, USAGE);
             *(o->in ? &o->out : &o->in) = a;
             continue;
         }
-        if (!v) sl_fatal("option %s needs a value\n%s", a, USAGE);
+        if (!v) sl_usage_error("option %s needs a value\n%s", a, USAGE);
         i++;
         if (!strcmp(a, "--quant")) o->type = v;
         else if (!strcmp(a, "--blocksize")) o->blocksize = blocksize_arg(v);
-        else sl_fatal("unknown option '%s'\n%s", a, USAGE);
+        else sl_usage_error("unknown option '%s'\n%s", a, USAGE);
     }
-    if (!o->out) sl_fatal("expected an input and an output model file\n%s", USAGE);
-    if (!o->type) sl_fatal("option --quant is required (nf4, fp4 or int8)\n%s", USAGE);
+    if (!o->out) sl_usage_error("expected an input and an output model file\n%s", USAGE);
+    if (!o->type) sl_usage_error("option --quant is required (nf4, fp4 or int8)\n%s", USAGE);
     quant_format f;
     const char *problem = quant_format_make(o->type, o->double_quant, o->blocksize, &f);
     if (problem) {
         char given[32] = "";
         if (o->blocksize) snprintf(given, sizeof given, " --blocksize %d", o->blocksize);
-        sl_fatal("options --quant %s%s%s: %s", o->type, o->double_quant ? " --double-quant" : "", given, problem);
+        sl_usage_error("options --quant %s%s%s: %s", o->type, o->double_quant ? " --double-quant" : "", given, problem);
     }
     return f;
 }
@@ -99,18 +99,34 @@ typedef struct {
     int n_linear, quantized, copied;
 } copy_state;
 
-static herr_t copy_attr(hid_t loc, const char *name, const H5A_info_t *ainfo, void *dst_obj)
+/* sl_fatal must not exit from inside an HDF5 iteration (HDF5 then crashes as it shuts down): each
+ * callback runs its work under rt_try and stops the walk with the message kept here. */
+static char walk_error[4096];
+
+typedef struct {
+    hid_t loc, dst;
+    const char *name;
+} attr_arg;
+
+static void copy_one_attr(void *arg)
 {
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT), t = H5Aget_type(a), s = H5Aget_space(a);
+    const attr_arg *c = arg;
+    hid_t a = H5Aopen(c->loc, c->name, H5P_DEFAULT), t = H5Aget_type(a), s = H5Aget_space(a);
     size_t bytes = H5Tget_size(t) * (size_t)H5Sget_simple_extent_npoints(s);
-    void *buf = sl_calloc(1, bytes + 1, name);
-    hid_t b = H5Acreate2(*(hid_t *)dst_obj, name, t, s, H5P_DEFAULT, H5P_DEFAULT);
+    void *buf = sl_calloc(1, bytes + 1, c->name);
+    hid_t b = H5Acreate2(c->dst, c->name, t, s, H5P_DEFAULT, H5P_DEFAULT);
     if (a < 0 || H5Aread(a, t, buf) < 0 || b < 0 || H5Awrite(b, t, buf) < 0)
-        sl_fatal("cannot copy attribute '%s'", name);
+        sl_fatal("cannot copy attribute '%s'", c->name);
     if (H5Tdetect_class(t, H5T_VLEN) > 0 || H5Tis_variable_str(t) > 0) H5Dvlen_reclaim(t, s, H5P_DEFAULT, buf);
     free(buf);
     H5Aclose(b), H5Aclose(a), H5Tclose(t), H5Sclose(s);
-    return 0;
+}
+
+static herr_t copy_attr(hid_t loc, const char *name, const H5A_info_t *ainfo, void *dst_obj)
+{
+    (void)ainfo;
+    attr_arg c = {.loc = loc, .dst = *(hid_t *)dst_obj, .name = name};
+    return rt_try(copy_one_attr, &c, walk_error, sizeof walk_error) ? 0 : -1;
 }
 
 static void copy_group(hid_t in, const char *name, copy_state *st)
@@ -119,8 +135,9 @@ static void copy_group(hid_t in, const char *name, copy_state *st)
     snprintf(path, sizeof path, "/%s", strcmp(name, ".") ? name : "");
     h5_make_groups(st->out, path);
     hid_t src = H5Oopen(in, name, H5P_DEFAULT), dst = H5Oopen(st->out, path, H5P_DEFAULT);
+    walk_error[0] = 0;
     if (H5Aiterate2(src, H5_INDEX_NAME, H5_ITER_INC, NULL, copy_attr, &dst) < 0)
-        sl_fatal("%s: cannot copy the attributes of %s", h5_name(in), path);
+        sl_fatal("%s: cannot copy the attributes of %s%s%s", h5_name(in), path, walk_error[0] ? ": " : "", walk_error);
     H5Oclose(src), H5Oclose(dst);
 }
 
@@ -134,23 +151,36 @@ static void quantize_weight(hid_t in, const sl_tensor_spec *spec, copy_state *st
     st->quantized++;
 }
 
-/* H5Ovisit calls groups before their members, so every parent exists when a member is copied. */
-static herr_t copy_object(hid_t in, const char *name, const H5O_info_t *info, void *arg)
+typedef struct {
+    hid_t in;
+    const char *name;
+    const H5O_info_t *info;
+    copy_state *st;
+} object_arg;
+
+static void copy_one_object(void *arg)
 {
-    copy_state *st = arg;
-    if (info->type == H5O_TYPE_GROUP) {
-        copy_group(in, name, st);
-        return 0;
+    const object_arg *o = arg;
+    copy_state *st = o->st;
+    if (o->info->type == H5O_TYPE_GROUP) {
+        copy_group(o->in, o->name, st);
+        return;
     }
     for (int i = 0; i < st->n_linear; i++)
-        if (strcmp(st->linear[i].path + 1, name) == 0) {
-            quantize_weight(in, &st->linear[i], st);
-            return 0;
+        if (strcmp(st->linear[i].path + 1, o->name) == 0) {
+            quantize_weight(o->in, &st->linear[i], st);
+            return;
         }
-    if (H5Ocopy(in, name, st->out, name, H5P_DEFAULT, H5P_DEFAULT) < 0)
-        sl_fatal("%s: cannot copy /%s to %s", h5_name(in), name, h5_name(st->out));
+    if (H5Ocopy(o->in, o->name, st->out, o->name, H5P_DEFAULT, H5P_DEFAULT) < 0)
+        sl_fatal("%s: cannot copy /%s to %s", h5_name(o->in), o->name, h5_name(st->out));
     st->copied++;
-    return 0;
+}
+
+/* H5Ovisit calls groups before their members, so every parent exists when a member is copied. */
+static herr_t copy_object(hid_t in, const char *name, const H5O_info_t *info, void *st)
+{
+    object_arg o = {.in = in, .name = name, .info = info, .st = st};
+    return rt_try(copy_one_object, &o, walk_error, sizeof walk_error) ? 0 : -1;
 }
 
 int main(int argc, char **argv)
@@ -166,8 +196,11 @@ int main(int argc, char **argv)
     partial_to_remove = partial;
     atexit(remove_partial);
     st.out = h5_create(partial, "quantized model", MPI_COMM_NULL);
-    if (H5Ovisit(in, H5_INDEX_NAME, H5_ITER_INC, copy_object, &st) < 0)
+    walk_error[0] = 0;
+    if (H5Ovisit(in, H5_INDEX_NAME, H5_ITER_INC, copy_object, &st) < 0) {
+        if (walk_error[0]) sl_fatal("%s", walk_error);
         sl_fatal("%s: cannot walk the file's objects (damaged file?)", o.in);
+    }
     char name[32];
     h5_set_attr_string(st.out, "/", "quantization", quant_format_name(&st.fmt, name, sizeof name));
     h5_close(st.out);

@@ -26,37 +26,46 @@ static int64_t parse_count(const char *opt, const char *s, int64_t min)
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (errno || end == s || *end || v < min || v > INT32_MAX)
-        sl_fatal("option %s: expected an integer from %lld to %d, found '%s'", opt, (long long)min, INT32_MAX, s);
+        sl_usage_error("option %s: expected an integer from %lld to %d, found '%s'", opt, (long long)min, INT32_MAX, s);
     return v;
 }
 
 static const char *value_of(int argc, char **argv, int *i)
 {
-    if (*i + 1 >= argc) sl_fatal("option %s needs a value (see --help)", argv[*i]);
+    if (*i + 1 >= argc) sl_usage_error("option %s needs a value (see --help)", argv[*i]);
     return argv[++*i];
 }
 
 /* --text and the like take every following argument up to the next option. */
 static void take_files(int argc, char **argv, int *i, tk_options *o, tk_input input)
 {
-    if (o->input != INPUT_NONE) sl_fatal("option %s: only one input kind may be given (see --help)", argv[*i]);
+    if (o->input != INPUT_NONE) sl_usage_error("option %s: only one input kind may be given (see --help)", argv[*i]);
     o->input = input;
     o->files = (const char **)argv + *i + 1;
     while (*i + 1 < argc && strncmp(argv[*i + 1], "--", 2) != 0) ++*i, o->n_files++;
-    if (o->n_files == 0) sl_fatal("option %s needs at least one file", o->files[-1]);
+    if (o->n_files == 0) sl_usage_error("option %s needs at least one file", o->files[-1]);
+}
+
+static void check_input_files(const tk_options *o)
+{
+    static const char *const OPTION[] = {[INPUT_TEXT] = "--text", [INPUT_JSONL] = "--jsonl",
+                                         [INPUT_U16] = "--tokens-u16", [INPUT_U32] = "--tokens-u32"};
+    for (int i = 0; i < o->n_files; i++) rt_expect_regular_file(OPTION[o->input], o->files[i]);
+    if (o->tokenizer) rt_expect_regular_file("--tokenizer", o->tokenizer);
 }
 
 static void check_options(const tk_options *o)
 {
-    if (o->input == INPUT_NONE) sl_fatal("no input given: use --text, --jsonl, --tokens-u16 or --tokens-u32 (see --help)");
-    if (!o->out) sl_fatal("no output given: use --out D.h5");
-    if (o->input == INPUT_TEXT && !o->tokenizer) sl_fatal("--text needs --tokenizer TOK.bin (a llama2.c tokenizer file)");
-    if (o->input != INPUT_TEXT && o->tokenizer) sl_fatal("--tokenizer is only used with --text");
-    if (o->input != INPUT_TEXT && o->doc_per_file) sl_fatal("--doc-per-file is only used with --text");
+    if (o->input == INPUT_NONE) sl_usage_error("no input given: use --text, --jsonl, --tokens-u16 or --tokens-u32 (see --help)");
+    if (!o->out) sl_usage_error("no output given: use --out D.h5");
+    if (o->input == INPUT_TEXT && !o->tokenizer) sl_usage_error("--text needs --tokenizer TOK.bin (a llama2.c tokenizer file)");
+    if (o->input != INPUT_TEXT && o->tokenizer) sl_usage_error("--tokenizer is only used with --text");
+    if (o->input != INPUT_TEXT && o->doc_per_file) sl_usage_error("--doc-per-file is only used with --text");
     if (o->input != INPUT_TEXT && !o->vocab_size)
-        sl_fatal("--jsonl, --tokens-u16 and --tokens-u32 need --vocab-size V to check the token ids");
+        sl_usage_error("--jsonl, --tokens-u16 and --tokens-u32 need --vocab-size V to check the token ids");
     if ((o->bos || o->eos) && o->vocab_size && o->vocab_size <= EOS_ID)
-        sl_fatal("--bos/--eos add ids %d/%d, but --vocab-size is %lld", BOS_ID, EOS_ID, (long long)o->vocab_size);
+        sl_usage_error("--bos/--eos add ids %d/%d, but --vocab-size is %lld", BOS_ID, EOS_ID, (long long)o->vocab_size);
+    check_input_files(o);
 }
 
 void tk_parse_options(int argc, char **argv, tk_options *o)
@@ -76,7 +85,7 @@ void tk_parse_options(int argc, char **argv, tk_options *o)
         else if (!strcmp(a, "--bos")) o->bos = 1;
         else if (!strcmp(a, "--eos")) o->eos = 1;
         else if (!strcmp(a, "--doc-per-file")) o->doc_per_file = 1;
-        else sl_fatal("unknown argument '%s' (see --help)", a);
+        else sl_usage_error("unknown argument '%s' (see --help)", a);
     }
     check_options(o);
 }
