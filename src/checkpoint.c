@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "adapter.h"
@@ -74,6 +75,24 @@ static void prune(const sl_config *cfg)
     if (n >= 0) free(list);
 }
 
+/* Collective: the disk must hold the checkpoint before the collective write starts. A write that
+ * runs out of space part-way leaves the ranks in different HDF5 collectives, which hangs the job;
+ * an agreed error before it stops every rank with the previous checkpoints intact. */
+static void check_space(const sl_model *m, const char *dir)
+{
+    int64_t data = 0, datasets = 0;
+    for (int u = 0; u < m->n_units; u++) {
+        data += CKPT_ROLES * m->units[u].train.numel * (int64_t)sizeof(float);
+        datasets += CKPT_ROLES * m->units[u].train.n_members;
+    }
+    /* headers and attributes measured at about 1.4 KiB a dataset, plus the options and the root */
+    const double need = (double)data + 1536.0 * (double)datasets + 32768.0;
+    struct statvfs fs;
+    double avail = RT.rank == 0 && statvfs(dir, &fs) == 0 ? (double)fs.f_bavail * (double)fs.f_frsize : need;
+    rt_agree(avail >= need, "disk full: a checkpoint in '%s' needs about %.1f MiB and %.1f MiB are free "
+             "(free space, or keep fewer with --ckpt-keep)", dir, need / 1048576.0, avail / 1048576.0);
+}
+
 void checkpoint_save(const sl_model *m, float *const roles[CKPT_ROLES], const sl_config *cfg, const char *quant,
                      ckpt_meta meta)
 {
@@ -81,6 +100,7 @@ void checkpoint_save(const sl_model *m, float *const roles[CKPT_ROLES], const sl
     checkpoint_dir(cfg, dir, sizeof dir);
     int made = RT.rank != 0 || mkdir(dir, 0755) == 0 || errno == EEXIST;
     rt_agree(made, "cannot create checkpoint directory '%s': %s", dir, strerror(errno));
+    check_space(m, dir);
     snprintf(final, sizeof final, "%s/step_%08lld.h5", dir, (long long)meta.step);
     snprintf(tmp, sizeof tmp, "%s.partial", final);
     hid_t f = h5_create(tmp, "checkpoint", MPI_COMM_WORLD);
