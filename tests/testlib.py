@@ -71,3 +71,19 @@ def expect_exit(name, cmd, status, pattern, np=None, timeout=600):
 
 def finish():
     sys.exit(1 if _failures else 0)
+
+
+def write_tokens(path, docs, vocab, loss_mask=None, labels=None, num_labels=0):
+    """A dataset file (README: Dataset file) of the token-id arrays docs; loss_mask: one 0/1 array per
+    document; labels: one class per document, for sequence classification."""
+    import h5py
+    import numpy as np
+    with h5py.File(path, "w") as f:
+        f["tokens"] = np.concatenate(docs).astype(np.int32)
+        f["doc_offsets"] = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64)
+        if loss_mask is not None:
+            f["loss_mask"] = np.concatenate(loss_mask).astype(np.uint8)
+        f.attrs["vocab_size"] = np.int64(vocab)
+        if labels is not None:
+            f["labels"] = np.array(labels, np.int32)
+            f.attrs["num_labels"] = np.int64(num_labels)

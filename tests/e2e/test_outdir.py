@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from testlib import BIN, check, expect_exit, finish, run  # noqa: E402
+from testlib import BIN, check, expect_exit, finish, run, write_tokens  # noqa: E402
 
 SL = f"{BIN}/shardlora"
 LOCK = "shardlora.lock"
@@ -22,10 +22,7 @@ rng = np.random.default_rng(7)
 run([f"{BIN}/shardlora-init", "model.h5", "--hidden", "32", "--heads", "4", "--kv-heads", "2", "--intermediate", "48",
      "--layers", "2", "--vocab", "64", "--max-pos", "64", "--seed", "3"])
 docs = [rng.integers(3, 64, rng.integers(12, 30)) for _ in range(200)]
-with h5py.File("data.h5", "w") as f:
-    f["tokens"] = np.concatenate(docs).astype(np.int32)
-    f["doc_offsets"] = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64)
-    f.attrs["vocab_size"] = np.int64(64)
+write_tokens("data.h5", docs, 64)
 common = ["--model=model.h5", "--data=data.h5", "--seq-len=16", "--micro-batch=2", "--lora-r=4", "--log-every=1"]
 
 

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from testlib import BIN, check, finish, run  # noqa: E402
+from testlib import BIN, check, finish, run, write_tokens  # noqa: E402
 
 SL = f"{BIN}/shardlora"
 V = 64
@@ -17,10 +17,7 @@ rng = np.random.default_rng(3)
 run([f"{BIN}/shardlora-init", "model.h5", "--hidden", "64", "--heads", "4", "--kv-heads", "2", "--intermediate", "128",
      "--layers", "3", "--vocab", str(V), "--max-pos", "64", "--std", "0.1", "--seed", "5"])
 docs = [np.concatenate([[1], rng.integers(3, V, rng.integers(12, 30))]) for _ in range(200)]
-with h5py.File("train.h5", "w") as f:
-    f["tokens"] = np.concatenate(docs).astype(np.int32)
-    f["doc_offsets"] = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64)
-    f.attrs["vocab_size"] = np.int64(V)
+write_tokens("train.h5", docs, V)
 
 # two micro-steps per optimizer step on each of 2 ranks
 common = ["--model=model.h5", "--data=train.h5", "--seq-len=32", "--micro-batch=2", "--global-batch=8",

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from testlib import BIN, check, expect_fail, finish, run  # noqa: E402
+from testlib import BIN, check, expect_fail, finish, run, write_tokens  # noqa: E402
 
 SL = f"{BIN}/shardlora"
 V = 64
@@ -23,16 +23,6 @@ def progression_docs(n_docs, rng):
     return docs
 
 
-def write_data(path, docs, labels=None, num_labels=0):
-    with h5py.File(path, "w") as f:
-        f["tokens"] = np.concatenate(docs).astype(np.int32)
-        f["doc_offsets"] = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64)
-        f.attrs["vocab_size"] = np.int64(V)
-        if labels is not None:
-            f["labels"] = np.array(labels, np.int32)
-            f.attrs["num_labels"] = np.int64(num_labels)
-
-
 def losses(out):
     with h5py.File(f"{out}/metrics.h5", "r") as f:
         return f["metrics/loss"][:], f["metrics/step"][:]
@@ -41,8 +31,8 @@ def losses(out):
 rng = np.random.default_rng(1)
 run([f"{BIN}/shardlora-init", "model.h5", "--hidden", "64", "--heads", "4", "--kv-heads", "2", "--intermediate", "128",
      "--layers", "2", "--vocab", str(V), "--max-pos", "64", "--std", "0.1", "--seed", "4"])
-write_data("train.h5", progression_docs(400, rng))
-write_data("heldout.h5", progression_docs(60, rng))
+write_tokens("train.h5", progression_docs(400, rng), V)
+write_tokens("heldout.h5", progression_docs(60, rng), V)
 common = ["--model=model.h5", "--data=train.h5", "--seq-len=32", "--micro-batch=2", "--global-batch=8",
           "--quant=nf4", "--double-quant", "--lora-r=8", "--lora-alpha=16", "--lr=3e-3", "--log-every=1"]
 
@@ -75,7 +65,7 @@ after = heldout_loss("long/adapter.h5")
 check(f"300 steps lower held-out eval loss by at least half ({before:.3f} -> {after:.3f})", after <= before / 2)
 
 # training errors
-write_data("cls.h5", progression_docs(16, rng), labels=list(rng.integers(0, 3, 16)), num_labels=3)
+write_tokens("cls.h5", progression_docs(16, rng), V, labels=list(rng.integers(0, 3, 16)), num_labels=3)
 expect_fail("LoRA target that matches no module", [SL, "train", *common, "--out=e", "--lora-targets=q_proj,qkv_proj"],
             r"--lora-targets: 'qkv_proj' matches no module", np=2)
 expect_fail("LoRA rank 0", [SL, "train", *common, "--out=e", "--lora-r=0"], r"--lora-r: expected an integer >= 1, found '0'", np=2)

@@ -11,23 +11,11 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from testlib import BIN, SHARED, check, finish, run  # noqa: E402
+from testlib import BIN, SHARED, check, finish, run, write_tokens  # noqa: E402
 
 SL = f"{BIN}/shardlora"
 V = 512
 rng = np.random.default_rng(11)
-
-
-def write_data(path, docs, masked=False, labels=None, num_labels=0):
-    with h5py.File(path, "w") as f:
-        f["tokens"] = np.concatenate(docs).astype(np.int32)
-        f["doc_offsets"] = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64)
-        if masked:  # the first third of each document is prompt: no loss there
-            f["loss_mask"] = np.concatenate([(np.arange(len(d)) >= len(d) // 3) for d in docs]).astype(np.uint8)
-        f.attrs["vocab_size"] = np.int64(V)
-        if labels is not None:
-            f["labels"] = np.array(labels, np.int32)
-            f.attrs["num_labels"] = np.int64(num_labels)
 
 
 def metrics(out, name="loss"):
@@ -50,8 +38,9 @@ def rel(a, b):
 run([f"{BIN}/shardlora-init", "model.h5", "--hidden", "256", "--heads", "4", "--kv-heads", "2", "--intermediate",
      "688", "--layers", "2", "--vocab", str(V), "--max-pos", "256", "--std", "0.05", "--seed", "3"])
 docs = [np.concatenate([[1], rng.integers(3, V, rng.integers(8, 120))]) for _ in range(64)]
-write_data("lm.h5", docs, masked=True)
-write_data("cls.h5", docs, labels=list(rng.integers(0, 3, len(docs))), num_labels=3)
+# the first third of each document is prompt: no loss there
+write_tokens("lm.h5", docs, V, loss_mask=[np.arange(len(d)) >= len(d) // 3 for d in docs])
+write_tokens("cls.h5", docs, V, labels=list(rng.integers(0, 3, len(docs))), num_labels=3)
 
 one_step = ["--model=model.h5", "--seq-len=128", "--micro-batch=4", "--global-batch=8", "--lora-r=8",
             "--lora-alpha=16", "--steps=1", "--dump-grads", "--log-every=1"]
@@ -77,7 +66,7 @@ for name, extra in cases.items():
 # eval of a real pretrained model (stories260K: head_dim 8, the fallback attention)
 run([f"{BIN}/shardlora-import", "llama2c", f"{SHARED}/models/stories260K.bin", "stories.h5"])
 sdocs = [np.concatenate([[1], rng.integers(3, 512, rng.integers(20, 200))]) for _ in range(16)]
-write_data("stories_data.h5", sdocs)
+write_tokens("stories_data.h5", sdocs, V)
 ev = {}
 for dev in ("cpu", "cuda"):
     run([SL, "eval", "--model=stories.h5", "--data=stories_data.h5", "--seq-len=256", f"--device={dev}",

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from testlib import BIN, expect_exit, finish, run  # noqa: E402
+from testlib import BIN, expect_exit, finish, run, write_tokens  # noqa: E402
 
 QUANTIZE, EXPORT = f"{BIN}/shardlora-quantize", f"{BIN}/shardlora-export"
 run([f"{BIN}/shardlora-init", "model.h5", "--hidden", "32", "--heads", "4", "--kv-heads", "2", "--intermediate", "48",
@@ -45,10 +45,7 @@ expect_exit("quantize: no partial output is left", ["test", "-e", "q.h5.partial"
 V = 64
 rng = np.random.default_rng(5)
 docs = [rng.integers(3, V, rng.integers(12, 30)) for _ in range(40)]
-with h5py.File("data.h5", "w") as f:
-    f["tokens"] = np.concatenate(docs).astype(np.int32)
-    f["doc_offsets"] = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64)
-    f.attrs["vocab_size"] = np.int64(V)
+write_tokens("data.h5", docs, V)
 run([f"{BIN}/shardlora", "train", "--model=model.h5", "--data=data.h5", "--out=run", "--seq-len=16", "--micro-batch=2",
      "--lora-r=4", "--steps=2"], np=1)
 LORA_B = "lora/model/layers/0/self_attn/q_proj/lora_B"
