@@ -115,13 +115,14 @@ void fsdp_account_gathered(int64_t delta)
 
 int64_t fsdp_gathered_peak(void) { return gathered_peak; }
 
-static int64_t gathered_bytes(const fsdp_pool *p) { return p->shard_numel * RT.world * (int64_t)sizeof(float); }
+/* Bytes of the whole pool in fp32: the gathered buffer, and a trainable pool's full gradient. */
+static int64_t full_bytes(const fsdp_pool *p) { return p->shard_numel * RT.world * (int64_t)sizeof(float); }
 
 void fsdp_gather(fsdp_pool *p)
 {
     if (p->full || p->dev_kept) return;
-    p->full = sl_malloc((size_t)gathered_bytes(p), "gathered unit");
-    fsdp_account_gathered(gathered_bytes(p));
+    p->full = sl_malloc((size_t)full_bytes(p), "gathered unit");
+    fsdp_account_gathered(full_bytes(p));
     comm_allgather_f32(p->full, p->shard, p->shard_numel);
     const int64_t n = p->shard_numel * RT.world;
     p->dev_buf = BE->mirror_alloc((size_t)n * (size_t)BE->act_bytes, "gathered unit");
@@ -129,7 +130,7 @@ void fsdp_gather(fsdp_pool *p)
     /* With one rank nothing is gathered, so frozen weights need no second transfer: the backend's
      * copy stays and the host's goes (the CPU backend computes on the host copy itself). */
     if (p->frozen && RT.world == 1 && p->dev_buf) {
-        fsdp_account_gathered(-gathered_bytes(p));
+        fsdp_account_gathered(-full_bytes(p));
         free(p->full);
         p->full = NULL, p->dev_kept = 1;
     }
@@ -138,7 +139,7 @@ void fsdp_gather(fsdp_pool *p)
 static void drop_gathered(fsdp_pool *p)
 {
     if (p->dev_kept) return;
-    if (p->full) fsdp_account_gathered(-gathered_bytes(p));
+    if (p->full) fsdp_account_gathered(-full_bytes(p));
     free(p->full);
     BE->release(p->dev_buf);
     p->full = NULL, p->dev = p->dev_buf = NULL;
@@ -173,17 +174,16 @@ const void *fsdp_member_dev(const fsdp_pool *p, const char *path)
     return m && p->dev ? act_at(p->dev, m->offset) : NULL;
 }
 
-static size_t grad_bytes(const fsdp_pool *p) { return (size_t)p->shard_numel * (size_t)RT.world * sizeof(float); }
 
 float *fsdp_grad_dev(const fsdp_pool *p) { return p->grad_dev ? p->grad_dev : p->grad_full; }
 
 void fsdp_grad_zero(fsdp_pool *p)
 {
     if (!p->grad_full) {
-        p->grad_full = sl_malloc(grad_bytes(p), "full gradient");
-        p->grad_dev = BE->mirror_alloc(grad_bytes(p), "full gradient");
+        p->grad_full = sl_malloc((size_t)full_bytes(p), "full gradient");
+        p->grad_dev = BE->mirror_alloc((size_t)full_bytes(p), "full gradient");
     }
-    BE->zero(fsdp_grad_dev(p), grad_bytes(p));
+    BE->zero(fsdp_grad_dev(p), (size_t)full_bytes(p));
 }
 
 void fsdp_grad_to_host(fsdp_pool *p)
