@@ -96,36 +96,41 @@ void layer_scratch_free(layer_scratch *s)
     memset(s, 0, sizeof *s);
 }
 
+/* The thin LoRA products land in y (or dx) first and the base GEMM accumulates onto them: the
+ * base GEMM is compute-bound, so reading its output operand there costs nothing, while a LoRA
+ * product after it would read and write all of y once more. */
 static void proj_forward(void *y, const void *x, int p, int accumulate, const layer_pass *ps,
                          const layer_weights *w, const lora_view *lv, layer_acts *a)
 {
-    const int T = a->T;
+    const int T = a->T, lora = lv && lv->A[p];
     proj_dims d = dims_of(ps->c, p);
-    BE->linear_fwd(y, x, w->w[p], w->bias[p], T, (int)d.in, (int)d.out, 1.0f, accumulate);
-    if (!lv || !lv->A[p]) return;
-    const void *xd = x;
-    if (a->lora_x[p]) {
-        BE->dropout_fwd(a->lora_x[p], x, (int64_t)T * d.in, ps->l->dropout, a->dropout_key, (uint64_t)p);
-        xd = a->lora_x[p];
+    if (lora) {
+        const void *xd = x;
+        if (a->lora_x[p]) {
+            BE->dropout_fwd(a->lora_x[p], x, (int64_t)T * d.in, ps->l->dropout, a->dropout_key, (uint64_t)p);
+            xd = a->lora_x[p];
+        }
+        BE->linear_fwd(a->lora_u[p], xd, lv->A[p], NULL, T, (int)d.in, ps->l->r, 1.0f, 0);
+        BE->linear_fwd(y, a->lora_u[p], lv->B[p], NULL, T, ps->l->r, (int)d.out, ps->l->scale, accumulate);
     }
-    BE->linear_fwd(a->lora_u[p], xd, lv->A[p], NULL, T, (int)d.in, ps->l->r, 1.0f, 0);
-    BE->linear_fwd(y, a->lora_u[p], lv->B[p], NULL, T, ps->l->r, (int)d.out, ps->l->scale, 1);
+    BE->linear_fwd(y, x, w->w[p], w->bias[p], T, (int)d.in, (int)d.out, 1.0f, accumulate || lora);
 }
 
 /* dx (+)= d/dx of projection p at input x given dy; adapter gradients into lv. */
 static void proj_backward(void *dx, int accumulate, const void *dy, const void *x, int p, const layer_pass *ps,
                           const layer_weights *w, const lora_view *lv, const layer_acts *a, layer_scratch *s)
 {
-    const int T = a->T, r = ps->l ? ps->l->r : 0;
+    const int T = a->T, r = ps->l ? ps->l->r : 0, lora = lv && lv->A[p];
     proj_dims d = dims_of(ps->c, p);
-    BE->linear_bwd_data(dx, dy, w->w[p], T, (int)d.in, (int)d.out, 1.0f, accumulate);
-    if (!lv || !lv->A[p]) return;
+    if (!lora || a->lora_x[p]) BE->linear_bwd_data(dx, dy, w->w[p], T, (int)d.in, (int)d.out, 1.0f, accumulate);
+    if (!lora) return;
     BE->linear_bwd_data(s->du, dy, lv->B[p], T, r, (int)d.out, ps->l->scale, 0);
     BE->linear_bwd_weight(lv->dB[p], dy, a->lora_u[p], T, r, (int)d.out, ps->l->scale);
     if (!a->lora_x[p]) {
-        BE->linear_bwd_data(dx, s->du, lv->A[p], T, (int)d.in, r, 1.0f, 1);
+        BE->linear_bwd_data(dx, s->du, lv->A[p], T, (int)d.in, r, 1.0f, accumulate);
         BE->linear_bwd_weight(lv->dA[p], s->du, x, T, (int)d.in, r, 1.0f);
-    } else {
+        BE->linear_bwd_data(dx, dy, w->w[p], T, (int)d.in, (int)d.out, 1.0f, 1);
+    } else { /* the dropout mask's backward adds into dx, which the base product has filled */
         BE->linear_bwd_data(s->dxd, s->du, lv->A[p], T, (int)d.in, r, 1.0f, 0);
         BE->linear_bwd_weight(lv->dA[p], s->du, a->lora_x[p], T, (int)d.in, r, 1.0f);
         BE->dropout_bwd(dx, s->dxd, (int64_t)T * d.in, ps->l->dropout, a->dropout_key, (uint64_t)p);
