@@ -38,11 +38,10 @@ typedef struct {
     void (*download)(void *host, const void *src, size_t bytes); /* waits for the stream */
 
     /* mirrors (see above): a buffer to mirror into (NULL on the CPU backend), the mirror of host
-     * bytes, the act-typed mirror of fp32 host values, and fp32 results brought back to host. */
+     * bytes, and the act-typed mirror of fp32 host values. */
     void *(*mirror_alloc)(size_t bytes, const char *what);
     const void *(*mirror)(void *mirror_buf, const void *host, size_t bytes);
     void *(*mirror_act)(void *mirror_buf, const float *host, int64_t n);
-    void (*unmirror_f32)(float *host, const float *mirror_buf, int64_t n);
 
     /* out[T, N] (act) = (accumulate ? out : 0) + scale * x[T, K] W[N, K]^T + bias[N] (bias may be
      * NULL and is not scaled). linear_logits: the same into fp32 out, no bias, no accumulation. */
@@ -82,14 +81,24 @@ typedef struct {
     /* Rows of a [*, D] act matrix: dst[i] = src[rows[i]] and dst[rows[i]] = src[i]. */
     void (*gather_rows)(void *dst, const void *src, const int32_t *rows, int n, int D);
     void (*scatter_rows)(void *dst, const void *src, const int32_t *rows, int n, int D);
-    /* Cross-entropy of fp32 logits[T, V] against target[T] (< 0: ignored). row_loss_host[t]
-     * receives each row's loss (0 where ignored) on the HOST; dlogits (act, or NULL) receives
+    /* Cross-entropy of fp32 logits[T, V] against target[T] (< 0: ignored). row_loss[t] (backend
+     * memory, double) receives each row's loss (0 where ignored); dlogits (act, or NULL) receives
      * weight * (softmax - onehot), 0 on ignored rows. */
-    void (*cross_entropy)(double *row_loss_host, void *dlogits, const float *logits, const int32_t *target,
+    void (*cross_entropy)(double *row_loss, void *dlogits, const float *logits, const int32_t *target,
                           float weight, int T, int V);
     /* out[n] (act) = the n elements of quantized blocks q (kernels.h); q's codes and statistics are
      * backend buffers, its code tables host arrays. */
     void (*dequant)(void *out, const k_quant_blocks *q, int64_t n);
+
+    /* dst[n] (act) = fp32 src[n] of backend memory (a copy on the CPU backend). */
+    void (*to_act)(void *dst, const float *src, int64_t n);
+    /* The optimizer on backend memory, twins of optim.h: the sum of squares of x in double (a
+     * deterministic order, returned to the host), x *= s, and one AdamW update with
+     * adamw_step's arithmetic (the CUDA backend's equals the CPU's bit for bit). */
+    double (*sq_norm)(const float *x, int64_t n);
+    void (*scale_f32)(float *x, int64_t n, float s);
+    void (*adamw)(float *param, const float *grad, float *m, float *v, int64_t n, double beta1, double beta2,
+                  double eps, double weight_decay, int64_t step, float lr);
 } sl_backend;
 
 /* The backend every model computation goes through; set once at start-up by backend_select. */

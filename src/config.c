@@ -42,6 +42,11 @@ static const sl_option OPTIONS[] = {
      "base weights: full (ZeRO-3, gathered per use), grad_op (gathered once per step), none (replicated)"},
     {"device", OPT_CHOICE, "auto", "auto|cpu|cuda", 0, BOTH, AT(device),
      "compute backend: cuda (bf16, one GPU per local rank) or cpu (fp32); auto: cuda when built and a GPU is visible"},
+    {"comm", OPT_CHOICE, "auto", "auto|nccl|mpi", 0, BOTH, AT(comm),
+     "collectives of weights and gradients: nccl (CUDA, one GPU per rank) or mpi (host memory; staged through it on "
+     "the GPU); auto: nccl when every rank has its own GPU. Named, they run even on one rank"},
+    {"comm-timeout", OPT_FLOAT, "600", NULL, 0, BOTH, AT(comm_timeout),
+     "seconds a collective may make no progress before the job ends with a message (a stuck or dead peer)"},
     {"task", OPT_CHOICE, "causal_lm", "causal_lm|seq_cls", 0, CMD_TRAIN, AT(task),
      "causal_lm: next-token loss where /loss_mask allows; seq_cls: classify each document by /labels"},
     {"num-labels", OPT_INT, "0", NULL, 0, CMD_TRAIN, AT(num_labels), "classes for --task=seq_cls (must match the dataset)"},

@@ -23,6 +23,8 @@ typedef struct {
     int double_quant, blocksize;
     char *shard;          /* full | grad_op | none */
     char *device;         /* auto | cpu | cuda */
+    char *comm;           /* auto | nccl | mpi */
+    double comm_timeout;  /* seconds */
     /* task */
     char *task;           /* causal_lm | seq_cls */
     int num_labels;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "adapter.h"
+#include "backend.h"
 #include "comm.h"
 #include "data.h"
 #include "forward.h"
@@ -134,12 +135,16 @@ void eval_run(const sl_config *cfg)
     model_load(&m, cfg->model, &fmt, model_keep_of(cfg->shard));
     adapter_info info;
     float *adapter_shards = NULL;
+    void *adapter_dev = NULL;
     if (cfg->adapter) {
         adapter_read_info(cfg->adapter, &info);
         model_add_trainable(&m, &info.lora, 0);
-        adapter_shards = sl_calloc((size_t)model_trainable_shard_numel(&m), 4, "adapter");
-        model_bind_trainable(&m, adapter_shards);
+        const size_t bytes = (size_t)model_trainable_shard_numel(&m) * sizeof(float);
+        adapter_shards = sl_calloc(bytes, 1, "adapter");
+        model_bind_trainable(&m, adapter_shards, adapter_shards, NULL);
         adapter_load(&m, cfg->adapter);
+        adapter_dev = BE->mirror_alloc(bytes, "adapter");
+        model_bind_trainable(&m, adapter_shards, (float *)BE->mirror(adapter_dev, adapter_shards, bytes), NULL);
     }
     sl_dataset d;
     data_open(&d, cfg->data);
@@ -191,5 +196,6 @@ void eval_run(const sl_config *cfg)
     free(b.ids), free(b.pos), free(b.target), free(b.seq_start), free(w);
     data_close(&d);
     model_free(&m);
+    BE->release(adapter_dev);
     free(adapter_shards);
 }

@@ -38,7 +38,7 @@ void model_forward_loss(sl_model *m, forward_state *f, const sl_batch *b, double
     if (!c->tie_word_embeddings) fsdp_release(&m->units[0].frozen);
     for (int l = 0; l < L; l++) {
         fsdp_unit *u = &m->units[1 + l];
-        fsdp_unit_gather(u);
+        fsdp_unit_gather_ahead(u, l + 1 < L ? u + 1 : NULL);
         layer_weights w = layer_weights_of(u, l);
         lora_view lv = lora_view_of(m->lora, &u->train, l);
         layer_forward(&ps, &w, &lv, &a, a.x_in); /* in place: eval keeps no activations */

@@ -101,6 +101,9 @@ void fsdp_pool_load(fsdp_pool *p, hid_t file)
     }
     transfer_shard(p, file, "", p->shard, 0);
     check_finite(p, h5_name(file));
+    if (!p->frozen) return; /* adapters: their values go to the backend with the optimizer's state */
+    p->shard_act_buf = BE->mirror_alloc((size_t)p->shard_numel * (size_t)BE->act_bytes, "weight shard");
+    p->shard_act = BE->mirror_act(p->shard_act_buf, p->shard, p->shard_numel);
 }
 
 void fsdp_pool_write(const fsdp_pool *p, hid_t file) { transfer_shard(p, file, "", p->shard, 1); }
@@ -115,34 +118,56 @@ void fsdp_account_gathered(int64_t delta)
 
 int64_t fsdp_gathered_peak(void) { return gathered_peak; }
 
-/* Bytes of the whole pool in fp32: the gathered buffer, and a trainable pool's full gradient. */
-static int64_t full_bytes(const fsdp_pool *p) { return p->shard_numel * RT.world * (int64_t)sizeof(float); }
+/* Bytes of the whole pool gathered (act-typed) and of a trainable pool's full fp32 gradient. */
+static int64_t gathered_bytes(const fsdp_pool *p) { return p->shard_numel * RT.world * (int64_t)BE->act_bytes; }
+static int64_t grad_bytes(const fsdp_pool *p) { return p->shard_numel * RT.world * (int64_t)sizeof(float); }
+
+/* Without collectives the shard is the whole pool: frozen weights are used where they were loaded,
+ * and fp32 adapters too when the backend computes in fp32. */
+static int gather_is_view(const fsdp_pool *p) { return !comm_active() && (p->frozen || BE->act_bytes == 4); }
+
+void fsdp_prefetch(fsdp_pool *p)
+{
+    if (p->dev || p->gather_in_flight || gather_is_view(p) || !comm_active()) return;
+    const size_t shard_bytes = (size_t)p->shard_numel * (size_t)BE->act_bytes;
+    p->dev_buf = BE->alloc((size_t)gathered_bytes(p), "gathered unit");
+    fsdp_account_gathered(gathered_bytes(p));
+    const void *mine = p->shard_act;
+    if (!p->frozen) { /* adapters travel in the compute type, cast from the fp32 masters */
+        if (!p->cast_buf) p->cast_buf = BE->alloc(shard_bytes, "adapters in transit");
+        BE->to_act(p->cast_buf, p->shard_dev, p->shard_numel);
+        mine = p->cast_buf;
+    }
+    p->gather_ticket = comm_allgather_be(p->dev_buf, mine, (int64_t)shard_bytes);
+    p->gather_in_flight = 1;
+}
 
 void fsdp_gather(fsdp_pool *p)
 {
-    if (p->full || p->dev_kept) return;
-    p->full = sl_malloc((size_t)full_bytes(p), "gathered unit");
-    fsdp_account_gathered(full_bytes(p));
-    comm_allgather_f32(p->full, p->shard, p->shard_numel);
-    const int64_t n = p->shard_numel * RT.world;
-    p->dev_buf = BE->mirror_alloc((size_t)n * (size_t)BE->act_bytes, "gathered unit");
-    p->dev = BE->mirror_act(p->dev_buf, p->full, n);
-    /* With one rank nothing is gathered, so frozen weights need no second transfer: the backend's
-     * copy stays and the host's goes (the CPU backend computes on the host copy itself). */
-    if (p->frozen && RT.world == 1 && p->dev_buf) {
-        fsdp_account_gathered(-full_bytes(p));
-        free(p->full);
-        p->full = NULL, p->dev_kept = 1;
+    if (p->dev) return;
+    if (gather_is_view(p)) {
+        p->dev = p->frozen ? p->shard_act : (void *)p->shard_dev;
+        return;
     }
+    if (!comm_active()) { /* one rank, a bf16 backend: the adapters cast from their masters */
+        p->dev_buf = BE->alloc((size_t)gathered_bytes(p), "gathered unit");
+        fsdp_account_gathered(gathered_bytes(p));
+        BE->to_act(p->dev_buf, p->shard_dev, p->shard_numel);
+    } else {
+        fsdp_prefetch(p);
+        comm_wait(p->gather_ticket);
+        p->gather_in_flight = 0;
+    }
+    p->dev = p->dev_buf;
 }
 
 static void drop_gathered(fsdp_pool *p)
 {
-    if (p->dev_kept) return;
-    if (p->full) fsdp_account_gathered(-full_bytes(p));
-    free(p->full);
-    BE->release(p->dev_buf);
-    p->full = NULL, p->dev = p->dev_buf = NULL;
+    if (p->dev_buf) {
+        fsdp_account_gathered(-gathered_bytes(p));
+        BE->release(p->dev_buf);
+    }
+    p->dev = p->dev_buf = NULL;
 }
 
 void fsdp_release(fsdp_pool *p)
@@ -150,9 +175,15 @@ void fsdp_release(fsdp_pool *p)
     if (p->keep == KEEP_PER_USE) drop_gathered(p);
 }
 
-void fsdp_reduce_scatter_grad(fsdp_pool *p, float *grad_shard)
+void fsdp_reduce_grad(fsdp_pool *p)
 {
-    comm_reduce_scatter_sum_f32(grad_shard, p->grad_full, p->shard_numel);
+    if (p->grad_dev) p->grad_ticket = comm_reduce_scatter_be_f32(p->grad_shard, p->grad_dev, p->shard_numel);
+}
+
+void fsdp_grad_wait(fsdp_pool *p)
+{
+    comm_wait(p->grad_ticket);
+    p->grad_ticket = 0;
 }
 
 const fsdp_member *fsdp_find(const fsdp_pool *p, const char *path)
@@ -162,43 +193,33 @@ const fsdp_member *fsdp_find(const fsdp_pool *p, const char *path)
     return NULL;
 }
 
-float *fsdp_member_data(const fsdp_pool *p, const char *path)
-{
-    const fsdp_member *m = fsdp_find(p, path);
-    return m && p->full ? p->full + m->offset : NULL;
-}
-
 const void *fsdp_member_dev(const fsdp_pool *p, const char *path)
 {
     const fsdp_member *m = fsdp_find(p, path);
     return m && p->dev ? act_at(p->dev, m->offset) : NULL;
 }
 
-
-float *fsdp_grad_dev(const fsdp_pool *p) { return p->grad_dev ? p->grad_dev : p->grad_full; }
-
 void fsdp_grad_zero(fsdp_pool *p)
 {
-    if (!p->grad_full) {
-        p->grad_full = sl_malloc((size_t)full_bytes(p), "full gradient");
-        p->grad_dev = BE->mirror_alloc((size_t)full_bytes(p), "full gradient");
-    }
-    BE->zero(fsdp_grad_dev(p), (size_t)full_bytes(p));
-}
-
-void fsdp_grad_to_host(fsdp_pool *p)
-{
-    if (p->grad_full) BE->unmirror_f32(p->grad_full, p->grad_dev, p->shard_numel * RT.world);
+    if (!p->grad_dev) p->grad_dev = BE->alloc((size_t)grad_bytes(p), "full gradient");
+    BE->zero(p->grad_dev, (size_t)grad_bytes(p));
 }
 
 void fsdp_pool_free(fsdp_pool *p)
 {
     if (p->owns_shard) free(p->shard);
-    p->dev_kept = 0;
     drop_gathered(p);
-    free(p->grad_full);
+    BE->release(p->shard_act_buf);
+    BE->release(p->cast_buf);
     BE->release(p->grad_dev);
     memset(p, 0, sizeof *p);
+}
+
+void fsdp_unit_prefetch(fsdp_unit *u)
+{
+    fsdp_prefetch(&u->frozen);
+    qpool_prefetch(&u->quant);
+    fsdp_prefetch(&u->train);
 }
 
 void fsdp_unit_gather(fsdp_unit *u)
@@ -206,6 +227,12 @@ void fsdp_unit_gather(fsdp_unit *u)
     fsdp_gather(&u->frozen);
     qpool_gather(&u->quant);
     fsdp_gather(&u->train);
+}
+
+void fsdp_unit_gather_ahead(fsdp_unit *u, fsdp_unit *next)
+{
+    fsdp_unit_gather(u);
+    if (next) fsdp_unit_prefetch(next);
 }
 
 void fsdp_unit_release(fsdp_unit *u)

@@ -13,6 +13,7 @@
 #include <hdf5.h>
 #include <stdint.h>
 
+#include "comm.h"
 #include "qpool.h"
 
 #define FSDP_MAX_MEMBERS 24
@@ -36,15 +37,22 @@ typedef struct {
     fsdp_member members[FSDP_MAX_MEMBERS];
     int64_t numel;       /* logical elements */
     int64_t shard_numel; /* elements each rank owns (numel padded to a multiple of world) */
-    float *shard;        /* this rank's part (owned, or a view into a caller's flat buffer) */
-    float *full;         /* the gathered pool, or NULL */
-    void *dev;           /* the gathered pool where the backend computes (act-typed; full itself on the CPU) */
-    void *dev_buf;       /* the backend's copy behind dev (NULL on the CPU backend) */
-    float *grad_full;    /* trainable pools: the full gradient accumulated over micro-steps */
-    float *grad_dev;     /* the backend's copy of the gradient (NULL on the CPU backend) */
+    float *shard;        /* this rank's part on the host, for the files (owned, or a view into a flat buffer) */
+    /* This rank's part where the backend computes: trainable pools keep their fp32 master values
+     * there (a view into the optimizer's flat buffer); frozen pools an act-typed copy made at load
+     * (the host shard itself on the CPU backend). */
+    float *shard_dev;
+    void *shard_act, *shard_act_buf;
+    void *cast_buf;      /* trainable pools: the act-typed shard sent into the all-gather */
+    void *dev;           /* the gathered pool where the backend computes (act-typed), or NULL */
+    void *dev_buf;       /* the buffer behind dev when it was really gathered (dev is a view otherwise) */
+    comm_ticket gather_ticket;
+    int gather_in_flight;
+    float *grad_dev;     /* trainable pools: the full gradient, accumulated where the backend computes */
+    float *grad_shard;   /* trainable pools: where the reduce-scatter delivers this rank's part */
+    comm_ticket grad_ticket;
     fsdp_keep keep;      /* when fsdp_release really frees the gathered buffer */
     int frozen;          /* its values never change (base weights) */
-    int dev_kept;        /* the backend's copy outlives releases: frozen, one rank, backend memory */
     int owns_shard;
 } fsdp_pool;
 
@@ -70,25 +78,29 @@ void fsdp_pool_read_at(const fsdp_pool *p, hid_t file, const char *prefix, float
  * of the whole logical tensor, the same for any sharding. */
 void fsdp_pool_checksums(const fsdp_pool *p, const float *shard, uint64_t *sums);
 
-/* Collective: make the whole pool available where the backend computes (dev). */
+/* Collective: make the whole pool available where the backend computes (dev). prefetch starts
+ * the collectives only (NCCL: on the communication stream, overlapping the compute issued after
+ * it); gather finishes them, or does all of it when nothing was prefetched. */
+void fsdp_prefetch(fsdp_pool *p);
 void fsdp_gather(fsdp_pool *p);
 void fsdp_release(fsdp_pool *p);
-/* Collective: sum grad_full over ranks and deliver this rank's range into grad_shard. */
-void fsdp_reduce_scatter_grad(fsdp_pool *p, float *grad_shard);
-/* The gathered data of the member stored at path, or NULL: on the host, and where the backend
- * computes (act-typed). */
-float *fsdp_member_data(const fsdp_pool *p, const char *path);
+/* Collective: start summing the full gradient over ranks into this rank's grad_shard;
+ * fsdp_grad_wait orders the compute after it. */
+void fsdp_reduce_grad(fsdp_pool *p);
+void fsdp_grad_wait(fsdp_pool *p);
+/* Where the backend computes: the gathered data of the member stored at path (act-typed), or NULL. */
 const void *fsdp_member_dev(const fsdp_pool *p, const char *path);
-/* Trainable pools: the gradient the backend accumulates into (zeroed by fsdp_grad_zero), and its
- * copy into grad_full for the reduce-scatter. */
-float *fsdp_grad_dev(const fsdp_pool *p);
+/* Trainable pools: zero the full gradient the backend accumulates into (allocated once). */
 void fsdp_grad_zero(fsdp_pool *p);
-void fsdp_grad_to_host(fsdp_pool *p);
 const fsdp_member *fsdp_find(const fsdp_pool *p, const char *path);
 void fsdp_pool_free(fsdp_pool *p);
 
-/* A whole unit: gather or release all its pools; a frozen tensor where the backend computes. */
+/* A whole unit: prefetch, gather or release all its pools; a frozen tensor where the backend computes. */
+void fsdp_unit_prefetch(fsdp_unit *u);
 void fsdp_unit_gather(fsdp_unit *u);
+/* Gather u for use now and start gathering next (or NULL), the unit used after it, so next's
+ * collectives overlap u's compute (double buffering: two units gathered at most). */
+void fsdp_unit_gather_ahead(fsdp_unit *u, fsdp_unit *next);
 void fsdp_unit_release(fsdp_unit *u);
 /* End of an optimizer step: free what KEEP_PER_STEP kept. */
 void fsdp_unit_step_done(fsdp_unit *u);

@@ -115,7 +115,7 @@ lora_view lora_view_of(const sl_lora *l, const fsdp_pool *pool, int layer)
             const void **x = w ? &v.B[p] : &v.A[p];
             float **g = w ? &v.dB[p] : &v.dA[p];
             *x = act_at(pool->dev, m->offset);
-            *g = pool->grad_full ? fsdp_grad_dev(pool) + m->offset : NULL;
+            *g = pool->grad_dev ? pool->grad_dev + m->offset : NULL;
         }
     }
     return v;

@@ -33,7 +33,7 @@ void lora_init_shard(const fsdp_pool *pool, float *shard, uint64_t seed);
 /* Adapter views of one layer inside a gathered trainable pool (NULL where not targeted). */
 typedef struct {
     const void *A[N_PROJ], *B[N_PROJ]; /* act-typed, where the backend computes */
-    float *dA[N_PROJ], *dB[N_PROJ];    /* the backend's gradient (fsdp_grad_dev), or NULL */
+    float *dA[N_PROJ], *dB[N_PROJ];    /* the backend's gradient (grad_dev), or NULL */
 } lora_view;
 lora_view lora_view_of(const sl_lora *l, const fsdp_pool *pool, int layer);
 

@@ -70,12 +70,18 @@ int main(int argc, char **argv)
     config_parse(&cfg, argc, argv);
     set_threads(&cfg);
     select_backend(&cfg);
+    const comm_gpu_ops *gpu = NULL;
+#ifdef SL_HAVE_CUDA
+    if (BE == &backend_cuda) gpu = &k_cuda_comm_ops;
+#endif
+    comm_setup(cfg.comm, cfg.comm_timeout, gpu);
     int status = 0;
     if (cfg.command == CMD_EVAL) eval_run(&cfg);
     else status = train_run(&cfg);
 #ifdef SL_HAVE_CUDA
     if (BE == &backend_cuda) k_cuda_backend_report();
 #endif
+    comm_finalize();
     config_free(&cfg);
     rt_finalize();
     return status;

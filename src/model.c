@@ -118,11 +118,15 @@ int64_t model_trainable_shard_numel(const sl_model *m)
     return n;
 }
 
-void model_bind_trainable(sl_model *m, float *flat)
+void model_bind_trainable(sl_model *m, float *host, float *dev, float *grad)
 {
     for (int u = 0; u < m->n_units; u++) {
-        m->units[u].train.shard = flat;
-        flat += m->units[u].train.shard_numel;
+        fsdp_pool *p = &m->units[u].train;
+        const int64_t n = p->shard_numel;
+        p->shard = host, host += n;
+        p->shard_dev = dev, dev += n;
+        p->grad_shard = grad;
+        if (grad) grad += n;
     }
 }
 

@@ -57,8 +57,10 @@ void model_free(sl_model *m);
 void model_add_trainable(sl_model *m, const sl_lora *lora, int num_labels);
 /* Elements of this rank's trainable shards, all units together (the optimizer's flat length). */
 int64_t model_trainable_shard_numel(const sl_model *m);
-/* Point each unit's trainable shard into flat (model_trainable_shard_numel long). */
-void model_bind_trainable(sl_model *m, float *flat);
+/* Point each unit's trainable shard into flat buffers of model_trainable_shard_numel elements: host
+ * (what files read and write), dev (the values where the backend computes: host itself on the CPU
+ * backend) and grad (where the reduce-scatter delivers the gradient, on the backend; or NULL). */
+void model_bind_trainable(sl_model *m, float *host, float *dev, float *grad);
 
 /* The LM head weights of a gathered head unit (the embedding table when tied), where the backend
  * computes. */

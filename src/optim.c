@@ -54,9 +54,9 @@ double optim_local_sq_norm(const float *grad, int64_t n)
     return sq;
 }
 
-double optim_global_norm(const float *grad, int64_t n)
+double optim_global_norm(double local_sq)
 {
-    double sq = optim_local_sq_norm(grad, n);
+    double sq = local_sq;
     comm_allreduce_sum_f64(&sq, 1);
     return sqrt(sq);
 }

@@ -31,9 +31,9 @@ void adamw_step(float *param, const float *grad, float *m, float *v, int64_t n, 
 /* Sum of squares of this rank's gradient shard, in double over a fixed chunking, so the value
  * does not depend on the number of OpenMP threads. */
 double optim_local_sq_norm(const float *grad, int64_t n);
-/* Collective: the L2 norm of the gradient over every rank's shard (the local sums all-reduced),
- * the same value on every rank. */
-double optim_global_norm(const float *grad, int64_t n);
+/* Collective: the L2 norm of the gradient over every rank's shard from this rank's sum of
+ * squares (optim_local_sq_norm, or the backend's sq_norm), the same value on every rank. */
+double optim_global_norm(double local_sq);
 /* torch.nn.utils.clip_grad_norm_'s factor for a total norm: min(1, max_norm / (norm + 1e-6)). */
 float optim_clip_coef(double norm, double max_norm);
 void optim_scale(float *x, int64_t n, float s);

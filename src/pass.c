@@ -23,6 +23,7 @@ void pass_init(sl_pass *p, const sl_model *m, int max_T, int max_seq, int train)
     p->rope_cs = BE->mirror(p->rope_buf, p->rope_host, table * sizeof(float));
     p->batch_buf = BE->mirror_alloc(T * BATCH_ARRAYS * sizeof(int32_t), "batch");
     p->row_loss = sl_malloc(T * sizeof(double), "losses");
+    p->row_loss_be = BE->host_memory ? p->row_loss : BE->alloc(T * sizeof(double), "losses");
     if (m->num_labels > 0) {
         p->chunk = (int)T;
         p->logits = BE->alloc(T * (size_t)m->num_labels * sizeof(float), "logits");
@@ -46,6 +47,7 @@ void pass_free(sl_pass *p)
     if (p->dlogits != p->logits) BE->release(p->dlogits);
     BE->release(p->logits), BE->release(p->pooled), BE->release(p->d_pooled);
     BE->release(p->rope_buf), BE->release(p->batch_buf);
+    if (p->row_loss_be != p->row_loss) BE->release(p->row_loss_be);
     free(p->rope_host), free(p->row_loss), free(p->rows_host);
     memset(p, 0, sizeof *p);
 }
@@ -81,9 +83,10 @@ void pass_lm_head(sl_pass *p, const sl_model *m, const void *xn, const sl_batch 
     for (int r = 0; r < b->T; r += p->chunk) {
         int n = b->T - r < p->chunk ? b->T - r : p->chunk;
         BE->linear_logits(p->logits, act_at(xn, (int64_t)r * D), head_w, n, D, V);
-        BE->cross_entropy(p->row_loss + r, d_xn ? p->dlogits : NULL, p->logits, p->target + r, weight, n, V);
+        BE->cross_entropy(p->row_loss_be + r, d_xn ? p->dlogits : NULL, p->logits, p->target + r, weight, n, V);
         if (d_xn) BE->linear_bwd_data(act_at(d_xn, (int64_t)r * D), p->dlogits, head_w, n, D, V, 1.0f, 0);
     }
+    BE->download(p->row_loss, p->row_loss_be, (size_t)b->T * sizeof(double)); /* one wait per pass, not per chunk */
 }
 
 void pass_cls_head(sl_pass *p, sl_model *m, const void *xn, const sl_batch *b, float weight, void *d_xn)
@@ -94,10 +97,11 @@ void pass_cls_head(sl_pass *p, sl_model *m, const void *xn, const sl_batch *b, f
     const void *w = act_at(train->dev, score->offset);
     BE->gather_rows(p->pooled, xn, p->rows, S, D);
     BE->linear_logits(p->logits, p->pooled, w, S, D, K);
-    BE->cross_entropy(p->row_loss, d_xn ? p->dlogits : NULL, p->logits, p->labels, weight, S, K);
+    BE->cross_entropy(p->row_loss_be, d_xn ? p->dlogits : NULL, p->logits, p->labels, weight, S, K);
+    BE->download(p->row_loss, p->row_loss_be, (size_t)S * sizeof(double));
     if (!d_xn) return;
     BE->linear_bwd_data(p->d_pooled, p->dlogits, w, S, D, K, 1.0f, 0);
-    BE->linear_bwd_weight(fsdp_grad_dev(train) + score->offset, p->dlogits, p->pooled, S, D, K, 1.0f);
+    BE->linear_bwd_weight(train->grad_dev + score->offset, p->dlogits, p->pooled, S, D, K, 1.0f);
     BE->zero(d_xn, (size_t)b->T * (size_t)D * (size_t)BE->act_bytes);
     BE->scatter_rows(d_xn, p->d_pooled, p->rows, S, D);
 }

@@ -19,7 +19,8 @@ typedef struct {
     int chunk;                         /* LM-head rows per chunk */
     float *logits;                     /* [chunk, vocab] (or [max_T, num_labels]) fp32 */
     void *dlogits;                     /* act-typed gradient of the logits (the logits themselves on fp32 backends) */
-    double *row_loss;                  /* host, max_T rows */
+    double *row_loss;                  /* host, max_T rows: each row's loss after a head */
+    double *row_loss_be;               /* the backend's (row_loss itself on the CPU backend) */
     int32_t *rows_host;                /* sequence classification: the pooled row of each sequence */
     void *pooled, *d_pooled;           /* [max_T, hidden] act */
 } sl_pass;

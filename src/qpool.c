@@ -101,9 +101,31 @@ static void read_stored(qpool *q, hid_t file)
     }
 }
 
-void qpool_load(qpool *q, hid_t file)
+/* Bytes of this rank's three block arrays (see qpool.h). */
+static void shard_array_bytes(const qpool *q, size_t bytes[3])
 {
-    alloc_shard(q);
+    const size_t sb = (size_t)q->shard_blocks;
+    const int dq = q->fmt.double_quant;
+    bytes[0] = sb * (size_t)q->code_stride;
+    bytes[1] = sb * (dq ? 1 : sizeof(float));
+    bytes[2] = dq ? sb / QUANT_NESTED_BLOCKS * sizeof(float) : 0;
+}
+
+/* The blocks go where the backend computes once; they never change. */
+static void shard_to_backend(qpool *q)
+{
+    size_t bytes[3];
+    shard_array_bytes(q, bytes);
+    const int dq = q->fmt.double_quant;
+    const void *host[3] = {q->codes, dq ? (void *)q->absmax_u8 : (void *)q->absmax, q->nested};
+    for (int i = 0; i < 3 && bytes[i]; i++) {
+        q->shard_buf[i] = BE->mirror_alloc(bytes[i], "quantized weights");
+        q->shard_dev[i] = BE->mirror(q->shard_buf[i], host[i], bytes[i]);
+    }
+}
+
+static void read_blocks(qpool *q, hid_t file)
+{
     if (q->n_members && h5_is_group(file, q->members[0].path)) {
         read_stored(q, file);
         return;
@@ -135,36 +157,43 @@ void qpool_load(qpool *q, hid_t file)
     free(sums);
 }
 
-static void release_blocks(qpool *q)
+void qpool_load(qpool *q, hid_t file)
 {
-    for (int i = 0; i < 3; i++) BE->release(q->blocks_buf[i]), q->blocks_buf[i] = NULL, q->blocks_dev[i] = NULL;
-    q->blocks_kept = 0;
+    alloc_shard(q);
+    read_blocks(q, file);
+    shard_to_backend(q);
 }
 
-/* Gather every rank's blocks and hand them to the backend (on the CPU backend the host copies
- * are the backend's). They never change, so with one rank, where nothing is gathered, a backend
- * with its own memory keeps them: the quantized base stays resident and only decoding is per use. */
+static void release_gathered_blocks(qpool *q)
+{
+    for (int i = 0; i < 3; i++) BE->release(q->blocks_buf[i]), q->blocks_buf[i] = NULL, q->blocks_dev[i] = NULL;
+}
+
+void qpool_prefetch(qpool *q)
+{
+    if (q->dev || q->gather_in_flight || !comm_active()) return;
+    size_t bytes[3];
+    shard_array_bytes(q, bytes);
+    for (int i = 0; i < 3 && bytes[i]; i++) {
+        q->blocks_buf[i] = BE->alloc(bytes[i] * (size_t)RT.world, "gathered blocks");
+        q->blocks_dev[i] = q->blocks_buf[i];
+        q->gather_ticket = comm_allgather_be(q->blocks_buf[i], q->shard_dev[i], (int64_t)bytes[i]);
+    }
+    q->gather_in_flight = 1;
+}
+
+/* Gather every rank's blocks (without collectives this rank's are all of them) and decode them
+ * into the act-typed weights. */
 void qpool_gather(qpool *q)
 {
     if (q->dev) return;
-    const size_t sb = (size_t)q->shard_blocks, world = (size_t)RT.world;
     const int dq = q->fmt.double_quant;
-    const size_t bytes[3] = {sb * world * (size_t)q->code_stride, sb * world * (dq ? 1 : sizeof(float)),
-                             dq ? sb / QUANT_NESTED_BLOCKS * world * sizeof(float) : 0};
-    void *host[3] = {NULL, NULL, NULL};
-    if (!q->blocks_kept) {
-        for (int i = 0; i < 3; i++) host[i] = bytes[i] ? sl_malloc(bytes[i], "gathered blocks") : NULL;
-        comm_allgather_bytes(host[0], q->codes, (int64_t)sb * q->code_stride);
-        if (dq) {
-            comm_allgather_bytes(host[1], q->absmax_u8, (int64_t)sb);
-            comm_allgather_f32(host[2], q->nested, (int64_t)(sb / QUANT_NESTED_BLOCKS));
-        } else {
-            comm_allgather_f32(host[1], q->absmax, (int64_t)sb);
-        }
-        for (int i = 0; i < 3 && bytes[i]; i++) {
-            if (!q->blocks_buf[i]) q->blocks_buf[i] = BE->mirror_alloc(bytes[i], "gathered blocks");
-            q->blocks_dev[i] = BE->mirror(q->blocks_buf[i], host[i], bytes[i]);
-        }
+    if (comm_active()) {
+        qpool_prefetch(q);
+        comm_wait(q->gather_ticket); /* the stream orders the three gathers: the last one's ticket covers them */
+        q->gather_in_flight = 0;
+    } else {
+        for (int i = 0; i < 3; i++) q->blocks_dev[i] = q->shard_dev[i];
     }
     q->dev = BE->alloc((size_t)q->numel * (size_t)BE->act_bytes, "dequantized weights");
     fsdp_account_gathered(q->numel * BE->act_bytes);
@@ -177,9 +206,7 @@ void qpool_gather(qpool *q)
         k_quant_blocks k = quant_kernel_blocks(&q->fmt, &v);
         BE->dequant(act_at(q->dev, m->offset), &k, m->numel);
     }
-    for (int i = 0; i < 3; i++) free(host[i]);
-    q->blocks_kept = q->blocks_buf[0] && RT.world == 1;
-    if (!q->blocks_kept) release_blocks(q);
+    release_gathered_blocks(q);
 }
 
 void qpool_drop(qpool *q)
@@ -203,14 +230,16 @@ const void *qpool_member_dev(const qpool *q, const char *path)
 
 int64_t qpool_shard_bytes(const qpool *q)
 {
-    int64_t sb = q->shard_blocks;
-    return sb * q->code_stride + (q->fmt.double_quant ? sb + sb / QUANT_NESTED_BLOCKS * 4 : sb * 4);
+    size_t bytes[3];
+    shard_array_bytes(q, bytes);
+    return (int64_t)(bytes[0] + bytes[1] + bytes[2]);
 }
 
 void qpool_free(qpool *q)
 {
     qpool_drop(q);
-    release_blocks(q);
+    release_gathered_blocks(q);
+    for (int i = 0; i < 3; i++) BE->release(q->shard_buf[i]);
     free(q->codes), free(q->absmax), free(q->absmax_u8), free(q->nested);
     memset(q, 0, sizeof *q);
 }

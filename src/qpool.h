@@ -31,13 +31,18 @@ typedef struct {
     int64_t nblocks;      /* blocks, padded to a multiple of world (x 256 with DQ) */
     int64_t shard_blocks; /* blocks each rank owns */
     int64_t code_stride;  /* code bytes per block */
-    /* this rank's blocks */
+    /* this rank's blocks on the host */
     uint8_t *codes, *absmax_u8;
     float *absmax, *nested;
-    /* the gathered blocks where the backend computes, kept when they can never change there */
-    const void *blocks_dev[3]; /* codes; absmax or absmax_u8; nested absmax (double quantization) */
-    void *blocks_buf[3];  /* the backend's copies behind blocks_dev (NULL on the CPU backend) */
-    int blocks_kept;
+    /* The three arrays of blocks (codes; absmax or absmax_u8; nested absmax with double
+     * quantization): this rank's where the backend computes (the host arrays on the CPU backend),
+     * and all ranks' once gathered (views of the former when nothing is communicated). */
+    const void *shard_dev[3];
+    void *shard_buf[3];
+    const void *blocks_dev[3];
+    void *blocks_buf[3];
+    int64_t gather_ticket;
+    int gather_in_flight;
     void *dev;            /* the dequantized weights (act-typed) where the backend computes, or NULL */
     int keep;             /* an fsdp_keep (fsdp.h) */
 } qpool;
@@ -47,7 +52,9 @@ void qpool_plan(qpool *q, const quant_format *fmt);
 /* Collective: read this rank's blocks of every member (float datasets) and quantize them; the
  * double-quantization offsets come from one exact all-reduce. Non-finite weights are reported. */
 void qpool_load(qpool *q, hid_t file);
-/* Collective: gather codes and statistics to the backend and dequantize them there. */
+/* Collective: gather codes and statistics on the backend and dequantize them there. prefetch
+ * starts the gather only (see fsdp_prefetch). */
+void qpool_prefetch(qpool *q);
 void qpool_gather(qpool *q);
 void qpool_release(qpool *q);
 /* Free the dequantized buffer whatever q->keep says. */

@@ -52,9 +52,9 @@ void step_zero_grads(sl_model *m)
     for (int u = 0; u < m->n_units; u++) fsdp_grad_zero(&m->units[u].train);
 }
 
-void step_grads_to_host(sl_model *m)
+void step_grads_wait(sl_model *m)
 {
-    for (int u = 0; u < m->n_units; u++) fsdp_grad_to_host(&m->units[u].train);
+    for (int u = 0; u < m->n_units; u++) fsdp_grad_wait(&m->units[u].train);
 }
 
 /* Where layer l's input is kept. */
@@ -78,7 +78,7 @@ static void forward_layers(sl_model *m, step_state *s, const layer_pass *ps)
     fsdp_release(&m->units[0].frozen);
     for (int l = 0; l < c->num_layers; l++) {
         fsdp_unit *u = &m->units[1 + l];
-        fsdp_unit_gather(u);
+        fsdp_unit_gather_ahead(u, l + 1 < c->num_layers ? u + 1 : NULL);
         layer_weights w = layer_weights_of(u, l);
         lora_view lv = lora_view_of(m->lora, &u->train, l);
         void *out = l + 1 < c->num_layers ? layer_input(s, l + 1) : s->x;
@@ -109,6 +109,7 @@ static double head_forward_backward(sl_model *m, step_state *s, const sl_batch *
     if (c->tie_word_embeddings) fsdp_release(&m->units[0].frozen);
     fsdp_release(&head->frozen);
     fsdp_release(&head->train);
+    if (s->reduce_grads) fsdp_reduce_grad(&head->train);
     return loss;
 }
 
@@ -117,13 +118,14 @@ static void backward_layers(sl_model *m, step_state *s, const layer_pass *ps)
     const sl_model_config *c = &m->cfg;
     for (int l = c->num_layers - 1; l >= 0; l--) {
         fsdp_unit *u = &m->units[1 + l];
-        fsdp_unit_gather(u);
+        fsdp_unit_gather_ahead(u, l > 0 ? u - 1 : NULL);
         layer_weights w = layer_weights_of(u, l);
         lora_view lv = lora_view_of(m->lora, &u->train, l);
         layer_acts *a = acts_of(s, l, ps->b->T);
         if (s->act_ckpt) layer_forward(ps, &w, &lv, a, s->xn_final); /* recompute; output unused */
         layer_backward(ps, &w, &lv, a, &s->scratch, s->dx);
         fsdp_unit_release(u);
+        if (s->reduce_grads) fsdp_reduce_grad(&u->train); /* overlaps the next unit's backward */
     }
 }
 

@@ -17,6 +17,7 @@ typedef struct {
     layer_scratch scratch;
     sl_pass pass;
     uint64_t dropout_key;
+    int reduce_grads; /* the last micro-batch of a step: reduce-scatter each unit's gradient after its backward */
 } step_state;
 
 void step_init(step_state *s, const sl_model *m, int max_T, int max_seq, int act_ckpt);
@@ -24,8 +25,8 @@ void step_free(step_state *s, const sl_model *m);
 
 /* Zero the full gradients of every trainable pool (allocating them once). */
 void step_zero_grads(sl_model *m);
-/* After the micro-steps: bring every trainable pool's gradient to grad_full for the reduce-scatter. */
-void step_grads_to_host(sl_model *m);
+/* After the last micro-step (reduce_grads set): order the compute after every unit's reduce-scatter. */
+void step_grads_wait(sl_model *m);
 
 /* Forward and backward of one micro-batch. Causal LM: every counted target row contributes
  * loss_weight * its cross-entropy. Sequence classification (m->num_labels > 0): the last row of

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "adapter.h"
+#include "backend.h"
 #include "checkpoint.h"
 #include "comm.h"
 #include "data.h"
@@ -26,10 +27,13 @@
 #include "slurm.h"
 #include "step.h"
 
-/* The flat per-rank buffers of the trainable state: one contiguous buffer per role. */
+/* The flat per-rank buffers of the trainable state, one contiguous buffer per role: where the
+ * backend computes (the optimizer runs there), and on the host for the files (the same buffers
+ * on the CPU backend). */
 typedef struct {
     int64_t n;
-    float *param, *grad, *m, *v;
+    float *param, *m, *v;                /* host */
+    float *d_param, *d_grad, *d_m, *d_v; /* backend */
 } train_state;
 
 static void check_inputs(void *arg)
@@ -86,17 +90,48 @@ static void check_inputs(void *arg)
     remove(probe);
 }
 
+static float *host_role(float *dev, int64_t n, const char *what)
+{
+    return BE->host_memory ? dev : sl_calloc((size_t)n, sizeof(float), what);
+}
+
 static void state_alloc(train_state *s, sl_model *m)
 {
     s->n = model_trainable_shard_numel(m);
-    s->param = sl_calloc((size_t)s->n, 4, "trainable parameters");
-    s->grad = sl_calloc((size_t)s->n, 4, "gradients");
-    s->m = sl_calloc((size_t)s->n, 4, "AdamW moments");
-    s->v = sl_calloc((size_t)s->n, 4, "AdamW moments");
-    model_bind_trainable(m, s->param);
+    const size_t bytes = (size_t)s->n * sizeof(float);
+    float **dev[4] = {&s->d_param, &s->d_grad, &s->d_m, &s->d_v};
+    const char *what[4] = {"trainable parameters", "gradients", "AdamW moments", "AdamW moments"};
+    for (int r = 0; r < 4; r++) {
+        *dev[r] = BE->alloc(bytes, what[r]);
+        BE->zero(*dev[r], bytes);
+    }
+    s->param = host_role(s->d_param, s->n, what[0]);
+    s->m = host_role(s->d_m, s->n, what[2]), s->v = host_role(s->d_v, s->n, what[3]);
+    model_bind_trainable(m, s->param, s->d_param, s->d_grad);
 }
 
-static void state_init(train_state *s, sl_model *m, const sl_config *cfg)
+/* The host copies are what files read and write; the backend's are what trains. */
+static void state_to_backend(train_state *s)
+{
+    if (BE->host_memory) return;
+    const size_t bytes = (size_t)s->n * sizeof(float);
+    BE->mirror(s->d_param, s->param, bytes), BE->mirror(s->d_m, s->m, bytes), BE->mirror(s->d_v, s->v, bytes);
+}
+
+static void state_to_host(train_state *s)
+{
+    if (BE->host_memory) return;
+    const size_t bytes = (size_t)s->n * sizeof(float);
+    BE->download(s->param, s->d_param, bytes), BE->download(s->m, s->d_m, bytes), BE->download(s->v, s->d_v, bytes);
+}
+
+static void state_free(train_state *s)
+{
+    if (!BE->host_memory) free(s->param), free(s->m), free(s->v);
+    BE->release(s->d_param), BE->release(s->d_grad), BE->release(s->d_m), BE->release(s->d_v);
+}
+
+static void state_init(sl_model *m, const sl_config *cfg)
 {
     if (cfg->adapter) {
         adapter_load(m, cfg->adapter);
@@ -105,24 +140,17 @@ static void state_init(train_state *s, sl_model *m, const sl_config *cfg)
     for (int u = 0; u < m->n_units; u++) lora_init_shard(&m->units[u].train, m->units[u].train.shard, (uint64_t)cfg->seed);
 }
 
-/* Reduce-scatter every unit's full gradient into this rank's gradient shard. */
-static void reduce_gradients(sl_model *m, train_state *s)
-{
-    float *g = s->grad;
-    for (int u = 0; u < m->n_units; u++) {
-        fsdp_reduce_scatter_grad(&m->units[u].train, g);
-        g += m->units[u].train.shard_numel;
-    }
-}
-
-/* Write the gradients as an adapter-shaped file, by pointing the pools at the gradient shard. */
+/* Write the gradients as an adapter-shaped file, by pointing the pools' host shards at them. */
 static void dump_gradients(sl_model *m, train_state *s, const sl_config *cfg)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/grads_step1.h5", cfg->out);
-    model_bind_trainable(m, s->grad);
+    float *grad = host_role(s->d_grad, s->n, "gradients");
+    if (!BE->host_memory) BE->download(grad, s->d_grad, (size_t)s->n * sizeof(float));
+    model_bind_trainable(m, grad, s->d_param, s->d_grad);
     adapter_write(m, cfg, path, "gradients");
-    model_bind_trainable(m, s->param);
+    model_bind_trainable(m, s->param, s->d_param, s->d_grad);
+    if (grad != s->d_grad) free(grad);
 }
 
 /* Loss targets (causal LM) or sequences (classification) of this rank's part of a step. */
@@ -154,21 +182,20 @@ static step_result optimizer_step(sl_model *m, train_state *s, step_state *st, s
     for (int a = 0; a < cfg->grad_accum; a++) {
         const sl_micro_batch *mb = sampler_batch(smp, step, a);
         uint64_t key = (uint64_t)cfg->seed * 0x9e3779b97f4a7c15ull ^ (uint64_t)step << 20 ^ (uint64_t)a << 8 ^ (uint64_t)RT.rank;
+        st->reduce_grads = a + 1 == cfg->grad_accum;
         sums[0] += step_micro(m, st, &mb->batch, mb->labels, 1.0 / counts[0], key);
         sums[1] += mb->batch.T;
     }
     for (int u = 0; u < m->n_units; u++) fsdp_unit_step_done(&m->units[u]);
-    step_grads_to_host(m);
-    reduce_gradients(m, s);
+    step_grads_wait(m);
     if (step == 0 && cfg->dump_grads) dump_gradients(m, s, cfg);
     comm_allreduce_sum_f64(sums, 2);
-    double norm = optim_global_norm(s->grad, s->n);
+    double norm = optim_global_norm(BE->sq_norm(s->d_grad, s->n));
     rt_agree(isfinite(norm) && isfinite(sums[0]), "step %lld: the %s is not finite (loss %g, gradient norm %g); "
              "lower --lr or check the data", (long long)step + 1, isfinite(sums[0]) ? "gradient" : "loss", sums[0], norm);
-    if (cfg->max_grad_norm > 0) optim_scale(s->grad, s->n, optim_clip_coef(norm, cfg->max_grad_norm));
-    const sl_adamw hp = {.beta1 = cfg->beta1, .beta2 = cfg->beta2, .eps = cfg->adam_eps,
-                         .weight_decay = cfg->weight_decay};
-    adamw_step(s->param, s->grad, s->m, s->v, s->n, &hp, step + 1, lr_at(sched, step));
+    if (cfg->max_grad_norm > 0) BE->scale_f32(s->d_grad, s->n, optim_clip_coef(norm, cfg->max_grad_norm));
+    BE->adamw(s->d_param, s->d_grad, s->d_m, s->d_v, s->n, cfg->beta1, cfg->beta2, cfg->adam_eps, cfg->weight_decay,
+              step + 1, lr_at(sched, step));
     const comm_traffic after = comm_traffic_so_far();
     return (step_result){.loss = sums[0], .grad_norm = norm, .tokens = sums[1],
                          .gathered = (double)(after.gathered - before.gathered),
@@ -229,7 +256,7 @@ int train_run(const sl_config *cfg_in)
     model_add_trainable(&m, &lora, classify ? cfg->num_labels : 0);
     train_state s;
     state_alloc(&s, &m);
-    state_init(&s, &m, cfg);
+    state_init(&m, cfg);
 
     sl_dataset d;
     data_open(&d, cfg->data);
@@ -246,6 +273,7 @@ int train_run(const sl_config *cfg_in)
     float *const roles[CKPT_ROLES] = {s.param, s.m, s.v};
     ckpt_meta meta = {0, 0};
     int resumed = cfg->resume && checkpoint_resume(&m, roles, cfg, quant, &meta);
+    state_to_backend(&s);
     step_state st;
     step_init(&st, &m, cfg->micro_batch * cfg->seq_len, cfg->seq_len, cfg->act_ckpt);
     snprintf(path, sizeof path, "%s/metrics.h5", cfg->out);
@@ -262,11 +290,14 @@ int train_run(const sl_config *cfg_in)
         meta = (ckpt_meta){.step = step + 1, .tokens_seen = meta.tokens_seen + r.tokens};
         if ((step + 1) % cfg->log_every == 0 || step + 1 == total)
             log_step(&mx, step, total, r, lr_at(&sched, step), rt_now() - t0, rt_now() - t_start);
-        if (cfg->ckpt_every > 0 && (step + 1) % cfg->ckpt_every == 0 && step + 1 < total)
+        if (cfg->ckpt_every > 0 && (step + 1) % cfg->ckpt_every == 0 && step + 1 < total) {
+            state_to_host(&s);
             checkpoint_save(&m, roles, cfg, quant, meta);
+        }
         if (step + 1 < total && (stopping = should_stop(cfg, rt_now() - t0))) break;
     }
     if (RT.rank == 0) metrics_close(&mx);
+    state_to_host(&s);
     checkpoint_save(&m, roles, cfg, quant, meta);
     if (stopping) {
         log_info("train: stopped at step %lld (%s); exit status %d asks the job script to requeue and resume",
@@ -279,7 +310,7 @@ int train_run(const sl_config *cfg_in)
     step_free(&st, &m);
     sampler_free(&smp);
     data_close(&d);
-    free(s.param), free(s.grad), free(s.m), free(s.v);
+    state_free(&s);
     model_free(&m);
     if (RT.rank == 0) outdir_release();
     return stopping ? SL_EXIT_REQUEUE : 0;

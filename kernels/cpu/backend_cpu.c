@@ -5,6 +5,7 @@
 
 #include "backend.h"
 #include "kernels.h"
+#include "optim.h"
 #include "rng.h"
 #include "runtime.h"
 
@@ -16,7 +17,6 @@ static void cpu_copy(void *dst, const void *src, size_t bytes) { if (dst != src)
 static void *cpu_mirror_alloc(size_t bytes, const char *what) { return NULL; }
 static const void *cpu_mirror(void *buf, const void *host, size_t bytes) { return host; }
 static void *cpu_mirror_act(void *buf, const float *host, int64_t n) { return (void *)host; }
-static void cpu_unmirror_f32(float *host, const float *buf, int64_t n) {}
 
 static void cpu_linear_fwd(void *out, const void *x, const void *w, const void *bias, int T, int K, int N,
                            float scale, int accumulate)
@@ -154,6 +154,15 @@ static void cpu_cross_entropy(double *row_loss, void *dlogits, const float *logi
 
 static void cpu_dequant(void *out, const k_quant_blocks *q, int64_t n) { k_dequant(out, q, n); }
 
+static void cpu_to_act(void *dst, const float *src, int64_t n) { cpu_copy(dst, src, (size_t)n * sizeof(float)); }
+
+static void cpu_adamw(float *param, const float *grad, float *m, float *v, int64_t n, double beta1, double beta2,
+                      double eps, double weight_decay, int64_t step, float lr)
+{
+    const sl_adamw hp = {.beta1 = beta1, .beta2 = beta2, .eps = eps, .weight_decay = weight_decay};
+    adamw_step(param, grad, m, v, n, &hp, step, lr);
+}
+
 const sl_backend backend_cpu = {
     .name = "cpu",
     .act_bytes = 4,
@@ -167,7 +176,6 @@ const sl_backend backend_cpu = {
     .mirror_alloc = cpu_mirror_alloc,
     .mirror = cpu_mirror,
     .mirror_act = cpu_mirror_act,
-    .unmirror_f32 = cpu_unmirror_f32,
     .linear_fwd = cpu_linear_fwd,
     .linear_logits = cpu_linear_logits,
     .linear_bwd_data = cpu_linear_bwd_data,
@@ -188,6 +196,10 @@ const sl_backend backend_cpu = {
     .scatter_rows = cpu_scatter_rows,
     .cross_entropy = cpu_cross_entropy,
     .dequant = cpu_dequant,
+    .to_act = cpu_to_act,
+    .sq_norm = optim_local_sq_norm,
+    .scale_f32 = optim_scale,
+    .adamw = cpu_adamw,
 };
 
 const sl_backend *BE = &backend_cpu;

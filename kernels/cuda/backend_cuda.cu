@@ -4,8 +4,10 @@
 // synchronisation.
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend.h"
+#include "cuda/adamw.h"
 #include "cuda/attention.h"
 #include "cuda/cross_entropy.h"
 #include "cuda/cuda_backend.h"
@@ -16,6 +18,38 @@
 #include "cuda/profile.h"
 
 static cudaStream_t stream;
+
+extern "C" cudaStream_t k_cuda_stream(void) { return stream; }
+
+static double seconds_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+extern "C" void k_cuda_sync(void)
+{
+    const double timeout = k_nccl_timeout(), start = seconds_now();
+    if (timeout <= 0) {
+        CUDA_CHECK(cudaStreamSynchronize(stream));
+        return;
+    }
+    const struct timespec nap = {0, 20000};
+    for (;;) {
+        cudaError_t rc = cudaStreamQuery(stream);
+        if (rc == cudaSuccess) return;
+        if (rc != cudaErrorNotReady) CUDA_CHECK(rc);
+        const char *failure = k_nccl_poll();
+        if (failure || seconds_now() - start > timeout) {
+            k_nccl_abort();
+            if (failure) sl_fatal("a collective failed: %s (a peer rank died?); communicator aborted", failure);
+            sl_fatal("the GPU made no progress for %.0f s (--comm-timeout): a collective waits for a peer rank that "
+                     "is stuck or gone; communicator aborted", timeout);
+        }
+        nanosleep(&nap, NULL);
+    }
+}
 
 // Times the enclosed calls as one part of the step when SHARDLORA_PROFILE=1.
 #define PROFILED(part, call)                                                                        \
@@ -56,8 +90,8 @@ static void cu_copy(void *dst, const void *src, size_t bytes)
 
 static void cu_download(void *host, const void *src, size_t bytes)
 {
-    CUDA_CHECK(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, stream));
-    CUDA_CHECK(cudaStreamSynchronize(stream));
+    PROFILED(PROF_TRANSFER, CUDA_CHECK(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, stream)));
+    k_cuda_sync();
 }
 
 static void *cu_mirror_alloc(size_t bytes, const char *what) { return cu_alloc(bytes, what); }
@@ -78,8 +112,6 @@ static void *cu_mirror_act(void *buf, const float *host, int64_t n)
     cu_release(staged);
     return buf;
 }
-
-static void cu_unmirror_f32(float *host, const float *buf, int64_t n) { cu_download(host, buf, (size_t)n * 4); }
 
 static void cu_linear_fwd(void *out, const void *x, const void *w, const void *bias, int T, int K, int N,
                           float scale, int accumulate)
@@ -172,22 +204,10 @@ static void cu_scatter_rows(void *dst, const void *src, const int32_t *rows, int
     kc_scatter_rows(dst, src, rows, n, D, stream);
 }
 
-// Row losses are made on the device in fp32 and widened on the host, where eval needs each row.
 static void cu_cross_entropy(double *row_loss, void *dlogits, const float *logits, const int32_t *target,
                              float weight, int T, int V)
 {
-    static float *dev_loss, *host_loss; // grow-only: no allocation once the largest chunk was seen
-    static int capacity;
-    if (T > capacity) {
-        cu_release(dev_loss);
-        free(host_loss);
-        dev_loss = (float *)cu_alloc((size_t)T * sizeof(float), "losses");
-        host_loss = (float *)sl_malloc((size_t)T * sizeof(float), "losses");
-        capacity = T;
-    }
-    PROFILED(PROF_LOSS, kc_cross_entropy(dev_loss, dlogits, logits, target, weight, T, V, stream));
-    cu_download(host_loss, dev_loss, (size_t)T * sizeof(float));
-    for (int t = 0; t < T; t++) row_loss[t] = host_loss[t];
+    PROFILED(PROF_LOSS, kc_cross_entropy(row_loss, dlogits, logits, target, weight, T, V, stream));
 }
 
 static void cu_dequant(void *out, const k_quant_blocks *q, int64_t n)
@@ -200,6 +220,26 @@ static void cu_dequant(void *out, const k_quant_blocks *q, int64_t n)
     if (q->nested_code) memcpy(k.nested_code, q->nested_code, sizeof k.nested_code);
     k.nested_blocksize = q->nested_blocksize, k.offset = q->offset;
     PROFILED(PROF_DEQUANT, kc_dequant_bf16(out, &k, n, stream));
+}
+
+static void cu_to_act(void *dst, const float *src, int64_t n) { PROFILED(PROF_ELEMENTWISE, kc_f32_to_bf16(dst, src, n, stream)); }
+
+static double cu_sq_norm(const float *x, int64_t n)
+{
+    static double *dev_sum; // one double, kept
+    if (!dev_sum) dev_sum = (double *)cu_alloc(sizeof(double), "gradient norm");
+    double sum = 0;
+    PROFILED(PROF_OPTIMIZER, kc_sq_norm(dev_sum, x, n, stream));
+    cu_download(&sum, dev_sum, sizeof sum);
+    return sum;
+}
+
+static void cu_scale_f32(float *x, int64_t n, float s) { PROFILED(PROF_OPTIMIZER, kc_scale_f32(x, n, s, stream)); }
+
+static void cu_adamw(float *param, const float *grad, float *m, float *v, int64_t n, double beta1, double beta2,
+                     double eps, double weight_decay, int64_t step, float lr)
+{
+    PROFILED(PROF_OPTIMIZER, kc_adamw_step(param, grad, m, v, n, beta1, beta2, eps, weight_decay, step, lr, stream));
 }
 
 extern "C" const sl_backend backend_cuda = {
@@ -215,7 +255,6 @@ extern "C" const sl_backend backend_cuda = {
     cu_mirror_alloc,
     cu_mirror,
     cu_mirror_act,
-    cu_unmirror_f32,
     cu_linear_fwd,
     cu_linear_logits,
     cu_linear_bwd_data,
@@ -236,11 +275,15 @@ extern "C" const sl_backend backend_cuda = {
     cu_scatter_rows,
     cu_cross_entropy,
     cu_dequant,
+    cu_to_act,
+    cu_sq_norm,
+    cu_scale_f32,
+    cu_adamw,
 };
 
 extern "C" void k_cuda_backend_report(void)
 {
-    prof_report(stream);
+    prof_report();
     int device = 0;
     cudaMemPool_t pool;
     uint64_t high = 0;
@@ -251,6 +294,26 @@ extern "C" void k_cuda_backend_report(void)
     CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     log_info("cuda: peak memory of the buffers %.2f GiB; device memory in use at the end %.2f GiB", high / 1073741824.0,
              (total_b - free_b) / 1073741824.0);
+}
+
+extern "C" void k_cuda_pci_bus_id(char *buf, int len)
+{
+    int device = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    CUDA_CHECK(cudaDeviceGetPCIBusId(buf, len, device));
+}
+
+extern "C" void *k_cuda_host_alloc(size_t bytes, const char *what)
+{
+    void *p = nullptr;
+    cudaError_t rc = cudaMallocHost(&p, bytes ? bytes : 1);
+    if (rc != cudaSuccess) sl_fatal("cannot allocate %zu bytes of pinned host memory for %s: %s", bytes, what, cudaGetErrorString(rc));
+    return p;
+}
+
+extern "C" void k_cuda_host_free(void *p)
+{
+    if (p) CUDA_CHECK(cudaFreeHost(p));
 }
 
 extern "C" void k_cuda_backend_start(void)

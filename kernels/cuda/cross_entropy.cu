@@ -78,14 +78,14 @@ static __device__ float grad_of(float x, float lse, float weight, int is_target)
 
 // vec4: V is a multiple of 4 and logits 16-byte aligned (dlogits 8-byte aligned), so every row is.
 static __global__ void __launch_bounds__(CE_THREADS)
-    cross_entropy_rows(float *row_loss, bf16 *dlogits, const float *logits, const int32_t *target, float weight,
+    cross_entropy_rows(double *row_loss, bf16 *dlogits, const float *logits, const int32_t *target, float weight,
                        int V, int vec4)
 {
     const int64_t t = blockIdx.x;
     const int y = target[t];
     bf16 *drow = dlogits ? dlogits + t * V : NULL;
     if (y < 0) { // the whole block takes this branch
-        if (threadIdx.x == 0) row_loss[t] = 0.0f;
+        if (threadIdx.x == 0) row_loss[t] = 0.0;
         if (drow)
             for (int i = threadIdx.x; i < V; i += blockDim.x) drow[i] = __float2bfloat16(0.0f);
         return;
@@ -114,7 +114,7 @@ static __global__ void __launch_bounds__(CE_THREADS)
     }
 }
 
-extern "C" void kc_cross_entropy(float *row_loss, void *dlogits, const float *logits, const int32_t *target,
+extern "C" void kc_cross_entropy(double *row_loss, void *dlogits, const float *logits, const int32_t *target,
                                  float weight, int T, int V, cudaStream_t s)
 {
     if (T == 0) return;

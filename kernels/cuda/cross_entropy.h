@@ -12,10 +12,10 @@ extern "C" {
 #endif
 
 /* Cross-entropy of fp32 logits[T, V] against target[T] (< 0: row ignored). row_loss[t] = the
- * natural-log loss (fp32, 0 for ignored rows). When dlogits is non-NULL it receives bf16
+ * natural-log loss (computed in fp32, stored widened; 0 for ignored rows). When dlogits is non-NULL it receives bf16
  * weight * (softmax(logits) - onehot(target)) (ignored rows: 0); it must not overlap logits.
  * Targets are assumed checked against V. */
-void kc_cross_entropy(float *row_loss, void *dlogits, const float *logits, const int32_t *target, float weight,
+void kc_cross_entropy(double *row_loss, void *dlogits, const float *logits, const int32_t *target, float weight,
                       int T, int V, cudaStream_t s);
 /* out[0] (device double) = sum of x[0..n) in a fixed order (deterministic, independent of launch timing). */
 void kc_sum_f64(double *out, const float *x, int64_t n, cudaStream_t s);

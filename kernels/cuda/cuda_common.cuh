@@ -22,6 +22,9 @@ typedef __nv_bfloat16 bf16;
 // After a kernel launch: a bad configuration shows here, a fault at the next synchronisation.
 #define CUDA_LAUNCHED() CUDA_CHECK(cudaGetLastError())
 
+// The CUDA backend's compute stream (backend_cuda.cu), for the files that order work against it.
+extern "C" cudaStream_t k_cuda_stream(void);
+
 static inline unsigned kc_blocks(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
 
 #endif

@@ -9,17 +9,19 @@
 enum { PROF_SLOTS = 1 << 16 };
 
 static const char *const PART_NAMES[PROF_PARTS] = {"GEMM (base)", "LoRA GEMMs", "attention", "dequantization",
-                                                   "elementwise", "loss (LM head)", "host transfers"};
+                                                   "elementwise", "loss (LM head)", "optimizer", "host transfers",
+                                                   "collectives"};
 static int enabled = -1, used;
 static cudaEvent_t begins[PROF_SLOTS], ends[PROF_SLOTS];
 static unsigned char parts[PROF_SLOTS];
 static double totals[PROF_PARTS];
 
-static void resolve(cudaStream_t s)
+// Events may sit on the compute or the communication stream: wait for each one itself.
+static void resolve(void)
 {
-    CUDA_CHECK(cudaStreamSynchronize(s));
     for (int i = 0; i < used; i++) {
         float ms = 0;
+        CUDA_CHECK(cudaEventSynchronize(ends[i]));
         CUDA_CHECK(cudaEventElapsedTime(&ms, begins[i], ends[i]));
         totals[parts[i]] += ms;
     }
@@ -30,7 +32,7 @@ int prof_begin(prof_part part, cudaStream_t s)
 {
     if (enabled < 0) enabled = getenv("SHARDLORA_PROFILE") && atoi(getenv("SHARDLORA_PROFILE")) > 0;
     if (!enabled) return -1;
-    if (used == PROF_SLOTS) resolve(s);
+    if (used == PROF_SLOTS) resolve();
     if (!begins[used]) {
         CUDA_CHECK(cudaEventCreate(&begins[used]));
         CUDA_CHECK(cudaEventCreate(&ends[used]));
@@ -45,13 +47,14 @@ void prof_end(int token, cudaStream_t s)
     if (token >= 0) CUDA_CHECK(cudaEventRecord(ends[token], s));
 }
 
-void prof_report(cudaStream_t s)
+void prof_report(void)
 {
     if (enabled <= 0) return;
-    resolve(s);
+    resolve();
     double sum = 0;
-    for (int p = 0; p < PROF_PARTS; p++) sum += totals[p];
-    log_info("profile: GPU time per part (ms, share of the %.1f ms recorded):", sum);
-    for (int p = 0; p < PROF_PARTS; p++)
+    for (int p = 0; p < PROF_COMM; p++) sum += totals[p];
+    log_info("profile: GPU time per part (ms, share of the %.1f ms recorded on the compute stream):", sum);
+    for (int p = 0; p < PROF_COMM; p++)
         log_info("profile:   %-16s %10.1f  %5.1f%%", PART_NAMES[p], totals[p], sum > 0 ? 100 * totals[p] / sum : 0.0);
+    log_info("profile:   %-16s %10.1f  (communication stream, overlaps the above)", PART_NAMES[PROF_COMM], totals[PROF_COMM]);
 }

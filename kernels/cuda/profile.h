@@ -11,14 +11,16 @@ extern "C" {
 #endif
 
 typedef enum {
-    PROF_GEMM, PROF_LORA, PROF_ATTENTION, PROF_DEQUANT, PROF_ELEMENTWISE, PROF_LOSS, PROF_TRANSFER, PROF_PARTS
+    PROF_GEMM, PROF_LORA, PROF_ATTENTION, PROF_DEQUANT, PROF_ELEMENTWISE, PROF_LOSS, PROF_OPTIMIZER, PROF_TRANSFER,
+    PROF_COMM, PROF_PARTS
 } prof_part;
 
-/* Returns a token for prof_end, or -1 when profiling is off. */
+/* Returns a token for prof_end, or -1 when profiling is off. PROF_COMM is timed on the communication
+ * stream, beside the compute stream's parts, so it is reported apart from their sum. */
 int prof_begin(prof_part part, cudaStream_t s);
 void prof_end(int token, cudaStream_t s);
 /* Log the milliseconds of each part so far (waits for the stream). */
-void prof_report(cudaStream_t s);
+void prof_report(void);
 
 #ifdef __cplusplus
 }

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from testlib import BIN, check, finish, run, write_tokens  # noqa: E402
+from testlib import BIN, check, expect_fail, finish, run, write_tokens  # noqa: E402
 
 SL = f"{BIN}/shardlora"
 V = 64
@@ -63,4 +63,19 @@ a2, a4, a2_ckpt = planned_activations(), planned_activations("--micro-batch=4"),
 # (not quite twice: the 64 rows of attention slack and the rotary table do not grow)
 check(f"--dry-run activations grow with the micro-batch ({a2:.2f} -> {a4:.2f} MiB)", 1.5 < a4 / a2 < 2.05)
 check(f"--dry-run activations shrink with --act-ckpt ({a2:.2f} -> {a2_ckpt:.2f} MiB)", a2_ckpt < a2)
+
+# --comm=mpi names the transport, so one rank runs every collective through MPI: the same bits as
+# the run that skips them, and the traffic shows; NCCL is refused on the CPU backend.
+one = {}
+for comm in ("auto", "mpi"):
+    run([SL, "train", *common, f"--out=one_{comm}", f"--comm={comm}"], np=1)
+    with h5py.File(f"one_{comm}/metrics.h5", "r") as f:
+        one[comm] = {k: f[f"metrics/{k}"][:] for k in ("loss", "allgather_bytes")}
+check("one rank with --comm=mpi equals one rank without collectives bit for bit",
+      np.array_equal(one["mpi"]["loss"], one["auto"]["loss"]), (one["mpi"]["loss"], one["auto"]["loss"]))
+check(f"one rank with --comm=mpi gathers ({one['mpi']['allgather_bytes'][1]:.0f} bytes per step), without none",
+      one["mpi"]["allgather_bytes"][1] > 0 and one["auto"]["allgather_bytes"][1] == 0, one)
+expect_fail("--comm=nccl on the CPU backend is refused naming why",
+            [SL, "train", *common, "--out=one_nccl", "--comm=nccl", "--device=cpu"],
+            r"--comm=nccl needs the CUDA backend \(this run computes on the cpu\)", np=1)
 finish()

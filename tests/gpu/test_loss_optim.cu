@@ -34,14 +34,17 @@ static void check_cross_entropy(const ce_case &c)
 
     vec padded(c.offset + n);
     memcpy(&padded[c.offset], logits.data(), n * sizeof(float));
-    float *d_buf = gt_upload(padded), *d_loss = gt_device<float>(c.T);
+    float *d_buf = gt_upload(padded);
+    double *d_loss = gt_device<double>(c.T);
     int32_t *d_target = gt_upload(target);
     __nv_bfloat16 *d_dlogits = gt_device<__nv_bfloat16>(n);
     kc_cross_entropy(d_loss, d_dlogits, d_buf + c.offset, d_target, weight, c.T, c.V, 0);
-    vec loss = gt_download(d_loss, c.T), dlogits = gt_download_bf16(d_dlogits, n);
-    GT_CUDA(cudaMemset(d_loss, 0xff, c.T * sizeof(float)));
+    std::vector<double> loss_d = gt_download(d_loss, c.T);
+    vec loss(loss_d.begin(), loss_d.end()), dlogits = gt_download_bf16(d_dlogits, n);
+    GT_CUDA(cudaMemset(d_loss, 0xff, c.T * sizeof(double)));
     kc_cross_entropy(d_loss, NULL, d_buf + c.offset, d_target, weight, c.T, c.V, 0);
-    vec loss_only = gt_download(d_loss, c.T);
+    std::vector<double> loss_only_d = gt_download(d_loss, c.T);
+    vec loss_only(loss_only_d.begin(), loss_only_d.end());
 
     std::vector<double> want_loss(c.T);
     k_cross_entropy_fwd(want_loss.data(), logits.data(), target.data(), c.T, c.V);

@@ -52,7 +52,7 @@ int main(int argc, char **argv)
 
     for (int64_t t = 0; t < steps; t++) {
         read_at(in, argv[1], (long)(sizeof head + ((t + 1) * n + lo) * sizeof(float)), g, sizeof *g, (size_t)len);
-        norm[t] = optim_global_norm(g, len);
+        norm[t] = optim_global_norm(optim_local_sq_norm(g, len));
         if (max_norm > 0) optim_scale(g, len, optim_clip_coef(norm[t], max_norm));
         lr[t] = lr_at(&sched, t);
         adamw_step(p, g, m, v, len_decayed, &decay, t + 1, lr[t]);
