@@ -13,45 +13,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import llama_ref  # noqa: E402
+from dequant_ref import dequantized  # noqa: E402
 import lora_ref  # noqa: E402
 from testlib import BIN, SHARED, check, check_close, finish, run  # noqa: E402
 
 SEQ = 48
 ALL = list(lora_ref.PROJ)
-
-
-def dequantized(model, quant_args):
-    """Weights as the quantized base holds them, decoded from shardlora-quantize's groups."""
-    if not quant_args:
-        return llama_ref.load_h5(model)
-    out = model.replace(".h5", ".q.h5")
-    run([f"{BIN}/shardlora-quantize", model, out] + quant_args)
-    weights, cfg = llama_ref.load_h5(model)
-    with h5py.File(out, "r") as f:
-        for name in list(weights):
-            path = name.replace(".", "/")
-            if isinstance(f[path], h5py.Group):
-                weights[name] = decode_group(f[path])
-    return weights, cfg
-
-
-def decode_group(g):
-    import torch
-    shape, bs, code = tuple(g.attrs["shape"]), int(g.attrs["blocksize"]), g["code"][:]
-    n = int(np.prod(shape))
-    if "packed" in g:
-        packed = g["packed"][:]
-        idx = np.stack([packed >> 4, packed & 15], 1).reshape(-1)[:n]
-    else:
-        idx = g["codes"][:]
-    if "nested_absmax" in g:
-        u8, nested = g["absmax"][:], g["nested_absmax"][:]
-        absmax = (g["nested_code"][:][u8] * np.repeat(nested, 256)[:len(u8)]).astype(np.float32) + np.float32(g.attrs["offset"])
-    else:
-        absmax = g["absmax"][:]
-    values = code[idx].astype(np.float32) * np.repeat(absmax, bs)[:n]
-    return torch.from_numpy(values.reshape(shape).astype(np.float64))
 
 
 def write_data(path, docs, masks=None, labels=None, num_labels=0):
