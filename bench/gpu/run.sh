@@ -48,9 +48,11 @@ PY
 }
 last_line() { grep -v '^[[:space:]]*$' "$1" | tail -n 1 | cut -c1-300; }
 
-# The GPU host's recipe: MPI/HDF5 paths, then the peers' wheels (bitsandbytes, Unsloth) into /tmp/site.
-# env.sh is written for interactive shells, so it is sourced without -e/-u.
-if [ -z "${GPUHOST_DIR:-}" ] && [ -e .gpuhost/env.sh ]; then
+# The GPU host's recipe: MPI/HDF5/NCCL/cuDNN paths, then the peers' wheels (bitsandbytes, Unsloth)
+# into /tmp/site. Sourced here even when the caller did (it is idempotent): a caller's
+# gpuhost_wheels function does not reach this script. It is written for interactive shells, so it
+# is sourced without -e/-u.
+if [ -e .gpuhost/env.sh ]; then
   set +eu
   # shellcheck disable=SC1091  # the host's copy, not in the tree
   source .gpuhost/env.sh
@@ -64,7 +66,8 @@ py=${PYTHON:-python3}
 
 # Build (a no-op when the caller has built); a failed build leaves the shardlora row to say so.
 shardlora_ok=1
-if [ "$tiny" = 1 ]; then make_goals=all; else make_goals="all bench-gpu-bins"; fi
+# On the GPU host CUDA=1, so a missing CUDA piece is named instead of a CPU-only build.
+if [ "$tiny" = 1 ]; then make_goals=all; else make_goals="CUDA=1 all bench-gpu-bins"; fi
 # shellcheck disable=SC2086  # several goals and flags
 if ! make -s -j"$(nproc)" ${MAKE_FLAGS:-} $make_goals >"$logs/make.log" 2>&1; then
   shardlora_ok=0
