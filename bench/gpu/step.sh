@@ -76,26 +76,23 @@ SHARDLORA_PROFILE=1 bin/shardlora train --model="$qmodel" --data="$data" --out="
 t2=$(date +%s.%N)
 $py - "$dir/run/metrics.h5" "$qmodel" "$mb" "$seq" "$warmup" "$dir/train.log" "${RESULT_JSONL:-}" "$t0" "$t1" "$t2" <<'PY'
 import json, re, sys, h5py, numpy as np
+sys.path.insert(0, "bench/gpu")
+from peers import flops_per_token  # the one formula every side of bench/gpu/run.sh is measured by
 path, model, mb, seq, warmup, log, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), \
     int(sys.argv[5]), sys.argv[6], sys.argv[7]
 t0, t1, t2 = map(float, sys.argv[8:11])
 with h5py.File(path, "r") as f:
     tps = f["metrics/tokens_per_s"][warmup:]
 with h5py.File(model, "r") as f:
-    c = {k: f["config"].attrs[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
-                                         "num_attention_heads", "num_key_value_heads", "head_dim", "vocab_size")}
-    tie = bool(f["config"].attrs["tie_word_embeddings"])
-D, F, L, V = int(c["hidden_size"]), int(c["intermediate_size"]), int(c["num_hidden_layers"]), int(c["vocab_size"])
-Q, KV = int(c["num_attention_heads"] * c["head_dim"]), int(c["num_key_value_heads"] * c["head_dim"])
-linear = D * Q + 2 * D * KV + Q * D + 3 * D * F
-# forward + input-gradient backward of every base linear and the LM head, plus causal attention
-# (per token 2 FLOPs x seq/2 keys x Q for each of QK^T and PV forward, and the backward's four
-# products: 6 seq Q)
-def flops_per_token(layers):
-    return 4 * (layers * linear + V * D) + layers * 6 * seq * Q
+    c = f["config"].attrs
+    shape = dict(hidden=int(c["hidden_size"]), intermediate=int(c["intermediate_size"]),
+                 layers=int(c["num_hidden_layers"]), heads=int(c["num_attention_heads"]),
+                 kv_heads=int(c["num_key_value_heads"]), vocab=int(c["vocab_size"]), seq=seq)
+    tie = bool(c["tie_word_embeddings"])
+L, fl = shape["layers"], flops_per_token(shape)
 med = float(np.median(tps))
 print(f"bench: {L} layers, micro-batch {mb} x seq {seq}: {med:.0f} tokens/s (median of steps {warmup + 1}..)")
-print(f"bench: model FLOPs per token {flops_per_token(L) / 1e9:.2f} GFLOP; achieved {flops_per_token(L) * med / 1e12:.0f} TFLOP/s")
+print(f"bench: model FLOPs per token {fl / 1e9:.2f} GFLOP; achieved {fl * med / 1e12:.0f} TFLOP/s")
 print(f"bench: model build + quantize {t1 - t0:.0f} s, train wall {t2 - t1:.0f} s")
 if out:
     text = open(log).read()
@@ -103,7 +100,7 @@ if out:
     row = {"kind": "shardlora", "peer": "shardlora", "name": "shardlora", "layers": L, "seq": seq, "batch": mb,
            "tokens_per_step": mb * seq, "tokens_per_s": med, "step_s": mb * seq / med,
            "step_s_min": float(mb * seq / tps.max()), "step_s_max": float(mb * seq / tps.min()),
-           "steps": int(len(tps)), "warmup": warmup, "flops_per_token": flops_per_token(L),
+           "steps": int(len(tps)), "warmup": warmup, "flops_per_token": fl,
            "tied": tie, "build_s": t1 - t0, "train_wall_s": t2 - t1,
            "profile": [l for l in text.splitlines() if l.startswith("profile:")]}
     notes = ["activations kept (no recompute)"]
