@@ -12,7 +12,7 @@ in its own process, on the same model shape and tokens per step. Subcommands:
                 2 warm-up steps, then the median of --steps timed steps (synchronize + perf_counter)
   table         the markdown table of a results file (one JSON object per line)
 
-Every subcommand appends one JSON object per measurement to --out. `--tiny` shrinks everything
+hw and train append one JSON object per measurement to --out. `--tiny` shrinks everything
 (hidden 64, 2 layers, vocab 512, seq 64, batch 2) so the whole path runs on a CPU for a smoke test.
 
 Imports are local to each path: Unsloth patches transformers and PEFT, so in the unsloth peers it

@@ -14,7 +14,7 @@
 #   RESULTS_DIR=$OUT bench/gpu/run.sh
 #   LAYERS=4 STEPS=3 bench/gpu/run.sh           # quick: every side shrinks to 4 decoder layers
 #   PEERS="hf" bench/gpu/run.sh                 # a subset of hf unsloth unsloth-gc
-# Smoke test on a machine without a GPU (tiny shape, CPU, HF path only succeeds):
+# Smoke test on a machine without a GPU (tiny shape, all on the CPU; the Unsloth rows fail there):
 #   TINY=1 PYTHON=/work/.venv-hf/bin/python bench/gpu/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
