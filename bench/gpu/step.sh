@@ -1,57 +1,113 @@
 #!/usr/bin/env bash
 # One QLoRA training configuration on one GPU, Llama-3-8B layer shapes (hidden 4096, 32 heads, 8 kv
-# heads, intermediate 14336, vocab 128256, tied embeddings), random weights, NF4 + double
-# quantization, LoRA r 16 alpha 32 on all seven projections, seq 2048: tokens/s, peak device
-# memory, model FLOP utilisation and the GPU time per part of the step (SHARDLORA_PROFILE=1).
+# heads, intermediate 14336, vocab 128256), random weights, NF4 + double quantization, LoRA r 16
+# alpha 32 on all seven projections, seq 2048: tokens/s, peak device memory, model FLOP utilisation
+# and the GPU time per part of the step (SHARDLORA_PROFILE=1).
 # LAYERS (default 2) decoder layers are built; the per-layer time gives the 32-layer estimate,
 # printed as such. Run from the project root on the GPU host after a CUDA build:
 #   LAYERS=2 MICRO_BATCH=8 STEPS=6 bench/gpu/step.sh
+# Knobs bench/gpu/run.sh sets (defaults keep this script's earlier behaviour):
+#   MODEL_SOURCE=init       shardlora-init + shardlora-quantize (TIE=1: tied embeddings, the default)
+#   MODEL_SOURCE=hf:DIR     shardlora-import of a Hugging Face directory, quantized on the way in
+#   DOCS=random|window      documents of 512..4096 random tokens, or exactly SEQ+1 (one per window)
+#   WARMUP=1                first steps left out of the median
+#   DEVICE=cuda             --device for shardlora train (cpu for a smoke test)
+#   RESULT_JSONL=FILE       append the result as one JSON object (bench/gpu/peers.py table reads it)
+#   BUILD_ONLY=1            build (or find) the model file and stop
 set -euo pipefail
-layers=${LAYERS:-2} mb=${MICRO_BATCH:-8} steps=${STEPS:-6} seq=${SEQ:-2048}
+layers=${LAYERS:-2} mb=${MICRO_BATCH:-8} steps=${STEPS:-6} seq=${SEQ:-2048} warmup=${WARMUP:-1}
 dir=${BENCH_DIR:-/tmp/shardlora-bench}
+source_=${MODEL_SOURCE:-init} tie=${TIE:-1} docs=${DOCS:-random} device=${DEVICE:-cuda}
 mkdir -p "$dir"
-model=$dir/llama3-8b-shape-L$layers.h5 qmodel=$dir/llama3-8b-shape-L$layers.nf4dq.h5 data=$dir/tokens.h5
+data=$dir/tokens.h5
 py=${PYTHON:-python3}
-t0=$(date +%s.%N)
-[ -e "$qmodel" ] || {
-  bin/shardlora-init "$model" --hidden 4096 --intermediate 14336 --layers "$layers" --heads 32 --kv-heads 8 \
-    --vocab 128256 --max-pos 8192 --rope-theta 500000 --tie --std 0.02 --seed 1
-  bin/shardlora-quantize "$model" "$qmodel" --quant nf4 --double-quant
-  rm -f "$model"
+
+# The model-building step, kept in one function so a faster writer can replace it: it must leave a
+# pre-quantized (nf4, double quant, blocksize 64) model file at $1.
+build_model() {
+  local out=$1
+  case $source_ in
+    init)
+      local float=$dir/float-L$layers.h5 tie_flag=
+      [ "$tie" = 1 ] && tie_flag=--tie
+      bin/shardlora-init "$float" --hidden 4096 --intermediate 14336 --layers "$layers" --heads 32 --kv-heads 8 \
+        --vocab 128256 --max-pos 8192 --rope-theta 500000 $tie_flag --std 0.02 --seed 1 --dtype bf16
+      bin/shardlora-quantize "$float" "$out.part" --quant nf4 --double-quant
+      rm -f "$float" ;;
+    hf:*)
+      # The peers' own random weights: every side trains the same model.
+      bin/shardlora-import hf "${source_#hf:}" "$out.part" --quantize nf4 --double-quant ;;
+    *) echo "step.sh: MODEL_SOURCE must be init or hf:DIR, found '$source_'" >&2; exit 2 ;;
+  esac
+  mv "$out.part" "$out"  # only a complete file is reused by a later run
 }
+
+case $source_ in
+  init) qmodel=$dir/llama3-8b-shape-L$layers-tie$tie.nf4dq.h5 ;;
+  *) qmodel=$dir/$(basename "${source_#hf:}").nf4dq.h5 ;;
+esac
+t0=$(date +%s.%N)
+# (not "|| build_model": set -e would not apply inside it)
+if [ ! -e "$qmodel" ]; then build_model "$qmodel"; fi
 t1=$(date +%s.%N)
-# random documents of 512..4096 tokens, enough for every step
-$py - "$data" "$(( (steps + 1) * mb * seq * 2 ))" <<'PY'
+if [ "${BUILD_ONLY:-0}" = 1 ]; then echo "step.sh: model $qmodel"; exit 0; fi
+# Random token documents, enough for every step, vocabulary as the model's.
+$py - "$data" "$(( (steps + 1) * mb * seq * 2 ))" "$qmodel" "$docs" "$seq" <<'PY'
 import sys, h5py, numpy as np
-path, n = sys.argv[1], int(sys.argv[2])
+path, n, model, docs, seq = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+with h5py.File(model, "r") as f:
+    vocab = int(f["config"].attrs["vocab_size"])
 rng = np.random.default_rng(0)
-lens = []
-while sum(lens) < n: lens.append(int(rng.integers(512, 4097)))
+if docs == "window":  # seq + 1 tokens: each window is one whole document, as the peers' sequences
+    lens = [seq + 1] * (n // (seq + 1) + 1)
+else:
+    lens = []
+    while sum(lens) < n: lens.append(int(rng.integers(512, 4097)))
 with h5py.File(path, "w") as f:
-    f["tokens"] = rng.integers(3, 128256, sum(lens)).astype(np.int32)
+    f["tokens"] = rng.integers(3, vocab, sum(lens)).astype(np.int32)
     f["doc_offsets"] = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-    f.attrs["vocab_size"] = np.int64(128256)
+    f.attrs["vocab_size"] = np.int64(vocab)
 PY
 rm -rf "$dir/run"
-SHARDLORA_PROFILE=1 bin/shardlora train --model="$qmodel" --data="$data" --out="$dir/run" --device=cuda \
+# shellcheck disable=SC2086  # EXTRA holds several options
+SHARDLORA_PROFILE=1 bin/shardlora train --model="$qmodel" --data="$data" --out="$dir/run" --device="$device" \
   --seq-len="$seq" --micro-batch="$mb" --lora-r=16 --lora-alpha=32 --lr=1e-4 --steps="$steps" --log-every=1 \
   ${EXTRA:-} 2>&1 | tee "$dir/train.log"
 t2=$(date +%s.%N)
-$py - "$dir/run/metrics.h5" "$layers" "$mb" "$seq" "$t0" "$t1" "$t2" <<'PY'
-import sys, h5py, numpy as np
-path, L, mb, seq = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-t0, t1, t2 = map(float, sys.argv[5:8])
+$py - "$dir/run/metrics.h5" "$qmodel" "$mb" "$seq" "$warmup" "$dir/train.log" "${RESULT_JSONL:-}" "$t0" "$t1" "$t2" <<'PY'
+import json, re, sys, h5py, numpy as np
+sys.path.insert(0, "bench/gpu")
+from peers import flops_per_token  # the one formula every side of bench/gpu/run.sh is measured by
+path, model, mb, seq, warmup, log, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), \
+    int(sys.argv[5]), sys.argv[6], sys.argv[7]
+t0, t1, t2 = map(float, sys.argv[8:11])
 with h5py.File(path, "r") as f:
-    tps = f["metrics/tokens_per_s"][1:]
-D, F, Q, KV, V = 4096, 14336, 4096, 1024, 128256
-linear = D * Q + 2 * D * KV + Q * D + 3 * D * F
-# forward + input-gradient backward of every base linear and the LM head, plus causal attention
-# (per token 2 FLOPs x seq/2 keys x Q for each of QK^T and PV forward, and the backward's four
-# products: 6 seq Q)
-def flops_per_token(layers):
-    return 4 * (layers * linear + V * D) + layers * 6 * seq * Q
-step_time = mb * seq / np.median(tps)
-print(f"bench: {L} layers, micro-batch {mb} x seq {seq}: {np.median(tps):.0f} tokens/s (median of steps 2..)")
-print(f"bench: model FLOPs per token {flops_per_token(L) / 1e9:.2f} GFLOP; achieved {flops_per_token(L) * np.median(tps) / 1e12:.0f} TFLOP/s")
+    tps = f["metrics/tokens_per_s"][warmup:]
+with h5py.File(model, "r") as f:
+    c = f["config"].attrs
+    shape = dict(hidden=int(c["hidden_size"]), intermediate=int(c["intermediate_size"]),
+                 layers=int(c["num_hidden_layers"]), heads=int(c["num_attention_heads"]),
+                 kv_heads=int(c["num_key_value_heads"]), vocab=int(c["vocab_size"]), seq=seq)
+    tie = bool(c["tie_word_embeddings"])
+L, fl = shape["layers"], flops_per_token(shape)
+med = float(np.median(tps))
+print(f"bench: {L} layers, micro-batch {mb} x seq {seq}: {med:.0f} tokens/s (median of steps {warmup + 1}..)")
+print(f"bench: model FLOPs per token {fl / 1e9:.2f} GFLOP; achieved {fl * med / 1e12:.0f} TFLOP/s")
 print(f"bench: model build + quantize {t1 - t0:.0f} s, train wall {t2 - t1:.0f} s")
+if out:
+    text = open(log).read()
+    peak = re.search(r"cuda: peak memory of the buffers ([0-9.]+) GiB; device memory in use at the end ([0-9.]+) GiB", text)
+    row = {"kind": "shardlora", "peer": "shardlora", "name": "shardlora", "layers": L, "seq": seq, "batch": mb,
+           "tokens_per_step": mb * seq, "tokens_per_s": med, "step_s": mb * seq / med,
+           "step_s_min": float(mb * seq / tps.max()), "step_s_max": float(mb * seq / tps.min()),
+           "steps": int(len(tps)), "warmup": warmup, "flops_per_token": fl,
+           "tied": tie, "build_s": t1 - t0, "train_wall_s": t2 - t1,
+           "profile": [l for l in text.splitlines() if l.startswith("profile:")]}
+    notes = ["activations kept (no recompute)"]
+    if peak:
+        row["peak_gib"], row["in_use_end_gib"] = float(peak[1]), float(peak[2])
+        notes.append(f"peak = stream-ordered pool high-water; {peak[2]} GiB in use at exit incl. context and workspaces")
+    row["notes"] = "; ".join(notes)
+    with open(out, "a") as f:
+        f.write(json.dumps(row) + "\n")
 PY
