@@ -38,9 +38,12 @@ static void shard_overlap(const fsdp_pool *p, const fsdp_member *m, int64_t *lo,
 static void check_finite(const fsdp_pool *p, const char *file)
 {
     int64_t begin = (int64_t)RT.rank * p->shard_numel, bad = -1;
-    int64_t valid = p->numel - begin < p->shard_numel ? p->numel - begin : p->shard_numel;
-    for (int64_t i = 0; i < valid && bad < 0; i++)
-        if (!isfinite(p->shard[i])) bad = begin + i;
+    int64_t valid = p->numel - begin < p->shard_numel ? p->numel - begin : p->shard_numel, first = valid;
+    const float *x = p->shard;
+#pragma omp parallel for schedule(static) reduction(min : first) if (valid > 65536)
+    for (int64_t i = 0; i < valid; i++) /* the first non-finite element, found on every thread */
+        if (!isfinite(x[i]) && i < first) first = i;
+    if (first < valid) bad = begin + first;
     const fsdp_member *m = NULL;
     for (int i = 0; bad >= 0 && i < p->n_members; i++)
         if (bad >= p->members[i].offset && bad < p->members[i].offset + p->members[i].numel) m = &p->members[i];
@@ -83,13 +86,16 @@ void fsdp_pool_checksums(const fsdp_pool *p, const float *shard, uint64_t *sums)
         const fsdp_member *m = &p->members[i];
         int64_t lo, hi;
         shard_overlap(p, m, &lo, &hi);
+        uint64_t sum = 0; /* a sum modulo 2^64: the same in any order, so on every thread */
+#pragma omp parallel for schedule(static) reduction(+ : sum) if (hi - lo > 65536)
         for (int64_t e = lo; e < hi; e++) {
             uint32_t bits;
             memcpy(&bits, &shard[e - begin], 4);
             uint64_t z = ((uint64_t)(e - m->offset) << 32 | bits) * 0x9e3779b97f4a7c15ull;
             z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-            sums[i] += z ^ (z >> 27);
+            sum += z ^ (z >> 27);
         }
+        sums[i] += sum;
     }
 }
 

@@ -2,13 +2,15 @@
 #include "h5io.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "runtime.h"
 
-static int64_t bytes_read_total;
+static int64_t bytes_read_total, bytes_read_direct;
 
 static void quiet_hdf5(void)
 {
@@ -300,6 +302,90 @@ static void widen_in_place(float *buf, int64_t n, sl_dtype t)
     if (h == 1) sl_to_f32(buf, words, t, 1); /* reads word 0 before writing float 0 */
 }
 
+/* ---- direct reads: a read-only file's contiguous datasets, read with pread on every thread ----
+ * HDF5 reads a selection on one thread (and through MPI-IO on a parallel file). A dataset stored
+ * contiguously, unfiltered and allocated is one extent of the file, so a flat element range is
+ * one byte range: each thread preads its pieces of it straight into the caller's buffer (the page
+ * faults of a fresh buffer are taken by all threads too), and 16-bit floats are widened piece by
+ * piece from a small per-thread buffer. Only for files open read-only without a user block (no
+ * cached writes, addresses as stored), and only where the memory type is the stored one or the
+ * widening of f16/bf16 words: exactly the bytes HDF5 would deliver. The decision depends only on
+ * the file, so every rank of a parallel file takes the same path (none of these are collective). */
+
+/* The file offset of the dataset's first byte, or -1 when it cannot be read directly. */
+static int64_t direct_address(hid_t file, hid_t d)
+{
+    unsigned intent = 0;
+    if (H5Fget_intent(file, &intent) < 0 || intent != H5F_ACC_RDONLY) return -1;
+    hid_t fcpl = H5Fget_create_plist(file);
+    hsize_t userblock = 1;
+    H5Pget_userblock(fcpl, &userblock);
+    H5Pclose(fcpl);
+    hid_t dcpl = H5Dget_create_plist(d);
+    int ok = userblock == 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0;
+    H5Pclose(dcpl);
+    haddr_t a = ok ? H5Dget_offset(d) : HADDR_UNDEF;
+    return a == HADDR_UNDEF ? -1 : (int64_t)a;
+}
+
+enum { DIRECT_PIECE = 4 << 20 }; /* bytes per pread */
+
+/* pread all of [off, off + len) into dst; 0 or an errno (-1 for end of file). */
+static int pread_all(int fd, void *dst, size_t len, int64_t off)
+{
+    char *p = dst;
+    while (len) {
+        ssize_t got = pread(fd, p, len, (off_t)off);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) return got < 0 ? errno : -1;
+        p += got, off += got, len -= (size_t)got;
+    }
+    return 0;
+}
+
+/* Elements [start, start + count) of elem_size bytes at file offset addr into buf; with widen,
+ * buf takes them as float32 (the stored 16-bit type is t). */
+static void read_direct(hid_t file, const char *path, int64_t addr, size_t elem_size, int64_t start, int64_t count,
+                        void *buf, int widen, sl_dtype t)
+{
+    const char *name = h5_name(file);
+    int fd = open(name, O_RDONLY);
+    if (fd < 0) sl_fatal("%s: cannot open the file again to read dataset %s: %s", name, path, strerror(errno));
+    const int64_t per = DIRECT_PIECE / (int64_t)elem_size, pieces = (count + per - 1) / per;
+    int err = 0;
+#pragma omp parallel if (pieces > 1)
+    {
+        uint16_t *words = widen ? malloc(DIRECT_PIECE) : NULL;
+        if (widen && !words) {
+#pragma omp atomic write
+            err = ENOMEM;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t k = 0; k < pieces; k++) {
+            int64_t e0 = k * per, n = count - e0 < per ? count - e0 : per;
+            void *dst = widen ? (void *)words : (char *)buf + e0 * (int64_t)elem_size;
+            int rc = words || !widen ? pread_all(fd, dst, (size_t)(n * (int64_t)elem_size),
+                                                 addr + (start + e0) * (int64_t)elem_size) : ENOMEM;
+            if (rc) {
+#pragma omp atomic write
+                err = rc;
+            } else if (widen) {
+                float *out = (float *)buf + e0;
+                if (t == SL_BF16) for (int64_t i = 0; i < n; i++) out[i] = sl_bf16_to_f32(words[i]);
+                else for (int64_t i = 0; i < n; i++) out[i] = sl_f16_to_f32(words[i]);
+            }
+        }
+        free(words);
+    }
+    close(fd);
+    if (err)
+        sl_fatal("%s: reading dataset %s failed (%s)", name, path,
+                 err < 0 ? "the file ends before the dataset: truncated file?" : strerror(err));
+    bytes_read_direct += count * (int64_t)elem_size;
+}
+
+int64_t h5_bytes_read_direct(void) { return bytes_read_direct; }
+
 static void transfer_range(hid_t file, const char *path, sl_dtype mem, int64_t start, int64_t count,
                            void *buf, int writing)
 {
@@ -318,6 +404,15 @@ static void transfer_range(hid_t file, const char *path, sl_dtype mem, int64_t s
     if (start < 0 || count < 0 || start + count > n)
         sl_fatal("%s: dataset %s: elements [%lld, %lld) requested, but it holds %lld", h5_name(file),
                  path, (long long)start, (long long)(start + count), (long long)n);
+    int words = stored == SL_F16 || stored == SL_BF16;
+    int64_t addr = !writing && ndims >= 1 && ndims <= 2 ? direct_address(file, d) : -1; /* not on count: see above */
+    hid_t native = mem == stored && !words && stored != SL_DTYPE_OTHER ? h5_type(mem) : -1;
+    if (addr >= 0 && (words ? mem == stored || mem == SL_F32 : native >= 0 && H5Tequal(t, native) > 0)) {
+        if (count) read_direct(file, path, addr, H5Tget_size(t), start, count, buf, words && mem == SL_F32, stored);
+        bytes_read_total += count * (int64_t)H5Tget_size(t);
+        H5Sclose(fs), H5Tclose(t), H5Dclose(d);
+        return;
+    }
     if (ndims == 0 && count == 0) H5Sselect_none(fs);
     else if (ndims >= 1 && ndims <= 2) select_flat_range(fs, ndims, dims, start, count);
     hsize_t mcount = (hsize_t)count;
@@ -326,7 +421,6 @@ static void transfer_range(hid_t file, const char *path, sl_dtype mem, int64_t s
     hid_t dxpl = transfer_plist(file);
     /* 16-bit floats move as the file's own words (no HDF5 conversion); float32 is widened or
      * narrowed here. Reads land in the first half of the float buffer and widen in place. */
-    int words = stored == SL_F16 || stored == SL_BF16;
     int narrow = words && writing && mem == SL_F32, widen = words && !writing && mem == SL_F32;
     hid_t mtype = words && (mem == stored || mem == SL_F32) ? t : h5_type(mem);
     void *data = buf;

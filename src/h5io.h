@@ -39,6 +39,9 @@ void h5_read(hid_t file, const char *path, sl_dtype mem, void *buf);
 void h5_read_range(hid_t file, const char *path, sl_dtype mem, int64_t start, int64_t count, void *buf);
 /* Bytes of dataset payload this process has read, as stored in the files. */
 int64_t h5_bytes_read(void);
+/* Of those, the bytes read directly with pread on every thread (contiguous datasets of files open
+ * read-only; see h5io.c), bypassing HDF5's own reading. */
+int64_t h5_bytes_read_direct(void);
 
 /* Create a dataset (and any missing parent groups) and write it whole; with MPI only rank 0's
  * buffer is written. file_type may differ from mem (bf16 is stored as HDF5's custom bf16 float). */

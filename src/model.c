@@ -145,12 +145,16 @@ void model_load(sl_model *m, const char *path, const quant_format *fmt, fsdp_kee
     modelcfg_tensors(&m->cfg, m->tensors, m->n_tensors);
     plan_units(m, fmt, keep);
     int64_t before = h5_bytes_read();
+    double t0 = rt_now();
     for (int u = 0; u < m->n_units; u++) {
         fsdp_pool_load(&m->units[u].frozen, f);
         if (m->units[u].quant.n_members) qpool_load(&m->units[u].quant, f);
     }
     m->bytes_read = h5_bytes_read() - before;
     h5_close(f);
+    double s = rt_now() - t0;
+    log_info("model: read %.3f GB of weights on rank 0 in %.2f s (%.0f MB/s)", (double)m->bytes_read / 1e9, s,
+             (double)m->bytes_read / 1e6 / (s > 0 ? s : 1e-9));
 }
 
 void model_free(sl_model *m)

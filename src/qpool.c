@@ -67,9 +67,11 @@ static int64_t read_member(const qpool *q, const qpool_member *m, hid_t file, in
 {
     int64_t e0 = b0 * q->fmt.blocksize, count = quant_block_elems(&q->fmt, m->numel, b0, b1);
     h5_read_range(file, m->path, SL_F32, count ? e0 : 0, count, x);
-    int64_t bad = -1;
-    for (int64_t i = 0; i < count && bad < 0; i++)
-        if (!isfinite(x[i])) bad = i;
+    int64_t first = count; /* the first non-finite element, found on every thread */
+#pragma omp parallel for schedule(static) reduction(min : first) if (count > 65536)
+    for (int64_t i = 0; i < count; i++)
+        if (!isfinite(x[i]) && i < first) first = i;
+    int64_t bad = first < count ? first : -1;
     rt_agree(bad < 0, "%s: dataset %s holds a non-finite value (%g) at element %lld (expected finite weights)",
              h5_name(file), m->path, bad >= 0 ? x[bad] : 0.0, (long long)(e0 + bad));
     return count;

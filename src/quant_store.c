@@ -160,10 +160,13 @@ void quant_store_quantize(hid_t file, const char *path, const quant_format *f, c
     quant_store_info info = {.fmt = *f, .shape = {dims[0], dims[1]}, .n = dims[0] * dims[1]};
     info.nblocks = quant_nblocks(f, info.n);
     snprintf(info.dtype, sizeof info.dtype, "%s", dtype);
+    int64_t bad = info.n; /* the first non-finite element, found on every thread */
+#pragma omp parallel for schedule(static) reduction(min : bad)
     for (int64_t i = 0; i < info.n; i++)
-        if (!isfinite(x[i]))
-            sl_fatal("%s: %s: value %g at flat index %lld is not finite; only finite weights can be quantized",
-                     h5_name(file), path, x[i], (long long)i);
+        if (!isfinite(x[i]) && i < bad) bad = i;
+    if (bad < info.n)
+        sl_fatal("%s: %s: value %g at flat index %lld is not finite; only finite weights can be quantized",
+                 h5_name(file), path, x[bad], (long long)bad);
     int64_t nb = info.nblocks;
     quant_view q = {.codes = sl_malloc((size_t)quant_code_bytes(f, info.n, 0, nb), path),
                     .absmax = sl_malloc((size_t)nb * sizeof(float), path),

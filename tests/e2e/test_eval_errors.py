@@ -68,6 +68,29 @@ def poison(f):
 variant("model.h5", "nan.h5", poison)
 expect_fail("non-finite weights", evaluate("nan.h5"),
             r"dataset /model/layers/1/mlp/down_proj/weight holds a non-finite value \(nan\) at element 247", np=2)
+
+# big enough for the finiteness checks to run on several threads: of two bad values the first is named
+run([f"{BIN}/shardlora-init", "wide.h5", "--hidden", "64", "--heads", "4", "--kv-heads", "2", "--intermediate", "1152",
+     "--layers", "1", "--vocab", "8192", "--max-pos", "128", "--seed", "4"])
+
+
+def poison_two(name, first, second):
+    def edit(f):
+        a = f[name][...]
+        a[first], a[second] = np.inf, np.nan
+        f[name][...] = a
+    return edit
+
+
+variant("wide.h5", "wide_emb.h5", poison_two("model/embed_tokens/weight", (300, 5), (7000, 1)))
+variant("wide.h5", "wide_up.h5", poison_two("model/layers/0/mlp/up_proj/weight", (10, 3), (1000, 0)))
+os.environ["OMP_NUM_THREADS"] = "2"
+expect_fail("non-finite embedding on 2 threads: the first of two is named", evaluate("wide_emb.h5", "data.h5", "--threads=2"),
+            r"dataset /model/embed_tokens/weight holds a non-finite value \(inf\) at element 19205", np=1)
+expect_fail("non-finite projection quantized at load on 2 threads: the first of two is named",
+            evaluate("wide_up.h5", "data.h5", "--quant=nf4", "--threads=2"),
+            r"dataset /model/layers/0/mlp/up_proj/weight holds a non-finite value \(inf\) at element 643", np=1)
+os.environ["OMP_NUM_THREADS"] = "1"
 variant("model.h5", "arch.h5", lambda f: f["config"].attrs.__setitem__("architecture", "gpt2"))
 expect_fail("unknown architecture", evaluate("arch.h5"), r"unknown architecture 'gpt2'.*expected llama, mistral or qwen2", np=2)
 

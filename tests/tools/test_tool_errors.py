@@ -37,6 +37,20 @@ def poison(f):
 variant("model.h5", "nan.h5", poison)
 expect_exit("quantize: a NaN weight is reported, exit status 1", [QUANTIZE, "nan.h5", "q.h5", "--quant", "nf4"], 1,
             r"/model/layers/1/mlp/down_proj/weight: value nan at flat index 148 is not finite")
+
+
+def poison_two(f):  # elements 148 and 1100 of 1536: on 2 threads each half holds one; the first is named
+    w = f["model/layers/1/mlp/down_proj/weight"]
+    a = w[...]
+    a[3, 4], a[22, 44] = np.inf, np.nan
+    w[...] = a
+
+
+variant("model.h5", "nan2.h5", poison_two)
+os.environ["OMP_NUM_THREADS"] = "2"
+expect_exit("quantize on 2 threads: of two non-finite weights the first is reported", [QUANTIZE, "nan2.h5", "q.h5",
+            "--quant", "nf4"], 1, r"/model/layers/1/mlp/down_proj/weight: value inf at flat index 148 is not finite")
+os.environ["OMP_NUM_THREADS"] = "1"
 variant("model.h5", "int.h5", lambda f: replace(f, "model/layers/0/self_attn/q_proj/weight", np.ones((32, 32), np.int32)))
 expect_exit("quantize: an int32 weight is reported, exit status 1", [QUANTIZE, "int.h5", "q.h5", "--quant", "nf4"], 1,
             r"/model/layers/0/self_attn/q_proj/weight has type int32")

@@ -2,7 +2,9 @@
  * program. Every one of the 65,536 bit patterns of each reads back as the value HDF5's own
  * conversion gives (subnormals, signed zeros, infinities; NaN stays NaN), over whole datasets and
  * ranges of 1-D and 2-D ones; float32 written into them narrows to nearest even and round-trips
- * exactly; a 16-bit float of another layout is refused, naming the file and the dataset. */
+ * exactly; a 16-bit float of another layout is refused, naming the file and the dataset. Files
+ * open read-only are read directly (pread on every thread) where the dataset allows: the values
+ * equal HDF5's own reads for every type and range, and other datasets still go through HDF5. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <omp.h>
 
 #include "h5io.h"
 #include "runtime.h"
@@ -135,6 +139,104 @@ static void check_type(sl_dtype t, const char *name)
     free(x), free(y), free(w);
 }
 
+/* A dataset HDF5 cannot hand over directly: chunked, or big-endian float32. */
+static void write_special(hid_t f, const char *path, int chunked, const float *x, hsize_t n)
+{
+    hid_t s = H5Screate_simple(1, &n, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hsize_t chunk = 1000;
+    if (chunked) H5Pset_chunk(dcpl, 1, &chunk);
+    hid_t d = H5Dcreate2(f, path, chunked ? H5T_IEEE_F32LE : H5T_IEEE_F32BE, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    assert_true(d >= 0);
+    assert_true(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    H5Dclose(d), H5Pclose(dcpl), H5Sclose(s);
+}
+
+/* HDF5's own read of [start, start + count) of a 1-D dataset as mtype. */
+static void hdf5_range(hid_t f, const char *path, hid_t mtype, int64_t start, int64_t count, void *out)
+{
+    hid_t d = H5Dopen2(f, path, H5P_DEFAULT), fs = H5Dget_space(d);
+    hsize_t off = (hsize_t)start, cnt = (hsize_t)count;
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, &off, NULL, &cnt, NULL);
+    hid_t ms = H5Screate_simple(1, &cnt, NULL);
+    assert_true(H5Dread(d, mtype, ms, fs, H5P_DEFAULT, out) >= 0);
+    H5Sclose(ms), H5Sclose(fs), H5Dclose(d);
+}
+
+static void hdf5_whole(hid_t f, const char *path, float *out)
+{
+    hid_t d = H5Dopen2(f, path, H5P_DEFAULT);
+    assert_true(d >= 0);
+    assert_true(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0);
+    H5Dclose(d);
+}
+
+static void test_direct_reads_match_hdf5(void **state)
+{
+    enum { N = 3 << 20 }; /* several 4 MiB pieces of every type */
+    const char *dir = getenv("TEST_TMP");
+    char path[512];
+    snprintf(path, sizeof path, "%s/h5io_direct.h5", dir ? dir : ".");
+    hid_t f = h5_create(path, "test file", MPI_COMM_NULL);
+    float *x = sl_malloc(N * sizeof *x, "x");
+    uint8_t *u8 = sl_malloc(N, "u8");
+    uint16_t *w = sl_malloc(N * sizeof *w, "w");
+    for (int64_t i = 0; i < N; i++)
+        x[i] = (float)sin((double)i) * 3.0f, u8[i] = (uint8_t)(i * 7), w[i] = (uint16_t)(i * 40503u);
+    int64_t n = N, dims2[2] = {3072, 1024};
+    h5_write(f, "/f32", SL_F32, SL_F32, 1, &n, x);
+    h5_write(f, "/f32_2d", SL_F32, SL_F32, 2, dims2, x);
+    h5_write(f, "/u8", SL_U8, SL_U8, 1, &n, u8);
+    h5_write(f, "/bf16", SL_BF16, SL_BF16, 1, &n, w);
+    h5_write(f, "/f16", SL_F16, SL_F16, 2, dims2, w);
+    write_special(f, "/chunked", 1, x, N);
+    write_special(f, "/f32be", 0, x, N);
+    h5_close(f);
+    f = h5_open(path, "test file", 0, MPI_COMM_NULL);
+    omp_set_num_threads(3);
+    const int64_t ranges[][2] = {{0, N}, {1, N - 1}, {12345, 2 * 1048576 + 3}, {N - 5, 5}, {7, 0}, {1048575, 2}};
+    float *got = sl_malloc(N * sizeof *got, "got"), *want = sl_malloc(N * sizeof *want, "want");
+    for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++) {
+        int64_t start = ranges[r][0], count = ranges[r][1], before = h5_bytes_read_direct();
+        const char *floats[] = {"/f32", "/f32_2d", "/bf16", "/f16", "/chunked", "/f32be"};
+        for (int k = 0; k < 6; k++) {
+            int64_t direct0 = h5_bytes_read_direct();
+            h5_read_range(f, floats[k], SL_F32, start, count, got);
+            if (strcmp(floats[k], "/f32_2d") && strcmp(floats[k], "/f16")) hdf5_range(f, floats[k], H5T_NATIVE_FLOAT, start, count, want);
+            else { /* HDF5's read of the whole 2-D dataset, then the range */
+                float *all = sl_malloc(N * sizeof *all, "all");
+                hdf5_whole(f, floats[k], all);
+                memcpy(want, all + start, (size_t)count * sizeof *want);
+                free(all);
+            }
+            for (int64_t i = 0; i < count; i++)
+                if (bits(got[i]) != bits(want[i]) && !(isnan(got[i]) && isnan(want[i])))
+                    fail_msg("%s [%lld, +%lld): element %lld is %a, HDF5 reads %a", floats[k], (long long)start,
+                             (long long)count, (long long)(start + i), got[i], want[i]);
+            int direct = k < 4; /* chunked and big-endian go through HDF5 */
+            if (count && (h5_bytes_read_direct() > direct0) != direct)
+                fail_msg("%s was %sread directly", floats[k], direct ? "not " : "");
+        }
+        uint8_t *g8 = (uint8_t *)got, *w8 = (uint8_t *)want;
+        h5_read_range(f, "/u8", SL_U8, start, count, g8);
+        hdf5_range(f, "/u8", H5T_NATIVE_UINT8, start, count, w8);
+        if (count) assert_memory_equal(g8, w8, (size_t)count);
+        uint16_t *g16 = (uint16_t *)got;
+        h5_read_range(f, "/bf16", SL_BF16, start, count, g16);
+        if (count) assert_memory_equal(g16, w + start, (size_t)count * 2);
+        assert_true(count == 0 || h5_bytes_read_direct() > before);
+    }
+    /* a file open for writing is read through HDF5 */
+    h5_close(f);
+    f = h5_open(path, "test file", 1, MPI_COMM_NULL);
+    int64_t direct0 = h5_bytes_read_direct();
+    h5_read_range(f, "/f32", SL_F32, 5, 1000, got);
+    assert_memory_equal(got, x + 5, 1000 * sizeof *got);
+    assert_int_equal(h5_bytes_read_direct(), direct0);
+    h5_close(f);
+    omp_set_num_threads(1);
+    free(x), free(u8), free(w), free(got), free(want);
+}
+
 static void test_bf16_words(void **state) { check_type(SL_BF16, "bf16"); }
 static void test_f16_words(void **state) { check_type(SL_F16, "f16"); }
 
@@ -180,6 +282,7 @@ int main(void)
         cmocka_unit_test(test_bf16_words),
         cmocka_unit_test(test_f16_words),
         cmocka_unit_test(test_foreign_layout_refused),
+        cmocka_unit_test(test_direct_reads_match_hdf5),
     };
     test_filter_from_env();
     return cmocka_run_group_tests(tests, setup, teardown);
