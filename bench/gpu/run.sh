@@ -90,7 +90,7 @@ PY
 fi
 
 # 2. One random bf16 model, saved once: the peers load it, and shardlora imports the same weights.
-hfdir=$work/hf-L$layers$([ "$tiny" = 1 ] && echo -tiny)
+hfdir=$work/hf-L$layers$([ "$tiny" != 1 ] || echo -tiny)
 if [ ! -e "$hfdir/.complete" ]; then
   say "random model -> $hfdir"
   rm -rf "$hfdir"
