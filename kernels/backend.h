@@ -99,6 +99,9 @@ typedef struct {
     void (*scale_f32)(float *x, int64_t n, float s);
     void (*adamw)(float *param, const float *grad, float *m, float *v, int64_t n, double beta1, double beta2,
                   double eps, double weight_decay, int64_t step, float lr);
+    /* The end of an optimizer step: the CUDA profile reports the steps after the first (which
+     * builds attention plans and uploads the model). */
+    void (*mark_step)(void);
 } sl_backend;
 
 /* The backend every model computation goes through; set once at start-up by backend_select. */

@@ -196,6 +196,7 @@ static step_result optimizer_step(sl_model *m, train_state *s, step_state *st, s
     if (cfg->max_grad_norm > 0) BE->scale_f32(s->d_grad, s->n, optim_clip_coef(norm, cfg->max_grad_norm));
     BE->adamw(s->d_param, s->d_grad, s->d_m, s->d_v, s->n, cfg->beta1, cfg->beta2, cfg->adam_eps, cfg->weight_decay,
               step + 1, lr_at(sched, step));
+    BE->mark_step();
     const comm_traffic after = comm_traffic_so_far();
     return (step_result){.loss = sums[0], .grad_norm = norm, .tokens = sums[1],
                          .gathered = (double)(after.gathered - before.gathered),

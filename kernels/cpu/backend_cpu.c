@@ -154,6 +154,8 @@ static void cpu_cross_entropy(double *row_loss, void *dlogits, const float *logi
 
 static void cpu_dequant(void *out, const k_quant_blocks *q, int64_t n) { k_dequant(out, q, n); }
 
+static void cpu_mark_step(void) {}
+
 static void cpu_to_act(void *dst, const float *src, int64_t n) { cpu_copy(dst, src, (size_t)n * sizeof(float)); }
 
 static void cpu_adamw(float *param, const float *grad, float *m, float *v, int64_t n, double beta1, double beta2,
@@ -200,6 +202,7 @@ const sl_backend backend_cpu = {
     .sq_norm = optim_local_sq_norm,
     .scale_f32 = optim_scale,
     .adamw = cpu_adamw,
+    .mark_step = cpu_mark_step,
 };
 
 const sl_backend *BE = &backend_cpu;

@@ -279,6 +279,7 @@ extern "C" const sl_backend backend_cuda = {
     cu_sq_norm,
     cu_scale_f32,
     cu_adamw,
+    prof_mark_step,
 };
 
 extern "C" void k_cuda_backend_report(void)

@@ -1,6 +1,7 @@
 // profile: pairs of CUDA events per backend call, pooled and resolved at report time.
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda/cuda_common.cuh"
 #include "cuda/profile.h"
@@ -11,10 +12,10 @@ enum { PROF_SLOTS = 1 << 16 };
 static const char *const PART_NAMES[PROF_PARTS] = {"GEMM (base)", "LoRA GEMMs", "attention", "dequantization",
                                                    "elementwise", "loss (LM head)", "optimizer", "host transfers",
                                                    "collectives"};
-static int enabled = -1, used;
+static int enabled = -1, used, steps_marked;
 static cudaEvent_t begins[PROF_SLOTS], ends[PROF_SLOTS];
 static unsigned char parts[PROF_SLOTS];
-static double totals[PROF_PARTS];
+static double totals[PROF_PARTS], at_last_mark[PROF_PARTS]; // the report covers whole steps only
 
 // Events may sit on the compute or the communication stream: wait for each one itself.
 static void resolve(void)
@@ -47,14 +48,27 @@ void prof_end(int token, cudaStream_t s)
     if (token >= 0) CUDA_CHECK(cudaEventRecord(ends[token], s));
 }
 
+void prof_mark_step(void)
+{
+    if (enabled <= 0) return;
+    resolve();
+    if (steps_marked++ == 0) memset(totals, 0, sizeof totals);
+    memcpy(at_last_mark, totals, sizeof totals);
+}
+
 void prof_report(void)
 {
     if (enabled <= 0) return;
     resolve();
+    const int steps = steps_marked > 1 ? steps_marked - 1 : 1;
+    if (steps_marked > 1) memcpy(totals, at_last_mark, sizeof totals); // not the checkpoint after the last step
     double sum = 0;
-    for (int p = 0; p < PROF_COMM; p++) sum += totals[p];
-    log_info("profile: GPU time per part (ms, share of the %.1f ms recorded on the compute stream):", sum);
+    for (int p = 0; p < PROF_COMM; p++) sum += totals[p] / steps;
+    log_info("profile: GPU time per part, ms per step over %s (%.1f ms recorded on the compute stream):",
+             steps_marked > 1 ? "the steps after the first" : "the whole run", sum);
     for (int p = 0; p < PROF_COMM; p++)
-        log_info("profile:   %-16s %10.1f  %5.1f%%", PART_NAMES[p], totals[p], sum > 0 ? 100 * totals[p] / sum : 0.0);
-    log_info("profile:   %-16s %10.1f  (communication stream, overlaps the above)", PART_NAMES[PROF_COMM], totals[PROF_COMM]);
+        log_info("profile:   %-16s %10.2f  %5.1f%%", PART_NAMES[p], totals[p] / steps,
+                 sum > 0 ? 100 * totals[p] / steps / sum : 0.0);
+    log_info("profile:   %-16s %10.2f  (communication stream, overlaps the above)", PART_NAMES[PROF_COMM],
+             totals[PROF_COMM] / steps);
 }
