@@ -102,6 +102,11 @@ typedef struct {
     /* The end of an optimizer step: the CUDA profile reports the steps after the first (which
      * builds attention plans and uploads the model). */
     void (*mark_step)(void);
+    /* Memory: the backend's own workspaces for a pass of T rows in sequences of up to max_seq
+     * (cuDNN attention, cuBLASLt; an estimate, for the plan), and the device's free bytes now
+     * (0 on the CPU backend, whose memory the plan does not limit). */
+    size_t (*workspace_bytes)(int T, int max_seq, int n_heads);
+    size_t (*free_memory)(void);
 } sl_backend;
 
 /* The backend every model computation goes through; set once at start-up by backend_select. */

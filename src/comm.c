@@ -106,11 +106,12 @@ void comm_setup(const char *choice, double timeout_s, const comm_gpu_ops *gpu)
     forced = strcmp(choice, "auto") != 0;
     chosen = TRANSPORT_HOST;
     GPU = gpu;
-    if (BE->host_memory || !gpu) {
+    if (BE->host_memory) {
         rt_agree(strcmp(choice, "nccl") != 0, "option --comm=nccl needs the CUDA backend (this run computes on the %s)",
                  BE->name);
         return;
     }
+    if (!gpu) return; /* a plan only (--dry-run): nothing is communicated */
     int a, b;
     char name[512];
     first_shared_gpu(&a, &b, name, sizeof name);

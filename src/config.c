@@ -74,8 +74,9 @@ static const sl_option OPTIONS[] = {
     {"epochs", OPT_INT, "1", NULL, 1, CMD_TRAIN, AT(epochs), "passes over the data when --steps is 0"},
     {"seed", OPT_INT, "42", NULL, 0, CMD_TRAIN, AT(seed), "seed of everything random (adapter init, order, dropout)"},
     {"log-every", OPT_INT, "10", NULL, 1, CMD_TRAIN, AT(log_every), "progress line and metrics row every N steps"},
-    {"act-ckpt", OPT_BOOL, "false", NULL, 0, CMD_TRAIN, AT(act_ckpt),
-     "activation checkpointing: keep only each layer's input, recompute in backward"},
+    {"act-ckpt", OPT_BOOL, "auto", NULL, 0, CMD_TRAIN, AT(act_ckpt),
+     "activation checkpointing: keep only each layer's input, recompute in backward; auto: only when every "
+     "layer's activations would not fit in the device's free memory"},
     {"dump-grads", OPT_BOOL, "false", NULL, 0, CMD_TRAIN, AT(dump_grads),
      "write the first step's LoRA gradients to OUT/grads_step1.h5 (for verification)"},
     {"ckpt-every", OPT_INT, "0", NULL, 0, CMD_TRAIN, AT(ckpt_every),
@@ -161,11 +162,14 @@ static void set_value(sl_config *cfg, const sl_option *o, const char *v, const c
         *(double *)field = x;
         break;
     }
-    case OPT_BOOL:
+    case OPT_BOOL: {
+        const int can_auto = o->def && !strcmp(o->def, "auto"); /* decided by the run: CONFIG_AUTO */
         if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes")) *(int *)field = 1;
         else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no")) *(int *)field = 0;
-        else config_error("%s --%s: expected true or false, found '%s'", from, o->name, v);
+        else if (can_auto && !strcmp(v, "auto")) *(int *)field = CONFIG_AUTO;
+        else config_error("%s --%s: expected true%s or false, found '%s'", from, o->name, can_auto ? ", auto" : "", v);
         break;
+    }
     case OPT_INT_CHOICE:
     case OPT_CHOICE:
         if (!choice_ok(o->choices, v))

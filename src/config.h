@@ -11,6 +11,9 @@
 
 enum { CMD_TRAIN = 1, CMD_EVAL = 2 };
 
+/* A boolean option left to the run to decide (its default "auto"). */
+#define CONFIG_AUTO (-1)
+
 typedef struct {
     int command;          /* CMD_TRAIN or CMD_EVAL */
     const char *command_name;
@@ -37,7 +40,7 @@ typedef struct {
     double lr, weight_decay, max_grad_norm, beta1, beta2, adam_eps;
     char *schedule;       /* constant | linear | cosine */
     int warmup_steps, grad_accum, global_batch, steps, epochs, seed, log_every;
-    int act_ckpt, dump_grads;
+    int act_ckpt, dump_grads; /* act_ckpt: 0, 1 or CONFIG_AUTO */
     /* checkpoints */
     char *resume;         /* NULL, auto or a checkpoint file */
     int overwrite;        /* replace another run's state in OUT */

@@ -47,6 +47,13 @@ static void select_backend(const sl_config *cfg)
 #ifdef SL_HAVE_CUDA
     if (strcmp(cfg->device, "cpu") != 0) have_gpu = k_cuda_bind_device(RT.local_rank, msg, sizeof msg) >= 0;
 #endif
+#ifdef SL_HAVE_CUDA
+    if (cfg->dry_run && !strcmp(cfg->device, "cuda") && !have_gpu) { /* planning on a node without GPUs */
+        BE = &backend_cuda;
+        log_info("backend: cuda, planned only (--dry-run; %s)", msg);
+        return;
+    }
+#endif
     if (!strcmp(cfg->device, "cuda")) rt_agree(have_gpu, "--device=cuda: %s", msg);
     int64_t seen[2] = {have_gpu, !have_gpu}; /* some rank with a GPU, some rank without */
     comm_allreduce_max_i64(seen, 2);
@@ -72,14 +79,14 @@ int main(int argc, char **argv)
     select_backend(&cfg);
     const comm_gpu_ops *gpu = NULL;
 #ifdef SL_HAVE_CUDA
-    if (BE == &backend_cuda) gpu = &k_cuda_comm_ops;
+    if (BE == &backend_cuda && !cfg.dry_run) gpu = &k_cuda_comm_ops;
 #endif
     comm_setup(cfg.comm, cfg.comm_timeout, gpu);
     int status = 0;
     if (cfg.command == CMD_EVAL) eval_run(&cfg);
     else status = train_run(&cfg);
 #ifdef SL_HAVE_CUDA
-    if (BE == &backend_cuda) k_cuda_backend_report();
+    if (BE == &backend_cuda && !cfg.dry_run) k_cuda_backend_report();
 #endif
     comm_finalize();
     config_free(&cfg);

@@ -5,14 +5,16 @@
 #include <string.h>
 
 #include "backend.h"
+#include "comm.h"
 #include "forward.h"
 #include "h5io.h"
+#include "model.h"
 #include "runtime.h"
 #include "step.h"
 
 double memplan_bytes_per_weight(const char *quant, int blocksize, int double_quant)
 {
-    if (!strcmp(quant, "none")) return 4.0; /* fp32 on the CPU backend */
+    if (!strcmp(quant, "none")) return BE->act_bytes; /* where the backend computes, in its type */
     double code = !strcmp(quant, "int8") ? 1.0 : 0.5;
     double stats = double_quant ? 1.0 / blocksize + 4.0 / (256.0 * blocksize) : 4.0 / blocksize;
     return code + stats;
@@ -40,7 +42,7 @@ static const void *count_mirror(void *buf, const void *host, size_t bytes) { ret
 
 /* Bytes the run's pass allocates on the backend: set up a train step (or an eval forward) of the
  * model's shape with the counting backend in place of BE. */
-static int64_t counted_pass_bytes(const sl_config *cfg, const sl_model_config *mc)
+static int64_t counted_pass_bytes(const sl_config *cfg, const sl_model_config *mc, int act_ckpt)
 {
     sl_model m = {.cfg = *mc};
     sl_lora lora;
@@ -58,7 +60,7 @@ static int64_t counted_pass_bytes(const sl_config *cfg, const sl_model_config *m
     real_backend = BE, BE = &counting, counted = 0;
     if (train) {
         step_state st;
-        step_init(&st, &m, T, cfg->seq_len, cfg->act_ckpt);
+        step_init(&st, &m, T, cfg->seq_len, act_ckpt);
         step_free(&st, &m);
     } else {
         forward_state fw;
@@ -69,32 +71,62 @@ static int64_t counted_pass_bytes(const sl_config *cfg, const sl_model_config *m
     return counted;
 }
 
-sl_memplan memplan_compute(const sl_config *cfg, const sl_model_config *mc, int world)
+sl_memplan memplan_compute(const sl_config *cfg, const sl_model_config *mc, int world, int act_ckpt)
 {
     sl_memplan p = {0};
     const int64_t D = mc->hidden_size, F = mc->intermediate_size, V = mc->vocab_size, L = mc->num_layers;
     const int64_t Q = (int64_t)mc->num_heads * mc->head_dim, KV = (int64_t)mc->num_kv_heads * mc->head_dim;
     const int64_t in[N_PROJ] = {D, D, D, Q, D, D, F}, out[N_PROJ] = {Q, KV, KV, D, F, F, D};
-    double bpw = memplan_bytes_per_weight(cfg->quant, cfg->blocksize, cfg->double_quant);
+    const int quantized = strcmp(cfg->quant, "none") != 0;
+    const int comm = world > 1 || strcmp(cfg->comm, "auto") != 0; /* collectives run (comm.h) */
+    const double bpw = memplan_bytes_per_weight(cfg->quant, cfg->blocksize, cfg->double_quant);
     int64_t layer_linear = 0, lora_params = 0;
     for (int k = 0; k < N_PROJ; k++) {
         layer_linear += in[k] * out[k];
         if (cfg->command == CMD_TRAIN && targets_proj(cfg->lora_targets, k))
             lora_params += (int64_t)cfg->lora_r * (in[k] + out[k]);
     }
-    int64_t embed = V * D * (mc->tie_word_embeddings ? 1 : 2), norms = (2 * L + 1) * D;
-    double base = (double)L * layer_linear * bpw + 4.0 * (double)(embed + norms);
-    p.base_shard = (int64_t)(base / world);
-    /* full: the largest unit, twice with prefetch; grad_op and none hold every unit gathered */
-    int64_t largest_unit = layer_linear > V * D ? layer_linear : V * D;
+    const int64_t embed = V * D * (mc->tie_word_embeddings ? 1 : 2), norms = (2 * L + 1) * D;
     const int64_t act = BE->act_bytes; /* gathered weights and activations in the backend's type */
-    p.gathered = !strcmp(cfg->shard, "full") ? act * largest_unit * 2 : act * (L * layer_linear + embed + norms);
-    /* fp32 master weights, gradients and two AdamW moments, sharded; the full gradient of one unit */
+    /* where the backend computes: the quantized blocks (or the float weights) and the float
+     * embeddings and norms in its type; the host keeps the float ones in fp32 for the files */
+    p.base_shard = (int64_t)(((double)L * layer_linear * bpw + (double)act * (embed + norms)) / world);
+    if (!BE->host_memory)
+        p.host = (int64_t)(((double)L * layer_linear * (quantized ? bpw : 4.0) + 4.0 * (embed + norms)) / world) +
+                 12 * L * lora_params / world; /* and the optimizer state's copies for checkpoints */
+    /* Compute copies: full holds one unit decoded (and, with collectives, the next one arriving);
+     * grad_op and none decode every layer once. Without collectives float weights are used in place. */
+    const int64_t largest_unit = layer_linear > V * D ? layer_linear : V * D;
+    if (!strcmp(cfg->shard, "full"))
+        p.gathered = comm ? act * largest_unit * 2 : quantized ? act * layer_linear : 0;
+    else
+        p.gathered = (quantized || comm ? act * L * layer_linear : 0) + (comm ? act * (embed + norms) : 0);
+    /* fp32 master weights, gradients and two AdamW moments, sharded; every unit's full gradient */
     p.lora_state = 16 * L * lora_params / world;
-    p.lora_grad_full = 4 * lora_params;
-    p.activations = counted_pass_bytes(cfg, mc);
-    p.total = p.base_shard + p.gathered + p.lora_state + p.lora_grad_full + p.activations;
+    p.lora_grad_full = 4 * L * lora_params;
+    p.activations = counted_pass_bytes(cfg, mc, act_ckpt);
+    p.workspace = (int64_t)BE->workspace_bytes(cfg->micro_batch * cfg->seq_len, cfg->seq_len, mc->num_heads);
+    p.total = p.base_shard + p.gathered + p.lora_state + p.lora_grad_full + p.activations + p.workspace;
     return p;
+}
+
+int memplan_choose_act_ckpt(const sl_config *cfg, const sl_model_config *mc)
+{
+    const size_t free_bytes = BE->free_memory();
+    if (cfg->act_ckpt != CONFIG_AUTO || free_bytes == 0) { /* as asked; host memory: the plan does not limit it */
+        log_info("activations: %s (--act-ckpt=%s)", cfg->act_ckpt == 1 ? "recomputed" : "kept",
+                 cfg->act_ckpt == 1 ? "true" : cfg->act_ckpt == 0 ? "false" : "auto");
+        return cfg->act_ckpt == 1;
+    }
+    sl_memplan p = memplan_compute(cfg, mc, RT.world, 0);
+    /* the base and the optimizer state are allocated already; what the step adds must fit */
+    const int64_t step = p.gathered + p.lora_grad_full + p.activations + p.workspace;
+    int64_t ckpt = step > 0.95 * (double)free_bytes;
+    comm_allreduce_max_i64(&ckpt, 1);
+    log_info("activations: %s (a step adds %.1f GiB with every layer's activations kept; %.1f GiB free on rank 0's "
+             "device)", ckpt ? "recomputed (--act-ckpt chosen: keeping them does not fit)" : "kept", step / 1073741824.0,
+             free_bytes / 1073741824.0);
+    return (int)ckpt;
 }
 
 static void row(const char *what, int64_t bytes)
@@ -102,23 +134,38 @@ static void row(const char *what, int64_t bytes)
     log_info("  %-44s %10.1f MiB", what, (double)bytes / (1 << 20));
 }
 
-void memplan_print(const sl_config *cfg)
+void memplan_print(const sl_config *cfg_in)
 {
     if (RT.rank != 0) return;
-    hid_t f = h5_open(cfg->model, "model", 0, MPI_COMM_NULL);
+    hid_t f = h5_open(cfg_in->model, "model", 0, MPI_COMM_NULL);
     sl_model_config mc;
     modelcfg_read(f, &mc);
     h5_close(f);
-    sl_memplan p = memplan_compute(cfg, &mc, RT.world);
+    /* the base format the run will hold: a pre-quantized file's own, else the options' */
+    sl_config local = *cfg_in, *cfg = &local;
+    quant_format fmt;
+    if (!model_format_of_run(cfg_in, &fmt)) {
+        local.quant = (char *)quant_type_name(fmt.type);
+        local.double_quant = fmt.double_quant, local.blocksize = fmt.blocksize;
+    }
+    sl_memplan p = memplan_compute(cfg, &mc, RT.world, cfg->act_ckpt == 1);
     log_info("dry run: %s model, %lld parameters, %d layers; %d ranks; --quant=%s%s --blocksize=%d --shard=%s",
              mc.architecture, (long long)modelcfg_param_count(&mc), mc.num_layers, RT.world, cfg->quant,
              cfg->double_quant ? " --double-quant" : "", cfg->blocksize, cfg->shard);
-    log_info("memory plan per rank (estimate, at the peak of a step):");
+    log_info("memory plan per rank on the %s backend (estimate, at the peak of a step):", BE->name);
     row("frozen base weights (this rank's shard)", p.base_shard);
     row("gathered units (compute copy, prefetch)", p.gathered);
     row("LoRA params, grads, AdamW moments (shard)", p.lora_state);
-    row("LoRA gradient of one unit before reduce", p.lora_grad_full);
-    row("activations, scratch and head buffers", p.activations);
-    row("total", p.total);
+    row("LoRA gradients of every unit before reduce", p.lora_grad_full);
+    row(cfg->act_ckpt == 1 ? "activations (--act-ckpt), scratch, heads" : "activations (all kept), scratch, heads",
+        p.activations);
+    if (!BE->host_memory) row("attention and GEMM workspaces", p.workspace);
+    row(BE->host_memory ? "total" : "total on each GPU", p.total);
+    if (!BE->host_memory) row("host memory (fp32 weights, state for files)", p.host);
+    if (cfg->command == CMD_TRAIN && cfg->act_ckpt == CONFIG_AUTO && !BE->host_memory) {
+        sl_memplan c = memplan_compute(cfg, &mc, RT.world, 1);
+        log_info("  with --act-ckpt (chosen at the start when the above does not fit): activations %.1f MiB, "
+                 "total %.1f MiB", (double)c.activations / (1 << 20), (double)c.total / (1 << 20));
+    }
     log_info("inputs validated; nothing was run (--dry-run)");
 }

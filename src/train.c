@@ -276,6 +276,7 @@ int train_run(const sl_config *cfg_in)
     int resumed = cfg->resume && checkpoint_resume(&m, roles, cfg, quant, &meta);
     state_to_backend(&s);
     step_state st;
+    cfg->act_ckpt = memplan_choose_act_ckpt(cfg, &m.cfg);
     step_init(&st, &m, cfg->micro_batch * cfg->seq_len, cfg->seq_len, cfg->act_ckpt);
     snprintf(path, sizeof path, "%s/metrics.h5", cfg->out);
     sl_metrics mx;

@@ -68,11 +68,15 @@ with h5py.File(path, "w") as f:
     f["doc_offsets"] = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
     f.attrs["vocab_size"] = np.int64(vocab)
 PY
+train=(bin/shardlora train --model="$qmodel" --data="$data" --out="$dir/run" --device="$device" --seq-len="$seq"
+  --micro-batch="$mb" --lora-r=16 --lora-alpha=32 --lr=1e-4 --steps="$steps" --log-every=1)
+# The plan --dry-run prints, against what the run then holds (in the result below).
 rm -rf "$dir/run"
 # shellcheck disable=SC2086  # EXTRA holds several options
-SHARDLORA_PROFILE=1 bin/shardlora train --model="$qmodel" --data="$data" --out="$dir/run" --device="$device" \
-  --seq-len="$seq" --micro-batch="$mb" --lora-r=16 --lora-alpha=32 --lr=1e-4 --steps="$steps" --log-every=1 \
-  ${EXTRA:-} 2>&1 | tee "$dir/train.log"
+"${train[@]}" ${EXTRA:-} --dry-run 2>&1 | tee "$dir/plan.log" | grep -E "^  " || true
+rm -rf "$dir/run"
+# shellcheck disable=SC2086
+SHARDLORA_PROFILE=1 "${train[@]}" ${EXTRA:-} 2>&1 | tee "$dir/train.log"
 t2=$(date +%s.%N)
 $py - "$dir/run/metrics.h5" "$qmodel" "$mb" "$seq" "$warmup" "$dir/train.log" "${RESULT_JSONL:-}" "$t0" "$t1" "$t2" <<'PY'
 import json, re, sys, h5py, numpy as np
@@ -94,16 +98,24 @@ med = float(np.median(tps))
 print(f"bench: {L} layers, micro-batch {mb} x seq {seq}: {med:.0f} tokens/s (median of steps {warmup + 1}..)")
 print(f"bench: model FLOPs per token {fl / 1e9:.2f} GFLOP; achieved {fl * med / 1e12:.0f} TFLOP/s")
 print(f"bench: model build + quantize {t1 - t0:.0f} s, train wall {t2 - t1:.0f} s")
+text = open(log).read()
+peak = re.search(r"cuda: peak memory of the buffers ([0-9.]+) GiB; device memory in use at the end ([0-9.]+) GiB", text)
+plan = re.search(r"total on each GPU +([0-9.]+) MiB", open(log.replace("train.log", "plan.log")).read())
+if peak and plan:
+    print(f"bench: --dry-run planned {float(plan[1]) / 1024:.2f} GiB on the GPU; the run's pool peaked at {peak[1]} GiB, "
+          f"{peak[2]} GiB in use at exit (with the context and the workspaces outside the pool)")
+kept = re.search(r"activations: (kept|recomputed)", text)
 if out:
-    text = open(log).read()
-    peak = re.search(r"cuda: peak memory of the buffers ([0-9.]+) GiB; device memory in use at the end ([0-9.]+) GiB", text)
     row = {"kind": "shardlora", "peer": "shardlora", "name": "shardlora", "layers": L, "seq": seq, "batch": mb,
            "tokens_per_step": mb * seq, "tokens_per_s": med, "step_s": mb * seq / med,
            "step_s_min": float(mb * seq / tps.max()), "step_s_max": float(mb * seq / tps.min()),
            "steps": int(len(tps)), "warmup": warmup, "flops_per_token": fl,
            "tied": tie, "build_s": t1 - t0, "train_wall_s": t2 - t1,
            "profile": [l for l in text.splitlines() if l.startswith("profile:")]}
-    notes = ["activations kept (no recompute)"]
+    notes = ["activations kept (no recompute)" if not kept or kept[1] == "kept" else "activations recomputed (--act-ckpt)"]
+    if plan:
+        row["planned_gib"] = float(plan[1]) / 1024
+        notes.append(f"--dry-run planned {float(plan[1]) / 1024:.1f} GiB")
     if peak:
         row["peak_gib"], row["in_use_end_gib"] = float(peak[1]), float(peak[2])
         notes.append(f"peak = stream-ordered pool high-water; {peak[2]} GiB in use at exit incl. context and workspaces")

@@ -155,6 +155,8 @@ static void cpu_cross_entropy(double *row_loss, void *dlogits, const float *logi
 static void cpu_dequant(void *out, const k_quant_blocks *q, int64_t n) { k_dequant(out, q, n); }
 
 static void cpu_mark_step(void) {}
+static size_t cpu_workspace_bytes(int T, int max_seq, int n_heads) { return 0; }
+static size_t cpu_free_memory(void) { return 0; }
 
 static void cpu_to_act(void *dst, const float *src, int64_t n) { cpu_copy(dst, src, (size_t)n * sizeof(float)); }
 
@@ -203,6 +205,8 @@ const sl_backend backend_cpu = {
     .scale_f32 = optim_scale,
     .adamw = cpu_adamw,
     .mark_step = cpu_mark_step,
+    .workspace_bytes = cpu_workspace_bytes,
+    .free_memory = cpu_free_memory,
 };
 
 const sl_backend *BE = &backend_cpu;

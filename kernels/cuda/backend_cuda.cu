@@ -242,6 +242,23 @@ static void cu_adamw(float *param, const float *grad, float *m, float *v, int64_
     PROFILED(PROF_OPTIMIZER, kc_adamw_step(param, grad, m, v, n, beta1, beta2, eps, weight_decay, step, lr, stream));
 }
 
+// The deterministic SDPA backward keeps dP: about sequences x heads x S^2 bf16, the sequence count
+// rounded up to the plan cache's power-of-two bucket (one sequence per window assumed); plus the
+// GEMMs' workspace.
+static size_t cu_workspace_bytes(int T, int max_seq, int nh)
+{
+    size_t seqs = 1;
+    while (seqs * (size_t)max_seq < (size_t)T) seqs *= 2;
+    return seqs * (size_t)nh * (size_t)max_seq * (size_t)max_seq * 2 + kc_gemm_workspace_bytes();
+}
+
+static size_t cu_free_memory(void)
+{
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    return free_b;
+}
+
 extern "C" const sl_backend backend_cuda = {
     /* .name = */ "cuda",
     /* .act_bytes = */ 2,
@@ -280,6 +297,8 @@ extern "C" const sl_backend backend_cuda = {
     cu_scale_f32,
     cu_adamw,
     prof_mark_step,
+    cu_workspace_bytes,
+    cu_free_memory,
 };
 
 extern "C" void k_cuda_backend_report(void)

@@ -228,3 +228,5 @@ extern "C" void kc_linear_bwd_weight(float *dw, const void *dout, const void *x,
     key.d_type = CUDA_R_32F, key.bias = 0, key.beta = 1;
     gemm_run(&key, x, dout, dw, NULL, scale, s, &call);
 }
+
+extern "C" size_t kc_gemm_workspace_bytes(void) { return GEMM_WORKSPACE_BYTES; }

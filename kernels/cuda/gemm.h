@@ -24,6 +24,8 @@ void kc_linear_bwd_data(void *dx, const void *dout, const void *w, int T, int K,
                         cudaStream_t s);
 /* dw[N, K] += scale * dout[T, N]^T x[T, K], dw fp32 (the LoRA master gradients), bf16 inputs. */
 void kc_linear_bwd_weight(float *dw, const void *dout, const void *x, int T, int K, int N, float scale, cudaStream_t s);
+/* Bytes of the cuBLASLt workspace the GEMMs keep (one per device). */
+size_t kc_gemm_workspace_bytes(void);
 
 #ifdef __cplusplus
 }

@@ -60,4 +60,20 @@ for tool, argv, pattern in TOOL_USAGE:
     expect_exit(f"{tool} {' '.join(argv)}: a usage error exits with status 2", [f"{BIN}/{tool}", *argv], 2, pattern)
 expect_exit("shardlora's own usage errors exit with status 2", [SL, "train", "--lr=fast"], 2,
             r"--lr: expected a number >= 0, found 'fast'")
+expect_exit("--act-ckpt takes true, auto or false", train + ["--out=o", "--act-ckpt=maybe"], 2,
+            r"option --act-ckpt: expected true, auto or false, found 'maybe'")
+expect_exit("a plain boolean takes no auto", train + ["--out=o", "--rslora=auto"], 2,
+            r"option --rslora: expected true or false, found 'auto'")
+p = run(train + ["--out=ckpt_auto", "--act-ckpt=auto"], np=1)
+check("--act-ckpt=auto on the CPU backend keeps the activations, and says so",
+      "activations: kept (--act-ckpt=auto)" in p.stderr + p.stdout, p.stderr)
+# The GPU plan is made where users plan, on a login node without a GPU.
+p = run(train + ["--out=gpu_plan", "--device=cuda", "--dry-run"], np=1, check_rc=False)
+if "this build has no CUDA backend" in p.stderr:
+    check("# skip: a CPU-only build has no GPU plan to print", True)
+else:
+    out = p.stdout + p.stderr
+    check("--device=cuda --dry-run without a GPU prints the plan for the GPU: bf16 buffers, workspaces, host memory",
+          p.returncode == 0 and "memory plan per rank on the cuda backend" in out and "total on each GPU" in out
+          and "attention and GEMM workspaces" in out and "host memory" in out, out)
 finish()

@@ -55,7 +55,7 @@ check("--dry-run plans more gathered memory for grad_op than for full", planned_
 
 def planned_activations(*extra):
     out = run([SL, "train", *common, "--out=dry", *extra, "--dry-run"], np=1).stdout
-    return float(next(l for l in out.splitlines() if "activations, scratch" in l).split()[-2])
+    return float(next(l for l in out.splitlines() if l.strip().startswith("activations (")).split()[-2])
 
 
 # the activation row comes from the pass's own allocation code, counted
