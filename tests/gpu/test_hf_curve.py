@@ -14,10 +14,12 @@ zero; read back from a run with --lr=0), and shardlora's batches: its window lis
 permutations (src/sampler.c, src/rng.c) are replayed here, each window its own sequence with
 positions from 0 (right-padded; causal attention keeps the padding out of every real token).
 HF bf16 is QLoRA's recipe as test_hf_peft_step.py runs it: the decoded base in bf16, the LoRA
-masters float32 (PEFT keeps adapters fp32), AdamW in fp32 on them; HF fp32 computes without TF32.
+masters float32 (PEFT keeps adapters fp32 and, without autocast, runs the LoRA product in fp32 on
+the bf16 input), AdamW in fp32 on them; HF fp32 computes without TF32.
 Checks: HF fp32 follows shardlora --device=cpu within 1e-3 over the first 100 steps (both compute
 one fp32 function on the same batches; later even two fp32 curves part by percents, the training
-amplifying rounding), HF bf16 does differ from fp32 (>= 1e-3 somewhere), and the bound above.
+amplifying rounding), HF bf16's and shardlora's GPU curves do differ from fp32 ones (>= 1e-3
+somewhere), and the bound above.
 Every curve is printed at every 10th step with the relative differences of each pair.
 --device cpu (or SHARDLORA_HF_DEVICE=cpu; a machine without a GPU, to check the harness): HF on the
 CPU in both dtypes and shardlora --device=cpu only, 30 steps unless --steps says; the bf16
@@ -230,6 +232,9 @@ def main():
     if device == "cpu":
         finish()
     gpu = dev(curves["SLgpu"], curves["SLcpu"])
+    gpu_all = float(gap[("SLgpu", "SLcpu")].max())
+    check(f"shardlora --device=cuda really computes in bf16: its curve differs from the CPU's by 1e-3 or more "
+          f"somewhere (max {gpu_all:.2e})", gpu_all >= 1e-3)
     bound = max(FLOOR, MARGIN * hf)
     print(f"# shardlora GPU vs CPU: {gpu:.3e} at every {EVERY}th step; GPU vs HF bf16 "
           f"{dev(curves['SLgpu'], curves['HF16']):.3e}; HF bf16 vs fp32 {hf:.3e}; bound max({FLOOR:g}, {MARGIN:g} x "
