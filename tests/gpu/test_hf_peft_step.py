@@ -35,18 +35,16 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "reference"))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 import lora_ref  # noqa: E402
 from dequant_ref import load_quantized  # noqa: E402
+from hf_llama import peft_model, rel, set_adapter  # noqa: E402
 from testlib import BIN, check, finish, run, write_tokens  # noqa: E402
 
 SL = f"{BIN}/shardlora"
 V, SEQ, R, ALPHA, N_DOCS = 512, 128, 8, 16.0, 16
 TARGETS = list(lora_ref.PROJ)
 BF16_MARGIN = 2.0
-
-
-def rel(a, b):
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
 def shardlora_step(device, out):
@@ -64,34 +62,8 @@ def shardlora_step(device, out):
 
 def hf_step(weights, c, adapter, docs, masks, device, dtype):
     """(loss, {adapter path: gradient}) of the same step in transformers + PEFT."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
-    assert c["architecture"] == "llama" and c["rope_type"] == "default" and not int(c["attention_bias"]), c
-    cfg = LlamaConfig(hidden_size=int(c["hidden_size"]), intermediate_size=int(c["intermediate_size"]),
-                      num_hidden_layers=int(c["num_hidden_layers"]), num_attention_heads=int(c["num_attention_heads"]),
-                      num_key_value_heads=int(c["num_key_value_heads"]), head_dim=int(c["head_dim"]),
-                      vocab_size=int(c["vocab_size"]), max_position_embeddings=int(c["max_position_embeddings"]),
-                      rope_theta=float(c["rope_theta"]), rms_norm_eps=float(c["rms_norm_eps"]),
-                      tie_word_embeddings=bool(c["tie_word_embeddings"]), attention_bias=False, mlp_bias=False,
-                      hidden_act="silu")
-    torch.manual_seed(0)
-    base = LlamaForCausalLM(cfg)
-    state = {k: v.to(torch.float32) for k, v in weights.items()}
-    missing, unexpected = base.load_state_dict(state, strict=False)
-    assert not unexpected and all("rotary" in k for k in missing), (missing, unexpected)
-    base = base.to(device=device, dtype=dtype)
-    model = get_peft_model(base, LoraConfig(r=R, lora_alpha=ALPHA, lora_dropout=0.0, bias="none",
-                                            target_modules=TARGETS))
-    params = {}
-    for name, p in model.named_parameters():
-        if p.requires_grad:  # base_model.model.model.layers.L.self_attn.q_proj.lora_A.default.weight
-            key = "lora/" + name.split("base_model.model.", 1)[1].replace(".default.weight", "").replace(".", "/")
-            params[key] = p
-    assert set(params) == set(adapter), (sorted(set(params) ^ set(adapter)))[:4]
-    with torch.no_grad():
-        for key, p in params.items():
-            assert p.dtype == torch.float32, (key, p.dtype)  # PEFT's autocast_adapter_dtype
-            p.copy_(torch.from_numpy(adapter[key]))
+    model, params = peft_model(weights, c, R, ALPHA, TARGETS, device, dtype)
+    set_adapter(params, adapter)
     total, count = 0, 0
     for doc, mask in zip(docs, masks):
         ids = torch.tensor(doc, dtype=torch.long, device=device)[None]

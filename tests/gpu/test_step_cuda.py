@@ -1,7 +1,8 @@
 """The CUDA backend against the CPU backend on the same inputs (run on a GPU host): one training
 step's loss and every LoRA gradient (NF4 + double quantization with a loss mask, an INT8 base,
 sequence classification), eval of the real stories260K model, 2 ranks on one GPU, checkpoints
-moving between the backends, bit-identical resumed GPU runs, and a 300-step curve.
+moving between the backends and bit-identical resumed GPU runs. The 300-step stories260K curve
+against the CPU's is test_hf_curve.py's, bounded by how far bf16 strays in transformers + PEFT.
 Tolerances: bf16 compute against the fp32 CPU backend, loss 2e-3 relative, gradients 2e-2 relative
 norm at the median and 3e-2 at worst (bf16 reaches no better: see the gradient check)."""
 import os
@@ -117,16 +118,4 @@ for out in ("g2c", "c2g"):
     check(f"checkpoint {out}: resumed on the other backend, steps 11-20 within 2e-2 of the GPU run "
           f"(max {np.max(np.abs(m[10:] - s[10:]) / s[10:]):.1e})", len(m) == 20 and np.max(np.abs(m[10:] - s[10:]) / s[10:]) <= 2e-2)
 
-# 300 steps on stories260K follow the CPU curve within 2%
-stories_common = ["--model=stories.h5", "--data=stories_data.h5", "--seq-len=128", "--micro-batch=4",
-                  "--quant=nf4", "--double-quant", "--lr=1e-3", "--steps=300", "--log-every=10"]
-curves = {}
-for dev in ("cpu", "cuda"):
-    run([SL, "train", *stories_common, f"--device={dev}", f"--out=long_{dev}"], np=1, timeout=900)
-    curves[dev] = metrics(f"long_{dev}")
-dev_max = float(np.max(np.abs(curves["cuda"] - curves["cpu"]) / curves["cpu"]))
-print("# step, CPU loss, GPU loss:", [(10 * (i + 1), round(float(a), 4), round(float(b), 4))
-                                      for i, (a, b) in enumerate(zip(curves["cpu"], curves["cuda"]))])
-check(f"300 steps on stories260K: the GPU loss curve follows the CPU's within 2% (max {dev_max:.2e}; "
-      f"{curves['cpu'][0]:.3f} -> {curves['cpu'][-1]:.3f})", dev_max <= 0.02)
 finish()
