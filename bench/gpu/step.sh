@@ -7,7 +7,7 @@
 # printed as such. Run from the project root on the GPU host after a CUDA build:
 #   LAYERS=2 MICRO_BATCH=8 STEPS=6 bench/gpu/step.sh
 # Knobs bench/gpu/run.sh sets (defaults keep this script's earlier behaviour):
-#   MODEL_SOURCE=init       shardlora-init + shardlora-quantize (TIE=1: tied embeddings, the default)
+#   MODEL_SOURCE=init       shardlora-init --quant nf4 --double-quant (TIE=1: tied embeddings, the default)
 #   MODEL_SOURCE=hf:DIR     shardlora-import of a Hugging Face directory, quantized on the way in
 #   DOCS=random|window      documents of 512..4096 random tokens, or exactly SEQ+1 (one per window)
 #   WARMUP=1                first steps left out of the median
@@ -27,13 +27,12 @@ py=${PYTHON:-python3}
 build_model() {
   local out=$1
   case $source_ in
-    init)
-      local float=$dir/float-L$layers.h5 tie_flag=
+    init)  # written pre-quantized from the seed, no float file in between
+      local tie_flag=
       [ "$tie" = 1 ] && tie_flag=--tie
-      bin/shardlora-init "$float" --hidden 4096 --intermediate 14336 --layers "$layers" --heads 32 --kv-heads 8 \
-        --vocab 128256 --max-pos 8192 --rope-theta 500000 $tie_flag --std 0.02 --seed 1 --dtype bf16
-      bin/shardlora-quantize "$float" "$out.part" --quant nf4 --double-quant
-      rm -f "$float" ;;
+      bin/shardlora-init "$out.part" --hidden 4096 --intermediate 14336 --layers "$layers" --heads 32 --kv-heads 8 \
+        --vocab 128256 --max-pos 8192 --rope-theta 500000 $tie_flag --std 0.02 --seed 1 --dtype bf16 \
+        --quant nf4 --double-quant ;;
     hf:*)
       # The peers' own random weights: every side trains the same model.
       bin/shardlora-import hf "${source_#hf:}" "$out.part" --quantize nf4 --double-quant ;;
