@@ -254,7 +254,8 @@ def jsonl_tests():
 
 def raw_tests():
     for width, dtype, vocab_size in ((2, "<u2", 65000), (4, "<u4", 200000)):
-        docs = [rng.integers(0, vocab_size, int(rng.integers(1, 500))).astype(dtype) for _ in range(3)]
+        # at least 8 tokens: the first document gets an out-of-range id at index 7 below
+        docs = [rng.integers(0, vocab_size, int(rng.integers(8, 500))).astype(dtype) for _ in range(3)]
         files = [write(f"r{width}_{i}.bin", d.tobytes()) for i, d in enumerate(docs)]
         tokenize(f"--tokens-u{8 * width}", *files, "--vocab-size", str(vocab_size), "--out", "raw.h5")
         got = load("raw.h5")
