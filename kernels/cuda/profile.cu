@@ -15,7 +15,11 @@ static const char *const PART_NAMES[PROF_PARTS] = {"GEMM (base)", "LoRA GEMMs", 
 static int enabled = -1, used, steps_marked;
 static cudaEvent_t begins[PROF_SLOTS], ends[PROF_SLOTS];
 static unsigned char parts[PROF_SLOTS];
-static double totals[PROF_PARTS], at_last_mark[PROF_PARTS]; // the report covers whole steps only
+static int step_of[PROF_SLOTS]; // the optimizer step an event pair was recorded in (0: the first)
+// The first step (it builds attention plans and uploads the model), whole steps after it, and the
+// step in progress (left out of the report: after the last step come the checkpoint's downloads). Marking a step waits for nothing, so profiling does not
+// stall the host between steps; events are resolved when the slots run out and at the report.
+static double first[PROF_PARTS], complete[PROF_PARTS], pending[PROF_PARTS];
 
 // Events may sit on the compute or the communication stream: wait for each one itself.
 static void resolve(void)
@@ -24,7 +28,7 @@ static void resolve(void)
         float ms = 0;
         CUDA_CHECK(cudaEventSynchronize(ends[i]));
         CUDA_CHECK(cudaEventElapsedTime(&ms, begins[i], ends[i]));
-        totals[parts[i]] += ms;
+        (step_of[i] == 0 ? first : step_of[i] < steps_marked ? complete : pending)[parts[i]] += ms;
     }
     used = 0;
 }
@@ -39,6 +43,7 @@ int prof_begin(prof_part part, cudaStream_t s)
         CUDA_CHECK(cudaEventCreate(&ends[used]));
     }
     parts[used] = (unsigned char)part;
+    step_of[used] = steps_marked;
     CUDA_CHECK(cudaEventRecord(begins[used], s));
     return used++;
 }
@@ -51,9 +56,8 @@ void prof_end(int token, cudaStream_t s)
 void prof_mark_step(void)
 {
     if (enabled <= 0) return;
-    resolve();
-    if (steps_marked++ == 0) memset(totals, 0, sizeof totals);
-    memcpy(at_last_mark, totals, sizeof totals);
+    steps_marked++;
+    for (int p = 0; p < PROF_PARTS; p++) complete[p] += pending[p], pending[p] = 0;
 }
 
 void prof_report(void)
@@ -61,7 +65,7 @@ void prof_report(void)
     if (enabled <= 0) return;
     resolve();
     const int steps = steps_marked > 1 ? steps_marked - 1 : 1;
-    if (steps_marked > 1) memcpy(totals, at_last_mark, sizeof totals); // not the checkpoint after the last step
+    const double *totals = steps_marked > 1 ? complete : first; // a run of one step: that step
     double sum = 0;
     for (int p = 0; p < PROF_COMM; p++) sum += totals[p] / steps;
     log_info("profile: GPU time per part, ms per step over %s (%.1f ms recorded on the compute stream):",

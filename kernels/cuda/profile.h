@@ -19,8 +19,8 @@ typedef enum {
  * stream, beside the compute stream's parts, so it is reported apart from their sum. */
 int prof_begin(prof_part part, cudaStream_t s);
 void prof_end(int token, cudaStream_t s);
-/* The end of an optimizer step: the first resets the totals, so the report covers the steady
- * steps after it (waits for the GPU while profiling). */
+/* The end of an optimizer step: the report covers the whole steps after the first (it waits for
+ * nothing). */
 void prof_mark_step(void);
 /* Log the milliseconds of each part per step (waits for the GPU). */
 void prof_report(void);
