@@ -3,7 +3,8 @@
 # none); exit nonzero on any failure, or when nothing passed.
 # Tests: build/tests/test_* (cmocka, from tests/unit/*.c), tests/*/test_*.sh (bash),
 # tests/*/test_*.py (python3); on a machine where `nvidia-smi -L` lists a GPU also
-# build/tests/gpu/test_* and tests/gpu/test_*, elsewhere each of those prints "skipped: no GPU".
+# build/tests/gpu/test_* and tests/gpu/test_*, elsewhere each of those prints "skipped: no GPU"
+# (tests/gpu/test_multi_gpu* need two GPUs: "skipped: fewer than 2 GPUs").
 # Each test reports its cases as TAP lines ("ok - name" / "not ok - name"). A test that exits
 # nonzero without a "not ok" line counts as one failure, and so does one that reports no cases.
 #   tests/run.sh PATTERN   only the tests whose path contains PATTERN, and the cmocka cases whose
@@ -23,8 +24,7 @@ export PYTHON=${PYTHON:-/usr/bin/python3} PYTHONDONTWRITEBYTECODE=1
 pattern=${1:-}
 logdir=$tree/build/test-logs
 mkdir -p "$logdir"
-have_gpu=0
-nvidia-smi -L 2>/dev/null | grep -q '^GPU ' && have_gpu=1
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
 
 # case_filter TEST: for a cmocka binary whose path does not contain the pattern, the cmocka glob
 # that selects its cases named like the pattern (from its source's cmocka_unit_test* lines), if any.
@@ -44,7 +44,9 @@ for t in "$tree"/build/tests/test_* "$tree"/build/tests/gpu/test_* "$tree"/tests
     [[ "$rel" == build/tests/test_* ]] && filter=$(case_filter "$t") || continue
   fi
   case "$rel" in
-    */gpu/*) [ "$have_gpu" = 1 ] || { skips+=("$(basename "$t")"); continue; } ;;
+    */gpu/*)
+      [ "$gpus" -ge 1 ] || { skips+=("no GPU  $(basename "$t")"); continue; }
+      case "$rel" in */gpu/test_multi_gpu*) [ "$gpus" -ge 2 ] || { skips+=("fewer than 2 GPUs  $(basename "$t")"); continue; } ;; esac ;;
   esac
   tests+=("$t") filters+=("$filter")
 done
@@ -82,7 +84,7 @@ for i in "${!tests[@]}"; do
   fi
   rm -rf "$tmp"
 done
-for s in "${skips[@]}"; do echo "skipped: no GPU  $s"; done
+for s in "${skips[@]}"; do echo "skipped: $s"; done
 [ ${#failures[@]} -gt 0 ] && echo "failed tests: ${failures[*]} (logs in $logdir)"
 echo "$passed passed, $failed failed${skips[*]:+, ${#skips[@]} skipped}"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

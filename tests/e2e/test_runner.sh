@@ -5,16 +5,18 @@
 source "$SHARDLORA_ROOT/tests/lib.sh"
 cd "$TMP"
 tree=$TMP/tree
-mkdir -p "$tree"/tests/{unit,e2e,tools,gpu} "$tree"/build/tests/gpu nogpu gpu
+mkdir -p "$tree"/tests/{unit,e2e,tools,gpu} "$tree"/build/tests/gpu nogpu gpu gpu2
 printf '#!/bin/sh\necho "No devices were found"; exit 6\n' >nogpu/nvidia-smi
 printf '#!/bin/sh\necho "GPU 0: Stand-in (UUID: GPU-0)"\n' >gpu/nvidia-smi
-chmod +x nogpu/nvidia-smi gpu/nvidia-smi
+printf '#!/bin/sh\necho "GPU 0: Stand-in (UUID: GPU-0)"\necho "GPU 1: Stand-in (UUID: GPU-1)"\n' >gpu2/nvidia-smi
+chmod +x nogpu/nvidia-smi gpu/nvidia-smi gpu2/nvidia-smi
 
 printf 'echo "ok - first"\necho "ok - second"\n' >"$tree/tests/e2e/test_passes.sh"
 printf 'exit 0\n' >"$tree/tests/e2e/test_silent.sh"
 printf 'echo "ok - before the crash"\nexit 1\n' >"$tree/tests/e2e/test_quits.sh"
 printf 'print("not ok - wrong answer")\n' >"$tree/tests/tools/test_notok.py"
 printf 'print("ok - on the GPU")\n' >"$tree/tests/gpu/test_kernel.py"
+printf 'print("ok - on two GPUs")\n' >"$tree/tests/gpu/test_multi_gpu.py"
 printf '#!/bin/sh\necho "ok - gemm"\n' >"$tree/build/tests/gpu/test_gemm"
 chmod +x "$tree/build/tests/gpu/test_gemm"
 cat >"$tree/tests/unit/test_cases.c" <<'EOF'
@@ -61,11 +63,11 @@ expect() {
 
 runner nogpu
 expect "every test without a GPU: the silent, crashing and not-ok tests fail the suite" 1 \
-  "5 passed, 3 failed, 2 skipped" \
+  "5 passed, 3 failed, 3 skipped" \
   '^FAIL test_silent\.sh +0 ok, 1 failed' '^     not ok - test_silent\.sh: reported no test cases$' \
   '^FAIL test_quits\.sh +1 ok, 1 failed' '^     not ok - test_quits\.sh exited with status 1$' \
   '^FAIL test_notok\.py +0 ok, 1 failed' '^ok +test_passes\.sh +2 ok' '^ok +test_cases +2 ok' \
-  '^skipped: no GPU  test_gemm$' '^skipped: no GPU  test_kernel\.py$'
+  '^skipped: no GPU  test_gemm$' '^skipped: no GPU  test_kernel\.py$' '^skipped: no GPU  test_multi_gpu\.py$'
 runner nogpu passes
 expect "a passing test alone passes" 0 "2 passed, 0 failed"
 runner nogpu silent
@@ -83,7 +85,10 @@ expect "a pattern on the binary's name runs all its cases" 0 "2 passed, 0 failed
 runner nogpu no_test_is_called_this
 expect "a pattern that selects nothing fails" 1 "0 passed, 0 failed" "^no tests match 'no_test_is_called_this'"
 runner nogpu /gpu/
-expect "GPU tests without a GPU are skipped, and skips alone do not pass" 1 "0 passed, 0 failed, 2 skipped" \
+expect "GPU tests without a GPU are skipped, and skips alone do not pass" 1 "0 passed, 0 failed, 3 skipped" \
   '^skipped: no GPU  test_gemm$'
 runner gpu /gpu/
-expect "GPU tests run when nvidia-smi lists a GPU" 0 "2 passed, 0 failed" '^ok +test_gemm +1 ok' '^ok +test_kernel\.py +1 ok'
+expect "GPU tests run when nvidia-smi lists a GPU; multi-GPU ones need two" 0 "2 passed, 0 failed, 1 skipped" \
+  '^ok +test_gemm +1 ok' '^ok +test_kernel\.py +1 ok' '^skipped: fewer than 2 GPUs  test_multi_gpu\.py$'
+runner gpu2 /gpu/
+expect "multi-GPU tests run when nvidia-smi lists two GPUs" 0 "3 passed, 0 failed" '^ok +test_multi_gpu\.py +1 ok'
