@@ -10,6 +10,7 @@
 
 #include "backend.h"
 #include "runtime.h"
+#include "watchdog.h"
 
 typedef enum { TRANSPORT_HOST, TRANSPORT_NCCL, TRANSPORT_STAGED } transport;
 static const char *const TRANSPORT_NAMES[] = {"host", "nccl", "staged"};
@@ -22,6 +23,14 @@ static comm_traffic traffic;
 comm_traffic comm_traffic_so_far(void) { return traffic; }
 int comm_active(void) { return RT.world > 1 || forced; }
 const char *comm_transport_name(void) { return comm_active() ? TRANSPORT_NAMES[chosen] : "none (one rank)"; }
+
+/* A blocking MPI collective, watched (watchdog.h). */
+#define WATCHED(what, call)                                                                         \
+    do {                                                                                            \
+        watchdog_enter(what);                                                                       \
+        call;                                                                                       \
+        watchdog_leave();                                                                           \
+    } while (0)
 
 static int mpi_count(int64_t n, const char *what)
 {
@@ -36,7 +45,7 @@ static void mpi_allgather(void *dst, const void *src, int64_t bytes)
         return;
     }
     int n = mpi_count(bytes, "all-gather");
-    MPI_CHECK(MPI_Allgather(src, n, MPI_BYTE, dst, n, MPI_BYTE, MPI_COMM_WORLD));
+    WATCHED("all-gather", MPI_CHECK(MPI_Allgather(src, n, MPI_BYTE, dst, n, MPI_BYTE, MPI_COMM_WORLD)));
 }
 
 static void mpi_reduce_scatter_f32(float *dst, const float *src, int64_t count)
@@ -46,7 +55,7 @@ static void mpi_reduce_scatter_f32(float *dst, const float *src, int64_t count)
         return;
     }
     int n = mpi_count(count, "reduce-scatter");
-    MPI_CHECK(MPI_Reduce_scatter_block(src, dst, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+    WATCHED("reduce-scatter", MPI_CHECK(MPI_Reduce_scatter_block(src, dst, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD)));
 }
 
 /* Host staging buffers of the staged transport, pinned so the device copies run at full speed;
@@ -103,6 +112,7 @@ static void nccl_bootstrap(double timeout_s)
 
 void comm_setup(const char *choice, double timeout_s, const comm_gpu_ops *gpu)
 {
+    if (RT.world > 1) watchdog_start(timeout_s);
     forced = strcmp(choice, "auto") != 0;
     chosen = TRANSPORT_HOST;
     GPU = gpu;
@@ -187,18 +197,20 @@ void comm_allreduce_sum_f64(double *buf, int64_t n)
     if (RT.world == 1 || !RT.mpi) return;
     for (int64_t done = 0; done < n; done += INT_MAX) {
         int piece = (int)(n - done < INT_MAX ? n - done : INT_MAX);
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + done, piece, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+        WATCHED("all-reduce", MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + done, piece, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD)));
     }
 }
 
 void comm_allreduce_sum_i64(int64_t *buf, int64_t n)
 {
     if (RT.world == 1 || !RT.mpi) return;
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, mpi_count(n, "all-reduce"), MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD));
+    const int count = mpi_count(n, "all-reduce");
+    WATCHED("all-reduce", MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD)));
 }
 
 void comm_allreduce_max_i64(int64_t *buf, int64_t n)
 {
     if (RT.world == 1 || !RT.mpi) return;
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, mpi_count(n, "all-reduce"), MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD));
+    const int count = mpi_count(n, "all-reduce");
+    WATCHED("all-reduce", MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD)));
 }

@@ -1,12 +1,14 @@
 /* runtime: MPI start-up, local rank, logging and the fatal-error path. */
 #include "runtime.h"
 
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <setjmp.h>
 #include <sys/stat.h>
 #include <time.h>
+
+#include "watchdog.h"
 
 sl_runtime RT = {.rank = 0, .world = 1, .local_rank = 0, .local_size = 1, .mpi = 0,
                  .program = "shardlora"};
@@ -121,7 +123,11 @@ noreturn static void end_all(int speak, const char *fmt, va_list ap)
 void rt_agree(int ok, const char *fmt, ...)
 {
     int all_ok = ok;
-    if (RT.mpi) MPI_CHECK(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+    if (RT.mpi) {
+        watchdog_enter("agreement");
+        MPI_CHECK(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+        watchdog_leave();
+    }
     if (all_ok) return;
     va_list ap;
     va_start(ap, fmt);

@@ -1,7 +1,9 @@
 """Stopping in time: USR1 or TERM to a rank makes every rank agree at the next step boundary,
 checkpoint and exit with status 3 (requeue); the resumed run matches an uninterrupted one. A rank
-killed with -9 ends the whole job within a bounded time, and the last checkpoint still loads."""
+killed with -9 ends the whole job within a bounded time, and the last checkpoint still loads; a rank
+stopped alive (SIGSTOP) ends the job after --comm-timeout with a message naming the collective."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -91,4 +93,27 @@ with open("killed/checkpoints/step_99999999.h5.partial", "wb") as f:
 p = run([SL, "train", *common, "--out=killed", "--resume=auto"], np=2)
 check("after kill -9 the last complete checkpoint loads (a partial write is ignored)",
       "resume: from killed/checkpoints/step_000000" in p.stdout and "99999999" not in p.stdout, p.stdout)
+
+# A stopped rank (alive, but making no progress: SIGSTOP) must not hang the job: the other rank's
+# collective times out after --comm-timeout and ends the job with a message naming it.
+proc = start("stuck", "--comm-timeout=3")
+wait_for_steps("stuck", 5, proc)
+stuck = rank_pids("stuck")[-1]
+os.kill(stuck, signal.SIGSTOP)
+t0 = time.time()
+try:
+    _, stderr = proc.communicate(timeout=60)
+    ended = True
+except subprocess.TimeoutExpired:
+    proc.kill()
+    _, stderr, ended = "", "", False
+took = time.time() - t0
+for pid in rank_pids("stuck"):  # whatever is left: let it go and end it
+    os.kill(pid, signal.SIGCONT)
+    os.kill(pid, signal.SIGKILL)
+check(f"a stopped rank ends the job in {took:.1f} s (--comm-timeout=3) with a failure status",
+      ended and proc.returncode != 0 and took < 30, proc.returncode)
+check("the message names the collective that made no progress and the timeout",
+      re.search(r"rank \d: error: the (all-gather|reduce-scatter|all-reduce|agreement) made no progress for 3 s "
+                r"\(--comm-timeout\): a peer rank is stuck or gone; ending the job", stderr) is not None, stderr)
 finish()
