@@ -82,9 +82,7 @@ static void check_inputs(void *arg)
     modelcfg_read(f, &mc);
     h5_close(f);
     data_validate(c->cfg->data, mc.vocab_size);
-    if (c->cfg->seq_len > mc.max_positions)
-        sl_fatal("option --seq-len=%d exceeds the model's max_position_embeddings (%d) in %s", c->cfg->seq_len,
-                 mc.max_positions, c->cfg->model);
+    modelcfg_check_seq_len(&mc, c->cfg->seq_len, c->cfg->model);
     if (c->cfg->adapter) {
         adapter_info info;
         adapter_read_info(c->cfg->adapter, &info);

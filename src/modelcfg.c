@@ -105,6 +105,8 @@ void modelcfg_read(hid_t f, sl_model_config *c)
     c->rms_norm_eps = h5_attr_double(f, "/config", "rms_norm_eps");
     c->tie_word_embeddings = get_int(f, "tie_word_embeddings");
     c->attention_bias = get_int(f, "attention_bias");
+    /* files written before the window was recorded: none */
+    c->sliding_window = h5_has_attr(f, "/config", "sliding_window") ? get_int(f, "sliding_window") : 0;
     c->bos_token_id = get_int(f, "bos_token_id");
     c->eos_token_id = get_int(f, "eos_token_id");
     const char *problem = modelcfg_problem(c);
@@ -127,6 +129,7 @@ void modelcfg_write(hid_t f, const sl_model_config *c)
     h5_set_attr_double(f, "/config", "rms_norm_eps", c->rms_norm_eps);
     h5_set_attr_int(f, "/config", "tie_word_embeddings", c->tie_word_embeddings);
     h5_set_attr_int(f, "/config", "attention_bias", c->attention_bias);
+    h5_set_attr_int(f, "/config", "sliding_window", c->sliding_window);
     h5_set_attr_int(f, "/config", "bos_token_id", c->bos_token_id);
     h5_set_attr_int(f, "/config", "eos_token_id", c->eos_token_id);
 }
@@ -222,4 +225,15 @@ int64_t modelcfg_param_count(const sl_model_config *c)
     for (int i = 0; i < n; i++) total += t[i].ndims == 2 ? t[i].dims[0] * t[i].dims[1] : t[i].dims[0];
     free(t);
     return total;
+}
+
+void modelcfg_check_seq_len(const sl_model_config *c, int seq_len, const char *path)
+{
+    if (seq_len > c->max_positions)
+        sl_fatal("option --seq-len=%d exceeds the model's max_position_embeddings (%d) in %s", seq_len,
+                 c->max_positions, path);
+    if (c->sliding_window > 0 && seq_len > c->sliding_window)
+        sl_fatal("option --seq-len=%d exceeds the model's sliding_window (%d) in %s: sliding-window attention is not "
+                 "implemented, so windows longer than it would attend further back than the model does; use "
+                 "--seq-len=%d or less", seq_len, c->sliding_window, path, c->sliding_window);
 }

@@ -16,6 +16,7 @@ typedef struct {
     double rms_norm_eps;
     int tie_word_embeddings; /* the LM head is the embedding table */
     int attention_bias;      /* q/k/v projections have biases (qwen2) */
+    int sliding_window;      /* > 0: attention sees at most this many tokens back (mistral); 0: none */
     int bos_token_id, eos_token_id;
 } sl_model_config;
 
@@ -33,6 +34,11 @@ typedef struct {
     int ndims;
     int64_t dims[2];     /* [out, in] for linear weights */
 } sl_tensor_spec;
+
+/* Fatal unless windows of seq_len tokens fit the model of file `path`: its position embeddings,
+ * and its attention window (windowed attention is not implemented: a window longer than the
+ * model's would attend further back than the model was trained to). */
+void modelcfg_check_seq_len(const sl_model_config *c, int seq_len, const char *path);
 
 /* Names of the known architectures, for messages. */
 extern const char *const SL_ARCHITECTURES[];

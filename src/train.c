@@ -46,9 +46,7 @@ static void check_inputs(void *arg)
     modelcfg_read(f, &mc);
     h5_close(f);
     data_validate(cfg->data, mc.vocab_size);
-    if (cfg->seq_len > mc.max_positions)
-        sl_fatal("option --seq-len=%d exceeds the model's max_position_embeddings (%d) in %s", cfg->seq_len,
-                 mc.max_positions, cfg->model);
+    modelcfg_check_seq_len(&mc, cfg->seq_len, cfg->model);
     unsigned mask;
     const char *problem = lora_parse_targets(cfg->lora_targets, &mask);
     if (problem) sl_fatal("option %s", problem);

@@ -172,7 +172,7 @@ c = attrs("llama.h5", "config")
 want = dict(architecture="llama", hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, head_dim=16, vocab_size=300, max_position_embeddings=128, rope_theta=10000.0,
             rms_norm_eps=1e-5, tie_word_embeddings=0, attention_bias=0, bos_token_id=1, eos_token_id=2,
-            rope_type="default")
+            rope_type="default", sliding_window=0)
 check("llama: /config attributes", c == want, f"{c}\nwant {want}")
 r = attrs("llama.h5", "/")
 check("llama: root attributes", r == dict(shardlora_kind="model", format_version=1, source_format="hf-safetensors",
@@ -245,6 +245,33 @@ p = run([IMPORT, "hf", "no-theta", "no-theta.h5"])
 check("no rope_theta anywhere: llama's documented default 10000, said in the log",
       attrs("no-theta.h5", "config")["rope_theta"] == 10000.0 and "using llama's default, 10000" in p.stdout + p.stderr,
       p.stdout + p.stderr)
+
+# --- sliding windows: Mistral's is recorded (null: none), Qwen2's only with use_sliding_window; windows
+# longer than it are refused by name (windowed attention is not implemented), shorter ones evaluate
+# as the reference (which, within the window, is plain causal attention) ---
+MISTRAL = dict(LLAMA, model_type="mistral", architectures=["MistralForCausalLM"])
+window_model = random_model(LLAMA, torch.float32, seed=7)
+for name, cfg, want in (("mistral, window 64", dict(MISTRAL, sliding_window=64), 64),
+                        ("mistral, window 32", dict(MISTRAL, sliding_window=32), 32),
+                        ("mistral, window null", dict(MISTRAL, sliding_window=None), 0),
+                        ("qwen2-style use_sliding_window false", dict(LLAMA, sliding_window=16, use_sliding_window=False), 0)):
+    d = name.split(",")[-1].strip().replace(" ", "-")
+    write_checkpoint(d, cfg, window_model)
+    run([IMPORT, "hf", d, f"{d}.h5"])
+    got = attrs(f"{d}.h5", "config")["sliding_window"]
+    check(f"sliding window, {name}: /config holds {want} (found {got})", got == want)
+    if want == 64:
+        check_eval_loss(f"sliding window {want}, seq-len 64", f"{d}.h5", window_model, cfg)
+    if want == 32:
+        with h5py.File("window.data.h5", "w") as f:
+            f["tokens"] = np.arange(100, dtype=np.int32) % cfg["vocab_size"]
+            f["doc_offsets"] = np.array([0, 100], dtype=np.int64)
+            f.attrs["vocab_size"] = np.int64(cfg["vocab_size"])
+        expect_fail("a window longer than the model's sliding_window is refused, naming both",
+                    [os.path.join(BIN, "shardlora"), "eval", f"--model={d}.h5", "--data=window.data.h5",
+                     "--seq-len=64", "--out=w.h5"],
+                    r"option --seq-len=64 exceeds the model's sliding_window \(32\) in window-32\.h5: sliding-window "
+                    r"attention is not implemented.*use --seq-len=32 or less")
 
 # --- bad inputs: each a fresh copy of a small f32 LLaMA with one thing wrong ---
 base = random_model(LLAMA, torch.float32, seed=5)

@@ -190,6 +190,10 @@ void hfconfig_read(const char *dir, sl_model_config *c)
     c->tie_word_embeddings = get_bool(&j, "tie_word_embeddings", 0);
     /* Qwen2 always has q/k/v biases; llama and mistral only when the config says so */
     c->attention_bias = strcmp(c->architecture, "qwen2") == 0 || get_bool(&j, "attention_bias", 0);
+    /* Mistral's window applies when set (null: none); Qwen2's only with use_sliding_window */
+    const int none = 0;
+    if (!strcmp(c->architecture, "mistral") || get_bool(&j, "use_sliding_window", 0))
+        c->sliding_window = get_int(&j, "sliding_window", &none);
     c->bos_token_id = get_token_id(&j, "bos_token_id", 1);
     c->eos_token_id = get_token_id(&j, "eos_token_id", 2);
     const char *problem = modelcfg_problem(c);
