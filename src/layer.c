@@ -18,6 +18,10 @@ layer_weights layer_weights_of(const fsdp_unit *unit, int layer)
     w.input_norm = fsdp_unit_dev(unit, path);
     modelcfg_layer_path(path, sizeof path, layer, "post_attention_layernorm/weight");
     w.post_norm = fsdp_unit_dev(unit, path);
+    modelcfg_layer_path(path, sizeof path, layer, "self_attn/q_norm/weight");
+    w.q_norm = fsdp_unit_dev(unit, path);
+    modelcfg_layer_path(path, sizeof path, layer, "self_attn/k_norm/weight");
+    w.k_norm = fsdp_unit_dev(unit, path);
     for (int p = 0; p < N_PROJ; p++) {
         snprintf(module, sizeof module, "%s/%s/weight", p < PROJ_GATE ? "self_attn" : "mlp", PROJ_NAMES[p]);
         modelcfg_layer_path(path, sizeof path, layer, module);
@@ -59,6 +63,10 @@ void layer_acts_alloc(layer_acts *a, const sl_model_config *c, const sl_lora *l,
     a->attn_stats = BE->alloc(BE->attention_stats_bytes((int)t, (int)t, max_seq, c->num_heads), "activations");
     a->x_mid = acts(t, D), a->xn2 = acts(t, D), a->rstd2 = stats(t);
     a->gate = acts(t, F), a->up = acts(t, F), a->act = acts(t, F);
+    if (c->qk_norm) {
+        a->q_raw = acts(t, Q), a->k_raw = acts(t, KV);
+        a->rstd_q = stats(t * (size_t)c->num_heads), a->rstd_k = stats(t * (size_t)c->num_kv_heads);
+    }
     for (int p = 0; l && p < N_PROJ; p++) {
         if (!(l->targets & (1u << p))) continue;
         a->lora_u[p] = acts(t, (size_t)l->r);
@@ -69,7 +77,7 @@ void layer_acts_alloc(layer_acts *a, const sl_model_config *c, const sl_lora *l,
 void layer_acts_free(layer_acts *a)
 {
     void *all[] = {a->xn1, a->rstd1, a->q, a->k, a->v, a->att, a->attn_stats, a->x_mid, a->xn2, a->rstd2,
-                   a->gate, a->up, a->act};
+                   a->gate, a->up, a->act, a->q_raw, a->k_raw, a->rstd_q, a->rstd_k};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) BE->release(all[i]);
     for (int p = 0; p < N_PROJ; p++) BE->release(a->lora_u[p]), BE->release(a->lora_x[p]);
     if (a->owns_input) BE->release(a->x_in);
@@ -86,12 +94,14 @@ void layer_scratch_alloc(layer_scratch *s, const sl_model_config *c, const sl_lo
     const size_t ta = t + ATTN_TILE_SLACK;
     s->d_att = acts(ta, Q), s->dq = acts(ta, Q), s->dk = acts(ta, KV), s->dv = acts(ta, KV);
     s->du = l ? acts(t, (size_t)l->r) : NULL;
+    if (c->qk_norm) s->dq_raw = acts(t, Q), s->dk_raw = acts(t, KV);
     s->dxd = l && l->dropout > 0 ? acts(t, widest_in) : NULL;
 }
 
 void layer_scratch_free(layer_scratch *s)
 {
-    void *all[] = {s->d_act, s->d_gate, s->d_up, s->d_xn, s->d_att, s->dq, s->dk, s->dv, s->du, s->dxd};
+    void *all[] = {s->d_act, s->d_gate, s->d_up, s->d_xn, s->d_att, s->dq, s->dk, s->dv, s->du, s->dxd,
+                   s->dq_raw, s->dk_raw};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) BE->release(all[i]);
     memset(s, 0, sizeof *s);
 }
@@ -148,9 +158,13 @@ void layer_forward(const layer_pass *ps, const layer_weights *w, const lora_view
     const size_t row_bytes = (size_t)D * (size_t)BE->act_bytes;
     if (T == 0) return;
     BE->rmsnorm_fwd(a->xn1, a->rstd1, a->x_in, w->input_norm, T, D, eps);
-    proj_forward(a->q, a->xn1, PROJ_Q, 0, ps, w, lv, a);
-    proj_forward(a->k, a->xn1, PROJ_K, 0, ps, w, lv, a);
+    proj_forward(c->qk_norm ? a->q_raw : a->q, a->xn1, PROJ_Q, 0, ps, w, lv, a);
+    proj_forward(c->qk_norm ? a->k_raw : a->k, a->xn1, PROJ_K, 0, ps, w, lv, a);
     proj_forward(a->v, a->xn1, PROJ_V, 0, ps, w, lv, a);
+    if (c->qk_norm) { /* each head's vector normalised on its own: rows of head_dim */
+        BE->rmsnorm_fwd(a->q, a->rstd_q, a->q_raw, w->q_norm, T * c->num_heads, hd, eps);
+        BE->rmsnorm_fwd(a->k, a->rstd_k, a->k_raw, w->k_norm, T * c->num_kv_heads, hd, eps);
+    }
     BE->rope(a->q, ps->pos, T, c->num_heads, hd, ps->rope_cs, 0);
     BE->rope(a->k, ps->pos, T, c->num_kv_heads, hd, ps->rope_cs, 0);
     BE->attention_fwd(a->att, a->attn_stats, a->q, a->k, a->v, b->seq_start, b->n_seqs, ps->max_seq, c->num_heads,
@@ -184,8 +198,14 @@ void layer_backward(const layer_pass *ps, const layer_weights *w, const lora_vie
                       b->n_seqs, ps->max_seq, c->num_heads, c->num_kv_heads, hd, attn_scale(c));
     BE->rope(s->dq, ps->pos, T, c->num_heads, hd, ps->rope_cs, 1);
     BE->rope(s->dk, ps->pos, T, c->num_kv_heads, hd, ps->rope_cs, 1);
-    proj_backward(s->d_xn, 0, s->dq, a->xn1, PROJ_Q, ps, w, lv, a, s);
-    proj_backward(s->d_xn, 1, s->dk, a->xn1, PROJ_K, ps, w, lv, a, s);
+    void *dq = s->dq, *dk = s->dk;
+    if (c->qk_norm) {
+        BE->rmsnorm_bwd(s->dq_raw, s->dq, a->q_raw, w->q_norm, a->rstd_q, T * c->num_heads, hd, 0);
+        BE->rmsnorm_bwd(s->dk_raw, s->dk, a->k_raw, w->k_norm, a->rstd_k, T * c->num_kv_heads, hd, 0);
+        dq = s->dq_raw, dk = s->dk_raw;
+    }
+    proj_backward(s->d_xn, 0, dq, a->xn1, PROJ_Q, ps, w, lv, a, s);
+    proj_backward(s->d_xn, 1, dk, a->xn1, PROJ_K, ps, w, lv, a, s);
     proj_backward(s->d_xn, 1, s->dv, a->xn1, PROJ_V, ps, w, lv, a, s);
     BE->rmsnorm_bwd(dx, s->d_xn, a->x_in, w->input_norm, a->rstd1, T, D, 1);
 }

@@ -26,6 +26,8 @@ typedef struct {
     int T;
     void *x_in, *xn1, *q, *k, *v, *att, *x_mid, *xn2, *gate, *up, *act;
     float *rstd1, *rstd2; /* f32 */
+    void *q_raw, *k_raw;  /* qk_norm: the projections before their per-head norm */
+    float *rstd_q, *rstd_k;
     void *attn_stats;
     void *lora_u[N_PROJ]; /* A x per adapted projection [T, r] */
     void *lora_x[N_PROJ]; /* dropped-out input [T, in] when LoRA dropout > 0 */
@@ -36,11 +38,13 @@ typedef struct {
 /* Backward's temporaries, shared by all layers of a step. */
 typedef struct {
     void *d_act, *d_gate, *d_up, *d_xn, *d_att, *dq, *dk, *dv, *du, *dxd;
+    void *dq_raw, *dk_raw; /* qk_norm */
 } layer_scratch;
 
 /* Backend pointers into a gathered decoder-layer unit. */
 typedef struct {
     const void *input_norm, *post_norm;
+    const void *q_norm, *k_norm; /* qk_norm: [head_dim] each */
     const void *w[N_PROJ], *bias[N_PROJ];
 } layer_weights;
 

@@ -10,7 +10,7 @@
 
 const char *const PROJ_NAMES[N_PROJ] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                         "gate_proj", "up_proj", "down_proj"};
-const char *const SL_ARCHITECTURES[] = {"llama", "mistral", "qwen2", NULL};
+const char *const SL_ARCHITECTURES[] = {"llama", "mistral", "qwen2", "qwen3", NULL};
 const char *const SL_ROPE_TYPES[] = {"default", "linear", "llama3", "yarn", NULL};
 
 int modelcfg_known_architecture(const char *name)
@@ -90,7 +90,7 @@ void modelcfg_read(hid_t f, sl_model_config *c)
                  h5_name(f));
     char *arch = h5_attr_string(f, "/config", "architecture");
     if (!modelcfg_known_architecture(arch))
-        sl_fatal("%s: unknown architecture '%s' in /config (expected llama, mistral or qwen2)", h5_name(f), arch);
+        sl_fatal("%s: unknown architecture '%s' in /config (expected llama, mistral, qwen2 or qwen3)", h5_name(f), arch);
     snprintf(c->architecture, sizeof c->architecture, "%s", arch);
     free(arch);
     c->hidden_size = get_int(f, "hidden_size");
@@ -107,6 +107,7 @@ void modelcfg_read(hid_t f, sl_model_config *c)
     c->attention_bias = get_int(f, "attention_bias");
     /* files written before the window was recorded: none */
     c->sliding_window = h5_has_attr(f, "/config", "sliding_window") ? get_int(f, "sliding_window") : 0;
+    c->qk_norm = h5_has_attr(f, "/config", "qk_norm") ? get_int(f, "qk_norm") : 0;
     c->bos_token_id = get_int(f, "bos_token_id");
     c->eos_token_id = get_int(f, "eos_token_id");
     const char *problem = modelcfg_problem(c);
@@ -130,6 +131,7 @@ void modelcfg_write(hid_t f, const sl_model_config *c)
     h5_set_attr_int(f, "/config", "tie_word_embeddings", c->tie_word_embeddings);
     h5_set_attr_int(f, "/config", "attention_bias", c->attention_bias);
     h5_set_attr_int(f, "/config", "sliding_window", c->sliding_window);
+    h5_set_attr_int(f, "/config", "qk_norm", c->qk_norm);
     h5_set_attr_int(f, "/config", "bos_token_id", c->bos_token_id);
     h5_set_attr_int(f, "/config", "eos_token_id", c->eos_token_id);
 }
@@ -193,6 +195,10 @@ int modelcfg_tensors(const sl_model_config *c, sl_tensor_spec *out, int max)
     for (int l = 0; l < c->num_layers; l++) {
         modelcfg_layer_path(path, sizeof path, l, "input_layernorm/weight");
         ADD(spec(path, TENSOR_NORM, l, -1, 1, D, 0));
+        for (int qk = 0; c->qk_norm && qk < 2; qk++) { /* over each head's head_dim values */
+            modelcfg_layer_path(path, sizeof path, l, qk ? "self_attn/k_norm/weight" : "self_attn/q_norm/weight");
+            ADD(spec(path, TENSOR_NORM, l, -1, 1, c->head_dim, 0));
+        }
         for (int p = 0; p < N_PROJ; p++) {
             if (p == PROJ_GATE) { /* the MLP norm sits between attention and MLP */
                 modelcfg_layer_path(path, sizeof path, l, "post_attention_layernorm/weight");

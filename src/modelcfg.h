@@ -9,7 +9,7 @@
 #include "kernels.h"
 
 typedef struct {
-    char architecture[32]; /* Hugging Face model_type: llama, mistral, qwen2 */
+    char architecture[32]; /* Hugging Face model_type: llama, mistral, qwen2, qwen3 */
     int hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads, head_dim;
     int vocab_size, max_positions;
     k_rope_params rope; /* theta and the scaling of the rotary frequencies */
@@ -17,6 +17,7 @@ typedef struct {
     int tie_word_embeddings; /* the LM head is the embedding table */
     int attention_bias;      /* q/k/v projections have biases (qwen2) */
     int sliding_window;      /* > 0: attention sees at most this many tokens back (mistral); 0: none */
+    int qk_norm;             /* per-head RMSNorm of q and k before the rotary embedding (qwen3) */
     int bos_token_id, eos_token_id;
 } sl_model_config;
 

@@ -92,7 +92,7 @@ expect_fail("non-finite projection quantized at load on 2 threads: the first of 
             r"dataset /model/layers/0/mlp/up_proj/weight holds a non-finite value \(inf\) at element 643", np=1)
 os.environ["OMP_NUM_THREADS"] = "1"
 variant("model.h5", "arch.h5", lambda f: f["config"].attrs.__setitem__("architecture", "gpt2"))
-expect_fail("unknown architecture", evaluate("arch.h5"), r"unknown architecture 'gpt2'.*expected llama, mistral or qwen2", np=2)
+expect_fail("unknown architecture", evaluate("arch.h5"), r"unknown architecture 'gpt2'.*expected llama, mistral, qwen2 or qwen3", np=2)
 
 variant("data.h5", "no_tokens.h5", lambda f: f.__delitem__("tokens"))
 expect_fail("missing /tokens", evaluate(data="no_tokens.h5"), r"no_tokens.h5: dataset /tokens is missing", np=2)

@@ -1,7 +1,7 @@
 """Float64 PyTorch reference of the LLaMA-family forward pass (llama, mistral, qwen2), written from
 the math of the Hugging Face modelling code: RMSNorm, rotary embeddings in the HF "halves" convention
 (element i paired with i + head_dim/2; the rope types' frequencies from rope_ref), grouped-query
-causal attention, optional q/k/v biases and the SwiGLU MLP. Weights are keyed by Hugging Face names
+causal attention, optional q/k/v biases, Qwen3's per-head q/k RMSNorm and the SwiGLU MLP. Weights are keyed by Hugging Face names
 ("model.layers.0.self_attn.q_proj.weight")."""
 import h5py
 import numpy as np
@@ -44,6 +44,9 @@ def attention(w, prefix, h, cfg):
     q = _linear(w, prefix + "q_proj", h).view(T, H, hd).transpose(0, 1)
     k = _linear(w, prefix + "k_proj", h).view(T, KV, hd).transpose(0, 1)
     v = _linear(w, prefix + "v_proj", h).view(T, KV, hd).transpose(0, 1)
+    if prefix + "q_norm.weight" in w:  # Qwen3: each head's q and k RMS-normalised before the rotation
+        eps = float(cfg["rms_norm_eps"])
+        q, k = rms_norm(q, w[prefix + "q_norm.weight"], eps), rms_norm(k, w[prefix + "k_norm.weight"], eps)
     rope = rope_ref.params(cfg)
     q, k = rotary(q, rope), rotary(k, rope)
     # query head j reads kv head j // (H / KV), as HF's repeat_kv arranges them

@@ -22,9 +22,6 @@ from testlib import BIN, check, check_close, finish, run  # noqa: E402
 
 H = 1e-2
 rng = np.random.default_rng(21)
-run([f"{BIN}/shardlora-init", "model.h5", "--hidden", "32", "--heads", "4", "--kv-heads", "2", "--intermediate", "64",
-     "--layers", "2", "--vocab", "64", "--max-pos", "64", "--std", "0.2", "--seed", "8"])
-_, cfg = llama_ref.load_h5("model.h5")
 docs = [rng.integers(0, 64, n) for n in (33, 20, 27, 33)]
 masks = [(rng.random(len(d)) > 0.25).astype(np.uint8) for d in docs]
 with h5py.File("data.h5", "w") as f:
@@ -32,48 +29,56 @@ with h5py.File("data.h5", "w") as f:
     f["doc_offsets"] = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64)
     f["loss_mask"] = np.concatenate(masks)
     f.attrs["vocab_size"] = np.int64(64)
-lora_ref.write_adapter("init.h5", cfg, 4, 24.0, list(lora_ref.PROJ), rng, std=0.08)
-common = ["--model=model.h5", "--data=data.h5", "--seq-len=32", "--quant=nf4", "--double-quant"]
-run([f"{BIN}/shardlora", "train", *common, "--out=out", "--adapter=init.h5", "--lora-r=4", "--lora-alpha=24",
-     "--micro-batch=4", "--steps=1", "--dump-grads", "--log-every=1", "--lr=0"], np=1)
 
 
-def eval_loss(adapter):
-    run([f"{BIN}/shardlora", "eval", *common, f"--adapter={adapter}", "--out=ev.h5"], np=1)
-    with h5py.File("ev.h5", "r") as f:
-        return float(f["eval/loss"][()])
+def fd_check(arch, keys):
+    """The step-1 gradient of the picked entries of an `arch` model against central differences."""
+    model, init = f"model_{arch}.h5", f"init_{arch}.h5"
+    run([f"{BIN}/shardlora-init", model, "--arch", arch, "--hidden", "32", "--heads", "4", "--kv-heads", "2",
+         "--intermediate", "64", "--layers", "2", "--vocab", "64", "--max-pos", "64", "--std", "0.2", "--seed", "8"])
+    _, cfg = llama_ref.load_h5(model)
+    lora_ref.write_adapter(init, cfg, 4, 24.0, list(lora_ref.PROJ), rng, std=0.08)
+    common = [f"--model={model}", "--data=data.h5", "--seq-len=32", "--quant=nf4", "--double-quant"]
+    run([f"{BIN}/shardlora", "train", *common, f"--out=out_{arch}", f"--adapter={init}", "--lora-r=4",
+         "--lora-alpha=24", "--micro-batch=4", "--steps=1", "--dump-grads", "--log-every=1", "--lr=0"], np=1)
+
+    def eval_loss(adapter):
+        run([f"{BIN}/shardlora", "eval", *common, f"--adapter={adapter}", "--out=ev.h5"], np=1)
+        with h5py.File("ev.h5", "r") as f:
+            return float(f["eval/loss"][()])
+
+    with h5py.File(f"out_{arch}/metrics.h5", "r") as f:
+        train_loss = float(f["metrics/loss"][0])
+    check_close(f"{arch}: eval --adapter loss equals train's step-1 loss on the same windows", eval_loss(init),
+                train_loss, 1e-6)
+    with h5py.File(f"out_{arch}/grads_step1.h5", "r") as g:
+        grads = {}
+        g["lora"].visititems(lambda k, o: grads.__setitem__("lora/" + k, o[...]) if isinstance(o, h5py.Dataset) else None)
+
+    def moved_loss(key, idx, delta):
+        shutil.copy(init, "moved.h5")
+        with h5py.File("moved.h5", "r+") as f:
+            value = f[key][...]
+            value[idx] += delta
+            f[key][...] = value
+        return eval_loss("moved.h5")
+
+    def central(key, idx, h):
+        return (moved_loss(key, idx, h) - moved_loss(key, idx, -h)) / (2 * h)
+
+    for key in keys:  # the two largest entries of each: where a wrong gradient cannot hide
+        flat = np.abs(grads[key]).ravel()
+        for i in np.argsort(flat)[-2:]:
+            idx = np.unravel_index(i, grads[key].shape)
+            fd = (4 * central(key, idx, H / 2) - central(key, idx, H)) / 3
+            got = float(grads[key][idx])
+            check(f"{arch}: d loss / d {key.split('layers/')[1]}{list(map(int, idx))}: finite difference {fd:.6f} "
+                  f"vs gradient {got:.6f}", abs(fd - got) <= 3e-4 + 0.01 * abs(got) and abs(got) > 1e-3)
 
 
-with h5py.File("out/metrics.h5", "r") as f:
-    train_loss = float(f["metrics/loss"][0])
-check_close("eval --adapter loss equals train's step-1 loss on the same windows", eval_loss("init.h5"), train_loss, 1e-6)
-
-with h5py.File("out/grads_step1.h5", "r") as g:
-    grads = {}
-    g["lora"].visititems(lambda k, o: grads.__setitem__("lora/" + k, o[...]) if isinstance(o, h5py.Dataset) else None)
-picked = []
-for key in ("lora/model/layers/0/self_attn/q_proj/lora_A", "lora/model/layers/1/mlp/down_proj/lora_B",
-            "lora/model/layers/0/mlp/gate_proj/lora_B", "lora/model/layers/1/self_attn/v_proj/lora_A"):
-    flat = np.abs(grads[key]).ravel()
-    for idx in np.argsort(flat)[-2:]:
-        picked.append((key, np.unravel_index(idx, grads[key].shape)))
-
-def moved_loss(key, idx, delta):
-    shutil.copy("init.h5", "moved.h5")
-    with h5py.File("moved.h5", "r+") as f:
-        value = f[key][...]
-        value[idx] += delta
-        f[key][...] = value
-    return eval_loss("moved.h5")
-
-
-def central(key, idx, h):
-    return (moved_loss(key, idx, h) - moved_loss(key, idx, -h)) / (2 * h)
-
-
-for key, idx in picked:
-    fd = (4 * central(key, idx, H / 2) - central(key, idx, H)) / 3
-    got = float(grads[key][idx])
-    check(f"d loss / d {key.split('layers/')[1]}{list(map(int, idx))}: finite difference {fd:.6f} vs gradient {got:.6f}",
-          abs(fd - got) <= 3e-4 + 0.01 * abs(got) and abs(got) > 1e-3)
+fd_check("llama", ("lora/model/layers/0/self_attn/q_proj/lora_A", "lora/model/layers/1/mlp/down_proj/lora_B",
+                   "lora/model/layers/0/mlp/gate_proj/lora_B", "lora/model/layers/1/self_attn/v_proj/lora_A"))
+# Qwen3: q and k pass through their per-head RMSNorm, whose backward these gradients go through
+fd_check("qwen3", ("lora/model/layers/0/self_attn/q_proj/lora_A", "lora/model/layers/0/self_attn/k_proj/lora_B",
+                   "lora/model/layers/1/self_attn/q_proj/lora_B"))
 finish()

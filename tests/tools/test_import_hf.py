@@ -32,7 +32,7 @@ def random_model(cfg, dtype, seed):
     """HF-named random tensors of the config's shapes (norm weights near 1, biases for qwen2)."""
     g = torch.Generator().manual_seed(seed)
     D, F, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
-    hd = D // cfg["num_attention_heads"]
+    hd = cfg.get("head_dim") or D // cfg["num_attention_heads"]
     Q, KV = cfg["num_attention_heads"] * hd, cfg["num_key_value_heads"] * hd
 
     def rnd(*shape, scale=0.2, mean=0.0):
@@ -46,6 +46,9 @@ def random_model(cfg, dtype, seed):
             w[p + f"self_attn.{name}.weight"] = rnd(*shape)
             if cfg["model_type"] == "qwen2" and name != "o_proj":
                 w[p + f"self_attn.{name}.bias"] = rnd(shape[0], scale=0.5)
+        if cfg["model_type"] == "qwen3":
+            w[p + "self_attn.q_norm.weight"] = rnd(hd, mean=1.0, scale=0.3)
+            w[p + "self_attn.k_norm.weight"] = rnd(hd, mean=1.0, scale=0.3)
         for name, shape in (("gate_proj", (F, D)), ("up_proj", (F, D)), ("down_proj", (D, F))):
             w[p + f"mlp.{name}.weight"] = rnd(*shape)
     if not cfg["tie_word_embeddings"]:
@@ -111,7 +114,7 @@ def check_tensors(label, out, src, file_dtype):
 
 def check_logits(label, out, src, cfg):
     ids = torch.tensor(np.random.default_rng(3).integers(0, cfg["vocab_size"], 24))
-    hf_cfg = dict(cfg, head_dim=cfg["hidden_size"] // cfg["num_attention_heads"])
+    hf_cfg = dict(cfg, head_dim=cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"])
     want = llama_ref.logits(src, hf_cfg, ids)
     weights, h5cfg = llama_ref.load_h5(out)
     got = llama_ref.logits(weights, h5cfg, ids)
@@ -127,7 +130,7 @@ def eval_docs(cfg):
 
 def reference_loss(src, cfg):
     """Mean next-token loss of the float64 reference over eval_docs."""
-    hf_cfg = dict(cfg, head_dim=cfg["hidden_size"] // cfg["num_attention_heads"])
+    hf_cfg = dict(cfg, head_dim=cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"])
     total, count = 0.0, 0
     for doc in eval_docs(cfg):
         ids = torch.tensor(doc)
@@ -172,7 +175,7 @@ c = attrs("llama.h5", "config")
 want = dict(architecture="llama", hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, head_dim=16, vocab_size=300, max_position_embeddings=128, rope_theta=10000.0,
             rms_norm_eps=1e-5, tie_word_embeddings=0, attention_bias=0, bos_token_id=1, eos_token_id=2,
-            rope_type="default", sliding_window=0)
+            rope_type="default", sliding_window=0, qk_norm=0)
 check("llama: /config attributes", c == want, f"{c}\nwant {want}")
 r = attrs("llama.h5", "/")
 check("llama: root attributes", r == dict(shardlora_kind="model", format_version=1, source_format="hf-safetensors",
@@ -246,6 +249,24 @@ check("no rope_theta anywhere: llama's documented default 10000, said in the log
       attrs("no-theta.h5", "config")["rope_theta"] == 10000.0 and "using llama's default, 10000" in p.stdout + p.stderr,
       p.stdout + p.stderr)
 
+# --- Qwen3: per-head RMSNorm of q and k (random norm weights), no q/k/v bias, head_dim 32 apart from
+# hidden / heads = 16, GQA ---
+QWEN3 = dict(QWEN2, model_type="qwen3", architectures=["Qwen3ForCausalLM"], head_dim=32, tie_word_embeddings=False,
+             attention_bias=False)
+qwen3 = random_model(QWEN3, torch.float32, seed=8)
+write_checkpoint("qwen3", QWEN3, qwen3)
+run([IMPORT, "hf", "qwen3", "qwen3.h5"])
+check_tensors("qwen3", "qwen3.h5", qwen3, torch.float32)
+c3 = attrs("qwen3.h5", "config")
+check("qwen3: /config has qk_norm, head_dim 32 and no attention bias",
+      c3["qk_norm"] == 1 and c3["head_dim"] == 32 and c3["attention_bias"] == 0, c3)
+check_logits("qwen3", "qwen3.h5", qwen3, QWEN3)
+check_eval_loss("qwen3", "qwen3.h5", qwen3, QWEN3)
+no_norm = dict(qwen3)
+no_norm["model.layers.0.self_attn.q_norm.weight"] = torch.ones_like(no_norm["model.layers.0.self_attn.q_norm.weight"])
+check("qwen3: the reference's loss depends on the q/k norm weights (the check above can fail)",
+      abs(reference_loss(no_norm, QWEN3) / reference_loss(qwen3, QWEN3) - 1) > 1e-4)
+
 # --- sliding windows: Mistral's is recorded (null: none), Qwen2's only with use_sliding_window; windows
 # longer than it are refused by name (windowed attention is not implemented), shorter ones evaluate
 # as the reference (which, within the window, is plain causal attention) ---
@@ -302,7 +323,7 @@ longer = struct.pack("<Q", 9999999) + b"{}"
 expect_fail("missing directory", [IMPORT, "hf", "nope", "bad.h5"], r"model directory nope: No such file")
 os.makedirs("empty")
 expect_fail("missing config.json", [IMPORT, "hf", "empty", "bad.h5"], r"cannot open model config empty/config.json")
-bad_case("unknown architecture", r"unknown architecture 'gpt2' in .*config.json \(supported: llama, mistral, qwen2\)",
+bad_case("unknown architecture", r"unknown architecture 'gpt2' in .*config.json \(supported: llama, mistral, qwen2, qwen3\)",
          cfg=dict(LLAMA, model_type="gpt2"))
 bad_case("truncated header", r"model.safetensors: file is 5 bytes, shorter than the 8-byte header", raw=b"\x10\0\0\0\0")
 bad_case("header length beyond file", r"model.safetensors: header length 9999999 exceeds file size 10", raw=longer)

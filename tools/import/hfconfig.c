@@ -9,6 +9,7 @@
 /* The architectures class names that map to a model_type, for configs without model_type. */
 static const struct { const char *class_name, *model_type; } HF_CLASSES[] = {
     {"LlamaForCausalLM", "llama"}, {"MistralForCausalLM", "mistral"}, {"Qwen2ForCausalLM", "qwen2"},
+    {"Qwen3ForCausalLM", "qwen3"},
 };
 
 typedef struct {
@@ -75,7 +76,7 @@ static const char *architecture(const hf_json *j)
     }
     if (!name) sl_fatal("%s: neither 'model_type' nor 'architectures' says which model this is", j->path);
     if (!modelcfg_known_architecture(name))
-        sl_fatal("unknown architecture '%s' in %s (supported: llama, mistral, qwen2)", name, j->path);
+        sl_fatal("unknown architecture '%s' in %s (supported: llama, mistral, qwen2, qwen3)", name, j->path);
     return name;
 }
 
@@ -190,7 +191,8 @@ void hfconfig_read(const char *dir, sl_model_config *c)
     c->tie_word_embeddings = get_bool(&j, "tie_word_embeddings", 0);
     /* Qwen2 always has q/k/v biases; llama and mistral only when the config says so */
     c->attention_bias = strcmp(c->architecture, "qwen2") == 0 || get_bool(&j, "attention_bias", 0);
-    /* Mistral's window applies when set (null: none); Qwen2's only with use_sliding_window */
+    c->qk_norm = strcmp(c->architecture, "qwen3") == 0;
+    /* Mistral's window applies when set (null: none); Qwen's only with use_sliding_window */
     const int none = 0;
     if (!strcmp(c->architecture, "mistral") || get_bool(&j, "use_sliding_window", 0))
         c->sliding_window = get_int(&j, "sliding_window", &none);

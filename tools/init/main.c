@@ -19,7 +19,7 @@
 #include "runtime.h"
 
 static const char *USAGE =
-    "usage: shardlora-init OUT.h5 [--arch llama|mistral|qwen2] [--hidden N] [--intermediate N]\n"
+    "usage: shardlora-init OUT.h5 [--arch llama|mistral|qwen2|qwen3] [--hidden N] [--intermediate N]\n"
     "                      [--layers N] [--heads N] [--kv-heads N] [--vocab N] [--max-pos N]\n"
     "                      [--rope-theta X] [--tie] [--std X] [--seed N] [--dtype f32|bf16]\n"
     "                      [--quant nf4|fp4|int8 [--double-quant] [--blocksize N]]\n"
@@ -76,7 +76,7 @@ static void parse(int argc, char **argv, sl_model_config *c, init_options *o)
     }
     if (!o->out) sl_usage_error("no output file given\n%s", USAGE);
     if (!modelcfg_known_architecture(c->architecture))
-        sl_usage_error("option --arch: expected llama, mistral or qwen2, found '%s'", c->architecture);
+        sl_usage_error("option --arch: expected llama, mistral, qwen2 or qwen3, found '%s'", c->architecture);
     if (strcmp(o->dtype, "f32") && strcmp(o->dtype, "bf16"))
         sl_usage_error("option --dtype: expected f32 or bf16, found '%s'", o->dtype);
     if (!o->quant && (o->double_quant || o->blocksize))
@@ -92,6 +92,7 @@ static void parse(int argc, char **argv, sl_model_config *c, init_options *o)
         }
     }
     c->attention_bias = !strcmp(c->architecture, "qwen2");
+    c->qk_norm = !strcmp(c->architecture, "qwen3");
     c->head_dim = c->hidden_size / c->num_heads;
     const char *problem = modelcfg_problem(c);
     if (problem) sl_usage_error("invalid model shape: %s", problem);
