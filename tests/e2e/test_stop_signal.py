@@ -43,8 +43,17 @@ def start(out, *extra):
 
 
 def rank_pids(out):
+    """This test's ranks writing into out: the same command may run in another suite at once, in
+    another directory, so only processes working in this test's directory count."""
     p = subprocess.run(["pgrep", "-f", f"shardlora train.*--out={out}"], capture_output=True, text=True)
-    return [int(x) for x in p.stdout.split() if int(x) != os.getpid()]
+    here = os.path.realpath(os.getcwd())
+
+    def mine(pid):
+        try:
+            return pid != os.getpid() and os.path.realpath(f"/proc/{pid}/cwd") == here
+        except OSError:
+            return False
+    return [pid for pid in map(int, p.stdout.split()) if mine(pid)]
 
 
 def wait_for_steps(out, n, proc, limit=60):
