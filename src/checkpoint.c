@@ -15,6 +15,7 @@
 #include "adapter.h"
 #include "comm.h"
 #include "h5io.h"
+#include "resume.h"
 #include "runtime.h"
 
 static const char *const ROLE_PREFIX[CKPT_ROLES] = {"", "/optim/exp_avg", "/optim/exp_avg_sq"};
@@ -156,6 +157,7 @@ static void probe(void *arg)
     free(h5_attr_string(f, "/", "quantization"));
     free(h5_attr_string(f, "/", "task"));
     free(h5_attr_string(f, "/", "model_signature"));
+    if (!h5_is_group(f, "/shardlora/options")) sl_fatal("%s: group /shardlora/options (the run's options) is missing", a->path);
     h5_close(f);
 }
 
@@ -182,38 +184,22 @@ static void probe_datasets(void *arg)
 typedef struct {
     const probe_arg *probe;
     const sl_config *cfg;
-    const char *quant;
 } compat_arg;
 
-static void expect_same_string(hid_t f, const char *path, const char *attr, const char *now, const char *option)
-{
-    char *then = h5_attr_string(f, "/", attr);
-    if (strcmp(then, now) != 0)
-        sl_fatal("%s: the checkpoint was made with %s %s, but this run has %s (it must match to resume)", path,
-                 option, then, now);
-    free(then);
-}
-
-/* Options that must match the checkpoint. */
+/* What must match the checkpoint: the model's shapes, and the options (resume.c). */
 static void check_compatible(void *arg)
 {
     const compat_arg *c = arg;
     const char *path = c->probe->path;
-    const sl_model *m = c->probe->m;
     hid_t f = h5_open(path, "checkpoint", 0, MPI_COMM_NULL);
     char signature[256];
-    model_signature(&m->cfg, signature, sizeof signature);
-    expect_same_string(f, path, "model_signature", signature, "a different model:");
-    int64_t r = h5_attr_int(f, "/", "lora_r");
-    if (m->lora && r != m->lora->r)
-        sl_fatal("%s: the checkpoint was made with --lora-r=%lld, but this run has --lora-r=%d (it must match to resume)",
-                 path, (long long)r, m->lora->r);
-    expect_same_string(f, path, "quantization", c->quant, "--quant");
-    expect_same_string(f, path, "task", m->num_labels > 0 ? "seq_cls" : "causal_lm", "--task");
-    char *base = h5_attr_string(f, "/", "base_model");
-    if (strcmp(base, c->cfg->model) != 0)
-        log_warn("%s was made from model '%s'; resuming with '%s' (the shapes match)", path, base, c->cfg->model);
-    free(base);
+    model_signature(&c->probe->m->cfg, signature, sizeof signature);
+    char *then = h5_attr_string(f, "/", "model_signature");
+    if (strcmp(then, signature) != 0)
+        sl_fatal("%s: the checkpoint was made with a different model: %s, but this run has %s (it must match to resume)",
+                 path, then, signature);
+    free(then);
+    resume_check_options(f, path, c->cfg, h5_attr_int(f, "/", "step"));
     h5_close(f);
 }
 
@@ -277,8 +263,7 @@ static int candidates(const sl_config *cfg, char (**out)[4096])
     return n;
 }
 
-int checkpoint_resume(sl_model *m, float *const roles[CKPT_ROLES], const sl_config *cfg, const char *quant,
-                      ckpt_meta *meta)
+int checkpoint_resume(sl_model *m, float *const roles[CKPT_ROLES], const sl_config *cfg, ckpt_meta *meta)
 {
     char (*list)[4096], why[4096] = "";
     int n = candidates(cfg, &list), explicit = strcmp(cfg->resume, "auto") != 0;
@@ -287,7 +272,7 @@ int checkpoint_resume(sl_model *m, float *const roles[CKPT_ROLES], const sl_conf
         int ok = RT.rank != 0 || rt_try(probe, &pa, why, sizeof why);
         MPI_CHECK(MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD));
         if (ok) {
-            compat_arg ca = {.probe = &pa, .cfg = cfg, .quant = quant};
+            compat_arg ca = {.probe = &pa, .cfg = cfg};
             rt_rank0_checks(check_compatible, &ca); /* a mismatch is the user's to fix: fatal */
             ok = RT.rank != 0 || rt_try(probe_datasets, &pa, why, sizeof why);
             MPI_CHECK(MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD));

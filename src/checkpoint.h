@@ -23,9 +23,8 @@ typedef struct {
 void checkpoint_save(const sl_model *m, float *const roles[CKPT_ROLES], const sl_config *cfg, const char *quant,
                      ckpt_meta meta);
 /* Collective: --resume auto (the newest valid checkpoint in OUT; damaged ones are reported and
- * skipped) or a path. Returns 0 when auto finds none. Options that must match the checkpoint
- * (LoRA shape, quantization, task, model shape) are checked, with an error naming both values. */
-int checkpoint_resume(sl_model *m, float *const roles[CKPT_ROLES], const sl_config *cfg, const char *quant,
-                      ckpt_meta *meta);
+ * skipped) or a path. Returns 0 when auto finds none. The model's shapes and the options that
+ * must match the checkpoint (resume.h) are checked, with an error naming both values. */
+int checkpoint_resume(sl_model *m, float *const roles[CKPT_ROLES], const sl_config *cfg, ckpt_meta *meta);
 
 #endif

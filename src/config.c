@@ -384,6 +384,53 @@ void config_write(const sl_config *cfg, hid_t file, const char *path)
     }
 }
 
+/* The shortest text that reads back as x, so equal values print alike and unequal ones differ. */
+static void format_double(double x, char *buf, size_t len)
+{
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(buf, len, "%.*g", digits, x);
+        if (strtod(buf, NULL) == x) return;
+    }
+}
+
+static void format_value(const sl_option *o, double d, int64_t i, const char *s, char *buf, size_t len)
+{
+    if (o->type == OPT_FLOAT) format_double(d, buf, len);
+    else if (o->type == OPT_BOOL) snprintf(buf, len, "%s", i == CONFIG_AUTO ? "auto" : i ? "true" : "false");
+    else if (!is_string(o)) snprintf(buf, len, "%lld", (long long)i);
+    else snprintf(buf, len, "%s", s);
+}
+
+int config_value(const sl_config *cfg, const char *name, char *buf, size_t len)
+{
+    const sl_option *o = find_option(name, strlen(name));
+    if (!o || !(o->commands & cfg->command)) return 0;
+    const char *field = (const char *)cfg + o->offset;
+    const char *s = is_string(o) ? *(char *const *)field : NULL;
+    if (is_string(o) && !s) return 0;
+    format_value(o, o->type == OPT_FLOAT ? *(const double *)field : 0,
+                 o->type == OPT_FLOAT || is_string(o) ? 0 : *(const int *)field, s, buf, len);
+    return 1;
+}
+
+int config_read_value(hid_t file, const char *path, const char *name, char *buf, size_t len)
+{
+    const sl_option *o = find_option(name, strlen(name));
+    if (!o || !h5_has_attr(file, path, name)) return 0;
+    char *s = is_string(o) ? h5_attr_string(file, path, name) : NULL;
+    format_value(o, o->type == OPT_FLOAT ? h5_attr_double(file, path, name) : 0,
+                 o->type == OPT_FLOAT || is_string(o) ? 0 : h5_attr_int(file, path, name), s, buf, len);
+    free(s);
+    return 1;
+}
+
+const char *config_option_name(int command, int i)
+{
+    for (int k = 0; k < N_OPTIONS; k++)
+        if ((OPTIONS[k].commands & command) && i-- == 0) return OPTIONS[k].name;
+    return NULL;
+}
+
 void config_check_input_files(const sl_config *cfg)
 {
     static const char *const INPUTS[] = {"model", "data", "adapter", "resume"};

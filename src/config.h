@@ -57,6 +57,13 @@ void config_parse(sl_config *cfg, int argc, char **argv);
 void config_help(int command);
 /* Store every option of the command as attributes of the group at path (created if missing). */
 void config_write(const sl_config *cfg, hid_t file, const char *path);
+/* An option's value as text (numbers in their shortest exact form, booleans true or false), now
+ * (config_value) or as config_write stored it at path (config_read_value), so the two compare as
+ * strings; 0 when the option is unset or not stored. */
+int config_value(const sl_config *cfg, const char *name, char *buf, size_t len);
+int config_read_value(hid_t file, const char *path, const char *name, char *buf, size_t len);
+/* The name of the i-th option of a command (CMD_*), or NULL past the last. */
+const char *config_option_name(int command, int i);
 /* Fatal unless every input file option (--model, --data, --adapter, --resume) names a regular
  * file or nothing yet: call it before anything opens them. */
 void config_check_input_files(const sl_config *cfg);

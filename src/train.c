@@ -231,6 +231,15 @@ static int should_stop(const sl_config *cfg, double step_secs)
     return (int)stop;
 }
 
+/* The options record the format the base is trained in: a pre-quantized model file sets it even
+ * where --quant is left at none, and a resumed run compares it with the checkpoint's. */
+static void resolve_quant(sl_config *cfg, const quant_format *fmt)
+{
+    if (fmt->type == QUANT_NONE) return;
+    cfg->quant = (char *)quant_type_name(fmt->type);
+    cfg->blocksize = fmt->blocksize, cfg->double_quant = fmt->double_quant;
+}
+
 int train_run(const sl_config *cfg_in)
 {
     sl_config cfg_local = *cfg_in, *cfg = &cfg_local;
@@ -246,6 +255,7 @@ int train_run(const sl_config *cfg_in)
     sl_model m;
     quant_format fmt;
     model_format_of_run(cfg, &fmt); /* checked on rank 0 already */
+    resolve_quant(cfg, &fmt);
     model_load(&m, cfg->model, &fmt, model_keep_of(cfg->shard));
     unsigned targets;
     lora_parse_targets(cfg->lora_targets, &targets);
@@ -271,7 +281,7 @@ int train_run(const sl_config *cfg_in)
     if (fmt.type != QUANT_NONE) quant_format_name(&fmt, quant, sizeof quant);
     float *const roles[CKPT_ROLES] = {s.param, s.m, s.v};
     ckpt_meta meta = {0, 0};
-    int resumed = cfg->resume && checkpoint_resume(&m, roles, cfg, quant, &meta);
+    int resumed = cfg->resume && checkpoint_resume(&m, roles, cfg, &meta);
     state_to_backend(&s);
     step_state st;
     cfg->act_ckpt = memplan_choose_act_ckpt(cfg, &m.cfg);

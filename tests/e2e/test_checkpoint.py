@@ -81,9 +81,9 @@ check("flipped bytes are detected by checksum, reported and skipped",
 check("resume takes the newest valid checkpoint instead", f"resume: from damaged/checkpoints/{valid}" in p.stdout, p.stdout)
 
 expect_fail("resume with another LoRA rank", [SL, "train", *common, "--out=halves", "--steps=50", "--resume=auto", "--lora-r=4"],
-            r"made with --lora-r=8, but this run has --lora-r=4", np=2)
+            r"--lora-r is 8 in the checkpoint but 4 in this run, and it must match", np=2)
 expect_fail("resume with another quantization", [SL, "train", *common, "--out=halves", "--steps=50", "--resume=auto", "--quant=fp4"],
-            r"made with --quant nf4-dq-bs64, but this run has fp4-dq-bs64", np=2)
+            r"--quant is nf4 in the checkpoint but fp4 in this run, and it must match", np=2)
 run([f"{BIN}/shardlora-init", "other.h5", "--hidden", "32", "--heads", "4", "--kv-heads", "2", "--intermediate", "96",
      "--layers", "2", "--vocab", "64", "--max-pos", "64", "--seed", "6"])
 expect_fail("resume from a checkpoint of a different model",
