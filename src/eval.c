@@ -89,6 +89,12 @@ static void check_inputs(void *arg)
         if (strcmp(info.task, "causal_lm") != 0)
             sl_fatal("%s: eval computes next-token loss, but this adapter was trained for %s", c->cfg->adapter, info.task);
     }
+    sl_dataset d;
+    data_open(&d, c->cfg->data);
+    const data_checks dc = {.model_vocab = mc.vocab_size, .model = c->cfg->model, .causal = 1, .purpose = "evaluate"};
+    data_summary sum;
+    data_check_contents(&d, &dc, &sum); /* also: no token to evaluate */
+    data_close(&d);
     quant_format fmt;
     const char *problem = model_format_of_run(c->cfg, &fmt);
     if (problem) sl_fatal("%s", problem);

@@ -92,18 +92,45 @@ sampler_pos sampler_position(const sl_sampler *s, int64_t step)
     return (sampler_pos){.epoch = p / s->n_units, .index = p % s->n_units};
 }
 
+void sampler_permutation(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch)
+{
+    sl_rng r;
+    rng_seed(&r, seed, (uint64_t)epoch);
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)rng_below(&r, (uint64_t)i + 1), t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+}
+
+int64_t sampler_first_step_without(const uint8_t *has, int64_t n_units, int64_t global_batch, uint64_t seed,
+                                   int64_t steps)
+{
+    int64_t without = 0;
+    for (int64_t u = 0; u < n_units; u++) without += !has[u];
+    /* A step's positions fall in at most two epochs, distinct units within each, one part at least
+     * half of them (or the step holds a whole epoch): fewer units without a target than that
+     * leaves every step one with a target. */
+    if (without < (global_batch + 1) / 2 || without == 0) return -1;
+    int64_t *perm = sl_malloc((size_t)n_units * sizeof *perm, "epoch order"), epoch = -1, found = -1;
+    for (int64_t step = 0; step < steps && found < 0; step++) {
+        int any = 0;
+        for (int64_t p = step * global_batch; p < (step + 1) * global_batch && !any; p++) {
+            if (p / n_units != epoch) sampler_permutation(perm, n_units, seed, epoch = p / n_units);
+            any = has[perm[p % n_units]];
+        }
+        if (!any) found = step;
+    }
+    free(perm);
+    return found;
+}
+
 /* The unit at stream position p; the permutation of p's epoch is drawn when first needed. */
 static const sl_window *unit_at(sl_sampler *s, int64_t p)
 {
     int64_t epoch = p / s->n_units;
     if (epoch != s->perm_epoch) {
-        sl_rng r;
-        rng_seed(&r, s->o.seed, (uint64_t)epoch);
-        for (int64_t i = 0; i < s->n_units; i++) s->perm[i] = i;
-        for (int64_t i = s->n_units - 1; i > 0; i--) {
-            int64_t j = (int64_t)rng_below(&r, (uint64_t)i + 1), t = s->perm[i];
-            s->perm[i] = s->perm[j], s->perm[j] = t;
-        }
+        sampler_permutation(s->perm, s->n_units, s->o.seed, epoch);
         s->perm_epoch = epoch;
     }
     return &s->units[s->perm[p % s->n_units]];

@@ -73,6 +73,13 @@ int64_t sampler_steps_per_epoch(const sl_sampler *s);
 /* Where step's first unit lies in the order, for logs and checkpoint attributes. */
 sampler_pos sampler_position(const sl_sampler *s, int64_t step);
 
+/* Epoch's order of n units (Fisher-Yates with rng_seed(seed, epoch)), as the sampler draws it. */
+void sampler_permutation(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch);
+/* The first of steps optimizer steps (0-based) of global_batch units each whose units all have
+ * has[u] == 0, in the sampler's order; -1 when every step has one with has[u] != 0. */
+int64_t sampler_first_step_without(const uint8_t *has, int64_t n_units, int64_t global_batch, uint64_t seed,
+                                   int64_t steps);
+
 /* The index of the first label outside [0, num_labels), or -1. */
 int64_t sampler_bad_label(const int32_t *labels, int64_t n, int num_labels);
 

@@ -36,6 +36,35 @@ typedef struct {
     float *d_param, *d_grad, *d_m, *d_v; /* backend */
 } train_state;
 
+/* Every value of the dataset, and (causal LM) that every step of this run has a loss target, so
+ * that bad data stops the run before step 1 rather than at the step that reaches it. */
+static void check_data(const sl_dataset *d, const sl_config *cfg, const sl_model_config *mc, int classify)
+{
+    const data_checks dc = {.model_vocab = mc->vocab_size, .model = cfg->model, .causal = !classify,
+                            .seq_len = classify ? 0 : cfg->seq_len, .num_labels = classify ? cfg->num_labels : 0,
+                            .purpose = "train on"};
+    data_summary sum;
+    data_check_contents(d, &dc, &sum);
+    if (classify) {
+        int64_t nonempty = 0;
+        for (int64_t doc = 0; doc < d->n_docs; doc++) nonempty += d->doc_offsets[doc + 1] > d->doc_offsets[doc];
+        if (nonempty == 0) sl_fatal("%s: nothing to train on: every document is empty", cfg->data);
+        return;
+    }
+    if (sum.window_has_target) { /* the step loop's "no loss target" can then not happen */
+        int64_t accum = cfg->global_batch > 0 ? cfg->global_batch / (cfg->micro_batch * RT.world) : cfg->grad_accum;
+        int64_t g = (int64_t)RT.world * cfg->micro_batch * accum;
+        int64_t total = cfg->steps > 0 ? cfg->steps : cfg->epochs * ((sum.n_windows + g - 1) / g);
+        int64_t bad = sampler_first_step_without(sum.window_has_target, sum.n_windows, g, (uint64_t)cfg->seed, total);
+        free(sum.window_has_target);
+        if (bad >= 0)
+            sl_fatal("%s: dataset /loss_mask: step %lld of %lld would have no loss target: all %lld windows of its "
+                     "global batch are fully masked (%lld of %lld documents are); raise --global-batch, or leave the "
+                     "fully masked documents out of the dataset", cfg->data, (long long)bad + 1, (long long)total,
+                     (long long)g, (long long)sum.masked_docs, (long long)d->n_docs);
+    }
+}
+
 static void check_inputs(void *arg)
 {
     const sl_config *cfg = arg;
@@ -61,9 +90,13 @@ static void check_inputs(void *arg)
                      info.lora.r, cfg->lora_r, cfg->lora_targets);
     }
     if (cfg->lora_dropout >= 1) sl_fatal("option --lora-dropout: expected a value in [0, 1), found %g", cfg->lora_dropout);
+    if (cfg->global_batch > 0 && cfg->global_batch % (cfg->micro_batch * RT.world) != 0)
+        sl_fatal("option --global-batch=%d is not a multiple of --micro-batch (%d) x ranks (%d)", cfg->global_batch,
+                 cfg->micro_batch, RT.world);
     sl_dataset d;
     data_open(&d, cfg->data);
-    if (!strcmp(cfg->task, "seq_cls")) {
+    const int classify = !strcmp(cfg->task, "seq_cls");
+    if (classify) {
         if (!d.has_labels)
             sl_fatal("%s: dataset has no /labels, which --task=seq_cls needs (tokenize JSONL with \"label\" fields)", cfg->data);
         if (cfg->num_labels <= 0) sl_fatal("option --num-labels is required with --task=seq_cls (the dataset has %d)", d.num_labels);
@@ -71,13 +104,11 @@ static void check_inputs(void *arg)
             sl_fatal("option --num-labels=%d does not match %s, whose num_labels attribute is %d", cfg->num_labels,
                      cfg->data, d.num_labels);
     }
+    check_data(&d, cfg, &mc, classify);
     data_close(&d);
     if (cfg->resume && cfg->overwrite)
         sl_fatal("options --resume=%s and --overwrite contradict each other: --resume continues the run in '%s', "
                  "--overwrite replaces it", cfg->resume, cfg->out);
-    if (cfg->global_batch > 0 && cfg->global_batch % (cfg->micro_batch * RT.world) != 0)
-        sl_fatal("option --global-batch=%d is not a multiple of --micro-batch (%d) x ranks (%d)", cfg->global_batch,
-                 cfg->micro_batch, RT.world);
     if (mkdir(cfg->out, 0755) != 0 && errno != EEXIST)
         sl_fatal("cannot create output directory '%s': %s", cfg->out, strerror(errno));
     char probe[4096];

@@ -113,7 +113,7 @@ def out_of_range(f):
 
 variant("data.h5", "range.h5", out_of_range)
 expect_fail("token id out of range", evaluate(data="range.h5"),
-            r"token id 70 at index 250 is outside the vocabulary \[0, 64\)", np=2)
+            r"token id 70 at index 250 \(document 1\) is outside the vocabulary \[0, 64\) of model model.h5", np=2)
 
 expect_fail("unknown option", evaluate() + ["--seq-lenn=3"], r"unknown option '--seq-lenn' \(did you mean --seq-len\?\)", np=2)
 expect_fail("malformed option value", evaluate() + ["--micro-batch=two"], r"--micro-batch: expected an integer >= 1, found 'two'", np=2)

@@ -290,6 +290,59 @@ static void test_errors_name_file_and_value(void **state)
     assert_int_equal(sampler_bad_label(labels, N_DOCS, 3), 2);
 }
 
+/* data_check_contents' per-window loss-target flags and sampler_first_step_without foresee the
+ * first step whose global batch has no loss target exactly as the sampler then packs it. */
+static void test_foreseen_empty_steps(void **state)
+{
+    for (int d = 0; d < N_DOCS; d++) doc_off[d + 1] = doc_off[d] + DOC_LEN[d];
+    int64_t n = doc_off[N_DOCS], offs = N_DOCS + 1;
+    int32_t *tok = malloc((size_t)n * 4);
+    uint8_t *mask = calloc((size_t)n, 1);
+    for (int64_t i = 0; i < n; i++) tok[i] = (int32_t)i;
+    mask[doc_off[2] + 3] = mask[doc_off[6] + 20] = mask[doc_off[9] + 1] = 1; /* 3 windows with a target */
+    mask[doc_off[4]] = 1; /* a document's first token is no target */
+    hid_t f = h5_create("sparse.h5", "dataset", MPI_COMM_NULL);
+    h5_write(f, "/tokens", SL_I32, SL_I32, 1, &n, tok);
+    h5_write(f, "/doc_offsets", SL_I64, SL_I64, 1, &offs, doc_off);
+    h5_write(f, "/loss_mask", SL_U8, SL_U8, 1, &n, mask);
+    h5_set_attr_int(f, "/", "vocab_size", VOCAB);
+    h5_close(f);
+    free(tok), free(mask);
+    sl_dataset d;
+    data_open(&d, "sparse.h5");
+    const data_checks dc = {.model_vocab = VOCAB, .model = "m.h5", .causal = 1, .seq_len = SEQ_LEN, .purpose = "train on"};
+    data_summary sum;
+    data_check_contents(&d, &dc, &sum);
+    assert_int_equal(sum.targets, 3);
+    assert_int_equal(sum.windows_with_target, 3);
+    int64_t longer = 0;
+    for (int i = 0; i < N_DOCS; i++) longer += DOC_LEN[i] >= 2;
+    assert_int_equal(sum.masked_docs, longer - 3);
+    set_world(1, 0);
+    int found_some = 0;
+    for (int seed = 0; seed < 12; seed++)
+        for (int mb = 1; mb <= 3; mb++) {
+            sampler_options o = {.task = SAMPLER_CAUSAL_LM, .seq_len = SEQ_LEN, .micro_batch = mb, .grad_accum = 2,
+                                 .seed = (uint64_t)seed};
+            sl_sampler s;
+            sampler_init(&s, &d, &o);
+            assert_int_equal(s.n_units, sum.n_windows);
+            int64_t steps = 40, want = -1;
+            for (int64_t step = 0; step < steps && want < 0; step++) {
+                int64_t t = 0;
+                for (int a = 0; a < 2; a++) t += sampler_batch(&s, step, a)->n_targets;
+                if (t == 0) want = step;
+            }
+            found_some += want >= 0;
+            assert_int_equal(sampler_first_step_without(sum.window_has_target, sum.n_windows,
+                                                        sampler_global_batch(&s), (uint64_t)seed, steps), want);
+            sampler_free(&s);
+        }
+    assert_true(found_some > 0);
+    free(sum.window_has_target);
+    data_close(&d);
+}
+
 int main(void)
 {
     rt_init_serial("test_sampler");
@@ -301,6 +354,7 @@ int main(void)
         cmocka_unit_test(test_seq_cls_units),
         cmocka_unit_test(test_seeds_and_positions),
         cmocka_unit_test(test_errors_name_file_and_value),
+        cmocka_unit_test(test_foreseen_empty_steps),
     };
     test_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, NULL);
