@@ -1,8 +1,11 @@
 /* quant_encode: the host reference quantizer (block absmax, the exact offset sum, encoding).
- * Rounding rules found against bitsandbytes' golden vectors (see README "Quantized formats"):
- * v = x / absmax in float32; the code is the nearest table entry, ties to the lower value, decided
- * by comparing v with the exact midpoints of adjacent sorted entries; FP4 takes the sign from v < 0
- * and uses 0.583333f rather than 7/12 between 0.5 and 2/3. All-zero blocks encode as code 0.0. */
+ * The arithmetic is bitsandbytes' CUDA kQuantizeBlockwise (csrc/kernels.cu): v = x * (1.0f / absmax)
+ * in float32, never x / absmax; NF4 and FP4 compare v (FP4: |v|, the sign from v < 0) with the float
+ * values of the decimal literals of dQuantizeNF4 and dQuantizeFP4, "v > literal" at each node; INT8
+ * follows dQuantize<0>: a binary search over the code from pivot 127, then v against the float
+ * midpoint (a + b) * 0.5f of the two candidates, which ties to whichever of them the search ended on.
+ * All three become a count of thresholds below v (tests/reference/test_quant_midpoints.py checks them
+ * on crafted near-midpoint inputs). All-zero blocks encode as code 0.0. */
 #include "quant.h"
 
 #include <math.h>
@@ -11,29 +14,54 @@
 
 #include "runtime.h"
 
-/* A table sorted ascending, as decision thresholds: code = map[number of thresholds below v]. */
+/* Ascending float thresholds: code = map[number of thresholds t with v > t]. */
 typedef struct {
     int nmid;
-    double mid[255];
-    /* mid rounded down to float: for a float a, a > mid exactly when a > fmid (no float lies in
-     * (fmid, mid]), so the 4-bit codes count float thresholds without branches, many at a time */
-    float fmid[255];
+    float thr[255];
     uint8_t map[256];
     int fp4_sign; /* FP4: encode |v| against the magnitudes and add 8 for negative v */
 } encoder;
 
-static void set_mid(encoder *e, int i, double mid)
+/* dQuantizeNF4's and dQuantizeFP4's thresholds, as the decimal literals they are compiled from. */
+static const float NF4_THRESHOLDS[15] = {
+    -0.8480964004993439f, -0.6106329262256622f, -0.4599952697753906f, -0.33967943489551544f,
+    -0.23460740596055984f, -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f,
+    0.1202552504837513f, 0.2035212516784668f, 0.2920137718319893f, 0.3893125355243683f,
+    0.5016634166240692f, 0.6427869200706482f, 0.8614784181118011f};
+static const float FP4_THRESHOLDS[7] = {0.00260417f, 0.0859375f, 0.20833333f, 0.29166667f,
+                                        0.4166667f, 0.583333f, 0.8333333f};
+
+/* dQuantize<0>, step for step, for deriving and checking the INT8 thresholds at start-up. */
+static int dynamic_search(const float *code, float x)
 {
-    e->mid[i] = mid;
-    float f = (float)mid;
-    e->fmid[i] = (double)f > mid ? nextafterf(f, -INFINITY) : f;
+    int pivot = 127, upper_pivot = 255, lower_pivot = 0;
+    float lower = -1.0f, upper = 1.0f, val = code[pivot];
+    for (int i = 64; i > 0; i >>= 1) {
+        if (x > val) lower_pivot = pivot, lower = val, pivot += i;
+        else upper_pivot = pivot, upper = val, pivot -= i;
+        val = code[pivot];
+    }
+    if (upper_pivot == 255) upper = code[255];
+    if (lower_pivot == 0) lower = code[0];
+    if (x > val) return x > (upper + val) * 0.5f ? upper_pivot : pivot;
+    return x < (lower + val) * 0.5f ? lower_pivot : pivot;
 }
 
-static void encoder_init(encoder *e, const float *sorted, const uint8_t *map, int len)
+static void dynamic_thresholds(encoder *e)
 {
-    e->nmid = len - 1;
-    for (int i = 0; i < len - 1; i++) set_mid(e, i, ((double)sorted[i] + sorted[i + 1]) / 2);
-    memcpy(e->map, map, (size_t)len);
+    const float *c = quant_dynamic_code();
+    e->nmid = 255;
+    for (int k = 0; k < 255; k++) {
+        float mid = (c[k] + c[k + 1]) * 0.5f;
+        /* every v in (c[k], c[k+1]] takes one search path: ending on k, v > mid gives k + 1; ending
+         * on k + 1, v < mid gives k, so v >= mid gives k + 1 */
+        int end_lower = dynamic_search(c, mid) == k;
+        e->thr[k] = end_lower ? mid : nextafterf(mid, -INFINITY);
+        if (dynamic_search(c, e->thr[k]) != k || dynamic_search(c, nextafterf(e->thr[k], INFINITY)) != k + 1)
+            sl_fatal("internal error: int8 threshold %d (%a) does not split codes %d and %d", k, e->thr[k], k, k + 1);
+        e->map[k] = (uint8_t)k;
+    }
+    e->map[255] = 255;
 }
 
 static const encoder *encoder_for(quant_type t)
@@ -41,17 +69,16 @@ static const encoder *encoder_for(quant_type t)
     static encoder enc[4];
     static int done;
     if (!done) {
-        uint8_t ident[256];
-        for (int i = 0; i < 256; i++) ident[i] = (uint8_t)i;
-        encoder_init(&enc[QUANT_NF4], QUANT_NF4_CODE, ident, 16);
-        encoder_init(&enc[QUANT_INT8], quant_dynamic_code(), ident, 256);
-        const float *fp4 = quant_fp4_code();
-        static const uint8_t by_size[8] = {0, 1, 6, 7, 4, 5, 2, 3};
-        float mag[8];
-        for (int i = 0; i < 8; i++) mag[i] = fp4[by_size[i]];
-        encoder_init(&enc[QUANT_FP4], mag, by_size, 8);
-        set_mid(&enc[QUANT_FP4], 5, 0.583333f); /* bitsandbytes' threshold: golden v = 0.58333319 -> 2/3 */
-        enc[QUANT_FP4].fp4_sign = 1;
+        encoder *nf4 = &enc[QUANT_NF4], *fp4 = &enc[QUANT_FP4];
+        nf4->nmid = 15;
+        memcpy(nf4->thr, NF4_THRESHOLDS, sizeof NF4_THRESHOLDS);
+        for (int i = 0; i < 16; i++) nf4->map[i] = (uint8_t)i;
+        static const uint8_t by_size[8] = {0, 1, 6, 7, 4, 5, 2, 3}; /* FP4 codes by magnitude */
+        fp4->nmid = 7;
+        memcpy(fp4->thr, FP4_THRESHOLDS, sizeof FP4_THRESHOLDS);
+        memcpy(fp4->map, by_size, sizeof by_size);
+        fp4->fp4_sign = 1;
+        dynamic_thresholds(&enc[QUANT_INT8]);
         done = 1;
     }
     return &enc[t];
@@ -63,13 +90,14 @@ static uint8_t encode_one(const encoder *e, float v)
     int lo = 0, hi = e->nmid; /* count thresholds below a by bisection */
     while (lo < hi) {
         int m = (lo + hi) / 2;
-        if ((double)a > e->mid[m]) lo = m + 1;
+        if (a > e->thr[m]) lo = m + 1;
         else hi = m;
     }
     return (uint8_t)(e->map[lo] + (e->fp4_sign && v < 0 ? 8 : 0));
 }
 
-static float scaled(float x, float absmax) { return absmax > 0 ? x / absmax : 0.0f; }
+/* The factor bitsandbytes scales a block by; 0 for an all-zero block (its codes are those of 0.0). */
+static float block_scale(float absmax) { return absmax > 0 ? 1.0f / absmax : 0.0f; }
 
 enum { MAX_4BIT_BLOCKSIZE = 256 }; /* quant_format_parse allows 64, 128 and 256 */
 
@@ -77,15 +105,15 @@ enum { MAX_4BIT_BLOCKSIZE = 256 }; /* quant_format_parse allows 64, 128 and 256 
 static void encode_nibbles(const encoder *e, const float *x, int64_t len, float absmax, uint8_t *c)
 {
     int nmid = e->nmid, fp4 = e->fp4_sign;
-    const float *t = e->fmid;
+    const float *t = e->thr, r = block_scale(absmax);
 #pragma omp simd
     for (int64_t i = 0; i < len; i++) {
-        float v = scaled(x[i], absmax), a = fp4 ? fabsf(v) : v;
+        float v = x[i] * r, a = fp4 ? fabsf(v) : v;
         int below = 0;
         for (int k = 0; k < nmid; k++) below += a > t[k];
         c[i] = (uint8_t)below;
     }
-    for (int64_t i = 0; i < len; i++) c[i] = (uint8_t)(e->map[c[i]] + (fp4 && scaled(x[i], absmax) < 0 ? 8 : 0));
+    for (int64_t i = 0; i < len; i++) c[i] = (uint8_t)(e->map[c[i]] + (fp4 && x[i] * r < 0 ? 8 : 0));
 }
 
 void quant_block_absmax(const quant_format *f, const float *x, int64_t n, int64_t b0, int64_t b1,
@@ -149,8 +177,12 @@ static void encode_codes(const quant_format *f, const float *x, int64_t n, int64
     const encoder *e = encoder_for(f->type);
     int64_t bs = f->blocksize, elems = quant_block_elems(f, n, b0, b1);
     if (f->type == QUANT_INT8) {
+        int64_t nb = b1 - b0;
+        float *r = sl_malloc((size_t)nb * sizeof *r, "int8 block scales");
+        for (int64_t b = 0; b < nb; b++) r[b] = block_scale(absmax[b]);
 #pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < elems; i++) codes[i] = encode_one(e, scaled(x[i], absmax[i / bs]));
+        for (int64_t i = 0; i < elems; i++) codes[i] = encode_one(e, x[i] * r[i / bs]);
+        free(r);
         return;
     }
     int64_t nb = b1 - b0;
@@ -177,7 +209,8 @@ static void encode_absmax(const float *absmax, int64_t count, float offset, uint
         float m = 0.0f;
         for (int64_t k = k0; k < k1; k++) m = fmaxf(m, fabsf(absmax[k] - offset));
         nested[g] = m;
-        for (int64_t k = k0; k < k1; k++) u8[k] = encode_one(e, scaled(absmax[k] - offset, m));
+        float r = block_scale(m);
+        for (int64_t k = k0; k < k1; k++) u8[k] = encode_one(e, (absmax[k] - offset) * r);
     }
 }
 

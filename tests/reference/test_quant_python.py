@@ -1,6 +1,6 @@
 """shardlora-quantize and shardlora-import --quantize against an independent numpy encoder written
-from the format description (shared/quant/README.md, DESIGN.md section 4): absmax per block, nearest
-code with ties to the lower value, high nibble first, double quantization with the exact mean offset
+from the format description (shared/quant/README.md, DESIGN.md section 4): absmax per block, codes
+by bitsandbytes' arithmetic (x * (1/absmax) and its thresholds, bnb_encode_ref.py), high nibble first, double quantization with the exact mean offset
 and the signed dynamic code in groups of 256 blocks. Fresh Gaussian weights every run."""
 import os
 import sys
@@ -10,6 +10,8 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bnb_encode_ref as bnb  # noqa: E402
 from testlib import BIN, SHARED, TMP, check, expect_fail, finish, run  # noqa: E402
 
 F32 = np.float32
@@ -21,15 +23,13 @@ with h5py.File(os.path.join(SHARED, "quant", "bnb_golden.h5"), "r") as g:
 
 
 def nearest(v, table):
-    """Index of the nearest entry of an ascending table; ties (v on a midpoint) go to the lower one."""
-    assert np.all(np.diff(table.astype(np.float64)) > 0)
-    mids = (table[:-1].astype(np.float64) + table[1:].astype(np.float64)) / 2  # exact in float64
-    return np.searchsorted(mids, v.astype(np.float64), side="left").astype(np.uint8)
+    """The code bitsandbytes' kernels give the scaled value v (NF4 or the signed dynamic code)."""
+    return bnb.nf4(v) if table.size == 16 else bnb.dynamic(v, table)
 
 
 def scaled(x, absmax):
-    safe = np.where(absmax > 0, absmax, F32(1))
-    return np.where(absmax > 0, (x / safe).astype(F32), F32(0))
+    """x * (1.0f / absmax), and 0 in all-zero blocks."""
+    return bnb.scaled(x, bnb.scale_factor(absmax))
 
 
 def blockwise(x, bs, table):

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from testlib import BIN, check, expect_fail, finish, run  # noqa: E402
+from testlib import BIN, check, expect_exit, expect_fail, finish, run  # noqa: E402
 
 SL, EXPORT = f"{BIN}/shardlora", f"{BIN}/shardlora-export"
 V = 64
@@ -108,9 +108,7 @@ def check_export(label, adapter, out, task_type, base_name):
 rng = np.random.default_rng(3)
 run([f"{BIN}/shardlora-init", "model.h5", "--hidden", "64", "--heads", "4", "--kv-heads", "2", "--intermediate", "128",
      "--layers", "2", "--vocab", str(V), "--max-pos", "64", "--std", "0.1", "--seed", "4"])
-with h5py.File("model.h5", "r") as f:
-    model_name = f.attrs["model_name"]
-    model_name = model_name.decode() if isinstance(model_name, bytes) else str(model_name)
+model_name = "model.h5"  # not imported from Hugging Face: base_model_name_or_path is the model file path
 write_data("train.h5", rng, 64)
 write_data("cls.h5", rng, 64, num_labels=3)
 common = ["--model=model.h5", "--seq-len=32", "--micro-batch=2", "--global-batch=4", "--lr=1e-2", "--steps=3"]
@@ -137,6 +135,62 @@ run([EXPORT, "peft", "run/adapter.h5", "peft_nomodel"])
 with open("peft_nomodel/adapter_config.json") as f:
     check("base model file unreadable: base_model_name_or_path is the adapter's base_model attribute",
           json.load(f)["base_model_name_or_path"] == "model.h5")
+
+
+
+def write_hf_dir(d):
+    """A one-layer LLaMA in the Hugging Face layout (config.json, model.safetensors)."""
+    os.makedirs(d, exist_ok=True)
+    h, inter, v = 8, 16, 16
+    shapes = {"model.embed_tokens.weight": (v, h), "model.norm.weight": (h,), "lm_head.weight": (v, h),
+              "model.layers.0.input_layernorm.weight": (h,), "model.layers.0.post_attention_layernorm.weight": (h,)}
+    for p in ("q", "k", "v", "o"):
+        shapes[f"model.layers.0.self_attn.{p}_proj.weight"] = (h, h)
+    shapes.update({"model.layers.0.mlp.gate_proj.weight": (inter, h), "model.layers.0.mlp.up_proj.weight": (inter, h),
+                   "model.layers.0.mlp.down_proj.weight": (h, inter)})
+    header, blobs, at = {}, [], 0
+    for name, shape in shapes.items():
+        b = (rng.standard_normal(shape) * 0.1).astype(np.float32).tobytes()
+        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [at, at + len(b)]}
+        blobs.append(b)
+        at += len(b)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(os.path.join(d, "model.safetensors"), "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text + b"".join(blobs))
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump({"model_type": "llama", "hidden_size": h, "intermediate_size": inter, "num_hidden_layers": 1,
+                   "num_attention_heads": 2, "num_key_value_heads": 2, "vocab_size": v,
+                   "max_position_embeddings": 32, "rms_norm_eps": 1e-5}, f)
+
+
+# imported from a Hugging Face directory: export names that directory (also through shardlora-quantize)
+write_hf_dir("hf/tiny-llama")
+run([f"{BIN}/shardlora-import", "hf", "hf/tiny-llama", "hf.h5"])
+run([f"{BIN}/shardlora-quantize", "hf.h5", "hfq.h5", "--quant", "nf4"])
+hf_dir = os.path.realpath("hf/tiny-llama")
+for base in ("hf.h5", "hfq.h5"):
+    with h5py.File("run/adapter.h5", "r") as src, h5py.File(f"adapter-{base}", "w") as dst:
+        for k in src:
+            src.copy(k, dst)
+        for k, val in src.attrs.items():
+            dst.attrs[k] = val
+        dst.attrs["base_model"] = base
+    run([EXPORT, "peft", f"adapter-{base}", f"peft-{base}"])
+    with open(f"peft-{base}/adapter_config.json") as f:
+        got = json.load(f)["base_model_name_or_path"]
+    check(f"base imported from an HF directory ({base}): base_model_name_or_path is that directory",
+          got == hf_dir, f"got {got!r}, expected {hf_dir!r}")
+run([EXPORT, "peft", "adapter-hf.h5", "peft-override", "--base-model", "meta-llama/Llama-3.2-1B"])
+with open("peft-override/adapter_config.json") as f:
+    cfg = json.load(f)
+check("--base-model NAME overrides base_model_name_or_path", cfg["base_model_name_or_path"] == "meta-llama/Llama-3.2-1B",
+      cfg["base_model_name_or_path"])
+run([EXPORT, "peft", "--base-model=org/name", "adapter-hf.h5", "peft-override2"])
+with open("peft-override2/adapter_config.json") as f:
+    check("--base-model=NAME before the arguments works too", json.load(f)["base_model_name_or_path"] == "org/name")
+expect_exit("--base-model without a value is a usage error", [EXPORT, "peft", "adapter-hf.h5", "o", "--base-model"],
+            2, r"--base-model: expected a value")
 
 # errors
 expect_fail("missing adapter file", [EXPORT, "peft", "missing.h5", "out_missing"], r"missing\.h5'.*No such file")

@@ -142,17 +142,23 @@ void export_adapter_close(export_adapter *a)
     *a = (export_adapter){.file = -1};
 }
 
+/* What PEFT should load the base from: the Hugging Face directory the base model file was imported
+ * from (its root attribute source, when source_format is hf-safetensors), else the model file path. */
 char *export_base_model_name(const export_adapter *a)
 {
     char *name = NULL;
     if (access(a->base_model, R_OK) == 0 && H5Fis_hdf5(a->base_model) > 0) {
         hid_t f = H5Fopen(a->base_model, H5F_ACC_RDONLY, H5P_DEFAULT);
-        if (f >= 0 && h5_has_attr(f, "/", "model_name")) name = h5_attr_string(f, "/", "model_name");
+        if (f >= 0 && h5_has_attr(f, "/", "source") && h5_has_attr(f, "/", "source_format")) {
+            char *format = h5_attr_string(f, "/", "source_format");
+            if (strcmp(format, "hf-safetensors") == 0) name = h5_attr_string(f, "/", "source");
+            free(format);
+        }
         if (f >= 0) H5Fclose(f);
     }
     if (!name)
-        log_warn("base model file '%s' is not readable or has no model_name attribute: "
-                 "base_model_name_or_path is the path itself; edit adapter_config.json if it should name "
-                 "a Hugging Face model", a->base_model);
+        log_warn("base model file '%s' is not readable or was not imported from a Hugging Face directory: "
+                 "base_model_name_or_path is the file's path; pass --base-model NAME to name the Hugging Face "
+                 "model (a hub id or directory)", a->base_model);
     return name ? name : strdup(a->base_model);
 }

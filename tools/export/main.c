@@ -12,12 +12,13 @@
 #include "runtime.h"
 
 static const char USAGE[] =
-    "usage: shardlora-export peft ADAPTER.h5 DIR\n"
+    "usage: shardlora-export peft ADAPTER.h5 DIR [--base-model NAME]\n"
     "  peft  write DIR/adapter_model.safetensors and DIR/adapter_config.json in the Hugging Face\n"
     "        PEFT layout, loadable with PeftModel.from_pretrained(base_model, DIR). ADAPTER.h5 is\n"
     "        OUT/adapter.h5 of shardlora train or a checkpoint (OUT/checkpoints/step_N.h5).\n"
-    "        base_model_name_or_path is the base model file's model_name attribute (the path\n"
-    "        stored in the adapter when that file cannot be read).\n";
+    "        base_model_name_or_path is the Hugging Face directory the base model file was\n"
+    "        imported from (its root attribute source), else the base model file's path;\n"
+    "        --base-model NAME (a hub id or directory) overrides it.\n";
 
 /* Outputs are written under temporary names and renamed when complete; a failure removes them. */
 enum { OUT_SAFETENSORS, OUT_CONFIG, N_OUTPUTS };
@@ -76,7 +77,7 @@ static void make_directory(const char *dir)
     if (access(dir, W_OK) != 0) sl_fatal("output directory '%s' is not writable: %s", dir, strerror(errno));
 }
 
-static void export_peft(const char *src, const char *dir)
+static void export_peft(const char *src, const char *dir, const char *base_override)
 {
     export_adapter a;
     export_adapter_open(src, &a);
@@ -87,7 +88,7 @@ static void export_peft(const char *src, const char *dir)
     safetensors_write(&a, st, temp_paths[OUT_SAFETENSORS]);
     close_durably(st, temp_paths[OUT_SAFETENSORS]);
 
-    char *base_name = export_base_model_name(&a);
+    char *base_name = base_override ? strdup(base_override) : export_base_model_name(&a);
     cJSON *config = export_peft_config(&a, base_name);
     char *text = cJSON_Print(config);
     FILE *cf = open_temporary(OUT_CONFIG, dir, "adapter_config.json");
@@ -113,12 +114,24 @@ int main(int argc, char **argv)
     rt_init_serial("shardlora-export");
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) fputs(USAGE, stdout), exit(0);
-    if (argc != 4) {
-        fputs(USAGE, stderr);
-        sl_usage_error("expected a format (peft), an adapter file and an output directory, found %d arguments", argc - 1);
+    const char *pos[3], *base = NULL;
+    int npos = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strncmp(argv[i], "--base-model=", 13) == 0) base = argv[i] + 13;
+        else if (strcmp(argv[i], "--base-model") == 0) {
+            if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) sl_usage_error("option --base-model: expected a value");
+            base = argv[++i];
+        } else if (strncmp(argv[i], "--", 2) == 0) sl_usage_error("unknown argument '%s' (see --help)", argv[i]);
+        else if (npos < 3) pos[npos++] = argv[i];
+        else npos++;
     }
-    if (strcmp(argv[1], "peft") != 0) sl_usage_error("unknown export format '%s' (expected peft)", argv[1]);
-    export_peft(argv[2], argv[3]);
+    if (base && !*base) sl_usage_error("option --base-model: expected a value, found an empty name");
+    if (npos != 3) {
+        fputs(USAGE, stderr);
+        sl_usage_error("expected a format (peft), an adapter file and an output directory, found %d arguments", npos);
+    }
+    if (strcmp(pos[0], "peft") != 0) sl_usage_error("unknown export format '%s' (expected peft)", pos[0]);
+    export_peft(pos[1], pos[2], base);
     rt_finalize();
     return 0;
 }
