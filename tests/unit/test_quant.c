@@ -185,7 +185,9 @@ static void test_golden_encode(void **state)
     assert_true(exact >= checked * 2 / 3); /* measured: 8 of 12 groups (32 of 48), 1-2 ulps off otherwise */
 }
 
-/* quant_tensor (one rank) agrees with the phases, and bf16-rounded inputs encode NF4 exactly too. */
+/* quant_tensor (one rank) agrees with the phases, and bf16-rounded inputs encode NF4 and INT8 exactly
+ * too. FP4's bf16 groups are left out: their values land on exact midpoints, where bitsandbytes'
+ * fast-math reciprocal of absmax (one ulp off on the GPU) decides 1-10 codes a group. */
 static void test_golden_whole_tensor(void **state)
 {
     const char *const dtypes[] = {"f32", "bf16"};
@@ -193,7 +195,7 @@ static void test_golden_whole_tensor(void **state)
         for (int d = 0; d < 2; d++)
             for (int k = 0; k < NFORMATS; k++) {
                 case_t c = load_case(SHAPES[s], dtypes[d], FORMATS[k]);
-                if (d == 0 || c.f.type == QUANT_NF4) {
+                if (d == 0 || c.f.type != QUANT_FP4) {
                     quant_view v = alloc_view(&c.f, c.n);
                     quant_tensor(&c.f, c.x, c.n, &v);
                     if (!c.f.double_quant || v.offset == c.q.offset) assert_same_encoding(&c, &v);
