@@ -87,3 +87,20 @@ def write_tokens(path, docs, vocab, loss_mask=None, labels=None, num_labels=0):
         if labels is not None:
             f["labels"] = np.array(labels, np.int32)
             f.attrs["num_labels"] = np.int64(num_labels)
+
+
+def read_metrics(out, name="loss"):
+    """The series `name` of a training run's OUT/metrics.h5."""
+    import h5py
+    with h5py.File(f"{out}/metrics.h5", "r") as f:
+        return f[f"metrics/{name}"][:]
+
+
+def read_grads(out):
+    """The step-1 gradients a run wrote with --dump-grads (OUT/grads_step1.h5), by dataset path, in float64."""
+    import h5py
+    import numpy as np
+    g = {}
+    with h5py.File(f"{out}/grads_step1.h5", "r") as f:
+        f.visititems(lambda k, o: g.__setitem__(k, o[...].astype(np.float64)) if isinstance(o, h5py.Dataset) else None)
+    return g

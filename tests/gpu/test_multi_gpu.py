@@ -12,28 +12,16 @@ import os
 import subprocess
 import sys
 
-import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from testlib import BIN, check, finish, run, write_tokens  # noqa: E402
+from testlib import read_grads as grads, read_metrics as metrics  # noqa: E402
 
 SL = f"{BIN}/shardlora"
 V = 512
 rng = np.random.default_rng(5)
 gpus = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout.count("GPU ")
-
-
-def metrics(out, name="loss"):
-    with h5py.File(f"{out}/metrics.h5", "r") as f:
-        return f[f"metrics/{name}"][:]
-
-
-def grads(out):
-    g = {}
-    with h5py.File(f"{out}/grads_step1.h5", "r") as f:
-        f.visititems(lambda k, o: g.__setitem__(k, o[...].astype(np.float64)) if isinstance(o, h5py.Dataset) else None)
-    return g
 
 
 def worst_rel(a, b):
