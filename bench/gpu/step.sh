@@ -14,6 +14,7 @@
 #   DEVICE=cuda             --device for shardlora train (cpu for a smoke test)
 #   RESULT_JSONL=FILE       append the result as one JSON object (bench/gpu/peers.py table reads it)
 #   BUILD_ONLY=1            build (or find) the model file and stop
+#   RANKS=N                 N ranks, one per GPU, under mpirun (micro-batch per rank; tokens/s of the job)
 set -euo pipefail
 layers=${LAYERS:-2} mb=${MICRO_BATCH:-8} steps=${STEPS:-6} seq=${SEQ:-2048} warmup=${WARMUP:-1}
 dir=${BENCH_DIR:-/tmp/shardlora-bench}
@@ -67,8 +68,11 @@ with h5py.File(path, "w") as f:
     f["doc_offsets"] = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
     f.attrs["vocab_size"] = np.int64(vocab)
 PY
-train=(bin/shardlora train --model="$qmodel" --data="$data" --out="$dir/run" --device="$device" --seq-len="$seq"
-  --micro-batch="$mb" --lora-r=16 --lora-alpha=32 --lr=1e-4 --steps="$steps" --log-every=1)
+# RANKS > 1: one rank per GPU under mpirun (tokens/s is then the whole job's)
+launch=()
+[ "${RANKS:-1}" -gt 1 ] && launch=(mpirun -np "$RANKS" --bind-to none)
+train=("${launch[@]}" bin/shardlora train --model="$qmodel" --data="$data" --out="$dir/run" --device="$device"
+  --seq-len="$seq" --micro-batch="$mb" --lora-r=16 --lora-alpha=32 --lr=1e-4 --steps="$steps" --log-every=1)
 # The plan --dry-run prints, against what the run then holds (in the result below).
 rm -rf "$dir/run"
 # shellcheck disable=SC2086  # EXTRA holds several options
