@@ -13,7 +13,6 @@
 #include "watchdog.h"
 
 typedef enum { TRANSPORT_HOST, TRANSPORT_NCCL, TRANSPORT_STAGED } transport;
-static const char *const TRANSPORT_NAMES[] = {"host", "nccl", "staged"};
 
 static transport chosen = TRANSPORT_HOST;
 static const comm_gpu_ops *GPU;
@@ -22,7 +21,6 @@ static comm_traffic traffic;
 
 comm_traffic comm_traffic_so_far(void) { return traffic; }
 int comm_active(void) { return RT.world > 1 || forced; }
-const char *comm_transport_name(void) { return comm_active() ? TRANSPORT_NAMES[chosen] : "none (one rank)"; }
 
 /* A blocking MPI collective, watched (watchdog.h). */
 #define WATCHED(what, call)                                                                         \

@@ -40,8 +40,6 @@ typedef struct {
  * exercises the whole path. timeout_s: a collective that makes no progress for this long ends
  * the job with a message instead of hanging it. gpu: the CUDA backend's part (NULL on the CPU). */
 void comm_setup(const char *choice, double timeout_s, const comm_gpu_ops *gpu);
-/* The transport in use ("host", "nccl", "staged"). */
-const char *comm_transport_name(void);
 /* Whether collectives move data: several ranks, or a transport chosen explicitly. Without, a
  * rank's shard is the whole tensor and gathers are views. */
 int comm_active(void);

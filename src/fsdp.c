@@ -134,7 +134,7 @@ static int gather_is_view(const fsdp_pool *p) { return !comm_active() && (p->fro
 
 void fsdp_prefetch(fsdp_pool *p)
 {
-    if (p->dev || p->gather_in_flight || gather_is_view(p) || !comm_active()) return;
+    if (p->dev || p->gather_in_flight || !comm_active()) return;
     const size_t shard_bytes = (size_t)p->shard_numel * (size_t)BE->act_bytes;
     p->dev_buf = BE->alloc((size_t)gathered_bytes(p), "gathered unit");
     fsdp_account_gathered(gathered_bytes(p));
