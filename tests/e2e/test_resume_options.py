@@ -8,11 +8,10 @@ import re
 import shutil
 import sys
 
-import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from testlib import BIN, check, expect_exit, finish, run, write_tokens  # noqa: E402
+from testlib import BIN, check, expect_exit, finish, read_metrics, run, write_tokens  # noqa: E402
 
 SL = f"{BIN}/shardlora"
 rng = np.random.default_rng(11)
@@ -34,8 +33,7 @@ def train(out, *extra, np_=2, data="data.h5", check_rc=True):
 
 
 def metrics_steps(out):
-    with h5py.File(f"{out}/metrics.h5", "r") as f:
-        return list(f["metrics/step"][:])
+    return list(read_metrics(out, "step"))
 
 
 def refused(name, extra, message, np_=2, data="data.h5", run_dir="base"):
