@@ -94,13 +94,17 @@ int64_t data_read(const sl_dataset *d, int64_t start, int64_t count, int32_t *to
     return -1;
 }
 
+/* Windows of a document of len tokens: one every seq_len tokens while two or more are left (an
+ * input and its target). */
+static int64_t doc_windows(int64_t len, int seq_len) { return len >= 2 ? (len - 2) / seq_len + 1 : 0; }
+
 int64_t data_eval_windows(const sl_dataset *d, int seq_len, sl_window **out)
 {
     int64_t n = 0, cap = 0;
     sl_window *w = NULL;
     for (int64_t doc = 0; doc < d->n_docs; doc++) {
         int64_t begin = d->doc_offsets[doc], end = d->doc_offsets[doc + 1];
-        for (int64_t s = begin; end - s >= 2; s += seq_len) {
+        for (int64_t k = 0, s = begin; k < doc_windows(end - begin, seq_len); k++, s += seq_len) {
             if (n == cap) {
                 cap = cap ? 2 * cap : 1024;
                 w = realloc(w, (size_t)cap * sizeof *w);
@@ -244,7 +248,7 @@ void data_check_contents(const sl_dataset *d, const data_checks *c, data_summary
         first_window[0] = 0;
         for (int64_t doc = 0; doc < d->n_docs; doc++) {
             int64_t len = off[doc + 1] - off[doc];
-            first_window[doc + 1] = first_window[doc] + (len >= 2 ? (len - 2) / c->seq_len + 1 : 0);
+            first_window[doc + 1] = first_window[doc] + doc_windows(len, c->seq_len);
         }
         s->n_windows = first_window[d->n_docs];
     }
