@@ -109,18 +109,26 @@ void layer_scratch_free(layer_scratch *s)
 /* The thin LoRA products land in y (or dx) first and the base GEMM accumulates onto them: the
  * base GEMM is compute-bound, so reading its output operand there costs nothing, while a LoRA
  * product after it would read and write all of y once more. */
+/* What backward keeps of projection p's adapter at input x: the dropped-out input and A x. */
+static void proj_adapter_input(const void *x, int p, const layer_pass *ps, const lora_view *lv, layer_acts *a)
+{
+    const int T = a->T;
+    proj_dims d = dims_of(ps->c, p);
+    const void *xd = x;
+    if (a->lora_x[p]) {
+        BE->dropout_fwd(a->lora_x[p], x, (int64_t)T * d.in, ps->l->dropout, a->dropout_key, (uint64_t)p);
+        xd = a->lora_x[p];
+    }
+    BE->linear_fwd(a->lora_u[p], xd, lv->A[p], NULL, T, (int)d.in, ps->l->r, 1.0f, 0);
+}
+
 static void proj_forward(void *y, const void *x, int p, int accumulate, const layer_pass *ps,
                          const layer_weights *w, const lora_view *lv, layer_acts *a)
 {
     const int T = a->T, lora = lv && lv->A[p];
     proj_dims d = dims_of(ps->c, p);
     if (lora) {
-        const void *xd = x;
-        if (a->lora_x[p]) {
-            BE->dropout_fwd(a->lora_x[p], x, (int64_t)T * d.in, ps->l->dropout, a->dropout_key, (uint64_t)p);
-            xd = a->lora_x[p];
-        }
-        BE->linear_fwd(a->lora_u[p], xd, lv->A[p], NULL, T, (int)d.in, ps->l->r, 1.0f, 0);
+        proj_adapter_input(x, p, ps, lv, a);
         BE->linear_fwd(y, a->lora_u[p], lv->B[p], NULL, T, ps->l->r, (int)d.out, ps->l->scale, accumulate);
     }
     BE->linear_fwd(y, x, w->w[p], w->bias[p], T, (int)d.in, (int)d.out, 1.0f, accumulate || lora);
@@ -175,6 +183,10 @@ void layer_forward(const layer_pass *ps, const layer_weights *w, const lora_view
     proj_forward(a->gate, a->xn2, PROJ_GATE, 0, ps, w, lv, a);
     proj_forward(a->up, a->xn2, PROJ_UP, 0, ps, w, lv, a);
     BE->swiglu_fwd(a->act, a->gate, a->up, (int64_t)T * c->intermediate_size);
+    if (!x_out) { /* a recompute: backward needs the down projection's input, not its output */
+        if (lv && lv->A[PROJ_DOWN]) proj_adapter_input(a->act, PROJ_DOWN, ps, lv, a);
+        return;
+    }
     if (x_out != a->x_mid) BE->copy(x_out, a->x_mid, (size_t)T * row_bytes);
     proj_forward(x_out, a->act, PROJ_DOWN, 1, ps, w, lv, a);
 }

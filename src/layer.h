@@ -55,7 +55,8 @@ void layer_acts_free(layer_acts *a);
 void layer_scratch_alloc(layer_scratch *s, const sl_model_config *c, const sl_lora *l, int T);
 void layer_scratch_free(layer_scratch *s);
 
-/* x_out[T, D] = layer(a->x_in); fills a. lv may be NULL (no adapters). */
+/* x_out[T, D] = layer(a->x_in); fills a. lv may be NULL (no adapters). x_out NULL: only fill a,
+ * for a backward that recomputes the layer (the output product is skipped). */
 void layer_forward(const layer_pass *p, const layer_weights *w, const lora_view *lv, layer_acts *a, void *x_out);
 /* dx: in, the gradient of the layer output; out, the gradient of its input. Adapter gradients
  * are added to lv's dA/dB. */

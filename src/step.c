@@ -122,7 +122,7 @@ static void backward_layers(sl_model *m, step_state *s, const layer_pass *ps)
         layer_weights w = layer_weights_of(u, l);
         lora_view lv = lora_view_of(m->lora, &u->train, l);
         layer_acts *a = acts_of(s, l, ps->b->T);
-        if (s->act_ckpt) layer_forward(ps, &w, &lv, a, s->xn_final); /* recompute; output unused */
+        if (s->act_ckpt) layer_forward(ps, &w, &lv, a, NULL); /* recompute what backward reads */
         layer_backward(ps, &w, &lv, a, &s->scratch, s->dx);
         fsdp_unit_release(u);
         if (s->reduce_grads) fsdp_reduce_grad(&u->train); /* overlaps the next unit's backward */
