@@ -121,7 +121,7 @@ static void cu_linear_fwd(void *out, const void *x, const void *w, const void *b
 
 static void cu_linear_logits(float *out, const void *x, const void *w, int T, int K, int N)
 {
-    PROFILED(PROF_LOSS, kc_linear_fwd(out, 1, x, w, nullptr, T, K, N, 1.0f, 0, stream));
+    PROFILED(PROF_LOGITS, kc_linear_fwd(out, 1, x, w, nullptr, T, K, N, 1.0f, 0, stream));
 }
 
 static void cu_linear_bwd_data(void *dx, const void *dout, const void *w, int T, int K, int N, float scale,

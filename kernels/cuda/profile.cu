@@ -10,7 +10,7 @@
 enum { PROF_SLOTS = 1 << 16 };
 
 static const char *const PART_NAMES[PROF_PARTS] = {"GEMM (base)", "LoRA GEMMs", "attention", "dequantization",
-                                                   "elementwise", "loss (LM head)", "optimizer", "host transfers",
+                                                   "elementwise", "logits GEMM", "cross-entropy", "optimizer", "host transfers",
                                                    "collectives"};
 static int enabled = -1, used, steps_marked;
 static cudaEvent_t begins[PROF_SLOTS], ends[PROF_SLOTS];
