@@ -4,8 +4,10 @@
 //   backward data    dx^T  = W^T dout^T  K x T = (K x N) (N x T)
 //   backward weight  dw^T  = x^T dout    K x N = (K x T) (N x T stored, transposed)
 // Every stored matrix is packed (leading dimension = its column-major row count). Plans (the
-// descriptors, layouts and chosen algorithm) are cached per problem key: after the first step no
-// heuristic is queried, and a shape always runs the algorithm it got first.
+// descriptors, layouts and chosen algorithm) are cached per problem key, with the token count T
+// rounded up to a bucket (a quarter of an octave): packed batches vary T from one micro-batch to the
+// next, and a heuristic query per new T costs a millisecond or more. A call sets its own T on the
+// plan's layouts and runs the bucket's algorithm, chosen for the bucket's largest T.
 #include "gemm.h"
 
 #include <cublasLt.h>
@@ -34,7 +36,8 @@
 // (+ bias[m] per column). A and B are bf16, C is D. All fields int64_t: no padding, so keys
 // compare with memcmp.
 typedef struct {
-    int64_t m, n, k;
+    int64_t m, n, k;          // T in n (t_in_k = 0) or in k, rounded up to its bucket
+    int64_t t_in_k;
     int64_t trans_a, trans_b; // op(A) = A^T, op(B) = B^T
     int64_t d_type;           // CUDA_R_16BF or CUDA_R_32F
     int64_t bias, beta;       // the bias epilogue; beta = 1 (else 0)
@@ -153,12 +156,35 @@ static gemm_plan make_plan(cublasLtHandle_t handle, const gemm_key *k, const voi
     return p;
 }
 
-// D = alpha op(A) op(B) + beta D (+ bias), with the plan of this key (made on its first use).
+// The smallest of 2^e, 1.25 2^e, 1.5 2^e and 1.75 2^e at or above T (T itself below 64).
+static int64_t t_bucket(int64_t T)
+{
+    if (T <= 64) return T;
+    int64_t octave = 64;
+    while (2 * octave < T) octave *= 2;
+    for (int q = 5; q <= 8; q++)
+        if (octave * q / 4 >= T) return octave * q / 4;
+    return 2 * octave;
+}
+
+// T is the column count of the layouts that hold it: B and D when T is n, A and B when it is k
+// (the operand layouts of kc_linear_*, see the top of the file).
+static void set_t(const gemm_plan *p, int64_t T)
+{
+    const uint64_t cols = (uint64_t)T;
+    const cublasLtMatrixLayout_t with_t[2] = {p->key.t_in_k ? p->a : p->b, p->key.t_in_k ? p->b : p->d};
+    for (cublasLtMatrixLayout_t l : with_t)
+        CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_COLS, &cols, sizeof cols));
+}
+
+// D = alpha op(A) op(B) + beta D (+ bias), with the plan of this key (made on its first use) at the
+// call's own T.
 static void gemm_run(gemm_key *key, const void *a, const void *b, void *d, const void *bias, float alpha,
                      cudaStream_t s, const gemm_call *call)
 {
     if (call->T < 0 || call->K < 1 || call->N < 1)
         sl_fatal("internal error: %s with T=%d K=%d N=%d", call->name, call->T, call->K, call->N);
+    *(key->t_in_k ? &key->k : &key->n) = t_bucket(call->T);
     gemm_device *dev = this_device();
     key->align_a = pointer_alignment(a, GEMM_ALIGN_CAP);
     key->align_b = pointer_alignment(b, GEMM_ALIGN_CAP);
@@ -174,10 +200,17 @@ static void gemm_run(gemm_key *key, const void *a, const void *b, void *d, const
         dev->plans.push_back(make_plan(dev->handle, key, bias, call));
         plan = &dev->plans.back();
     }
+    set_t(plan, call->T);
     if (key->bias) set_desc(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
     const float beta = key->beta ? 1.0f : 0.0f;
-    CUBLAS_CHECK(cublasLtMatmul(dev->handle, plan->desc, &alpha, a, plan->a, b, plan->b, &beta, d, plan->d, d, plan->d,
-                                &plan->algo, dev->workspace, GEMM_WORKSPACE_BYTES, s));
+    cublasStatus_t rc = cublasLtMatmul(dev->handle, plan->desc, &alpha, a, plan->a, b, plan->b, &beta, d, plan->d, d,
+                                       plan->d, &plan->algo, dev->workspace, GEMM_WORKSPACE_BYTES, s);
+    if (rc == CUBLAS_STATUS_NOT_SUPPORTED) { // the bucket's algorithm does not take this T: ask for one that does
+        const cublasLtMatmulAlgo_t exact = choose_algo(dev->handle, plan, call);
+        rc = cublasLtMatmul(dev->handle, plan->desc, &alpha, a, plan->a, b, plan->b, &beta, d, plan->d, d, plan->d,
+                            &exact, dev->workspace, GEMM_WORKSPACE_BYTES, s);
+    }
+    CUBLAS_CHECK(rc);
 }
 
 // out[t, n] += bias[n]: cuBLASLt's bias epilogue wants a bias of the output's type, fp32 here.
@@ -195,7 +228,7 @@ extern "C" void kc_linear_fwd(void *out, int out_f32, const void *x, const void 
     const int fused_bias = bias && !out_f32;
     // out^T (N x T) = op(A) op(B) with A = W stored as W^T (K x N), transposed, and B = x^T (K x T).
     gemm_key key = {};
-    key.m = N, key.n = T, key.k = K, key.trans_a = 1, key.trans_b = 0;
+    key.m = N, key.k = K, key.trans_a = 1, key.trans_b = 0;
     key.d_type = out_f32 ? CUDA_R_32F : CUDA_R_16BF, key.bias = fused_bias, key.beta = accumulate != 0;
     gemm_run(&key, w, x, out, fused_bias ? bias : NULL, scale, s, &call);
     if (bias && out_f32) {
@@ -212,7 +245,7 @@ extern "C" void kc_linear_bwd_data(void *dx, const void *dout, const void *w, in
     const gemm_call call = {"kc_linear_bwd_data", T, K, N};
     // dx^T (K x T) = op(A) op(B) with A = W stored as W^T (K x N) and B = dout^T (N x T), neither transposed.
     gemm_key key = {};
-    key.m = K, key.n = T, key.k = N, key.trans_a = 0, key.trans_b = 0;
+    key.m = K, key.k = N, key.trans_a = 0, key.trans_b = 0;
     key.d_type = CUDA_R_16BF, key.bias = 0, key.beta = accumulate != 0;
     gemm_run(&key, w, dout, dx, NULL, scale, s, &call);
 }
@@ -224,7 +257,7 @@ extern "C" void kc_linear_bwd_weight(float *dw, const void *dout, const void *x,
     const gemm_call call = {"kc_linear_bwd_weight", T, K, N};
     // dw^T (K x N) = op(A) op(B) with A = x^T (K x T) and B = dout^T (N x T), transposed to dout (T x N).
     gemm_key key = {};
-    key.m = K, key.n = N, key.k = T, key.trans_a = 0, key.trans_b = 1;
+    key.m = K, key.n = N, key.t_in_k = 1, key.trans_a = 0, key.trans_b = 1;
     key.d_type = CUDA_R_32F, key.bias = 0, key.beta = 1;
     gemm_run(&key, x, dout, dw, NULL, scale, s, &call);
 }

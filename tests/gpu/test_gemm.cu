@@ -218,6 +218,13 @@ int main(void)
         {"LM head", 96, 4096, 128256, 1.0f, 0, 0, 1, 0},
     };
     for (const gemm_case &c : real) run_case(c);
+    // Packed batches vary T: these share T = 2048's plans (its bucket, 1793..2048) at their own T,
+    // odd and below the T the algorithms were chosen for.
+    const gemm_case bucketed[] = {
+        {"q/o", 1801, 4096, 4096, 1.0f, 0, 0, 0, 1},  {"down", 2001, 14336, 4096, 1.0f, 1, 0, 0, 1},
+        {"LoRA A", 1913, 4096, 16, 1.0f, 0, 0, 0, 1}, {"LoRA B", 1795, 16, 4096, 2.0f, 1, 0, 0, 1},
+    };
+    for (const gemm_case &c : bucketed) run_case(c);
     check_repeatable(2048, 4096, 14336);
     check_empty();
     // Odd shapes last: an unsupported one ends the program with a message naming it.
