@@ -54,7 +54,7 @@ extern "C" void k_cuda_sync(void)
 // Times the enclosed calls as one part of the step when SHARDLORA_PROFILE=1.
 #define PROFILED(part, call)                                                                        \
     do {                                                                                            \
-        int prof_token_ = prof_begin(part, stream);                                                 \
+        int prof_token_ = prof_begin(part, __func__, stream);                                       \
         call;                                                                                       \
         prof_end(prof_token_, stream);                                                              \
     } while (0)

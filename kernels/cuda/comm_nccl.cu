@@ -85,7 +85,7 @@ static int64_t ticket_now(void)
 extern "C" int64_t k_nccl_allgather(void *dst, const void *src, size_t bytes)
 {
     after_compute();
-    int prof = prof_begin(PROF_COMM, comm_stream);
+    int prof = prof_begin(PROF_COMM, __func__, comm_stream);
     nccl_settle(ncclAllGather(src, dst, bytes, ncclUint8, comm, comm_stream), "all-gather");
     prof_end(prof, comm_stream);
     return ticket_now();
@@ -94,7 +94,7 @@ extern "C" int64_t k_nccl_allgather(void *dst, const void *src, size_t bytes)
 extern "C" int64_t k_nccl_reduce_scatter_f32(float *dst, const float *src, size_t count)
 {
     after_compute();
-    int prof = prof_begin(PROF_COMM, comm_stream);
+    int prof = prof_begin(PROF_COMM, __func__, comm_stream);
     nccl_settle(ncclReduceScatter(src, dst, count, ncclFloat32, ncclSum, comm, comm_stream), "reduce-scatter");
     prof_end(prof, comm_stream);
     return ticket_now();

@@ -14,12 +14,18 @@ static const char *const PART_NAMES[PROF_PARTS] = {"GEMM (base)", "LoRA GEMMs", 
                                                    "collectives"};
 static int enabled = -1, used, steps_marked;
 static cudaEvent_t begins[PROF_SLOTS], ends[PROF_SLOTS];
-static unsigned char parts[PROF_SLOTS];
+static unsigned char parts[PROF_SLOTS], sites_of[PROF_SLOTS];
+// Each part split by the call site that recorded it (the backend entry's name).
+enum { PROF_SITES = 64 };
+static const char *site_names[PROF_SITES];
+static unsigned char site_parts[PROF_SITES];
+static int n_sites;
 static int step_of[PROF_SLOTS]; // the optimizer step an event pair was recorded in (0: the first)
 // The first step (it builds attention plans and uploads the model), whole steps after it, and the
 // step in progress (left out of the report: after the last step come the checkpoint's downloads). Marking a step waits for nothing, so profiling does not
 // stall the host between steps; events are resolved when the slots run out and at the report.
 static double first[PROF_PARTS], complete[PROF_PARTS], pending[PROF_PARTS];
+static double site_first[PROF_SITES], site_complete[PROF_SITES], site_pending[PROF_SITES];
 
 // Events may sit on the compute or the communication stream: wait for each one itself.
 static void resolve(void)
@@ -29,11 +35,22 @@ static void resolve(void)
         CUDA_CHECK(cudaEventSynchronize(ends[i]));
         CUDA_CHECK(cudaEventElapsedTime(&ms, begins[i], ends[i]));
         (step_of[i] == 0 ? first : step_of[i] < steps_marked ? complete : pending)[parts[i]] += ms;
+        (step_of[i] == 0 ? site_first : step_of[i] < steps_marked ? site_complete : site_pending)[sites_of[i]] += ms;
     }
     used = 0;
 }
 
-int prof_begin(prof_part part, cudaStream_t s)
+// The site's index (sites are string literals: compared by address, then by text).
+static int site_index(prof_part part, const char *site)
+{
+    for (int i = 0; i < n_sites; i++)
+        if (site_parts[i] == part && (site_names[i] == site || !strcmp(site_names[i], site))) return i;
+    if (n_sites == PROF_SITES) return PROF_SITES - 1; // more sites than expected: the last one absorbs them
+    site_names[n_sites] = site, site_parts[n_sites] = (unsigned char)part;
+    return n_sites++;
+}
+
+int prof_begin(prof_part part, const char *site, cudaStream_t s)
 {
     if (enabled < 0) enabled = getenv("SHARDLORA_PROFILE") && atoi(getenv("SHARDLORA_PROFILE")) > 0;
     if (!enabled) return -1;
@@ -43,6 +60,7 @@ int prof_begin(prof_part part, cudaStream_t s)
         CUDA_CHECK(cudaEventCreate(&ends[used]));
     }
     parts[used] = (unsigned char)part;
+    sites_of[used] = (unsigned char)site_index(part, site);
     step_of[used] = steps_marked;
     CUDA_CHECK(cudaEventRecord(begins[used], s));
     return used++;
@@ -58,6 +76,7 @@ void prof_mark_step(void)
     if (enabled <= 0) return;
     steps_marked++;
     for (int p = 0; p < PROF_PARTS; p++) complete[p] += pending[p], pending[p] = 0;
+    for (int i = 0; i < PROF_SITES; i++) site_complete[i] += site_pending[i], site_pending[i] = 0;
 }
 
 void prof_report(void)
@@ -70,9 +89,14 @@ void prof_report(void)
     for (int p = 0; p < PROF_COMM; p++) sum += totals[p] / steps;
     log_info("profile: GPU time per part, ms per step over %s (%.1f ms recorded on the compute stream):",
              steps_marked > 1 ? "the steps after the first" : "the whole run", sum);
-    for (int p = 0; p < PROF_COMM; p++)
+    const double *site_totals = steps_marked > 1 ? site_complete : site_first;
+    for (int p = 0; p < PROF_COMM; p++) {
         log_info("profile:   %-16s %10.2f  %5.1f%%", PART_NAMES[p], totals[p] / steps,
                  sum > 0 ? 100 * totals[p] / steps / sum : 0.0);
+        for (int i = 0; i < n_sites; i++)
+            if (site_parts[i] == p && site_totals[i] > 0)
+                log_info("profile:     %-24s %8.2f", site_names[i], site_totals[i] / steps);
+    }
     log_info("profile:   %-16s %10.2f  (communication stream, overlaps the above)", PART_NAMES[PROF_COMM],
              totals[PROF_COMM] / steps);
 }

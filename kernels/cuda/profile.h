@@ -16,9 +16,10 @@ typedef enum {
     PROF_COMM, PROF_PARTS
 } prof_part;
 
-/* Returns a token for prof_end, or -1 when profiling is off. PROF_COMM is timed on the communication
+/* Returns a token for prof_end, or -1 when profiling is off. site names the caller (a string
+ * literal; the report splits each part by site). PROF_COMM is timed on the communication
  * stream, beside the compute stream's parts, so it is reported apart from their sum. */
-int prof_begin(prof_part part, cudaStream_t s);
+int prof_begin(prof_part part, const char *site, cudaStream_t s);
 void prof_end(int token, cudaStream_t s);
 /* The end of an optimizer step: the report covers the whole steps after the first (it waits for
  * nothing). */
