@@ -43,10 +43,11 @@ typedef struct {
     const void *(*mirror)(void *mirror_buf, const void *host, size_t bytes);
     void *(*mirror_act)(void *mirror_buf, const float *host, int64_t n);
 
-    /* out[T, N] (act) = (accumulate ? out : 0) + scale * x[T, K] W[N, K]^T + bias[N] (bias may be
-     * NULL and is not scaled). linear_logits: the same into fp32 out, no bias, no accumulation. */
+    /* out[T, N] (act) = addend + scale * x[T, K] W[N, K]^T + bias[N] (bias may be NULL and is not
+     * scaled). addend: NULL (none), out itself (accumulate), or another [T, N] buffer (a residual
+     * added on the way, saving a copy). linear_logits: into fp32 out, no bias, no addend. */
     void (*linear_fwd)(void *out, const void *x, const void *w, const void *bias, int T, int K, int N,
-                       float scale, int accumulate);
+                       float scale, const void *addend);
     void (*linear_logits)(float *out, const void *x, const void *w, int T, int K, int N);
     /* dx[T, K] = (accumulate ? dx : 0) + scale * dout[T, N] W[N, K] */
     void (*linear_bwd_data)(void *dx, const void *dout, const void *w, int T, int K, int N, float scale,

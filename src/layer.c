@@ -122,16 +122,17 @@ static void proj_adapter_input(const void *x, int p, const layer_pass *ps, const
     BE->linear_fwd(a->lora_u[p], xd, lv->A[p], NULL, T, (int)d.in, ps->l->r, 1.0f, 0);
 }
 
-static void proj_forward(void *y, const void *x, int p, int accumulate, const layer_pass *ps,
+/* y = residual (NULL: none) + projection p of x. */
+static void proj_forward(void *y, const void *residual, const void *x, int p, const layer_pass *ps,
                          const layer_weights *w, const lora_view *lv, layer_acts *a)
 {
     const int T = a->T, lora = lv && lv->A[p];
     proj_dims d = dims_of(ps->c, p);
     if (lora) {
         proj_adapter_input(x, p, ps, lv, a);
-        BE->linear_fwd(y, a->lora_u[p], lv->B[p], NULL, T, ps->l->r, (int)d.out, ps->l->scale, accumulate);
+        BE->linear_fwd(y, a->lora_u[p], lv->B[p], NULL, T, ps->l->r, (int)d.out, ps->l->scale, residual);
     }
-    BE->linear_fwd(y, x, w->w[p], w->bias[p], T, (int)d.in, (int)d.out, 1.0f, accumulate || lora);
+    BE->linear_fwd(y, x, w->w[p], w->bias[p], T, (int)d.in, (int)d.out, 1.0f, lora ? y : residual);
 }
 
 /* dx (+)= d/dx of projection p at input x given dy; adapter gradients into lv. */
@@ -163,12 +164,11 @@ void layer_forward(const layer_pass *ps, const layer_weights *w, const lora_view
     const sl_batch *b = ps->b;
     const int T = b->T, D = c->hidden_size, hd = c->head_dim;
     const float eps = (float)c->rms_norm_eps;
-    const size_t row_bytes = (size_t)D * (size_t)BE->act_bytes;
     if (T == 0) return;
     BE->rmsnorm_fwd(a->xn1, a->rstd1, a->x_in, w->input_norm, T, D, eps);
-    proj_forward(c->qk_norm ? a->q_raw : a->q, a->xn1, PROJ_Q, 0, ps, w, lv, a);
-    proj_forward(c->qk_norm ? a->k_raw : a->k, a->xn1, PROJ_K, 0, ps, w, lv, a);
-    proj_forward(a->v, a->xn1, PROJ_V, 0, ps, w, lv, a);
+    proj_forward(c->qk_norm ? a->q_raw : a->q, NULL, a->xn1, PROJ_Q, ps, w, lv, a);
+    proj_forward(c->qk_norm ? a->k_raw : a->k, NULL, a->xn1, PROJ_K, ps, w, lv, a);
+    proj_forward(a->v, NULL, a->xn1, PROJ_V, ps, w, lv, a);
     if (c->qk_norm) { /* each head's vector normalised on its own: rows of head_dim */
         BE->rmsnorm_fwd(a->q, a->rstd_q, a->q_raw, w->q_norm, T * c->num_heads, hd, eps);
         BE->rmsnorm_fwd(a->k, a->rstd_k, a->k_raw, w->k_norm, T * c->num_kv_heads, hd, eps);
@@ -177,18 +177,16 @@ void layer_forward(const layer_pass *ps, const layer_weights *w, const lora_view
     BE->rope(a->k, ps->pos, T, c->num_kv_heads, hd, ps->rope_cs, 0);
     BE->attention_fwd(a->att, a->attn_stats, a->q, a->k, a->v, b->seq_start, b->n_seqs, ps->max_seq, c->num_heads,
                       c->num_kv_heads, hd, attn_scale(c));
-    BE->copy(a->x_mid, a->x_in, (size_t)T * row_bytes);
-    proj_forward(a->x_mid, a->att, PROJ_O, 1, ps, w, lv, a);
+    proj_forward(a->x_mid, a->x_in, a->att, PROJ_O, ps, w, lv, a);
     BE->rmsnorm_fwd(a->xn2, a->rstd2, a->x_mid, w->post_norm, T, D, eps);
-    proj_forward(a->gate, a->xn2, PROJ_GATE, 0, ps, w, lv, a);
-    proj_forward(a->up, a->xn2, PROJ_UP, 0, ps, w, lv, a);
+    proj_forward(a->gate, NULL, a->xn2, PROJ_GATE, ps, w, lv, a);
+    proj_forward(a->up, NULL, a->xn2, PROJ_UP, ps, w, lv, a);
     BE->swiglu_fwd(a->act, a->gate, a->up, (int64_t)T * c->intermediate_size);
     if (!x_out) { /* a recompute: backward needs the down projection's input, not its output */
         if (lv && lv->A[PROJ_DOWN]) proj_adapter_input(a->act, PROJ_DOWN, ps, lv, a);
         return;
     }
-    if (x_out != a->x_mid) BE->copy(x_out, a->x_mid, (size_t)T * row_bytes);
-    proj_forward(x_out, a->act, PROJ_DOWN, 1, ps, w, lv, a);
+    proj_forward(x_out, a->x_mid, a->act, PROJ_DOWN, ps, w, lv, a);
 }
 
 void layer_backward(const layer_pass *ps, const layer_weights *w, const lora_view *lv, const layer_acts *a,

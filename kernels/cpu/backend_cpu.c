@@ -19,9 +19,10 @@ static const void *cpu_mirror(void *buf, const void *host, size_t bytes) { retur
 static void *cpu_mirror_act(void *buf, const float *host, int64_t n) { return (void *)host; }
 
 static void cpu_linear_fwd(void *out, const void *x, const void *w, const void *bias, int T, int K, int N,
-                           float scale, int accumulate)
+                           float scale, const void *addend)
 {
-    k_linear_fwd(out, x, w, bias, T, K, N, scale, accumulate);
+    if (addend) cpu_copy(out, addend, (size_t)T * (size_t)N * sizeof(float));
+    k_linear_fwd(out, x, w, bias, T, K, N, scale, addend != NULL);
 }
 
 static void cpu_linear_logits(float *out, const void *x, const void *w, int T, int K, int N)

@@ -114,14 +114,14 @@ static void *cu_mirror_act(void *buf, const float *host, int64_t n)
 }
 
 static void cu_linear_fwd(void *out, const void *x, const void *w, const void *bias, int T, int K, int N,
-                          float scale, int accumulate)
+                          float scale, const void *addend)
 {
-    PROFILED(gemm_part(K, N), kc_linear_fwd(out, 0, x, w, bias, T, K, N, scale, accumulate, stream));
+    PROFILED(gemm_part(K, N), kc_linear_fwd(out, 0, x, w, bias, T, K, N, scale, addend, stream));
 }
 
 static void cu_linear_logits(float *out, const void *x, const void *w, int T, int K, int N)
 {
-    PROFILED(PROF_LOGITS, kc_linear_fwd(out, 1, x, w, nullptr, T, K, N, 1.0f, 0, stream));
+    PROFILED(PROF_LOGITS, kc_linear_fwd(out, 1, x, w, nullptr, T, K, N, 1.0f, nullptr, stream));
 }
 
 static void cu_linear_bwd_data(void *dx, const void *dout, const void *w, int T, int K, int N, float scale,

@@ -177,10 +177,10 @@ static void set_t(const gemm_plan *p, int64_t T)
         CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_COLS, &cols, sizeof cols));
 }
 
-// D = alpha op(A) op(B) + beta D (+ bias), with the plan of this key (made on its first use) at the
-// call's own T.
-static void gemm_run(gemm_key *key, const void *a, const void *b, void *d, const void *bias, float alpha,
-                     cudaStream_t s, const gemm_call *call)
+// D = alpha op(A) op(B) (+ C) (+ bias), with the plan of this key (made on its first use) at the
+// call's own T. C (NULL: none) has D's layout and may be D itself.
+static void gemm_run(gemm_key *key, const void *a, const void *b, const void *c, void *d, const void *bias,
+                     float alpha, cudaStream_t s, const gemm_call *call)
 {
     if (call->T < 0 || call->K < 1 || call->N < 1)
         sl_fatal("internal error: %s with T=%d K=%d N=%d", call->name, call->T, call->K, call->N);
@@ -188,7 +188,9 @@ static void gemm_run(gemm_key *key, const void *a, const void *b, void *d, const
     gemm_device *dev = this_device();
     key->align_a = pointer_alignment(a, GEMM_ALIGN_CAP);
     key->align_b = pointer_alignment(b, GEMM_ALIGN_CAP);
+    key->beta = c != NULL;
     key->align_d = pointer_alignment(d, GEMM_ALIGN_CAP);
+    if (c) key->align_d = std::min(key->align_d, pointer_alignment(c, GEMM_ALIGN_CAP)); // one promise for both
     key->align_bias = key->bias ? pointer_alignment(bias, GEMM_BIAS_ALIGN_CAP) : 0;
     const gemm_plan *plan = NULL;
     for (const gemm_plan &p : dev->plans)
@@ -203,12 +205,13 @@ static void gemm_run(gemm_key *key, const void *a, const void *b, void *d, const
     set_t(plan, call->T);
     if (key->bias) set_desc(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
     const float beta = key->beta ? 1.0f : 0.0f;
-    cublasStatus_t rc = cublasLtMatmul(dev->handle, plan->desc, &alpha, a, plan->a, b, plan->b, &beta, d, plan->d, d,
-                                       plan->d, &plan->algo, dev->workspace, GEMM_WORKSPACE_BYTES, s);
+    const void *c_or_d = c ? c : d; // read only when beta is 1
+    cublasStatus_t rc = cublasLtMatmul(dev->handle, plan->desc, &alpha, a, plan->a, b, plan->b, &beta, c_or_d, plan->d,
+                                       d, plan->d, &plan->algo, dev->workspace, GEMM_WORKSPACE_BYTES, s);
     if (rc == CUBLAS_STATUS_NOT_SUPPORTED) { // the bucket's algorithm does not take this T: ask for one that does
         const cublasLtMatmulAlgo_t exact = choose_algo(dev->handle, plan, call);
-        rc = cublasLtMatmul(dev->handle, plan->desc, &alpha, a, plan->a, b, plan->b, &beta, d, plan->d, d, plan->d,
-                            &exact, dev->workspace, GEMM_WORKSPACE_BYTES, s);
+        rc = cublasLtMatmul(dev->handle, plan->desc, &alpha, a, plan->a, b, plan->b, &beta, c_or_d, plan->d, d,
+                            plan->d, &exact, dev->workspace, GEMM_WORKSPACE_BYTES, s);
     }
     CUBLAS_CHECK(rc);
 }
@@ -221,7 +224,7 @@ static __global__ void add_bias_f32(float *out, const bf16 *bias, int64_t total,
 }
 
 extern "C" void kc_linear_fwd(void *out, int out_f32, const void *x, const void *w, const void *bias, int T, int K,
-                              int N, float scale, int accumulate, cudaStream_t s)
+                              int N, float scale, const void *addend, cudaStream_t s)
 {
     if (T == 0) return;
     const gemm_call call = {"kc_linear_fwd", T, K, N};
@@ -229,8 +232,8 @@ extern "C" void kc_linear_fwd(void *out, int out_f32, const void *x, const void 
     // out^T (N x T) = op(A) op(B) with A = W stored as W^T (K x N), transposed, and B = x^T (K x T).
     gemm_key key = {};
     key.m = N, key.k = K, key.trans_a = 1, key.trans_b = 0;
-    key.d_type = out_f32 ? CUDA_R_32F : CUDA_R_16BF, key.bias = fused_bias, key.beta = accumulate != 0;
-    gemm_run(&key, w, x, out, fused_bias ? bias : NULL, scale, s, &call);
+    key.d_type = out_f32 ? CUDA_R_32F : CUDA_R_16BF, key.bias = fused_bias;
+    gemm_run(&key, w, x, addend, out, fused_bias ? bias : NULL, scale, s, &call);
     if (bias && out_f32) {
         const int64_t total = (int64_t)T * N;
         add_bias_f32<<<kc_blocks(total, 256), 256, 0, s>>>((float *)out, (const bf16 *)bias, total, N);
@@ -246,8 +249,8 @@ extern "C" void kc_linear_bwd_data(void *dx, const void *dout, const void *w, in
     // dx^T (K x T) = op(A) op(B) with A = W stored as W^T (K x N) and B = dout^T (N x T), neither transposed.
     gemm_key key = {};
     key.m = K, key.k = N, key.trans_a = 0, key.trans_b = 0;
-    key.d_type = CUDA_R_16BF, key.bias = 0, key.beta = accumulate != 0;
-    gemm_run(&key, w, dout, dx, NULL, scale, s, &call);
+    key.d_type = CUDA_R_16BF, key.bias = 0;
+    gemm_run(&key, w, dout, accumulate ? dx : NULL, dx, NULL, scale, s, &call);
 }
 
 extern "C" void kc_linear_bwd_weight(float *dw, const void *dout, const void *x, int T, int K, int N, float scale,
@@ -258,8 +261,8 @@ extern "C" void kc_linear_bwd_weight(float *dw, const void *dout, const void *x,
     // dw^T (K x N) = op(A) op(B) with A = x^T (K x T) and B = dout^T (N x T), transposed to dout (T x N).
     gemm_key key = {};
     key.m = K, key.n = N, key.t_in_k = 1, key.trans_a = 0, key.trans_b = 1;
-    key.d_type = CUDA_R_32F, key.bias = 0, key.beta = 1;
-    gemm_run(&key, x, dout, dw, NULL, scale, s, &call);
+    key.d_type = CUDA_R_32F, key.bias = 0;
+    gemm_run(&key, x, dout, dw, dw, NULL, scale, s, &call);
 }
 
 extern "C" size_t kc_gemm_workspace_bytes(void) { return GEMM_WORKSPACE_BYTES; }

@@ -14,11 +14,12 @@
 extern "C" {
 #endif
 
-/* out[T, N] = (accumulate ? out : 0) + scale * x[T, K] W[N, K]^T (+ bias[N], bf16, when non-NULL;
- * the bias is not scaled). out is bf16, or fp32 when out_f32 (LM-head logits). accumulate uses
- * beta = 1 on the same output. T = 0 is a no-op. */
+/* out[T, N] = addend + scale * x[T, K] W[N, K]^T (+ bias[N], bf16, when non-NULL; the bias is not
+ * scaled). out is bf16, or fp32 when out_f32 (LM-head logits). addend, of out's type and shape, is
+ * NULL (none), out itself (accumulate) or another buffer (a residual added on the way, as beta = 1
+ * with C apart from D). T = 0 is a no-op. */
 void kc_linear_fwd(void *out, int out_f32, const void *x, const void *w, const void *bias, int T, int K, int N,
-                   float scale, int accumulate, cudaStream_t s);
+                   float scale, const void *addend, cudaStream_t s);
 /* dx[T, K] = (accumulate ? dx : 0) + scale * dout[T, N] W[N, K]  (bf16). */
 void kc_linear_bwd_data(void *dx, const void *dout, const void *w, int T, int K, int N, float scale, int accumulate,
                         cudaStream_t s);

@@ -88,15 +88,24 @@ static void check_forward(const gemm_case &c, const vec &x, const vec &w, const 
 {
     const size_t n_out = (size_t)c.T * c.N;
     vec out0;
-    void *out;
+    void *addend = NULL;
     if (c.accumulate) {
         out0 = c.out_f32 ? gt_random(n_out, -1.0, 1.0) : bf16_random(n_out);
-        out = c.out_f32 ? (void *)gt_upload(out0) : (void *)gt_upload_bf16(out0);
-    } else {
-        out = c.out_f32 ? (void *)gt_device<float>(n_out) : (void *)gt_device<__nv_bfloat16>(n_out);
+        addend = c.out_f32 ? (void *)gt_upload(out0) : (void *)gt_upload_bf16(out0);
     }
-    kc_linear_fwd(out, c.out_f32, d_x, d_w, d_bias, c.T, c.K, c.N, c.scale, c.accumulate, 0);
+    // accumulate 2: the addend is a buffer of its own (a residual), which must come out untouched
+    void *out = c.accumulate == 1 ? addend
+                : c.out_f32       ? (void *)gt_device<float>(n_out)
+                                  : (void *)gt_device<__nv_bfloat16>(n_out);
+    kc_linear_fwd(out, c.out_f32, d_x, d_w, d_bias, c.T, c.K, c.N, c.scale, addend, 0);
     vec got = c.out_f32 ? gt_download((const float *)out, n_out) : gt_download_bf16((const __nv_bfloat16 *)out, n_out);
+    if (c.accumulate == 2) {
+        vec kept = c.out_f32 ? gt_download((const float *)addend, n_out)
+                             : gt_download_bf16((const __nv_bfloat16 *)addend, n_out);
+        gt_check(kept == out0, "%s forward (T=%d K=%d N=%d): the residual addend is left as it was", c.name, c.T,
+                 c.K, c.N);
+        dev_free(addend);
+    }
 
     std::vector<int> rows = sample_rows(c.T);
     vec want = c.accumulate ? take_rows(out0, c.N, rows) : vec(rows.size() * (size_t)c.N, 0.0f);
@@ -170,8 +179,8 @@ static void check_repeatable(int T, int K, int N)
     __nv_bfloat16 *y1 = gt_device<__nv_bfloat16>((size_t)T * N), *y2 = gt_device<__nv_bfloat16>((size_t)T * N);
     vec dw0 = gt_random((size_t)N * K, -1.0, 1.0);
     float *dw1 = gt_upload(dw0), *dw2 = gt_upload(dw0);
-    kc_linear_fwd(y1, 0, x, w, NULL, T, K, N, 1.0f, 0, 0);
-    kc_linear_fwd(y2, 0, x, w, NULL, T, K, N, 1.0f, 0, 0);
+    kc_linear_fwd(y1, 0, x, w, NULL, T, K, N, 1.0f, NULL, 0);
+    kc_linear_fwd(y2, 0, x, w, NULL, T, K, N, 1.0f, NULL, 0);
     kc_linear_bwd_weight(dw1, dout, x, T, K, N, 1.0f, 0);
     kc_linear_bwd_weight(dw2, dout, x, T, K, N, 1.0f, 0);
     vec a = gt_download_bf16(y1, (size_t)T * N), b = gt_download_bf16(y2, (size_t)T * N);
@@ -188,7 +197,7 @@ static void check_empty(void)
     const int K = 64, N = 32;
     __nv_bfloat16 *w = gt_upload_bf16(bf16_random((size_t)N * K)), *y = gt_device<__nv_bfloat16>(N * K);
     float *dw = gt_device<float>(N * K);
-    kc_linear_fwd(y, 0, y, w, NULL, 0, K, N, 1.0f, 0, 0);
+    kc_linear_fwd(y, 0, y, w, NULL, 0, K, N, 1.0f, NULL, 0);
     kc_linear_bwd_data(y, y, w, 0, K, N, 1.0f, 0, 0);
     kc_linear_bwd_weight(dw, y, y, 0, K, N, 1.0f, 0);
     std::vector<uint16_t> yb = gt_download((const uint16_t *)y, N * K);
@@ -216,6 +225,8 @@ int main(void)
         {"down", 2048, 14336, 4096, 1.0f, 1, 0, 0, 1},   {"k/v", 2048, 4096, 1024, 1.0f, 0, 1, 0, 1},
         {"LoRA A", 2048, 4096, 16, 1.0f, 0, 0, 0, 1},    {"LoRA B", 2048, 16, 4096, 2.0f, 1, 0, 0, 1},
         {"LM head", 96, 4096, 128256, 1.0f, 0, 0, 1, 0},
+        // o and down add the residual stream from its own buffer
+        {"o + residual", 2048, 4096, 4096, 1.0f, 2, 0, 0, 1}, {"LoRA B + residual", 2048, 16, 4096, 2.0f, 2, 0, 0, 1},
     };
     for (const gemm_case &c : real) run_case(c);
     // Packed batches vary T: these share T = 2048's plans (its bucket, 1793..2048) at their own T,
