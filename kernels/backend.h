@@ -106,7 +106,7 @@ typedef struct {
     /* Memory: the backend's own workspaces for a pass of T rows in sequences of up to max_seq
      * (cuDNN attention, cuBLASLt; an estimate, for the plan), and the device's free bytes now
      * (0 on the CPU backend, whose memory the plan does not limit). */
-    size_t (*workspace_bytes)(int T, int max_seq, int n_heads);
+    size_t (*workspace_bytes)(int T, int max_seq, int n_heads, int head_dim);
     size_t (*free_memory)(void);
 } sl_backend;
 

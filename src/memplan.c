@@ -105,7 +105,8 @@ sl_memplan memplan_compute(const sl_config *cfg, const sl_model_config *mc, int 
     p.lora_state = 16 * L * lora_params / world;
     p.lora_grad_full = 4 * L * lora_params;
     p.activations = counted_pass_bytes(cfg, mc, act_ckpt);
-    p.workspace = (int64_t)BE->workspace_bytes(cfg->micro_batch * cfg->seq_len, cfg->seq_len, mc->num_heads);
+    p.workspace = (int64_t)BE->workspace_bytes(cfg->micro_batch * cfg->seq_len, cfg->seq_len, mc->num_heads,
+                                                mc->head_dim);
     p.total = p.base_shard + p.gathered + p.lora_state + p.lora_grad_full + p.activations + p.workspace;
     return p;
 }

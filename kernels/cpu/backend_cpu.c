@@ -156,7 +156,7 @@ static void cpu_cross_entropy(double *row_loss, void *dlogits, const float *logi
 static void cpu_dequant(void *out, const k_quant_blocks *q, int64_t n) { k_dequant(out, q, n); }
 
 static void cpu_mark_step(void) {}
-static size_t cpu_workspace_bytes(int T, int max_seq, int n_heads) { return 0; }
+static size_t cpu_workspace_bytes(int T, int max_seq, int n_heads, int head_dim) { return 0; }
 static size_t cpu_free_memory(void) { return 0; }
 
 static void cpu_to_act(void *dst, const float *src, int64_t n) { cpu_copy(dst, src, (size_t)n * sizeof(float)); }

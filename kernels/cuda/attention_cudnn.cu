@@ -9,8 +9,11 @@
 // lengths (seq_len_q = seq_len_kv, padding mask) and ragged offsets in elements (seq_start * H * D)
 // say where each sequence is. Stats are [B, H, S, 1] with strides (-, 1, H, -) and ragged offsets
 // seq_start * H, that is a token-major fp32 [T, nh] array, the layout the fallback writes too.
-// The backward is cuDNN's deterministic one, which keeps dP in the workspace: about B x nh x S^2 x 2
-// bytes, the largest cost of the padded [B, S] view.
+// The backward is cuDNN's deterministic one, which keeps dP in the workspace: B x nh x S^2 x 2 bytes,
+// the largest cost of the padded [B, S] view (17 GiB for 64 short documents of a 2048 window at 32
+// heads). So it runs over groups of sequences, a power of two at a time, that keep dP within
+// ATTN_DP_CAP; where one sequence alone exceeds it (long contexts), the whole batch takes cuDNN's
+// non-deterministic backward, which keeps no dP.
 //
 // Per device: one cuDNN handle; a plan cache keyed by (nh, nkv, hd, B, S, scale), so after warm-up
 // a varying n_seqs builds nothing; one workspace that only grows; and a ring of staging slots for the
@@ -29,11 +32,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
 #include <tuple>
 #include <unordered_map>
+#include <vector>
 
 #include "attention.h"
 #include "attention_fallback.h"
@@ -63,15 +68,31 @@ enum : TensorAttrs::uid_t {
 struct Shape {
     int nh, nkv, hd, batch, seq;
     float scale;
+    int deterministic; // the backward's algorithm
 };
 
-typedef std::tuple<int, int, int, int, int, uint32_t> PlanKey;
+typedef std::tuple<int, int, int, int, int, uint32_t, int> PlanKey;
 
 static PlanKey key_of(const Shape &sh)
 {
     uint32_t scale_bits;
     memcpy(&scale_bits, &sh.scale, sizeof scale_bits);
-    return PlanKey(sh.nh, sh.nkv, sh.hd, sh.batch, sh.seq, scale_bits);
+    return PlanKey(sh.nh, sh.nkv, sh.hd, sh.batch, sh.seq, scale_bits, sh.deterministic);
+}
+
+#define ATTN_DP_CAP ((size_t)512 << 20)
+
+static int padded_seq(int max_seq) { return (max_seq + 63) / 64 * 64; }
+
+// Sequences per deterministic backward call: the largest power of two whose dP fits ATTN_DP_CAP,
+// or 0 when one sequence does not.
+static int backward_group(int max_seq, int nh)
+{
+    const size_t per_seq = (size_t)nh * padded_seq(max_seq) * padded_seq(max_seq) * 2;
+    if (per_seq > ATTN_DP_CAP) return 0;
+    int g = 1;
+    while (2 * g * per_seq <= ATTN_DP_CAP) g *= 2;
+    return g;
 }
 
 static std::string describe(const Shape &sh)
@@ -173,7 +194,7 @@ static std::shared_ptr<Graph> backward_graph(const Shape &sh)
                      .set_padding_mask(true)
                      .set_seq_len_q(ix.seq_q)
                      .set_seq_len_kv(ix.seq_kv)
-                     .set_deterministic_algorithm(true);
+                     .set_deterministic_algorithm(sh.deterministic);
     auto [dq, dk, dv] = g->sdpa_backward(q, k, v, o, dout, stats, std::move(attrs));
     as_thd(dq->set_output(true).set_uid(U_DQ), sh, sh.nh, ix.off_q);
     as_thd(dk->set_output(true).set_uid(U_DK), sh, sh.nkv, ix.off_k);
@@ -331,7 +352,7 @@ static bool cudnn_takes(Device &d, int nh, int nkv, int hd)
     auto heads = std::make_tuple(nh, nkv, hd);
     auto it = d.takes.find(heads);
     if (it != d.takes.end()) return it->second;
-    Shape probe = {nh, nkv, hd, 1, 64, 1.0f / sqrtf((float)hd)};
+    Shape probe = {nh, nkv, hd, 1, 64, 1.0f / sqrtf((float)hd), 1};
     std::string why;
     Plan p;
     p.fwd = build_plan(d, probe, false, why);
@@ -432,7 +453,7 @@ static Shape bucketed(int T, int n_seqs, int max_seq, int nh, int nkv, int hd, f
         sl_fatal("attention: %d rows of %d heads x %d exceed the int32 ragged offsets given to cuDNN", T, nh, hd);
     int b = 1;
     while (b < n_seqs) b *= 2;
-    return {nh, nkv, hd, b, (max_seq + 63) / 64 * 64, scale};
+    return {nh, nkv, hd, b, padded_seq(max_seq), scale, 1};
 }
 
 static void run_plan(Device &d, const Built &plan, VariantPack &pack, const Shape &sh, const char *what,
@@ -450,6 +471,17 @@ extern "C" size_t kc_attention_stats_bytes(int T, int n_seqs, int max_seq, int n
 {
     return (size_t)T * nh * sizeof(float);
 }
+
+extern "C" size_t kc_attention_workspace_bytes(int T, int max_seq, int nh, int hd)
+{
+    const int group = backward_group(max_seq, nh);
+    if (!group) return (size_t)T * nh * hd * sizeof(float); // about the non-deterministic dQ accumulator
+    int seqs = 1; // one sequence per window, unless the group is smaller
+    while (seqs < group && (size_t)seqs * max_seq < (size_t)T) seqs *= 2;
+    return (size_t)seqs * nh * padded_seq(max_seq) * padded_seq(max_seq) * 2;
+}
+
+extern "C" int kc_attention_bwd_deterministic(int max_seq, int nh) { return backward_group(max_seq, nh) > 0; }
 
 extern "C" const char *kc_attention_impl(int nh, int nkv, int hd)
 {
@@ -479,6 +511,29 @@ extern "C" void kc_attention_fwd(void *out, float *stats, const void *q, const v
     release_slot(slot, s);
 }
 
+// One cuDNN backward over sequences [s0, s0 + n) of the batch (all of it when not deterministic).
+static void backward_call(Device &d, void *dq, void *dk, void *dv, const void *dout, const void *out,
+                          const float *stats, const void *q, const void *k, const void *v, const int32_t *seq_start,
+                          int s0, int n, int max_seq, int nh, int nkv, int hd, float scale, int deterministic,
+                          cudaStream_t s)
+{
+    const int row0 = seq_start[s0];
+    std::vector<int32_t> local((size_t)n + 1);
+    for (int i = 0; i <= n; i++) local[i] = seq_start[s0 + i] - row0;
+    Shape sh = bucketed(local[n], n, max_seq, nh, nkv, hd, scale);
+    sh.deterministic = deterministic;
+    const Built &plan = plan_for(d, sh, true);
+    Slot &slot = stage_ragged(d, sh, local.data(), n, s);
+    const size_t q_at = (size_t)row0 * nh * hd * sizeof(bf16), kv_at = (size_t)row0 * nkv * hd * sizeof(bf16);
+    auto at = [](const void *p, size_t bytes) { return (void *)((const char *)p + bytes); };
+    VariantPack pack = {{U_Q, at(q, q_at)},       {U_K, at(k, kv_at)},     {U_V, at(v, kv_at)},
+                        {U_O, at(out, q_at)},     {U_DO, at(dout, q_at)},  {U_STATS, (void *)(stats + (size_t)row0 * nh)},
+                        {U_DQ, at(dq, q_at)},     {U_DK, at(dk, kv_at)},   {U_DV, at(dv, kv_at)}};
+    bind_index(pack, slot, sh.batch);
+    run_plan(d, plan, pack, sh, "backward", s);
+    release_slot(slot, s);
+}
+
 extern "C" void kc_attention_bwd(void *dq, void *dk, void *dv, const void *dout, const void *out, const float *stats,
                                  const void *q, const void *k, const void *v, const int32_t *seq_start, int n_seqs,
                                  int max_seq, int nh, int nkv, int hd, float scale, cudaStream_t s)
@@ -492,13 +547,16 @@ extern "C" void kc_attention_bwd(void *dq, void *dk, void *dv, const void *dout,
         release_slot(slot, s);
         return;
     }
-    Shape sh = bucketed(T, n_seqs, max_seq, nh, nkv, hd, scale);
-    const Built &plan = plan_for(d, sh, true);
-    Slot &slot = stage_ragged(d, sh, seq_start, n_seqs, s);
-    VariantPack pack = {{U_Q, (void *)q},       {U_K, (void *)k},     {U_V, (void *)v},
-                        {U_O, (void *)out},     {U_DO, (void *)dout}, {U_STATS, (void *)stats},
-                        {U_DQ, dq},             {U_DK, dk},           {U_DV, dv}};
-    bind_index(pack, slot, sh.batch);
-    run_plan(d, plan, pack, sh, "backward", s);
-    release_slot(slot, s);
+    const int group = backward_group(max_seq, nh);
+    static bool told;
+    if (!group && !told) {
+        told = true;
+        log_info("attention: one sequence of up to %d rows would keep %.1f GiB of dP in the deterministic backward; "
+                 "using cuDNN's non-deterministic backward (gradients may differ in the last bits between runs)",
+                 max_seq, (double)nh * padded_seq(max_seq) * padded_seq(max_seq) * 2 / (1 << 30));
+    }
+    const int step = group ? group : n_seqs;
+    for (int s0 = 0; s0 < n_seqs; s0 += step)
+        backward_call(d, dq, dk, dv, dout, out, stats, q, k, v, seq_start, s0, std::min(step, n_seqs - s0), max_seq,
+                      nh, nkv, hd, scale, group > 0, s);
 }

@@ -242,14 +242,9 @@ static void cu_adamw(float *param, const float *grad, float *m, float *v, int64_
     PROFILED(PROF_OPTIMIZER, kc_adamw_step(param, grad, m, v, n, beta1, beta2, eps, weight_decay, step, lr, stream));
 }
 
-// The deterministic SDPA backward keeps dP: about sequences x heads x S^2 bf16, the sequence count
-// rounded up to the plan cache's power-of-two bucket (one sequence per window assumed); plus the
-// GEMMs' workspace.
-static size_t cu_workspace_bytes(int T, int max_seq, int nh)
+static size_t cu_workspace_bytes(int T, int max_seq, int nh, int hd)
 {
-    size_t seqs = 1;
-    while (seqs * (size_t)max_seq < (size_t)T) seqs *= 2;
-    return seqs * (size_t)nh * (size_t)max_seq * (size_t)max_seq * 2 + kc_gemm_workspace_bytes();
+    return kc_attention_workspace_bytes(T, max_seq, nh, hd) + kc_gemm_workspace_bytes();
 }
 
 static size_t cu_free_memory(void)

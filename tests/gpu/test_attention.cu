@@ -1,8 +1,8 @@
 // test_attention: causal GQA attention on packed documents, kc_attention_fwd/bwd (cuDNN, or the
 // fallback where cuDNN refuses) and the fallback called directly, against the CPU twin
-// k_attention_fwd/bwd on the same bf16 inputs. Checks out, the saved log-sum-exp, dq, dk and dv;
-// a backward run twice, at once on two streams, must be bit-identical; later batches with other
-// numbers of documents reuse (or add to) the plan cache of the first.
+// k_attention_fwd/bwd on the same bf16 inputs. Checks out, the saved log-sum-exp, dq, dk and dv; a
+// deterministic backward run twice, at once on two streams, must be bit-identical; later batches with
+// other numbers of documents reuse (or add to) the plan cache of the first.
 #include "gpu_test.h"
 
 #include "cuda/attention.h"
@@ -132,6 +132,7 @@ static void check(const Problem &p, Path path, cudaStream_t s1, cudaStream_t s2)
         snprintf(what, sizeof what, "%s [%s]: %s", p.name, impl, c.name);
         gt_expect_close(what, c.got, c.want, c.rtol);
     }
+    if (path == API && !kc_attention_bwd_deterministic(p.max_seq, p.nh)) return; // checked against the twin above
     gt_check(same_bits(r.first.dq, r.second.dq) && same_bits(r.first.dk, r.second.dk) &&
                  same_bits(r.first.dv, r.second.dv),
              "%s [%s]: the backward twice, on two streams at once, gives bit-identical dq, dk, dv", p.name, impl);
@@ -155,8 +156,15 @@ int main(void)
     check(a, FALLBACK, s1, s2);
     check(make_problem("GQA 32/8 hd128, 3 docs in the bucket of 4", {1, 517, 1530}, 2048, 32, 8, 128, 2), API, s1, s2);
     check(make_problem("GQA 32/8 hd128, 6 docs", {512, 2048, 512, 512, 2048, 512}, 2048, 32, 8, 128, 3), API, s1, s2);
+    // The deterministic backward runs two 2048-row sequences at a time here (dP within its cap): groups
+    // of 2, 2 and 1 documents, each group's rows offset into the packed tensors.
+    gt_check(kc_attention_bwd_deterministic(2048, 32), "max_seq 2048 at 32 heads takes the deterministic backward");
+    check(make_problem("GQA 32/8 hd128, 5 docs in groups", {2048, 100, 1, 900, 2048}, 2048, 32, 8, 128, 10), API, s1,
+          s2);
     // A document of length 1 has dq = dk = 0 up to rounding, so one of length 2 gives the gradients a scale.
     check(make_problem("GQA 32/8 hd128, documents of length 1", {1, 1, 1, 2, 1, 1, 1}, 2, 32, 8, 128, 4), API, s1, s2);
+    // One sequence's dP (1 GiB here) over the cap: the non-deterministic backward, still exact to bf16.
+    gt_check(!kc_attention_bwd_deterministic(4096, 32), "max_seq 4096 at 32 heads takes the non-deterministic backward");
     check(make_problem("GQA 32/8 hd128, one long sequence", {4096}, 4096, 32, 8, 128, 5), API, s1, s2);
 
     Problem mha = make_problem("MHA 8/8 hd128", {300, 1, 700}, 1024, 8, 8, 128, 6);
