@@ -11,7 +11,7 @@ enum { PROF_SLOTS = 1 << 16 };
 
 static const char *const PART_NAMES[PROF_PARTS] = {"GEMM (base)", "LoRA GEMMs", "attention", "dequantization",
                                                    "elementwise", "loss (LM head)", "optimizer", "host transfers",
-                                                   "collectives"};
+                                                   "collectives", "offload copies"};
 static int enabled = -1, used, steps_marked;
 static cudaEvent_t begins[PROF_SLOTS], ends[PROF_SLOTS];
 static unsigned char parts[PROF_SLOTS];
@@ -21,7 +21,7 @@ static int step_of[PROF_SLOTS]; // the optimizer step an event pair was recorded
 // stall the host between steps; events are resolved when the slots run out and at the report.
 static double first[PROF_PARTS], complete[PROF_PARTS], pending[PROF_PARTS];
 
-// Events may sit on the compute or the communication stream: wait for each one itself.
+// Events may sit on the compute stream or a side stream: wait for each one itself.
 static void resolve(void)
 {
     for (int i = 0; i < used; i++) {
@@ -73,6 +73,8 @@ void prof_report(void)
     for (int p = 0; p < PROF_COMM; p++)
         log_info("profile:   %-16s %10.2f  %5.1f%%", PART_NAMES[p], totals[p] / steps,
                  sum > 0 ? 100 * totals[p] / steps / sum : 0.0);
-    log_info("profile:   %-16s %10.2f  (communication stream, overlaps the above)", PART_NAMES[PROF_COMM],
-             totals[PROF_COMM] / steps);
+    static const char *const SIDE[] = {"communication stream", "copy stream"};
+    for (int p = PROF_COMM; p < PROF_PARTS; p++)
+        log_info("profile:   %-16s %10.2f  (%s, overlaps the above)", PART_NAMES[p], totals[p] / steps,
+                 SIDE[p - PROF_COMM]);
 }
