@@ -18,7 +18,7 @@ void saved_inputs_init(saved_inputs *s, int layers, int max_T, int hidden, int o
     s->row_bytes = (size_t)hidden * (size_t)BE->act_bytes;
     s->slot_bytes = (size_t)(max_T > 0 ? max_T : 1) * s->row_bytes;
     s->buf = BE->alloc((size_t)s->ring * s->slot_bytes, "activations");
-    if (s->ring < layers) s->host = BE->host_alloc((size_t)layers * s->slot_bytes, "offloaded layer inputs");
+    if (s->ring < layers) s->host = BE->host_alloc((size_t)(layers - s->ring) * s->slot_bytes, "offloaded layer inputs");
     s->ticket = sl_calloc((size_t)s->ring, sizeof *s->ticket, "activations");
 }
 
@@ -44,12 +44,14 @@ static int leaves(const saved_inputs *s, int l) { return l >= 0 && l < s->layers
 
 static char *host_slot(const saved_inputs *s, int l) { return s->host + (size_t)l * s->slot_bytes; }
 
-void saved_input_offload(saved_inputs *s, int l, int T)
+/* Layer l's T rows between its ring slot and its host slot, when they leave the ring. */
+static void copy_rows(saved_inputs *s, int l, int T, int to_host)
 {
-    if (leaves(s, l)) s->ticket[l % s->ring] = BE->copy_async(host_slot(s, l), saved_input_at(s, l), (size_t)T * s->row_bytes);
+    if (!leaves(s, l)) return;
+    char *dev = saved_input_at(s, l), *host = host_slot(s, l);
+    s->ticket[l % s->ring] = BE->copy_async(to_host ? host : dev, to_host ? dev : host, (size_t)T * s->row_bytes);
 }
 
-void saved_input_prefetch(saved_inputs *s, int l, int T)
-{
-    if (leaves(s, l)) s->ticket[l % s->ring] = BE->copy_async(saved_input_at(s, l), host_slot(s, l), (size_t)T * s->row_bytes);
-}
+void saved_input_offload(saved_inputs *s, int l, int T) { copy_rows(s, l, T, 1); }
+
+void saved_input_prefetch(saved_inputs *s, int l, int T) { copy_rows(s, l, T, 0); }

@@ -2,8 +2,8 @@
  * [T, hidden] (act), for backward to recompute the layer from. Without offload every input has
  * its own buffer in backend memory. With offload (--act-offload) the backend keeps a ring of two
  * buffers, input l in buffer l % 2, and the inputs the ring overwrites in forward (all but the
- * last two) are copied into a host area of every layer's input as soon as the compute has written
- * them, and fetched back one layer ahead in backward; the copies run beside the compute
+ * last two) are copied into a host area, one slot each, as soon as the compute has written them,
+ * and fetched back one layer ahead in backward; the copies run beside the compute
  * (backend.h: copy_async), and a buffer is written or read only once its last copy is done. */
 #ifndef SL_SAVED_INPUTS_H
 #define SL_SAVED_INPUTS_H
@@ -16,7 +16,7 @@ typedef struct {
     size_t slot_bytes; /* one input of max_T rows */
     size_t row_bytes;
     char *buf;         /* backend memory, ring slots */
-    char *host;        /* offload: host memory, one slot per layer (NULL without) */
+    char *host;        /* offload: host memory, a slot per input that leaves the ring (NULL without) */
     int64_t *ticket;   /* per ring slot: the last copy that reads or fills it (0: none) */
 } saved_inputs;
 
