@@ -5,7 +5,8 @@
  * Tensors marked "act" hold activations and gathered weights in the backend's activation type
  * (fp32 on the CPU, bf16 on CUDA: act_bytes says which); "f32" tensors are always fp32 (norm
  * statistics, logits, LoRA gradients). Every GEMM and reduction accumulates in fp32 or wider.
- * Calls are ordered on the backend's one compute stream; only download returns finished data.
+ * Calls are ordered on the backend's one compute stream; only download returns finished data
+ * (copy_async runs beside that stream, ordered against it by tickets: below).
  *
  * Mirrors move host data to where the backend computes. The CPU backend computes on host memory,
  * so its mirrors return the host pointer itself and copy nothing; CUDA copies into mirror_buf.
@@ -36,6 +37,16 @@ typedef struct {
     void (*zero)(void *p, size_t bytes);
     void (*copy)(void *dst, const void *src, size_t bytes);
     void (*download)(void *host, const void *src, size_t bytes); /* waits for the stream */
+
+    /* Offload (--act-offload): host memory that the backend copies to and from beside its
+     * compute (pinned on CUDA). copy_async copies bytes between it and backend memory, either
+     * way, once the compute issued before the call is done, and returns a ticket; wait_copy
+     * makes the compute issued after it wait for a ticket (the host waits for neither). The CPU
+     * backend copies at once: its tickets are 0. host_release waits for the copies in flight. */
+    void *(*host_alloc)(size_t bytes, const char *what);
+    void (*host_release)(void *p);
+    int64_t (*copy_async)(void *dst, const void *src, size_t bytes);
+    void (*wait_copy)(int64_t ticket);
 
     /* mirrors (see above): a buffer to mirror into (NULL on the CPU backend), the mirror of host
      * bytes, and the act-typed mirror of fp32 host values. */

@@ -77,6 +77,10 @@ static const sl_option OPTIONS[] = {
     {"act-ckpt", OPT_BOOL, "auto", NULL, 0, CMD_TRAIN, AT(act_ckpt),
      "activation checkpointing: keep only each layer's input, recompute in backward; auto: only when every "
      "layer's activations would not fit in the device's free memory"},
+    {"act-offload", OPT_BOOL, "false", NULL, 0, CMD_TRAIN, AT(act_offload),
+     "with --act-ckpt (which it sets): copy each layer's kept input to pinned host memory while the next layer "
+     "computes and fetch it back one layer ahead in backward, so the GPU holds two layer inputs instead of all "
+     "(the CPU backend copies host to host: the same code path, no memory saved)"},
     {"dump-grads", OPT_BOOL, "false", NULL, 0, CMD_TRAIN, AT(dump_grads),
      "write the first step's LoRA gradients to OUT/grads_step1.h5 (for verification)"},
     {"ckpt-every", OPT_INT, "0", NULL, 0, CMD_TRAIN, AT(ckpt_every),
@@ -310,6 +314,17 @@ static void parse_flag(sl_config *cfg, int argc, char **argv, int *i)
     set_value(cfg, o, value, "option");
 }
 
+/* --act-offload moves the layer inputs that --act-ckpt keeps: it needs checkpointing and turns it on. */
+static void imply_act_ckpt(sl_config *cfg)
+{
+    if (cfg->command != CMD_TRAIN || !cfg->act_offload) return;
+    if (cfg->act_ckpt == 0)
+        config_error("options --act-offload=true and --act-ckpt=false contradict each other: --act-offload moves the "
+                     "layer inputs that --act-ckpt keeps into host memory, so it needs --act-ckpt (and sets it); drop "
+                     "one of them");
+    cfg->act_ckpt = 1;
+}
+
 void config_parse(sl_config *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -338,6 +353,7 @@ void config_parse(sl_config *cfg, int argc, char **argv)
         if (o->type == OPT_PATH && (o->commands & cfg->command) && !*(char **)((char *)cfg + o->offset))
             config_error("option --%s is required for '%s'", o->name, cfg->command_name);
     }
+    imply_act_ckpt(cfg);
 }
 
 void config_help(int command)

@@ -41,6 +41,7 @@ typedef struct {
     char *schedule;       /* constant | linear | cosine */
     int warmup_steps, grad_accum, global_batch, steps, epochs, seed, log_every;
     int act_ckpt, dump_grads; /* act_ckpt: 0, 1 or CONFIG_AUTO */
+    int act_offload;          /* the saved layer inputs in host memory; sets act_ckpt */
     /* checkpoints */
     char *resume;         /* NULL, auto or a checkpoint file */
     int overwrite;        /* replace another run's state in OUT */
@@ -51,7 +52,8 @@ typedef struct {
 
 /* Parse argv (argv[0] the program, argv[1] the subcommand). Prints help and exits for --help.
  * Errors name the option and the accepted values; they are identical on every rank, so call it
- * on every rank (rank 0 alone prints). */
+ * on every rank (rank 0 alone prints). Options that imply another set it: --act-offload sets
+ * --act-ckpt=true (and contradicts --act-ckpt=false). */
 void config_parse(sl_config *cfg, int argc, char **argv);
 /* Print --help for a command (CMD_TRAIN, CMD_EVAL, or 0 for the overview). */
 void config_help(int command);

@@ -5,7 +5,8 @@
  *   fsdp     sharded flat units, gather and release     model    loading; forward.c the forward pass
  *   data     token datasets and windows                 eval     the eval command
  *   memplan  the --dry-run memory plan                  lora     adapters; layer.c one decoder layer
- *   step     one micro-batch forward + backward         train    the training loop; adapter.c its output
+ *   step     one micro-batch forward + backward;        train    the training loop; adapter.c its output
+ *            saved_inputs.c the layer inputs --act-ckpt keeps (--act-offload: in host memory)
  *   qpool    quantized weights sharded in blocks       optim    AdamW, clipping, schedules
  *   sampler  training batches                           metrics  OUT/metrics.h5
  *   pass     batch copies, rotary table, the heads      BE       the backend (kernels/backend.h)

@@ -25,13 +25,19 @@ static int targets_proj(const char *targets, int proj)
     return !strcmp(targets, "all-linear") || strstr(targets, PROJ_NAMES[proj]) != NULL;
 }
 
-/* A backend that allocates nothing and adds up what it is asked for; nothing computes through it. */
-static int64_t counted;
+/* A backend that allocates nothing and adds up what it is asked for, in its own memory and in host
+ * memory for offload; nothing computes through it. */
+static int64_t counted, counted_host;
 static const sl_backend *real_backend;
 static void *count_alloc(size_t bytes, const char *what)
 {
     counted += (int64_t)bytes;
     return (void *)&counted; /* never dereferenced: the pass is only set up and torn down */
+}
+static void *count_host_alloc(size_t bytes, const char *what)
+{
+    counted_host += (int64_t)bytes;
+    return (void *)&counted_host;
 }
 static void *count_mirror_alloc(size_t bytes, const char *what)
 {
@@ -40,9 +46,9 @@ static void *count_mirror_alloc(size_t bytes, const char *what)
 static void count_release(void *p) {}
 static const void *count_mirror(void *buf, const void *host, size_t bytes) { return buf ? buf : host; }
 
-/* Bytes the run's pass allocates on the backend: set up a train step (or an eval forward) of the
- * model's shape with the counting backend in place of BE. */
-static int64_t counted_pass_bytes(const sl_config *cfg, const sl_model_config *mc, int act_ckpt)
+/* Bytes the run's pass allocates on the backend (and into *host, offloaded): set up a train step
+ * (or an eval forward) of the model's shape with the counting backend in place of BE. */
+static int64_t counted_pass_bytes(const sl_config *cfg, const sl_model_config *mc, int act_ckpt, int64_t *host)
 {
     sl_model m = {.cfg = *mc};
     sl_lora lora;
@@ -56,11 +62,12 @@ static int64_t counted_pass_bytes(const sl_config *cfg, const sl_model_config *m
     }
     sl_backend counting = *BE;
     counting.alloc = count_alloc, counting.release = count_release;
+    counting.host_alloc = count_host_alloc, counting.host_release = count_release;
     counting.mirror_alloc = count_mirror_alloc, counting.mirror = count_mirror;
-    real_backend = BE, BE = &counting, counted = 0;
+    real_backend = BE, BE = &counting, counted = 0, counted_host = 0;
     if (train) {
         step_state st;
-        step_init(&st, &m, T, cfg->seq_len, act_ckpt);
+        step_init(&st, &m, T, cfg->seq_len, act_ckpt, cfg->act_offload);
         step_free(&st, &m);
     } else {
         forward_state fw;
@@ -68,6 +75,7 @@ static int64_t counted_pass_bytes(const sl_config *cfg, const sl_model_config *m
         forward_free(&fw);
     }
     BE = real_backend;
+    *host = counted_host;
     return counted;
 }
 
@@ -104,10 +112,11 @@ sl_memplan memplan_compute(const sl_config *cfg, const sl_model_config *mc, int 
     /* fp32 master weights, gradients and two AdamW moments, sharded; every unit's full gradient */
     p.lora_state = 16 * L * lora_params / world;
     p.lora_grad_full = 4 * L * lora_params;
-    p.activations = counted_pass_bytes(cfg, mc, act_ckpt);
+    p.activations = counted_pass_bytes(cfg, mc, act_ckpt, &p.offload);
     p.workspace = (int64_t)BE->workspace_bytes(cfg->micro_batch * cfg->seq_len, cfg->seq_len, mc->num_heads,
                                                 mc->head_dim);
-    p.total = p.base_shard + p.gathered + p.lora_state + p.lora_grad_full + p.activations + p.workspace;
+    p.total = p.base_shard + p.gathered + p.lora_state + p.lora_grad_full + p.activations + p.workspace +
+              (BE->host_memory ? p.offload : 0);
     return p;
 }
 
@@ -115,8 +124,12 @@ int memplan_choose_act_ckpt(const sl_config *cfg, const sl_model_config *mc)
 {
     const size_t free_bytes = BE->free_memory();
     if (cfg->act_ckpt != CONFIG_AUTO || free_bytes == 0) { /* as asked; host memory: the plan does not limit it */
-        log_info("activations: %s (--act-ckpt=%s)", cfg->act_ckpt == 1 ? "recomputed" : "kept",
-                 cfg->act_ckpt == 1 ? "true" : cfg->act_ckpt == 0 ? "false" : "auto");
+        const char *offload = !cfg->act_offload ? ""
+                              : BE->host_memory ? ", layer inputs copied host to host (--act-offload on the CPU backend: "
+                                                  "the GPU's code path, no memory saved)"
+                                                : ", layer inputs offloaded to pinned host memory (--act-offload)";
+        log_info("activations: %s (--act-ckpt=%s)%s", cfg->act_ckpt == 1 ? "recomputed" : "kept",
+                 cfg->act_ckpt == 1 ? "true" : cfg->act_ckpt == 0 ? "false" : "auto", offload);
         return cfg->act_ckpt == 1;
     }
     sl_memplan p = memplan_compute(cfg, mc, RT.world, 0);
@@ -158,11 +171,15 @@ void memplan_print(const sl_config *cfg_in)
     row("gathered units (compute copy, prefetch)", p.gathered);
     row("LoRA params, grads, AdamW moments (shard)", p.lora_state);
     row("LoRA gradients of every unit before reduce", p.lora_grad_full);
-    row(cfg->act_ckpt == 1 ? "activations (--act-ckpt), scratch, heads" : "activations (all kept), scratch, heads",
+    row(cfg->act_ckpt != 1   ? "activations (all kept), scratch, heads"
+        : cfg->act_offload ? "activations (--act-offload), scratch, heads"
+                           : "activations (--act-ckpt), scratch, heads",
         p.activations);
     if (!BE->host_memory) row("attention and GEMM workspaces", p.workspace);
+    if (BE->host_memory && p.offload) row("offloaded layer inputs (host to host)", p.offload);
     row(BE->host_memory ? "total" : "total on each GPU", p.total);
     if (!BE->host_memory) row("host memory (fp32 weights, state for files)", p.host);
+    if (!BE->host_memory && p.offload) row("pinned host memory: offloaded layer inputs", p.offload);
     if (cfg->command == CMD_TRAIN && cfg->act_ckpt == CONFIG_AUTO && !BE->host_memory) {
         sl_memplan c = memplan_compute(cfg, &mc, RT.world, 1);
         log_info("  with --act-ckpt (chosen at the start when the above does not fit): activations %.1f MiB, "

@@ -17,6 +17,7 @@ typedef struct {
     int64_t workspace;     /* the backend's own workspaces (cuDNN attention, cuBLASLt) */
     int64_t total;         /* where the backend computes (each GPU) */
     int64_t host;          /* host memory besides, on a backend with its own (fp32 copies for the files) */
+    int64_t offload;       /* --act-offload: the host area of the layer inputs that leave (pinned on a GPU) */
 } sl_memplan;
 
 /* Bytes per weight element in a quantization format ("none", "nf4", ...). */

@@ -68,7 +68,8 @@ static const resume_rule RULES[] = {
     /* the checkpoint's adapter replaces the one a run starts from */
     FREE("adapter"),
     /* the machine: the same function, computed elsewhere or otherwise */
-    FREE("device"), FREE("comm"), FREE("comm-timeout"), FREE("shard"), FREE("act-ckpt"), FREE("threads"),
+    FREE("device"), FREE("comm"), FREE("comm-timeout"), FREE("shard"), FREE("act-ckpt"), FREE("act-offload"),
+    FREE("threads"),
 };
 #define N_RULES (int)(sizeof RULES / sizeof RULES[0])
 

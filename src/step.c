@@ -12,7 +12,7 @@ static void *act_rows(int T, int width, const char *what)
     return BE->alloc((size_t)T * (size_t)width * (size_t)BE->act_bytes, what);
 }
 
-void step_init(step_state *s, const sl_model *m, int max_T, int max_seq, int act_ckpt)
+void step_init(step_state *s, const sl_model *m, int max_T, int max_seq, int act_ckpt, int act_offload)
 {
     memset(s, 0, sizeof *s);
     const sl_model_config *c = &m->cfg;
@@ -21,10 +21,7 @@ void step_init(step_state *s, const sl_model *m, int max_T, int max_seq, int act
     s->act_ckpt = act_ckpt;
     s->acts = sl_calloc((size_t)(act_ckpt ? 1 : L), sizeof *s->acts, "activations");
     for (int l = 0; l < (act_ckpt ? 1 : L); l++) layer_acts_alloc(&s->acts[l], c, m->lora, max_T, max_seq, !act_ckpt);
-    if (act_ckpt) {
-        s->saved_x = sl_calloc((size_t)L, sizeof *s->saved_x, "activations");
-        for (int l = 0; l < L; l++) s->saved_x[l] = act_rows(max_T, D, "activations");
-    }
+    if (act_ckpt) saved_inputs_init(&s->saved, L, max_T, D, act_offload);
     s->x = act_rows(max_T, D, "activations");
     s->dx = act_rows(max_T, D, "gradients");
     s->xn_final = act_rows(max_T, D, "activations");
@@ -38,8 +35,8 @@ void step_free(step_state *s, const sl_model *m)
 {
     const int L = m->cfg.num_layers;
     for (int l = 0; l < (s->act_ckpt ? 1 : L); l++) layer_acts_free(&s->acts[l]);
-    for (int l = 0; s->saved_x && l < L; l++) BE->release(s->saved_x[l]);
-    free(s->acts), free(s->saved_x);
+    if (s->act_ckpt) saved_inputs_free(&s->saved);
+    free(s->acts);
     BE->release(s->x), BE->release(s->dx), BE->release(s->xn_final), BE->release(s->d_xn);
     BE->release(s->rstd_final);
     layer_scratch_free(&s->scratch);
@@ -57,14 +54,23 @@ void step_grads_wait(sl_model *m)
     for (int u = 0; u < m->n_units; u++) fsdp_grad_wait(&m->units[u].train);
 }
 
-/* Where layer l's input is kept. */
-static void *layer_input(step_state *s, int l) { return s->act_ckpt ? s->saved_x[l] : s->acts[l].x_in; }
+/* Where forward writes layer l's input, once the buffer is free to write. */
+static void *input_to_write(step_state *s, int l)
+{
+    return s->act_ckpt ? saved_input_use(&s->saved, l) : s->acts[l].x_in;
+}
+
+/* After the compute writing layer l's input is issued. */
+static void input_written(step_state *s, int l, int T)
+{
+    if (s->act_ckpt) saved_input_offload(&s->saved, l, T);
+}
 
 /* The activations of layer l: its own slot, or the scratch slot pointed at the saved input. */
 static layer_acts *acts_of(step_state *s, int l, int T)
 {
     layer_acts *a = &s->acts[s->act_ckpt ? 0 : l];
-    if (s->act_ckpt) a->x_in = s->saved_x[l];
+    if (s->act_ckpt) a->x_in = saved_input_at(&s->saved, l);
     a->T = T;
     a->dropout_key = s->dropout_key ^ ((uint64_t)(l + 1) << 48); /* the same masks when recomputed */
     return a;
@@ -73,16 +79,19 @@ static layer_acts *acts_of(step_state *s, int l, int T)
 static void forward_layers(sl_model *m, step_state *s, const layer_pass *ps)
 {
     const sl_model_config *c = &m->cfg;
+    const int T = ps->b->T;
     fsdp_gather(&m->units[0].frozen);
-    BE->embedding_fwd(layer_input(s, 0), m->units[0].frozen.dev, ps->ids, ps->b->T, c->hidden_size);
+    BE->embedding_fwd(input_to_write(s, 0), m->units[0].frozen.dev, ps->ids, T, c->hidden_size);
+    input_written(s, 0, T);
     fsdp_release(&m->units[0].frozen);
     for (int l = 0; l < c->num_layers; l++) {
         fsdp_unit *u = &m->units[1 + l];
-        fsdp_unit_gather_ahead(u, l + 1 < c->num_layers ? u + 1 : NULL);
+        const int last = l + 1 == c->num_layers;
+        fsdp_unit_gather_ahead(u, last ? NULL : u + 1);
         layer_weights w = layer_weights_of(u, l);
         lora_view lv = lora_view_of(m->lora, &u->train, l);
-        void *out = l + 1 < c->num_layers ? layer_input(s, l + 1) : s->x;
-        layer_forward(ps, &w, &lv, acts_of(s, l, ps->b->T), out);
+        layer_forward(ps, &w, &lv, acts_of(s, l, T), last ? s->x : input_to_write(s, l + 1));
+        if (!last) input_written(s, l + 1, T);
         fsdp_unit_release(u);
     }
 }
@@ -121,6 +130,10 @@ static void backward_layers(sl_model *m, step_state *s, const layer_pass *ps)
         fsdp_unit_gather_ahead(u, l > 0 ? u - 1 : NULL);
         layer_weights w = layer_weights_of(u, l);
         lora_view lv = lora_view_of(m->lora, &u->train, l);
+        if (s->act_ckpt) {
+            saved_input_prefetch(&s->saved, l - 1, ps->b->T); /* arrives while layer l computes */
+            saved_input_use(&s->saved, l);
+        }
         layer_acts *a = acts_of(s, l, ps->b->T);
         if (s->act_ckpt) layer_forward(ps, &w, &lv, a, NULL); /* recompute what backward reads */
         layer_backward(ps, &w, &lv, a, &s->scratch, s->dx);

@@ -7,11 +7,12 @@
 #include "layer.h"
 #include "model.h"
 #include "pass.h"
+#include "saved_inputs.h"
 
 typedef struct {
     int max_T, act_ckpt;
     layer_acts *acts;     /* one per layer, or one scratch with activation checkpointing */
-    void **saved_x;       /* activation checkpointing: each layer's input */
+    saved_inputs saved;   /* activation checkpointing: each layer's input */
     void *x, *dx, *xn_final, *d_xn;
     float *rstd_final;
     layer_scratch scratch;
@@ -20,7 +21,8 @@ typedef struct {
     int reduce_grads; /* the last micro-batch of a step: reduce-scatter each unit's gradient after its backward */
 } step_state;
 
-void step_init(step_state *s, const sl_model *m, int max_T, int max_seq, int act_ckpt);
+/* act_offload (with act_ckpt): the saved layer inputs wait in host memory (saved_inputs.h). */
+void step_init(step_state *s, const sl_model *m, int max_T, int max_seq, int act_ckpt, int act_offload);
 void step_free(step_state *s, const sl_model *m);
 
 /* Zero the full gradients of every trainable pool (allocating them once). */

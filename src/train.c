@@ -316,7 +316,7 @@ int train_run(const sl_config *cfg_in)
     state_to_backend(&s);
     step_state st;
     cfg->act_ckpt = memplan_choose_act_ckpt(cfg, &m.cfg);
-    step_init(&st, &m, cfg->micro_batch * cfg->seq_len, cfg->seq_len, cfg->act_ckpt);
+    step_init(&st, &m, cfg->micro_batch * cfg->seq_len, cfg->seq_len, cfg->act_ckpt, cfg->act_offload);
     snprintf(path, sizeof path, "%s/metrics.h5", cfg->out);
     sl_metrics mx;
     if (RT.rank == 0) metrics_open(&mx, path, resumed ? meta.step : -1);

@@ -116,6 +116,8 @@ if out:
            "tied": tie, "build_s": t1 - t0, "train_wall_s": t2 - t1,
            "profile": [l for l in text.splitlines() if l.startswith("profile:")]}
     notes = ["activations kept (no recompute)" if not kept or kept[1] == "kept" else "activations recomputed (--act-ckpt)"]
+    if "(--act-offload)" in text:
+        notes.append("layer inputs offloaded to pinned host memory (--act-offload)")
     if plan:
         row["planned_gib"] = float(plan[1]) / 1024
         notes.append(f"--dry-run planned {float(plan[1]) / 1024:.1f} GiB")

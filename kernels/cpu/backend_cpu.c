@@ -14,6 +14,14 @@ static void cpu_release(void *p) { free(p); }
 static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
 static void cpu_copy(void *dst, const void *src, size_t bytes) { if (dst != src) memmove(dst, src, bytes); }
 
+/* Offload copies host memory to host memory: the same code path as on a GPU, for tests. */
+static int64_t cpu_copy_async(void *dst, const void *src, size_t bytes)
+{
+    cpu_copy(dst, src, bytes);
+    return 0;
+}
+static void cpu_wait_copy(int64_t ticket) {}
+
 static void *cpu_mirror_alloc(size_t bytes, const char *what) { return NULL; }
 static const void *cpu_mirror(void *buf, const void *host, size_t bytes) { return host; }
 static void *cpu_mirror_act(void *buf, const float *host, int64_t n) { return (void *)host; }
@@ -178,6 +186,10 @@ const sl_backend backend_cpu = {
     .zero = cpu_zero,
     .copy = cpu_copy,
     .download = cpu_copy,
+    .host_alloc = cpu_alloc,
+    .host_release = cpu_release,
+    .copy_async = cpu_copy_async,
+    .wait_copy = cpu_wait_copy,
     .mirror_alloc = cpu_mirror_alloc,
     .mirror = cpu_mirror,
     .mirror_act = cpu_mirror_act,

@@ -16,8 +16,10 @@
 #include "cuda/gemm.h"
 #include "cuda/ops.h"
 #include "cuda/profile.h"
+#include "cuda/side_stream.h"
 
 static cudaStream_t stream;
+static kc_side_stream copies; // activation offload: copies to and from pinned host memory
 
 extern "C" cudaStream_t k_cuda_stream(void) { return stream; }
 
@@ -93,6 +95,24 @@ static void cu_download(void *host, const void *src, size_t bytes)
     PROFILED(PROF_TRANSFER, CUDA_CHECK(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, stream)));
     k_cuda_sync();
 }
+
+static void cu_host_release(void *p)
+{
+    if (!p) return;
+    CUDA_CHECK(cudaStreamSynchronize(copies.stream)); // a copy in flight may still read or fill it
+    k_cuda_host_free(p);
+}
+
+static int64_t cu_copy_async(void *dst, const void *src, size_t bytes)
+{
+    kc_side_after_compute(&copies);
+    int prof = prof_begin(PROF_OFFLOAD, __func__, copies.stream);
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, copies.stream));
+    prof_end(prof, copies.stream);
+    return kc_side_ticket(&copies);
+}
+
+static void cu_wait_copy(int64_t ticket) { kc_side_wait(&copies, ticket); }
 
 static void *cu_mirror_alloc(size_t bytes, const char *what) { return cu_alloc(bytes, what); }
 
@@ -264,6 +284,10 @@ extern "C" const sl_backend backend_cuda = {
     cu_zero,
     cu_copy,
     cu_download,
+    k_cuda_host_alloc, // pinned: the copies run asynchronously at the link's speed
+    cu_host_release,
+    cu_copy_async,
+    cu_wait_copy,
     cu_mirror_alloc,
     cu_mirror,
     cu_mirror_act,
@@ -335,6 +359,7 @@ extern "C" void k_cuda_backend_start(void)
 {
     if (stream) return;
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    kc_side_open(&copies);
     // Keep freed memory in the pool: a step gives back and takes again the same sizes.
     int device = 0;
     cudaMemPool_t pool;

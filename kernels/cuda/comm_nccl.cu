@@ -1,7 +1,7 @@
 // comm_nccl: collectives between ranks that each own a GPU, through a non-blocking NCCL
-// communicator on a communication stream. Each collective waits (on the GPU) for the compute
-// issued before it and leaves an event, its ticket, that compute reading its output waits for;
-// the host never blocks inside NCCL, so a dead or stuck peer shows up in k_cuda_sync's polling
+// communicator on a communication stream (side_stream.h: each collective waits for the compute
+// issued before it and leaves a ticket that compute reading its output waits for); the host
+// never blocks inside NCCL, so a dead or stuck peer shows up in k_cuda_sync's polling
 // (the communicator's asynchronous error, or no progress for the timeout) and ends the job.
 #include <nccl.h>
 #include <stdio.h>
@@ -12,16 +12,11 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_common.cuh"
 #include "cuda/profile.h"
+#include "cuda/side_stream.h"
 
 static ncclComm_t comm;
-static cudaStream_t comm_stream;
+static kc_side_stream side; // the communication stream
 static double timeout_s;
-
-// Tickets name events in a ring; waiting on a ticket whose slot was reused waits for a later
-// collective, which is later still in the stream and so only stricter.
-enum { TICKET_SLOTS = 512 };
-static cudaEvent_t tickets[TICKET_SLOTS], inputs_ready;
-static int64_t issued;
 
 static double seconds_now(void)
 {
@@ -61,49 +56,31 @@ extern "C" void k_nccl_init(const void *id, int nranks, int rank, double timeout
     ncclUniqueId uid;
     memcpy(&uid, id, sizeof uid);
     nccl_settle(ncclCommInitRankConfig(&comm, nranks, uid, rank, &config), "communicator set-up");
-    CUDA_CHECK(cudaStreamCreateWithFlags(&comm_stream, cudaStreamNonBlocking));
-    CUDA_CHECK(cudaEventCreateWithFlags(&inputs_ready, cudaEventDisableTiming));
-    for (int i = 0; i < TICKET_SLOTS; i++) CUDA_CHECK(cudaEventCreateWithFlags(&tickets[i], cudaEventDisableTiming));
+    kc_side_open(&side);
     int version = 0;
     ncclGetVersion(&version);
     if (rank == 0) log_info("comm: NCCL %d.%d.%d, %d ranks", version / 10000, version / 100 % 100, version % 100, nranks);
 }
 
-// Order the communication stream after the compute issued so far.
-static void after_compute(void)
-{
-    CUDA_CHECK(cudaEventRecord(inputs_ready, k_cuda_stream()));
-    CUDA_CHECK(cudaStreamWaitEvent(comm_stream, inputs_ready, 0));
-}
-
-static int64_t ticket_now(void)
-{
-    CUDA_CHECK(cudaEventRecord(tickets[issued % TICKET_SLOTS], comm_stream));
-    return ++issued; // tickets count from 1; 0 means "nothing to wait for"
-}
-
 extern "C" int64_t k_nccl_allgather(void *dst, const void *src, size_t bytes)
 {
-    after_compute();
-    int prof = prof_begin(PROF_COMM, __func__, comm_stream);
-    nccl_settle(ncclAllGather(src, dst, bytes, ncclUint8, comm, comm_stream), "all-gather");
-    prof_end(prof, comm_stream);
-    return ticket_now();
+    kc_side_after_compute(&side);
+    int prof = prof_begin(PROF_COMM, __func__, side.stream);
+    nccl_settle(ncclAllGather(src, dst, bytes, ncclUint8, comm, side.stream), "all-gather");
+    prof_end(prof, side.stream);
+    return kc_side_ticket(&side);
 }
 
 extern "C" int64_t k_nccl_reduce_scatter_f32(float *dst, const float *src, size_t count)
 {
-    after_compute();
-    int prof = prof_begin(PROF_COMM, __func__, comm_stream);
-    nccl_settle(ncclReduceScatter(src, dst, count, ncclFloat32, ncclSum, comm, comm_stream), "reduce-scatter");
-    prof_end(prof, comm_stream);
-    return ticket_now();
+    kc_side_after_compute(&side);
+    int prof = prof_begin(PROF_COMM, __func__, side.stream);
+    nccl_settle(ncclReduceScatter(src, dst, count, ncclFloat32, ncclSum, comm, side.stream), "reduce-scatter");
+    prof_end(prof, side.stream);
+    return kc_side_ticket(&side);
 }
 
-extern "C" void k_nccl_wait(int64_t ticket)
-{
-    CUDA_CHECK(cudaStreamWaitEvent(k_cuda_stream(), tickets[(ticket - 1) % TICKET_SLOTS], 0));
-}
+extern "C" void k_nccl_wait(int64_t ticket) { kc_side_wait(&side, ticket); }
 
 extern "C" const char *k_nccl_poll(void)
 {
@@ -129,13 +106,11 @@ extern "C" void k_nccl_finalize(void)
 {
     if (!comm) return;
     k_cuda_sync();
-    CUDA_CHECK(cudaStreamSynchronize(comm_stream));
+    CUDA_CHECK(cudaStreamSynchronize(side.stream));
     nccl_settle(ncclCommFinalize(comm), "finalize");
     ncclCommDestroy(comm);
     comm = NULL;
-    for (int i = 0; i < TICKET_SLOTS; i++) cudaEventDestroy(tickets[i]);
-    cudaEventDestroy(inputs_ready);
-    cudaStreamDestroy(comm_stream);
+    kc_side_close(&side);
 }
 
 extern "C" const comm_gpu_ops k_cuda_comm_ops = {

@@ -10,8 +10,8 @@
 enum { PROF_SLOTS = 1 << 16 };
 
 static const char *const PART_NAMES[PROF_PARTS] = {"GEMM (base)", "LoRA GEMMs", "attention", "dequantization",
-                                                   "elementwise", "logits GEMM", "cross-entropy", "optimizer", "host transfers",
-                                                   "collectives"};
+                                                   "elementwise", "logits GEMM", "cross-entropy", "optimizer",
+                                                   "host transfers", "collectives", "offload copies"};
 static int enabled = -1, used, steps_marked;
 static cudaEvent_t begins[PROF_SLOTS], ends[PROF_SLOTS];
 static unsigned char parts[PROF_SLOTS], sites_of[PROF_SLOTS];
@@ -27,7 +27,7 @@ static int step_of[PROF_SLOTS]; // the optimizer step an event pair was recorded
 static double first[PROF_PARTS], complete[PROF_PARTS], pending[PROF_PARTS];
 static double site_first[PROF_SITES], site_complete[PROF_SITES], site_pending[PROF_SITES];
 
-// Events may sit on the compute or the communication stream: wait for each one itself.
+// Events may sit on the compute stream or a side stream: wait for each one itself.
 static void resolve(void)
 {
     for (int i = 0; i < used; i++) {
@@ -97,6 +97,8 @@ void prof_report(void)
             if (site_parts[i] == p && site_totals[i] > 0)
                 log_info("profile:     %-24s %8.2f", site_names[i], site_totals[i] / steps);
     }
-    log_info("profile:   %-16s %10.2f  (communication stream, overlaps the above)", PART_NAMES[PROF_COMM],
-             totals[PROF_COMM] / steps);
+    static const char *const SIDE[] = {"communication stream", "copy stream"};
+    for (int p = PROF_COMM; p < PROF_PARTS; p++)
+        log_info("profile:   %-16s %10.2f  (%s, overlaps the above)", PART_NAMES[p], totals[p] / steps,
+                 SIDE[p - PROF_COMM]);
 }

@@ -13,12 +13,13 @@ extern "C" {
 typedef enum {
     PROF_GEMM, PROF_LORA, PROF_ATTENTION, PROF_DEQUANT, PROF_ELEMENTWISE, PROF_LOGITS, PROF_LOSS, PROF_OPTIMIZER,
     PROF_TRANSFER,
-    PROF_COMM, PROF_PARTS
+    PROF_COMM, PROF_OFFLOAD, PROF_PARTS
 } prof_part;
 
 /* Returns a token for prof_end, or -1 when profiling is off. site names the caller (a string
- * literal; the report splits each part by site). PROF_COMM is timed on the communication
- * stream, beside the compute stream's parts, so it is reported apart from their sum. */
+ * literal; the report splits each part by site). PROF_COMM and PROF_OFFLOAD are timed on their own
+ * streams (communication; activation copies), beside the compute stream's parts, so they are
+ * reported apart from their sum. */
 int prof_begin(prof_part part, const char *site, cudaStream_t s);
 void prof_end(int token, cudaStream_t s);
 /* The end of an optimizer step: the report covers the whole steps after the first (it waits for
