@@ -82,7 +82,7 @@ typedef struct {
     void (*attention_bwd)(void *dq, void *dk, void *dv, const void *dout, const void *out, const void *stats,
                           const void *q, const void *k, const void *v, const int32_t *seq_start, int n_seqs,
                           int max_seq, int n_heads, int n_kv_heads, int head_dim, float scale);
-    /* out = silu(gate) * up; backward overwrites dgate and dup. */
+    /* out = silu(gate) * up; backward overwrites dgate and dup, which may be gate and up themselves. */
     void (*swiglu_fwd)(void *out, const void *gate, const void *up, int64_t n);
     void (*swiglu_bwd)(void *dgate, void *dup, const void *dout, const void *gate, const void *up, int64_t n);
     void (*embedding_fwd)(void *out, const void *table, const int32_t *ids, int T, int D);

@@ -66,7 +66,9 @@ void k_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const f
 
 /* SwiGLU: out = silu(gate) * up, elementwise over n. */
 void k_swiglu_fwd(float *out, const float *gate, const float *up, int64_t n);
-void k_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t n);
+/* dgate, dup (+)= the gradients; either may be NULL. */
+void k_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t n,
+                  int accumulate);
 
 /* Cross-entropy of logits[T, V] against target[T] (target < 0: row ignored). Writes the per-row
  * loss (natural log) to loss[T] in double precision, 0 for ignored rows. */

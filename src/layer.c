@@ -90,7 +90,7 @@ void layer_scratch_alloc(layer_scratch *s, const sl_model_config *c, const sl_lo
                  Q = (size_t)c->num_heads * c->head_dim, KV = (size_t)c->num_kv_heads * c->head_dim;
     size_t widest_in = D > Q ? D : Q;
     if (F > widest_in) widest_in = F;
-    s->d_act = acts(t, F), s->d_gate = acts(t, F), s->d_up = acts(t, F), s->d_xn = acts(t, D);
+    s->d_act = acts(t, F), s->d_xn = acts(t, D);
     const size_t ta = t + ATTN_TILE_SLACK;
     s->d_att = acts(ta, Q), s->dq = acts(ta, Q), s->dk = acts(ta, KV), s->dv = acts(ta, KV);
     s->du = l ? acts(t, (size_t)l->r) : NULL;
@@ -100,7 +100,7 @@ void layer_scratch_alloc(layer_scratch *s, const sl_model_config *c, const sl_lo
 
 void layer_scratch_free(layer_scratch *s)
 {
-    void *all[] = {s->d_act, s->d_gate, s->d_up, s->d_xn, s->d_att, s->dq, s->dk, s->dv, s->du, s->dxd,
+    void *all[] = {s->d_act, s->d_xn, s->d_att, s->dq, s->dk, s->dv, s->du, s->dxd,
                    s->dq_raw, s->dk_raw};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) BE->release(all[i]);
     memset(s, 0, sizeof *s);
@@ -198,9 +198,11 @@ void layer_backward(const layer_pass *ps, const layer_weights *w, const lora_vie
     if (T == 0) return;
     /* MLP: dx already holds d(x_out), which is also the residual part of d(x_mid) */
     proj_backward(s->d_act, 0, dx, a->act, PROJ_DOWN, ps, w, lv, a, s);
-    BE->swiglu_bwd(s->d_gate, s->d_up, s->d_act, a->gate, a->up, (int64_t)T * c->intermediate_size);
-    proj_backward(s->d_xn, 0, s->d_gate, a->xn2, PROJ_GATE, ps, w, lv, a, s);
-    proj_backward(s->d_xn, 1, s->d_up, a->xn2, PROJ_UP, ps, w, lv, a, s);
+    /* gate and up are read for the last time here: their gradients take their place */
+    void *d_gate = a->gate, *d_up = a->up;
+    BE->swiglu_bwd(d_gate, d_up, s->d_act, a->gate, a->up, (int64_t)T * c->intermediate_size);
+    proj_backward(s->d_xn, 0, d_gate, a->xn2, PROJ_GATE, ps, w, lv, a, s);
+    proj_backward(s->d_xn, 1, d_up, a->xn2, PROJ_UP, ps, w, lv, a, s);
     BE->rmsnorm_bwd(dx, s->d_xn, a->x_mid, w->post_norm, a->rstd2, T, D, 1);
     /* attention: dx now holds d(x_mid), the residual part of d(x_in) */
     proj_backward(s->d_att, 0, dx, a->att, PROJ_O, ps, w, lv, a, s);

@@ -37,7 +37,7 @@ typedef struct {
 
 /* Backward's temporaries, shared by all layers of a step. */
 typedef struct {
-    void *d_act, *d_gate, *d_up, *d_xn, *d_att, *dq, *dk, *dv, *du, *dxd;
+    void *d_act, *d_xn, *d_att, *dq, *dk, *dv, *du, *dxd;
     void *dq_raw, *dk_raw; /* qk_norm */
 } layer_scratch;
 
@@ -59,7 +59,8 @@ void layer_scratch_free(layer_scratch *s);
  * for a backward that recomputes the layer (the output product is skipped). */
 void layer_forward(const layer_pass *p, const layer_weights *w, const lora_view *lv, layer_acts *a, void *x_out);
 /* dx: in, the gradient of the layer output; out, the gradient of its input. Adapter gradients
- * are added to lv's dA/dB. */
+ * are added to lv's dA/dB. a's gate and up are overwritten (with their gradients): a backs one
+ * backward. */
 void layer_backward(const layer_pass *p, const layer_weights *w, const lora_view *lv, const layer_acts *a,
                     layer_scratch *s, void *dx);
 

@@ -96,9 +96,7 @@ static void cpu_swiglu_fwd(void *out, const void *gate, const void *up, int64_t 
 
 static void cpu_swiglu_bwd(void *dgate, void *dup, const void *dout, const void *gate, const void *up, int64_t n)
 {
-    memset(dgate, 0, (size_t)n * sizeof(float));
-    memset(dup, 0, (size_t)n * sizeof(float));
-    k_swiglu_bwd(dgate, dup, dout, gate, up, n);
+    k_swiglu_bwd(dgate, dup, dout, gate, up, n, 0);
 }
 
 static void cpu_embedding_fwd(void *out, const void *table, const int32_t *ids, int T, int D)

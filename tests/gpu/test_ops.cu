@@ -120,7 +120,7 @@ static void test_swiglu(int64_t n, int offset)
     std::vector<float> gate = random_bf16(m, -6, 6), up = random_bf16(m, -2, 2), dout = random_bf16(m, -1, 1);
     std::vector<float> out(m), dgate(m, 0.0f), dup(m, 0.0f);
     k_swiglu_fwd(out.data(), gate.data(), up.data(), (int64_t)m);
-    k_swiglu_bwd(dgate.data(), dup.data(), dout.data(), gate.data(), up.data(), (int64_t)m);
+    k_swiglu_bwd(dgate.data(), dup.data(), dout.data(), gate.data(), up.data(), (int64_t)m, 0);
     bf16 *d_gate = gt_upload_bf16(gate), *d_up = gt_upload_bf16(up), *d_dout = gt_upload_bf16(dout);
     bf16 *d_out = gt_device<bf16>(m), *d_dgate = gt_device<bf16>(m), *d_dup = gt_device<bf16>(m);
     kc_swiglu_fwd(d_out + offset, d_gate + offset, d_up + offset, n, S);
@@ -132,6 +132,11 @@ static void test_swiglu(int64_t n, int offset)
                     from(gt_download_bf16(d_dgate, m), offset), from(dgate, offset), GT_BF16_RTOL);
     gt_expect_close(name("swiglu backward n=%lld%s: dup", (long long)n, shape),
                     from(gt_download_bf16(d_dup, m), offset), from(dup, offset), GT_BF16_RTOL);
+    // In place, as the layer calls it: the gradients overwrite gate and up, bit for bit the same.
+    kc_swiglu_bwd(d_gate + offset, d_up + offset, d_dout + offset, d_gate + offset, d_up + offset, n, S);
+    gt_check(from(gt_download_bf16(d_gate, m), offset) == from(gt_download_bf16(d_dgate, m), offset) &&
+                 from(gt_download_bf16(d_up, m), offset) == from(gt_download_bf16(d_dup, m), offset),
+             "%s", name("swiglu backward n=%lld%s in place over gate and up: the same bits", (long long)n, shape));
     release({d_gate, d_up, d_dout, d_out, d_dgate, d_dup});
 }
 

@@ -459,7 +459,7 @@ static void test_swiglu(void **state)
     check_close("forward", out, s.out, SN, FWD_RTOL);
 
     float *dg0 = frand(SN, -1, 1), *du0 = frand(SN, -1, 1), *dg = fcopy(dg0, SN), *du = fcopy(du0, SN);
-    k_swiglu_bwd(dg, du, R, gate, up, SN);
+    k_swiglu_bwd(dg, du, R, gate, up, SN, 1);
     check_gradient("dgate", swiglu_objective, &s, s.gate, SN, dg, dg0);
     check_gradient("dup", swiglu_objective, &s, s.up, SN, du, du0);
 }
