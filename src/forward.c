@@ -16,7 +16,7 @@ const void *model_lm_head(const sl_model *m)
 void forward_init(forward_state *f, const sl_model *m, int max_T, int max_seq)
 {
     layer_acts_alloc(&f->acts, &m->cfg, m->lora, max_T, max_seq, 1);
-    pass_init(&f->pass, m, max_T, max_seq, 0);
+    pass_init(&f->pass, m, max_T, max_seq, 0, 0);
 }
 
 void forward_free(forward_state *f)

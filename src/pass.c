@@ -10,7 +10,7 @@
 
 enum { BATCH_IDS, BATCH_POS, BATCH_TARGET, BATCH_LABELS, BATCH_ROWS, BATCH_ARRAYS };
 
-void pass_init(sl_pass *p, const sl_model *m, int max_T, int max_seq, int train)
+void pass_init(sl_pass *p, const sl_model *m, int max_T, int max_seq, int train, size_t logits_bytes)
 {
     memset(p, 0, sizeof *p);
     const sl_model_config *c = &m->cfg;
@@ -31,7 +31,7 @@ void pass_init(sl_pass *p, const sl_model *m, int max_T, int max_seq, int train)
         p->pooled = BE->alloc(T * D * (size_t)BE->act_bytes, "pooled");
         if (train) p->d_pooled = BE->alloc(T * D * (size_t)BE->act_bytes, "pooled");
     } else {
-        p->chunk = (int)(BE->logits_chunk_bytes / (V * 4));
+        p->chunk = (int)((logits_bytes ? logits_bytes : BE->logits_chunk_bytes) / (V * 4));
         if (p->chunk < 1) p->chunk = 1;
         if ((size_t)p->chunk > T) p->chunk = (int)T;
         p->logits = BE->alloc((size_t)p->chunk * V * sizeof(float), "logits");

@@ -25,8 +25,8 @@ typedef struct {
     void *pooled, *d_pooled;           /* [max_T, hidden] act */
 } sl_pass;
 
-/* train: also the buffers backward needs. */
-void pass_init(sl_pass *p, const sl_model *m, int max_T, int max_seq, int train);
+/* train: also the buffers backward needs. logits_bytes: the fp32 logits chunk (0: the backend's). */
+void pass_init(sl_pass *p, const sl_model *m, int max_T, int max_seq, int train, size_t logits_bytes);
 void pass_free(sl_pass *p);
 /* Mirror batch b (and, when non-NULL, its labels) to the backend; the layers' view of it. */
 layer_pass pass_batch(sl_pass *p, const sl_model *m, const sl_batch *b, const int32_t *labels);

@@ -28,7 +28,8 @@ void step_init(step_state *s, const sl_model *m, int max_T, int max_seq, int act
     s->d_xn = act_rows(max_T, D, "gradients");
     s->rstd_final = BE->alloc((size_t)max_T * sizeof(float), "activations");
     layer_scratch_alloc(&s->scratch, c, m->lora, max_T);
-    pass_init(&s->pass, m, max_T, max_seq, 1);
+    /* recomputing layers, the run is after memory: a quarter of the logits chunk, a few more GEMMs */
+    pass_init(&s->pass, m, max_T, max_seq, 1, act_ckpt ? BE->logits_chunk_bytes / 4 : 0);
 }
 
 void step_free(step_state *s, const sl_model *m)
