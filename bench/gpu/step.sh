@@ -102,11 +102,12 @@ print(f"bench: {L} layers, micro-batch {mb} x seq {seq}: {med:.0f} tokens/s (med
 print(f"bench: model FLOPs per token {fl / 1e9:.2f} GFLOP; achieved {fl * med / 1e12:.0f} TFLOP/s")
 print(f"bench: model build + quantize {t1 - t0:.0f} s, train wall {t2 - t1:.0f} s")
 text = open(log).read()
-peak = re.search(r"cuda: peak memory of the buffers ([0-9.]+) GiB; device memory in use at the end ([0-9.]+) GiB", text)
+peak = re.search(r"cuda: peak memory of the buffers ([0-9.]+) GiB, ([0-9.]+) GiB with the attention and GEMM "
+                 r"workspaces; device memory in use at the end ([0-9.]+) GiB", text)
 plan = re.search(r"total on each GPU +([0-9.]+) MiB", open(log.replace("train.log", "plan.log")).read())
 if peak and plan:
-    print(f"bench: --dry-run planned {float(plan[1]) / 1024:.2f} GiB on the GPU; the run's pool peaked at {peak[1]} GiB, "
-          f"{peak[2]} GiB in use at exit (with the context and the workspaces outside the pool)")
+    print(f"bench: --dry-run planned {float(plan[1]) / 1024:.2f} GiB on the GPU; the run peaked at {peak[2]} GiB (pool "
+          f"{peak[1]} GiB + workspaces), {peak[3]} GiB in use at exit with the CUDA context")
 kept = re.search(r"activations: (kept|recomputed)", text)
 if out:
     row = {"kind": "shardlora", "peer": "shardlora", "name": "shardlora", "layers": L, "seq": seq, "batch": mb,
@@ -122,8 +123,9 @@ if out:
         row["planned_gib"] = float(plan[1]) / 1024
         notes.append(f"--dry-run planned {float(plan[1]) / 1024:.1f} GiB")
     if peak:
-        row["peak_gib"], row["in_use_end_gib"] = float(peak[1]), float(peak[2])
-        notes.append(f"peak = stream-ordered pool high-water; {peak[2]} GiB in use at exit incl. context and workspaces")
+        row["peak_gib"], row["pool_peak_gib"], row["in_use_end_gib"] = float(peak[2]), float(peak[1]), float(peak[3])
+        notes.append(f"peak = pool high-water {peak[1]} GiB + attention/GEMM workspaces; {peak[3]} GiB in use at exit "
+                     f"incl. the CUDA context")
     row["notes"] = "; ".join(notes)
     with open(out, "a") as f:
         f.write(json.dumps(row) + "\n")

@@ -28,6 +28,8 @@ void kc_attention_fwd(void *out, float *stats, const void *q, const void *k, con
 void kc_attention_bwd(void *dq, void *dk, void *dv, const void *dout, const void *out, const float *stats,
                       const void *q, const void *k, const void *v, const int32_t *seq_start, int n_seqs, int max_seq,
                       int nh, int nkv, int hd, float scale, cudaStream_t s);
+/* The workspace this device's attention holds now (it only grows). */
+size_t kc_attention_workspace_held(void);
 /* Whether the backward for sequences of up to max_seq rows is deterministic (see kc_attention_bwd). */
 int kc_attention_bwd_deterministic(int max_seq, int nh);
 /* Which implementation a shape gets ("cudnn" or "fallback"), for tests and logs. */

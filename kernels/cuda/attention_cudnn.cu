@@ -481,6 +481,8 @@ extern "C" size_t kc_attention_workspace_bytes(int T, int max_seq, int nh, int h
     return (size_t)seqs * nh * padded_seq(max_seq) * padded_seq(max_seq) * 2;
 }
 
+extern "C" size_t kc_attention_workspace_held(void) { return device_state().ws_bytes; }
+
 extern "C" int kc_attention_bwd_deterministic(int max_seq, int nh) { return backward_group(max_seq, nh) > 0; }
 
 extern "C" const char *kc_attention_impl(int nh, int nkv, int hd)

@@ -331,7 +331,10 @@ extern "C" void k_cuda_backend_report(void)
     CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
     CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &high));
     CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    log_info("cuda: peak memory of the buffers %.2f GiB; device memory in use at the end %.2f GiB", high / 1073741824.0,
+    // The workspaces sit outside the pool; what a run needs is both (the context aside).
+    const double work = (double)(kc_attention_workspace_held() + kc_gemm_workspace_bytes());
+    log_info("cuda: peak memory of the buffers %.2f GiB, %.2f GiB with the attention and GEMM workspaces; device "
+             "memory in use at the end %.2f GiB", high / 1073741824.0, (high + work) / 1073741824.0,
              (total_b - free_b) / 1073741824.0);
 }
 
