@@ -2,18 +2,23 @@
 """The peers of bench/gpu/run.sh: the same QLoRA step as `shardlora train` in other trainers, each
 in its own process, on the same model shape and tokens per step. Subcommands:
 
-  model DIR     a random bf16 LlamaForCausalLM (Llama-3-8B shape, LAYERS layers, untied embeddings,
-                every matrix normal(0, 0.02), norms ones) saved as safetensors, with a minimal
-                tokenizer that has a pad token (Unsloth needs one); built on the GPU in seconds
+  model DIR     a random bf16 LlamaForCausalLM (--shape: Llama-3-8B by default, or Llama-2-7B; LAYERS
+                layers, untied embeddings, every matrix normal(0, 0.02), norms ones) saved as
+                safetensors, with a minimal tokenizer that has a pad token (Unsloth needs one); built
+                on the GPU in seconds
   hw            HBM copy bandwidth (4 GiB device-to-device, bytes read + written) and the bf16 GEMM
-                rate (16384x4096 @ 4096x14336, median of 20)
+                rate of the shape's MLP up projection over one micro-batch (16384x4096 @ 4096x14336
+                for Llama-3-8B at 16,384 tokens, median of 20)
   train         one peer: hf (transformers + PEFT + bitsandbytes, gradient checkpointing on),
                 unsloth (FastLanguageModel, no checkpointing), unsloth-gc (its offloaded checkpointing);
                 2 warm-up steps, then the median of --steps timed steps (synchronize + perf_counter)
+  shape         the run's shape as one JSON object (--out: the table's headline), or with
+                --init-flags as shardlora-init's options (bench/gpu/step.sh's init source)
   table         the markdown table of a results file (one JSON object per line)
 
-hw and train append one JSON object per measurement to --out. `--tiny` shrinks everything
-(hidden 64, 2 layers, vocab 512, seq 64, batch 2) so the whole path runs on a CPU for a smoke test.
+hw, train and shape append one JSON object per measurement to --out. `--tiny` shrinks everything
+(hidden 64, 2 layers, vocab 512, seq 64, batch 2; the shape's own head structure) so the whole path
+runs on a CPU for a smoke test.
 
 Imports are local to each path: Unsloth patches transformers and PEFT, so in the unsloth peers it
 must be imported before them (and before torch, as its documentation asks)."""
@@ -33,13 +38,31 @@ PEERS = {
 }
 
 
-def shape(tiny, layers):
-    """The model and step shape of every side (run.sh passes the same numbers to shardlora)."""
-    if tiny:
-        return dict(hidden=64, intermediate=172, layers=layers or 2, heads=4, kv_heads=2, vocab=512,
-                    max_pos=512, seq=64, batch=2)
-    return dict(hidden=4096, intermediate=14336, layers=layers or 32, heads=32, kv_heads=8, vocab=128256,
-                max_pos=8192, seq=2048, batch=8)
+# name: (the model shape, its --tiny variant: the same structure at hidden 64, for the CPU smoke test)
+SHAPES = {
+    "llama3-8b": (dict(hidden=4096, intermediate=14336, layers=32, heads=32, kv_heads=8, vocab=128256,
+                       max_pos=8192, rope_theta=500000.0),
+                  dict(hidden=64, intermediate=172, layers=2, heads=4, kv_heads=2, vocab=512,
+                       max_pos=512, rope_theta=500000.0)),
+    "llama2-7b": (dict(hidden=4096, intermediate=11008, layers=32, heads=32, kv_heads=32, vocab=32000,
+                       max_pos=4096, rope_theta=10000.0),
+                  dict(hidden=64, intermediate=172, layers=2, heads=4, kv_heads=4, vocab=512,
+                       max_pos=512, rope_theta=10000.0)),
+}
+
+
+def shape(name, tiny, layers=None, seq=None, batch=None):
+    """The model and step shape of every side (run.sh passes the same numbers to shardlora): the
+    named shape with `layers` decoder layers, seq 2048 (tiny 64), and by default a micro-batch of
+    16,384 (tiny 128) tokens per step."""
+    s = dict(SHAPES[name][1 if tiny else 0], name=name, tiny=tiny)
+    s["layers"] = layers or s["layers"]
+    s["seq"] = seq or (64 if tiny else 2048)
+    s["batch"] = batch or max(1, (128 if tiny else 16384) // s["seq"])
+    if s["seq"] > s["max_pos"]:  # as shardlora train refuses it; Unsloth would scale the rope instead
+        sys.exit(f"peers.py: seq {s['seq']} exceeds the max_position_embeddings of {name}"
+                 f"{' (tiny)' if tiny else ''}: {s['max_pos']}")
+    return s
 
 
 def flops_per_token(s):
@@ -67,6 +90,19 @@ def first_line(e):
     return text.splitlines()[0][:300]
 
 
+# ---------------------------------------------------------------------------------------- shape
+
+
+def cmd_shape(a):
+    s = shape(a.shape, a.tiny, a.layers, a.seq, a.batch)
+    if a.init_flags:
+        print(f"--hidden {s['hidden']} --intermediate {s['intermediate']} --layers {s['layers']} "
+              f"--heads {s['heads']} --kv-heads {s['kv_heads']} --vocab {s['vocab']} --max-pos {s['max_pos']} "
+              f"--rope-theta {s['rope_theta']:g}")
+    else:
+        emit(a.out, {"kind": "shape", **s})
+
+
 # ---------------------------------------------------------------------------------------- model
 
 
@@ -75,13 +111,13 @@ def cmd_model(a):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    s = shape(a.tiny, a.layers)
+    s = shape(a.shape, a.tiny, a.layers)
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
     t0 = time.perf_counter()
     cfg = LlamaConfig(vocab_size=s["vocab"], hidden_size=s["hidden"], intermediate_size=s["intermediate"],
                       num_hidden_layers=s["layers"], num_attention_heads=s["heads"],
                       num_key_value_heads=s["kv_heads"], max_position_embeddings=s["max_pos"],
-                      rms_norm_eps=1e-5, rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
+                      rms_norm_eps=1e-5, rope_parameters={"rope_type": "default", "rope_theta": s["rope_theta"]},
                       tie_word_embeddings=False, initializer_range=0.02, bos_token_id=1, eos_token_id=2,
                       pad_token_id=3, attention_bias=False, mlp_bias=False, use_cache=False)
     # Built where it runs, in bf16: on the GPU an 8B model takes seconds (a CPU float32 init takes
@@ -106,7 +142,7 @@ def cmd_model(a):
     t1 = time.perf_counter()
     model.save_pretrained(a.dir, safe_serialization=True, max_shard_size="100GB")
     # A word-level vocabulary is enough: the peers are fed token ids, never text. Unsloth asks for
-    # a pad token; the model's vocabulary (128,256 rows) is larger than the tokenizer's.
+    # a pad token; the model's vocabulary is larger than the tokenizer's 256 words.
     words = ["<unk>", "<s>", "</s>", "<pad>"] + [f"w{i}" for i in range(252)]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -141,7 +177,8 @@ def cmd_hw(a):
     dev = "cuda" if cuda else "cpu"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     # bf16 GEMM of the MLP's up projection over one micro-batch: tokens x hidden @ hidden x inter.
-    M, K, N = (16384, 4096, 14336) if not a.tiny else (512, 256, 512)
+    s = shape(a.shape, a.tiny, a.layers, a.seq, a.batch)
+    M, K, N = (s["seq"] * s["batch"], s["hidden"], s["intermediate"]) if not a.tiny else (512, 256, 512)
     x = torch.randn(M, K, device=dev, dtype=torch.bfloat16)
     w = torch.randn(K, N, device=dev, dtype=torch.bfloat16)
     t = timed(lambda: torch.matmul(x, w), 5, 20, sync)
@@ -254,9 +291,9 @@ def run_steps(model, torch, s, batch, a):
 
 
 def cmd_train(a):
-    s = shape(a.tiny, a.layers)
+    s = shape(a.shape, a.tiny, a.layers, a.seq, a.batch)
     notes, row = [], {"kind": "peer", "peer": a.peer, "name": PEERS[a.peer], "layers": s["layers"],
-                      "seq": s["seq"], "batch": a.batch or s["batch"], "flops_per_token": flops_per_token(s)}
+                      "seq": s["seq"], "batch": s["batch"], "flops_per_token": flops_per_token(s)}
     try:
         if a.peer.startswith("unsloth"):
             import unsloth  # noqa: F401  (first: it patches transformers and PEFT as they load)
@@ -291,7 +328,7 @@ def cmd_train(a):
         while not os.path.exists(a.wait_for) and time.perf_counter() - t < 600:
             time.sleep(0.5)
         row["waited_s"] = time.perf_counter() - t
-    batches = [a.batch or s["batch"]]
+    batches = [s["batch"]]
     if a.fallback:  # on running out of memory, halve the batch (the row says so)
         while batches[-1] > 1:
             batches.append(batches[-1] // 2)
@@ -345,8 +382,15 @@ def rate(x, unit):
 def cmd_table(a):
     rows = [json.loads(l) for l in open(a.results) if l.strip()]
     hw = next((r for r in rows if r.get("kind") == "hw"), None)
+    run = next((r for r in rows if r.get("kind") == "shape"), None)
     gemm = hw["gemm_flops"] if hw else None
     out = []
+    if run:
+        out.append(f"{run['name']}{' (tiny)' if run['tiny'] else ''} shape: hidden {run['hidden']}, "
+                   f"{run['layers']} layers, {run['heads']} heads, {run['kv_heads']} kv heads, intermediate "
+                   f"{run['intermediate']}, vocab {run['vocab']}, rope theta {run['rope_theta']:g}, untied "
+                   f"embeddings; seq {run['seq']} x micro-batch {run['batch']} = {run['seq'] * run['batch']:,} "
+                   f"tokens per step")
     if hw:
         M, K, N = hw["gemm_shape"]
         out.append(f"{hw['device']}: bf16 GEMM {M}x{K} @ {K}x{N} {rate(gemm, 'FLOP/s')} ({hw['gemm_ms']:.2f} ms, "
@@ -365,27 +409,39 @@ def cmd_table(a):
     out += ["", "| peer | batch | tokens/s | MFU | peak GiB | notes |", "|---|---|---|---|---|---|"]
     for r in sides:
         name = r.get("name") or PEERS.get(r["peer"], r["peer"])
-        notes = r.get("notes", "")
+        notes = [r["notes"]] if r.get("notes") else []
+        # shardlora's shape is read from its own model file: one of another shape shows here
+        notes += [f"model {k} {v}, not the run's {run[k]}" for k, v in r.get("shape", {}).items()
+                  if run and v != run.get(k, v)]
         if r.get("error"):
-            notes = "; ".join(x for x in (notes, "FAILED: " + r["error"]) if x)
-            out.append(f"| {name} | {r.get('batch', '-')} | - | - | - | {notes.replace('|', '/')} |")
+            notes.append("FAILED: " + r["error"])
+        notes = "; ".join(notes).replace("|", "/")
+        if r.get("error"):
+            out.append(f"| {name} | {r.get('batch', '-')} | - | - | - | {notes} |")
             continue
         tps = r["tokens_per_s"]
         mfu = f"{100 * tps * r['flops_per_token'] / gemm:.1f}%" if gemm else "-"
         peak = f"{r['peak_gib']:.1f}" if r.get("peak_gib") is not None else "-"
-        out.append(f"| {name} | {r['batch']} | {tps:,.0f} | {mfu} | {peak} | {notes.replace('|', '/')} |")
+        out.append(f"| {name} | {r['batch']} | {tps:,.0f} | {mfu} | {peak} | {notes} |")
     print("\n".join(out))
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("model", "hw", "train"):
+    for name in ("model", "hw", "train", "shape"):
         q = sub.add_parser(name)
+        q.add_argument("--shape", choices=sorted(SHAPES), default="llama3-8b")
         q.add_argument("--tiny", action="store_true", help="smoke-test shape: hidden 64, 2 layers, vocab 512")
         q.add_argument("--layers", type=int, default=int(os.environ.get("LAYERS", 0)) or None)
         q.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
         q.add_argument("--out", default=None, help="append the JSON result here")
+        if name != "model":  # the weights do not depend on the step
+            q.add_argument("--seq", type=int, default=None, help="default 2048 (tiny 64)")
+            q.add_argument("--batch", type=int, default=None,
+                           help="micro-batch; default 16,384 (tiny 128) tokens per step / seq")
+        if name == "shape":
+            q.add_argument("--init-flags", action="store_true", help="print shardlora-init's shape options")
         if name == "model":
             q.add_argument("dir")
             q.add_argument("--seed", type=int, default=1)
@@ -394,7 +450,6 @@ def main():
             q.add_argument("--model-dir", required=True)
             q.add_argument("--steps", type=int, default=5)
             q.add_argument("--warmup", type=int, default=2)
-            q.add_argument("--batch", type=int, default=0, help="default: the shape's (8; tiny 2)")
             q.add_argument("--wait-for", default=None, help="after loading, wait for this file to exist")
             q.add_argument("--fallback", action="store_true", help="halve the batch on out of memory")
             q.add_argument("--quant", choices=("auto", "nf4", "none"), default="auto",
@@ -402,7 +457,8 @@ def main():
     q = sub.add_parser("table")
     q.add_argument("results")
     a = p.parse_args()
-    sys.exit({"model": cmd_model, "hw": cmd_hw, "train": cmd_train, "table": cmd_table}[a.cmd](a) or 0)
+    cmds = {"model": cmd_model, "hw": cmd_hw, "train": cmd_train, "shape": cmd_shape, "table": cmd_table}
+    sys.exit(cmds[a.cmd](a) or 0)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# shardlora against its peers on one GPU, in one run: the same QLoRA step (Llama-3-8B shape, random
-# weights, NF4 + double quantization bs 64, LoRA r 16 alpha 32 on all seven projections, seq 2048 x
-# micro-batch 8 = 16,384 tokens per step, bf16, AdamW lr 1e-4) in
+# shardlora against its peers on one GPU, in one run: the same QLoRA step (Llama-3-8B shape or
+# SHAPE=llama2-7b, random weights, NF4 + double quantization bs 64, LoRA r 16 alpha 32 on all seven
+# projections, seq 2048 (SEQ) x micro-batch 16,384 / SEQ (MICRO_BATCH) = 16,384 tokens per step,
+# bf16, AdamW lr 1e-4) in
 #   shardlora train --device=cuda (bench/gpu/step.sh; activations kept),
 #   transformers + PEFT + bitsandbytes (gradient checkpointing on),
 #   Unsloth without checkpointing, and Unsloth with its offloaded checkpointing
@@ -14,17 +15,21 @@
 #   RESULTS_DIR=$OUT bench/gpu/run.sh
 #   LAYERS=4 STEPS=3 bench/gpu/run.sh           # quick: every side shrinks to 4 decoder layers
 #   PEERS="hf" bench/gpu/run.sh                 # a subset of hf unsloth unsloth-gc
-# Smoke test on a machine without a GPU (tiny shape, all on the CPU; the Unsloth rows fail there):
+#   SHAPE=llama2-7b RESULTS_DIR=$OUT bench/gpu/run.sh   # Llama-2-7B: 32 kv heads (MHA), vocab 32000
+#   SEQ=8192 RESULTS_DIR=$OUT bench/gpu/run.sh          # seq 8192 x micro-batch 2
+# Smoke test on a machine without a GPU (tiny shape, all on the CPU; the Unsloth rows fail there;
+# SHAPE and SEQ up to 512 apply to it too):
 #   TINY=1 PYTHON=/work/.venv-hf/bin/python bench/gpu/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 start=$SECONDS
-tiny=${TINY:-0}
+tiny=${TINY:-0} shape=${SHAPE:-llama3-8b}
 if [ "$tiny" = 1 ]; then
-  layers=${LAYERS:-2} seq=64 mb=2 tinyflag=--tiny device=cpu  # as peers.py shape(tiny=True)
+  layers=${LAYERS:-2} seq=${SEQ:-64} tokens=128 tinyflag=--tiny device=cpu    # as peers.py shape(tiny=True)
 else
-  layers=${LAYERS:-32} seq=2048 mb=8 tinyflag='' device=cuda     # as peers.py shape(tiny=False)
+  layers=${LAYERS:-32} seq=${SEQ:-2048} tokens=16384 tinyflag='' device=cuda  # as peers.py shape(tiny=False)
 fi
+mb=${MICRO_BATCH:-$(( seq < tokens ? tokens / seq : 1 ))}
 steps=${STEPS:-5} warmup=${WARMUP:-2}
 peers=${PEERS:-"hf unsloth unsloth-gc"}
 budget=${BUDGET_S:-540}            # the device allows 600 s a call: leave time for the table
@@ -64,6 +69,11 @@ if declare -F gpuhost_wheels >/dev/null && [ "$tiny" != 1 ]; then
 fi
 py=${PYTHON:-python3}
 
+# The run's shape, the table's headline: a shape or seq the peers cannot take ends the run here.
+"$py" bench/gpu/peers.py shape --shape "$shape" $tinyflag --layers "$layers" --seq "$seq" --batch "$mb" \
+  --out "$results" >"$logs/shape.log" 2>&1 || { say "$(last_line "$logs/shape.log")"; exit 2; }
+say "shape $shape, $layers layers, seq $seq x micro-batch $mb"
+
 # Build (a no-op when the caller has built); a failed build leaves the shardlora row to say so.
 shardlora_ok=1
 # On the GPU host CUDA=1, so a missing CUDA piece is named instead of a CPU-only build.
@@ -76,7 +86,8 @@ fi
 
 # 1. The rates MFU is measured against, before anything else loads the GPU.
 say "hardware rates"
-"$py" bench/gpu/peers.py hw $tinyflag --device "$device" --out "$results" >"$logs/hw.log" 2>&1 ||
+"$py" bench/gpu/peers.py hw --shape "$shape" $tinyflag --seq "$seq" --batch "$mb" --device "$device" \
+  --out "$results" >"$logs/hw.log" 2>&1 ||
   say "hw failed: $(last_line "$logs/hw.log")"
 if [ -x build/bench/gpu/dequant ] && [ "$tiny" != 1 ]; then
   build/bench/gpu/dequant >"$logs/dequant.log" 2>&1 || true
@@ -90,11 +101,13 @@ PY
 fi
 
 # 2. One random bf16 model, saved once: the peers load it, and shardlora imports the same weights.
-hfdir=$work/hf-L$layers$([ "$tiny" != 1 ] || echo -tiny)
+# Named by all that shapes its weights (the seed is fixed), so a model of another shape is never reused.
+hfdir=$work/hf-$shape-L$layers$([ "$tiny" != 1 ] || echo -tiny)
 if [ ! -e "$hfdir/.complete" ]; then
   say "random model -> $hfdir"
   rm -rf "$hfdir"
-  "$py" bench/gpu/peers.py model "$hfdir" $tinyflag --layers "$layers" --device "$device" >"$logs/model.log" 2>&1 || {
+  "$py" bench/gpu/peers.py model "$hfdir" --shape "$shape" $tinyflag --layers "$layers" --device "$device" \
+    >"$logs/model.log" 2>&1 || {
     say "could not build the model: $(last_line "$logs/model.log")"; cat "$logs/model.log" >&2; exit 1; }
   touch "$hfdir/.complete"
 fi
@@ -126,9 +139,9 @@ run_peer() {
   say "peer $p (at most $t s)"
   local before rc=0
   before=$(grep -c "\"peer\": \"$p\"" "$results" 2>/dev/null || true)
-  timeout -k 10 "$t" "$py" bench/gpu/peers.py train --peer "$p" $tinyflag --device "$device" --layers "$layers" \
-    --model-dir "$hfdir" --steps "$steps" --warmup "$warmup" --fallback --wait-for "$work/build.rc" \
-    --out "$results" >"$logs/peer-$p.log" 2>&1 || rc=$?
+  timeout -k 10 "$t" "$py" bench/gpu/peers.py train --peer "$p" --shape "$shape" $tinyflag --device "$device" \
+    --layers "$layers" --seq "$seq" --batch "$mb" --model-dir "$hfdir" --steps "$steps" --warmup "$warmup" \
+    --fallback --wait-for "$work/build.rc" --out "$results" >"$logs/peer-$p.log" 2>&1 || rc=$?
   # A process that died without writing its row (killed, timed out, crashed) gets one here.
   if [ "$(grep -c "\"peer\": \"$p\"" "$results" 2>/dev/null || true)" = "${before:-0}" ]; then
     if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then

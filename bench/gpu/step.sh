@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # One QLoRA training configuration on one GPU, Llama-3-8B layer shapes (hidden 4096, 32 heads, 8 kv
-# heads, intermediate 14336, vocab 128256), random weights, NF4 + double quantization, LoRA r 16
-# alpha 32 on all seven projections, seq 2048: tokens/s, peak device memory, model FLOP utilisation
-# and the GPU time per part of the step (SHARDLORA_PROFILE=1).
+# heads, intermediate 14336, vocab 128256; SHAPE=llama2-7b: 32 kv heads, intermediate 11008, vocab
+# 32000), random weights, NF4 + double quantization, LoRA r 16 alpha 32 on all seven projections,
+# seq 2048 (SEQ) x micro-batch 16,384 / SEQ (MICRO_BATCH): tokens/s, peak device memory, model FLOP
+# utilisation and the GPU time per part of the step (SHARDLORA_PROFILE=1).
 # LAYERS (default 2) decoder layers are built; the per-layer time gives the 32-layer estimate,
 # printed as such. Run from the project root on the GPU host after a CUDA build:
 #   LAYERS=2 MICRO_BATCH=8 STEPS=6 bench/gpu/step.sh
 # Knobs bench/gpu/run.sh sets (defaults keep this script's earlier behaviour):
 #   MODEL_SOURCE=init       shardlora-init --quant nf4 --double-quant (TIE=1: tied embeddings, the default)
+#                           of SHAPE (llama3-8b or llama2-7b, bench/gpu/peers.py's table of shapes)
 #   MODEL_SOURCE=hf:DIR     shardlora-import of a Hugging Face directory, quantized on the way in
 #   DOCS=random|window      documents of 512..4096 random tokens, or exactly SEQ+1 (one per window)
 #   WARMUP=1                first steps left out of the median
@@ -16,7 +18,8 @@
 #   BUILD_ONLY=1            build (or find) the model file and stop
 #   RANKS=N                 N ranks, one per GPU, under mpirun (micro-batch per rank; tokens/s of the job)
 set -euo pipefail
-layers=${LAYERS:-2} mb=${MICRO_BATCH:-8} steps=${STEPS:-6} seq=${SEQ:-2048} warmup=${WARMUP:-1}
+layers=${LAYERS:-2} steps=${STEPS:-6} seq=${SEQ:-2048} warmup=${WARMUP:-1} shape=${SHAPE:-llama3-8b}
+mb=${MICRO_BATCH:-$(( seq < 16384 ? 16384 / seq : 1 ))}
 dir=${BENCH_DIR:-/tmp/shardlora-bench}
 source_=${MODEL_SOURCE:-init} tie=${TIE:-1} docs=${DOCS:-random} device=${DEVICE:-cuda}
 mkdir -p "$dir"
@@ -28,11 +31,12 @@ py=${PYTHON:-python3}
 build_model() {
   local out=$1
   case $source_ in
-    init)  # written pre-quantized from the seed, no float file in between
-      local tie_flag=
+    init)  # written pre-quantized from the seed, no float file in between; the peers' table of shapes
+      local tie_flag='' shape_flags
       [ "$tie" = 1 ] && tie_flag=--tie
-      bin/shardlora-init "$out.part" --hidden 4096 --intermediate 14336 --layers "$layers" --heads 32 --kv-heads 8 \
-        --vocab 128256 --max-pos 8192 --rope-theta 500000 $tie_flag --std 0.02 --seed 1 --dtype bf16 \
+      shape_flags=$($py bench/gpu/peers.py shape --init-flags --shape "$shape" --layers "$layers" --seq "$seq")
+      # shellcheck disable=SC2086  # several options
+      bin/shardlora-init "$out.part" $shape_flags $tie_flag --std 0.02 --seed 1 --dtype bf16 \
         --quant nf4 --double-quant ;;
     hf:*)
       # The peers' own random weights: every side trains the same model.
@@ -43,7 +47,7 @@ build_model() {
 }
 
 case $source_ in
-  init) qmodel=$dir/llama3-8b-shape-L$layers-tie$tie.nf4dq.h5 ;;
+  init) qmodel=$dir/$shape-shape-L$layers-tie$tie.nf4dq.h5 ;;
   *) qmodel=$dir/$(basename "${source_#hf:}").nf4dq.h5 ;;
 esac
 t0=$(date +%s.%N)
@@ -94,7 +98,8 @@ with h5py.File(model, "r") as f:
     c = f["config"].attrs
     shape = dict(hidden=int(c["hidden_size"]), intermediate=int(c["intermediate_size"]),
                  layers=int(c["num_hidden_layers"]), heads=int(c["num_attention_heads"]),
-                 kv_heads=int(c["num_key_value_heads"]), vocab=int(c["vocab_size"]), seq=seq)
+                 kv_heads=int(c["num_key_value_heads"]), vocab=int(c["vocab_size"]),
+                 max_pos=int(c["max_position_embeddings"]), rope_theta=float(c["rope_theta"]), seq=seq)
     tie = bool(c["tie_word_embeddings"])
 L, fl = shape["layers"], flops_per_token(shape)
 med = float(np.median(tps))
@@ -114,7 +119,7 @@ if out:
            "tokens_per_step": mb * seq, "tokens_per_s": med, "step_s": mb * seq / med,
            "step_s_min": float(mb * seq / tps.max()), "step_s_max": float(mb * seq / tps.min()),
            "steps": int(len(tps)), "warmup": warmup, "flops_per_token": fl,
-           "tied": tie, "build_s": t1 - t0, "train_wall_s": t2 - t1,
+           "tied": tie, "shape": shape, "build_s": t1 - t0, "train_wall_s": t2 - t1,
            "profile": [l for l in text.splitlines() if l.startswith("profile:")]}
     notes = ["activations kept (no recompute)" if not kept or kept[1] == "kept" else "activations recomputed (--act-ckpt)"]
     if "(--act-offload)" in text:
