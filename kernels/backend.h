@@ -56,15 +56,17 @@ typedef struct {
 
     /* out[T, N] (act) = addend + scale * x[T, K] W[N, K]^T + bias[N] (bias may be NULL and is not
      * scaled). addend: NULL (none), out itself (accumulate), or another [T, N] buffer (a residual
-     * added on the way, saving a copy). linear_logits: into fp32 out, no bias, no addend. */
-    void (*linear_fwd)(void *out, const void *x, const void *w, const void *bias, int T, int K, int N,
+     * added on the way, saving a copy). Row t of x starts at x + t * ldx (ldx >= K; > K: a column
+     * slice of a wider buffer), as row t of dx below at dx + t * lddx. linear_logits: into fp32
+     * out, no bias, no addend, packed. */
+    void (*linear_fwd)(void *out, const void *x, int ldx, const void *w, const void *bias, int T, int K, int N,
                        float scale, const void *addend);
     void (*linear_logits)(float *out, const void *x, const void *w, int T, int K, int N);
     /* dx[T, K] = (accumulate ? dx : 0) + scale * dout[T, N] W[N, K] */
-    void (*linear_bwd_data)(void *dx, const void *dout, const void *w, int T, int K, int N, float scale,
+    void (*linear_bwd_data)(void *dx, int lddx, const void *dout, const void *w, int T, int K, int N, float scale,
                             int accumulate);
     /* dw[N, K] (f32) += scale * dout[T, N]^T x[T, K] */
-    void (*linear_bwd_weight)(float *dw, const void *dout, const void *x, int T, int K, int N, float scale);
+    void (*linear_bwd_weight)(float *dw, const void *dout, const void *x, int ldx, int T, int K, int N, float scale);
 
     /* RMSNorm with fp32 statistics rstd[T]; backward: dx = (accumulate ? dx : 0) + d/dx (frozen w). */
     void (*rmsnorm_fwd)(void *out, float *rstd, const void *x, const void *w, int T, int D, float eps);

@@ -29,7 +29,9 @@ typedef struct {
     void *q_raw, *k_raw;  /* qk_norm: the projections before their per-head norm */
     float *rstd_q, *rstd_k;
     void *attn_stats;
-    void *lora_u[N_PROJ]; /* A x per adapted projection [T, r] */
+    void *lora_u[N_PROJ]; /* A x per adapted projection [T, r], row stride lora_ld (a stacked group's slice) */
+    int lora_ld[N_PROJ];
+    void *lora_u_buf[N_PROJ]; /* the buffers lora_u point into */
     void *lora_x[N_PROJ]; /* dropped-out input [T, in] when LoRA dropout > 0 */
     uint64_t dropout_key; /* selects this micro-batch's dropout masks */
     int owns_input;

@@ -59,16 +59,15 @@ static void proj_shape(const sl_model_config *c, int p, int64_t *out, int64_t *i
 void lora_add_to_pool(const sl_lora *l, const sl_model_config *c, int layer, fsdp_pool *pool)
 {
     char path[112];
-    for (int p = 0; p < N_PROJ; p++) {
-        if (!(l->targets & (1u << p))) continue;
-        int64_t out, in;
-        proj_shape(c, p, &out, &in);
-        const int64_t a[2] = {l->r, in}, b[2] = {out, l->r};
-        lora_path(path, sizeof path, layer, p, 'A');
-        fsdp_pool_add(pool, path, 2, a);
-        lora_path(path, sizeof path, layer, p, 'B');
-        fsdp_pool_add(pool, path, 2, b);
-    }
+    for (int which = 0; which < 2; which++)
+        for (int p = 0; p < N_PROJ; p++) {
+            if (!(l->targets & (1u << p))) continue;
+            int64_t out, in;
+            proj_shape(c, p, &out, &in);
+            const int64_t a[2] = {l->r, in}, b[2] = {out, l->r};
+            lora_path(path, sizeof path, layer, p, which ? 'B' : 'A');
+            fsdp_pool_add(pool, path, 2, which ? b : a);
+        }
 }
 
 static uint64_t path_hash(const char *s)

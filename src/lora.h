@@ -23,7 +23,9 @@ const char *lora_parse_targets(const char *s, unsigned *mask);
 void lora_setup(sl_lora *l, int r, double alpha, double dropout, int rslora, unsigned targets);
 /* Dataset paths of the adapter of layer, projection p: which = 'A' or 'B'. */
 void lora_path(char *buf, size_t len, int layer, int proj, char which);
-/* Add the adapters of one layer to a unit's trainable pool (A then B per targeted projection). */
+/* Add the adapters of one layer to a unit's trainable pool: every targeted projection's A, then
+ * every B, in projection order, so that the A's of projections sharing an input (q, k, v; gate,
+ * up) are consecutive and the layer can use them as one matrix. */
 void lora_add_to_pool(const sl_lora *l, const sl_model_config *c, int layer, fsdp_pool *pool);
 /* Initialise this rank's shard of a planned pool: A uniform(-1/sqrt(in), 1/sqrt(in)) from a
  * counter-based generator keyed by (seed, dataset, element), so any rank count gives the same

@@ -26,11 +26,39 @@ static void *cpu_mirror_alloc(size_t bytes, const char *what) { return NULL; }
 static const void *cpu_mirror(void *buf, const void *host, size_t bytes) { return host; }
 static void *cpu_mirror_act(void *buf, const float *host, int64_t n) { return (void *)host; }
 
-static void cpu_linear_fwd(void *out, const void *x, const void *w, const void *bias, int T, int K, int N,
+/* The reference kernels take packed rows: a strided operand (ld > K, a column slice of a wider
+ * buffer) is packed into, or unpacked from, one scratch buffer that only grows. */
+static float *strided_scratch(size_t n)
+{
+    static float *buf;
+    static size_t cap;
+    if (n > cap) {
+        free(buf);
+        buf = sl_malloc(n * sizeof *buf, "strided operand");
+        cap = n;
+    }
+    return buf;
+}
+
+/* Rows [T, K] between a buffer with row stride ld and a packed one. */
+static void copy_rows(float *dst, int ld_dst, const float *src, int ld_src, int T, int K)
+{
+    for (int t = 0; t < T; t++) memcpy(dst + (size_t)t * ld_dst, src + (size_t)t * ld_src, (size_t)K * sizeof(float));
+}
+
+static const float *packed(const void *x, int ldx, int T, int K)
+{
+    if (ldx == K) return x;
+    float *p = strided_scratch((size_t)T * (size_t)K);
+    copy_rows(p, K, x, ldx, T, K);
+    return p;
+}
+
+static void cpu_linear_fwd(void *out, const void *x, int ldx, const void *w, const void *bias, int T, int K, int N,
                            float scale, const void *addend)
 {
     if (addend) cpu_copy(out, addend, (size_t)T * (size_t)N * sizeof(float));
-    k_linear_fwd(out, x, w, bias, T, K, N, scale, addend != NULL);
+    k_linear_fwd(out, packed(x, ldx, T, K), w, bias, T, K, N, scale, addend != NULL);
 }
 
 static void cpu_linear_logits(float *out, const void *x, const void *w, int T, int K, int N)
@@ -38,16 +66,19 @@ static void cpu_linear_logits(float *out, const void *x, const void *w, int T, i
     k_linear_fwd(out, x, w, NULL, T, K, N, 1.0f, 0);
 }
 
-static void cpu_linear_bwd_data(void *dx, const void *dout, const void *w, int T, int K, int N, float scale,
+static void cpu_linear_bwd_data(void *dx, int lddx, const void *dout, const void *w, int T, int K, int N, float scale,
                                 int accumulate)
 {
-    if (!accumulate) memset(dx, 0, (size_t)T * (size_t)K * sizeof(float));
-    k_linear_bwd(dx, NULL, NULL, dout, NULL, w, T, K, N, scale);
+    float *d = lddx == K ? dx : strided_scratch((size_t)T * (size_t)K);
+    if (!accumulate) memset(d, 0, (size_t)T * (size_t)K * sizeof(float));
+    else if (d != dx) copy_rows(d, K, dx, lddx, T, K);
+    k_linear_bwd(d, NULL, NULL, dout, NULL, w, T, K, N, scale);
+    if (d != dx) copy_rows(dx, lddx, d, K, T, K);
 }
 
-static void cpu_linear_bwd_weight(float *dw, const void *dout, const void *x, int T, int K, int N, float scale)
+static void cpu_linear_bwd_weight(float *dw, const void *dout, const void *x, int ldx, int T, int K, int N, float scale)
 {
-    k_linear_bwd(NULL, dw, NULL, dout, x, NULL, T, K, N, scale);
+    k_linear_bwd(NULL, dw, NULL, dout, packed(x, ldx, T, K), NULL, T, K, N, scale);
 }
 
 static void cpu_rmsnorm_fwd(void *out, float *rstd, const void *x, const void *w, int T, int D, float eps)

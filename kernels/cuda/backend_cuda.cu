@@ -133,26 +133,26 @@ static void *cu_mirror_act(void *buf, const float *host, int64_t n)
     return buf;
 }
 
-static void cu_linear_fwd(void *out, const void *x, const void *w, const void *bias, int T, int K, int N,
+static void cu_linear_fwd(void *out, const void *x, int ldx, const void *w, const void *bias, int T, int K, int N,
                           float scale, const void *addend)
 {
-    PROFILED(gemm_part(K, N), kc_linear_fwd(out, 0, x, w, bias, T, K, N, scale, addend, stream));
+    PROFILED(gemm_part(K, N), kc_linear_fwd(out, 0, x, ldx, w, bias, T, K, N, scale, addend, stream));
 }
 
 static void cu_linear_logits(float *out, const void *x, const void *w, int T, int K, int N)
 {
-    PROFILED(PROF_LOGITS, kc_linear_fwd(out, 1, x, w, nullptr, T, K, N, 1.0f, nullptr, stream));
+    PROFILED(PROF_LOGITS, kc_linear_fwd(out, 1, x, K, w, nullptr, T, K, N, 1.0f, nullptr, stream));
 }
 
-static void cu_linear_bwd_data(void *dx, const void *dout, const void *w, int T, int K, int N, float scale,
+static void cu_linear_bwd_data(void *dx, int lddx, const void *dout, const void *w, int T, int K, int N, float scale,
                                int accumulate)
 {
-    PROFILED(gemm_part(K, N), kc_linear_bwd_data(dx, dout, w, T, K, N, scale, accumulate, stream));
+    PROFILED(gemm_part(K, N), kc_linear_bwd_data(dx, lddx, dout, w, T, K, N, scale, accumulate, stream));
 }
 
-static void cu_linear_bwd_weight(float *dw, const void *dout, const void *x, int T, int K, int N, float scale)
+static void cu_linear_bwd_weight(float *dw, const void *dout, const void *x, int ldx, int T, int K, int N, float scale)
 {
-    PROFILED(gemm_part(K, N), kc_linear_bwd_weight(dw, dout, x, T, K, N, scale, stream));
+    PROFILED(gemm_part(K, N), kc_linear_bwd_weight(dw, dout, x, ldx, T, K, N, scale, stream));
 }
 
 static void cu_rmsnorm_fwd(void *out, float *rstd, const void *x, const void *w, int T, int D, float eps)

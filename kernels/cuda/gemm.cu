@@ -3,7 +3,8 @@
 //   forward          out^T = W x^T       N x T = (K x N stored, transposed) (K x T)
 //   backward data    dx^T  = W^T dout^T  K x T = (K x N) (N x T)
 //   backward weight  dw^T  = x^T dout    K x N = (K x T) (N x T stored, transposed)
-// Every stored matrix is packed (leading dimension = its column-major row count). Plans (the
+// Stored matrices are packed (leading dimension = its column-major row count), except that the
+// token-major operand x (or dx) may have rows longer than K: a slice of a wider buffer. Plans (the
 // descriptors, layouts and chosen algorithm) are cached per problem key, with the token count T
 // rounded up to a bucket (a quarter of an octave): packed batches vary T from one micro-batch to the
 // next, and a heuristic query per new T costs a millisecond or more. A call sets its own T on the
@@ -38,6 +39,7 @@
 typedef struct {
     int64_t m, n, k;          // T in n (t_in_k = 0) or in k, rounded up to its bucket
     int64_t t_in_k;
+    int64_t lda, ldb, ldd;    // leading dimensions (column-major), at least the packed ones
     int64_t trans_a, trans_b; // op(A) = A^T, op(B) = B^T
     int64_t d_type;           // CUDA_R_16BF or CUDA_R_32F
     int64_t bias, beta;       // the bias epilogue; beta = 1 (else 0)
@@ -87,10 +89,10 @@ static int64_t pointer_alignment(const void *p, int64_t cap)
     return align;
 }
 
-static cublasLtMatrixLayout_t packed_layout(cudaDataType_t type, int64_t rows, int64_t cols)
+static cublasLtMatrixLayout_t layout(cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld)
 {
     cublasLtMatrixLayout_t l;
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, type, (uint64_t)rows, (uint64_t)cols, rows));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, type, (uint64_t)rows, (uint64_t)cols, ld));
     return l;
 }
 
@@ -149,9 +151,9 @@ static gemm_plan make_plan(cublasLtHandle_t handle, const gemm_key *k, const voi
         set_desc(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias); // its alignment guides the heuristic
     }
     // op(A) is m x k and op(B) k x n, so a transposed operand is stored the other way round.
-    p.a = k->trans_a ? packed_layout(CUDA_R_16BF, k->k, k->m) : packed_layout(CUDA_R_16BF, k->m, k->k);
-    p.b = k->trans_b ? packed_layout(CUDA_R_16BF, k->n, k->k) : packed_layout(CUDA_R_16BF, k->k, k->n);
-    p.d = packed_layout((cudaDataType_t)k->d_type, k->m, k->n);
+    p.a = k->trans_a ? layout(CUDA_R_16BF, k->k, k->m, k->lda) : layout(CUDA_R_16BF, k->m, k->k, k->lda);
+    p.b = k->trans_b ? layout(CUDA_R_16BF, k->n, k->k, k->ldb) : layout(CUDA_R_16BF, k->k, k->n, k->ldb);
+    p.d = layout((cudaDataType_t)k->d_type, k->m, k->n, k->ldd);
     p.algo = choose_algo(handle, &p, call);
     return p;
 }
@@ -182,8 +184,10 @@ static void set_t(const gemm_plan *p, int64_t T)
 static void gemm_run(gemm_key *key, const void *a, const void *b, const void *c, void *d, const void *bias,
                      float alpha, cudaStream_t s, const gemm_call *call)
 {
-    if (call->T < 0 || call->K < 1 || call->N < 1)
-        sl_fatal("internal error: %s with T=%d K=%d N=%d", call->name, call->T, call->K, call->N);
+    if (call->T < 0 || call->K < 1 || call->N < 1 || key->lda < (key->trans_a ? key->k : key->m) ||
+        key->ldb < (key->trans_b ? key->n : key->k) || key->ldd < key->m)
+        sl_fatal("internal error: %s with T=%d K=%d N=%d and leading dimensions %lld, %lld, %lld", call->name, call->T,
+                 call->K, call->N, (long long)key->lda, (long long)key->ldb, (long long)key->ldd);
     *(key->t_in_k ? &key->k : &key->n) = t_bucket(call->T);
     gemm_device *dev = this_device();
     key->align_a = pointer_alignment(a, GEMM_ALIGN_CAP);
@@ -223,15 +227,15 @@ static __global__ void add_bias_f32(float *out, const bf16 *bias, int64_t total,
     if (i < total) out[i] += __bfloat162float(bias[i % N]);
 }
 
-extern "C" void kc_linear_fwd(void *out, int out_f32, const void *x, const void *w, const void *bias, int T, int K,
-                              int N, float scale, const void *addend, cudaStream_t s)
+extern "C" void kc_linear_fwd(void *out, int out_f32, const void *x, int ldx, const void *w, const void *bias, int T,
+                              int K, int N, float scale, const void *addend, cudaStream_t s)
 {
     if (T == 0) return;
     const gemm_call call = {"kc_linear_fwd", T, K, N};
     const int fused_bias = bias && !out_f32;
     // out^T (N x T) = op(A) op(B) with A = W stored as W^T (K x N), transposed, and B = x^T (K x T).
     gemm_key key = {};
-    key.m = N, key.k = K, key.trans_a = 1, key.trans_b = 0;
+    key.m = N, key.k = K, key.trans_a = 1, key.trans_b = 0, key.lda = K, key.ldb = ldx, key.ldd = N;
     key.d_type = out_f32 ? CUDA_R_32F : CUDA_R_16BF, key.bias = fused_bias;
     gemm_run(&key, w, x, addend, out, fused_bias ? bias : NULL, scale, s, &call);
     if (bias && out_f32) {
@@ -241,26 +245,26 @@ extern "C" void kc_linear_fwd(void *out, int out_f32, const void *x, const void 
     }
 }
 
-extern "C" void kc_linear_bwd_data(void *dx, const void *dout, const void *w, int T, int K, int N, float scale,
-                                   int accumulate, cudaStream_t s)
+extern "C" void kc_linear_bwd_data(void *dx, int lddx, const void *dout, const void *w, int T, int K, int N,
+                                   float scale, int accumulate, cudaStream_t s)
 {
     if (T == 0) return;
     const gemm_call call = {"kc_linear_bwd_data", T, K, N};
     // dx^T (K x T) = op(A) op(B) with A = W stored as W^T (K x N) and B = dout^T (N x T), neither transposed.
     gemm_key key = {};
-    key.m = K, key.k = N, key.trans_a = 0, key.trans_b = 0;
+    key.m = K, key.k = N, key.trans_a = 0, key.trans_b = 0, key.lda = K, key.ldb = N, key.ldd = lddx;
     key.d_type = CUDA_R_16BF, key.bias = 0;
     gemm_run(&key, w, dout, accumulate ? dx : NULL, dx, NULL, scale, s, &call);
 }
 
-extern "C" void kc_linear_bwd_weight(float *dw, const void *dout, const void *x, int T, int K, int N, float scale,
-                                     cudaStream_t s)
+extern "C" void kc_linear_bwd_weight(float *dw, const void *dout, const void *x, int ldx, int T, int K, int N,
+                                     float scale, cudaStream_t s)
 {
     if (T == 0) return;
     const gemm_call call = {"kc_linear_bwd_weight", T, K, N};
     // dw^T (K x N) = op(A) op(B) with A = x^T (K x T) and B = dout^T (N x T), transposed to dout (T x N).
     gemm_key key = {};
-    key.m = K, key.n = N, key.t_in_k = 1, key.trans_a = 0, key.trans_b = 1;
+    key.m = K, key.n = N, key.t_in_k = 1, key.trans_a = 0, key.trans_b = 1, key.lda = ldx, key.ldb = N, key.ldd = K;
     key.d_type = CUDA_R_32F, key.bias = 0;
     gemm_run(&key, x, dout, dw, dw, NULL, scale, s, &call);
 }

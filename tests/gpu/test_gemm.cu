@@ -21,7 +21,26 @@ typedef struct {
     float scale;
     int accumulate, bias, out_f32;
     int weight_grad; // run kc_linear_bwd_weight (not for the frozen LM head)
+    int ld;          // > K: x and dx are the last K columns of [T, ld] buffers (a stacked group's slice)
 } gemm_case;
+
+static int ld_of(const gemm_case &c) { return c.ld ? c.ld : c.K; }
+
+// Rows [T, K] placed as the last K columns of [T, ld] rows over a background.
+static vec widen(const vec &x, int T, int K, int ld, vec wide)
+{
+    for (int t = 0; t < T; t++)
+        for (int k = 0; k < K; k++) wide[(size_t)t * ld + (ld - K) + k] = x[(size_t)t * K + k];
+    return wide;
+}
+
+static vec narrow(const vec &wide, int T, int K, int ld)
+{
+    vec x((size_t)T * K);
+    for (int t = 0; t < T; t++)
+        for (int k = 0; k < K; k++) x[(size_t)t * K + k] = wide[(size_t)t * ld + (ld - K) + k];
+    return x;
+}
 
 static vec bf16_random(size_t n)
 {
@@ -97,7 +116,7 @@ static void check_forward(const gemm_case &c, const vec &x, const vec &w, const 
     void *out = c.accumulate == 1 ? addend
                 : c.out_f32       ? (void *)gt_device<float>(n_out)
                                   : (void *)gt_device<__nv_bfloat16>(n_out);
-    kc_linear_fwd(out, c.out_f32, d_x, d_w, d_bias, c.T, c.K, c.N, c.scale, addend, 0);
+    kc_linear_fwd(out, c.out_f32, d_x, ld_of(c), d_w, d_bias, c.T, c.K, c.N, c.scale, addend, 0);
     vec got = c.out_f32 ? gt_download((const float *)out, n_out) : gt_download_bf16((const __nv_bfloat16 *)out, n_out);
     if (c.accumulate == 2) {
         vec kept = c.out_f32 ? gt_download((const float *)addend, n_out)
@@ -120,16 +139,17 @@ static void check_backward_data(const gemm_case &c, const vec &w, const vec &dou
                                 const void *d_dout)
 {
     const size_t n_dx = (size_t)c.T * c.K;
-    vec dx0;
-    __nv_bfloat16 *dx;
-    if (c.accumulate) {
-        dx0 = bf16_random(n_dx);
-        dx = gt_upload_bf16(dx0);
-    } else {
-        dx = gt_device<__nv_bfloat16>(n_dx);
-    }
-    kc_linear_bwd_data(dx, d_dout, d_w, c.T, c.K, c.N, c.scale, c.accumulate, 0);
-    vec got = gt_download_bf16(dx, n_dx);
+    const int ld = ld_of(c);
+    vec dx0 = bf16_random(n_dx), background = bf16_random((size_t)c.T * ld);
+    // The wide buffer's other columns (the rest of the group's slices) must come out untouched.
+    const vec wide0 = widen(dx0, c.T, c.K, ld, background);
+    __nv_bfloat16 *dx = gt_upload_bf16(wide0);
+    kc_linear_bwd_data(dx + (ld - c.K), ld, d_dout, d_w, c.T, c.K, c.N, c.scale, c.accumulate, 0);
+    const vec wide = gt_download_bf16(dx, (size_t)c.T * ld);
+    vec got = narrow(wide, c.T, c.K, ld);
+    if (ld > c.K)
+        gt_check(widen(got, c.T, c.K, ld, wide0) == wide, "%s backward data (T=%d K=%d N=%d) into columns of rows of %d: "
+                 "the other columns keep their values", c.name, c.T, c.K, c.N, ld);
 
     std::vector<int> rows = sample_rows(c.T);
     vec want = c.accumulate ? take_rows(dx0, c.K, rows) : vec(rows.size() * (size_t)c.K, 0.0f);
@@ -145,7 +165,7 @@ static void check_backward_weight(const gemm_case &c, const vec &x, const vec &d
     const size_t n_dw = (size_t)c.N * c.K;
     vec dw0 = gt_random(n_dw, -1.0, 1.0); // fp32 master gradients, already holding an earlier term
     float *dw = gt_upload(dw0);
-    kc_linear_bwd_weight(dw, d_dout, d_x, c.T, c.K, c.N, c.scale, 0);
+    kc_linear_bwd_weight(dw, d_dout, d_x, ld_of(c), c.T, c.K, c.N, c.scale, 0);
     vec got = gt_download(dw, n_dw);
 
     std::vector<int> rows = sample_rows(c.N); // rows of dw are columns of dout
@@ -162,12 +182,14 @@ static void run_case(const gemm_case &c)
 {
     vec x = bf16_random((size_t)c.T * c.K), w = bf16_random((size_t)c.N * c.K);
     vec dout = bf16_random((size_t)c.T * c.N), bias = c.bias ? bf16_random((size_t)c.N) : vec();
-    __nv_bfloat16 *d_x = gt_upload_bf16(x), *d_w = gt_upload_bf16(w), *d_dout = gt_upload_bf16(dout);
+    const int ld = ld_of(c);
+    __nv_bfloat16 *d_wide = gt_upload_bf16(widen(x, c.T, c.K, ld, bf16_random((size_t)c.T * ld)));
+    __nv_bfloat16 *d_x = d_wide + (ld - c.K), *d_w = gt_upload_bf16(w), *d_dout = gt_upload_bf16(dout);
     __nv_bfloat16 *d_bias = c.bias ? gt_upload_bf16(bias) : NULL;
     check_forward(c, x, w, bias, d_x, d_w, d_bias);
     check_backward_data(c, w, dout, d_w, d_dout);
     if (c.weight_grad) check_backward_weight(c, x, dout, d_x, d_dout);
-    dev_free(d_x), dev_free(d_w), dev_free(d_dout);
+    dev_free(d_wide), dev_free(d_w), dev_free(d_dout);
     if (d_bias) dev_free(d_bias);
 }
 
@@ -179,10 +201,10 @@ static void check_repeatable(int T, int K, int N)
     __nv_bfloat16 *y1 = gt_device<__nv_bfloat16>((size_t)T * N), *y2 = gt_device<__nv_bfloat16>((size_t)T * N);
     vec dw0 = gt_random((size_t)N * K, -1.0, 1.0);
     float *dw1 = gt_upload(dw0), *dw2 = gt_upload(dw0);
-    kc_linear_fwd(y1, 0, x, w, NULL, T, K, N, 1.0f, NULL, 0);
-    kc_linear_fwd(y2, 0, x, w, NULL, T, K, N, 1.0f, NULL, 0);
-    kc_linear_bwd_weight(dw1, dout, x, T, K, N, 1.0f, 0);
-    kc_linear_bwd_weight(dw2, dout, x, T, K, N, 1.0f, 0);
+    kc_linear_fwd(y1, 0, x, K, w, NULL, T, K, N, 1.0f, NULL, 0);
+    kc_linear_fwd(y2, 0, x, K, w, NULL, T, K, N, 1.0f, NULL, 0);
+    kc_linear_bwd_weight(dw1, dout, x, K, T, K, N, 1.0f, 0);
+    kc_linear_bwd_weight(dw2, dout, x, K, T, K, N, 1.0f, 0);
     vec a = gt_download_bf16(y1, (size_t)T * N), b = gt_download_bf16(y2, (size_t)T * N);
     vec c = gt_download(dw1, (size_t)N * K), d = gt_download(dw2, (size_t)N * K);
     gt_check(!memcmp(a.data(), b.data(), a.size() * sizeof(float)) && !memcmp(c.data(), d.data(), c.size() * sizeof(float)),
@@ -197,9 +219,9 @@ static void check_empty(void)
     const int K = 64, N = 32;
     __nv_bfloat16 *w = gt_upload_bf16(bf16_random((size_t)N * K)), *y = gt_device<__nv_bfloat16>(N * K);
     float *dw = gt_device<float>(N * K);
-    kc_linear_fwd(y, 0, y, w, NULL, 0, K, N, 1.0f, NULL, 0);
-    kc_linear_bwd_data(y, y, w, 0, K, N, 1.0f, 0, 0);
-    kc_linear_bwd_weight(dw, y, y, 0, K, N, 1.0f, 0);
+    kc_linear_fwd(y, 0, y, K, w, NULL, 0, K, N, 1.0f, NULL, 0);
+    kc_linear_bwd_data(y, K, y, w, 0, K, N, 1.0f, 0, 0);
+    kc_linear_bwd_weight(dw, y, y, K, 0, K, N, 1.0f, 0);
     std::vector<uint16_t> yb = gt_download((const uint16_t *)y, N * K);
     std::vector<uint32_t> db = gt_download((const uint32_t *)dw, N * K);
     size_t changed = 0;
@@ -227,6 +249,8 @@ int main(void)
         {"LM head", 96, 4096, 128256, 1.0f, 0, 0, 1, 0},
         // o and down add the residual stream from its own buffer
         {"o + residual", 2048, 4096, 4096, 1.0f, 2, 0, 0, 1}, {"LoRA B + residual", 2048, 16, 4096, 2.0f, 2, 0, 0, 1},
+        // k's adapter in a stacked q/k/v group: A x, and du in backward, are slices of [T, 48] rows
+        {"LoRA B, stacked", 2048, 16, 1024, 2.0f, 0, 0, 0, 1, 48}, {"LoRA B, stacked, odd T", 1801, 16, 4096, 2.0f, 1, 0, 0, 1, 32},
     };
     for (const gemm_case &c : real) run_case(c);
     // Packed batches vary T: these share T = 2048's plans (its bucket, 1793..2048) at their own T,
