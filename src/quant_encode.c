@@ -88,13 +88,9 @@ static const encoder *encoder_for(quant_type t)
 static uint8_t encode_one(const encoder *e, float v)
 {
     float a = e->fp4_sign ? fabsf(v) : v;
-    int lo = 0, hi = e->nmid; /* count thresholds below a by bisection */
-    while (lo < hi) {
-        int m = (lo + hi) / 2;
-        if (a > e->thr[m]) lo = m + 1;
-        else hi = m;
-    }
-    return (uint8_t)(e->map[lo] + (e->fp4_sign && v < 0 ? 8 : 0));
+    int below = 0; /* thresholds below a, by bisection: nmid is 2^k - 1, so k steps, without branches */
+    for (int step = (e->nmid + 1) / 2; step > 0; step /= 2) below += (a > e->thr[below + step - 1]) * step;
+    return (uint8_t)(e->map[below] + (e->fp4_sign && v < 0 ? 8 : 0));
 }
 
 /* The factor bitsandbytes scales a block by; 0 for an all-zero block (its codes are those of 0.0). */
