@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "runtime.h"
+#include "vector_clones.h"
 
 /* Ascending float thresholds: code = map[number of thresholds t with v > t]. */
 typedef struct {
@@ -122,6 +123,13 @@ static inline __attribute__((always_inline)) void encode_nibbles(const float *t,
     if (len & 1) codes[len / 2] = (uint8_t)(nibble(t, nmid, fp4, map, x[len - 1] * r) << 4);
 }
 
+VECTOR_CLONES static void encode_block_4bit(const encoder *e, const float *x, int64_t len, float absmax,
+                                           uint8_t *codes)
+{
+    if (e->fp4_sign) encode_nibbles(e->thr, FP4_NMID, 1, e->map, x, len, absmax, codes);
+    else encode_nibbles(e->thr, NF4_NMID, 0, NULL, x, len, absmax, codes);
+}
+
 /* Phase 1, exactly fmaxf(m, fabsf(x)) over the block from m = 0 (NaN skipped), on the bits: for
  * non-NaN floats |x| orders as its bits without the sign, so the loop vectorises. */
 void quant_block_absmax(const quant_format *f, const float *x, int64_t n, int64_t b0, int64_t b1,
@@ -203,12 +211,10 @@ static void encode_codes(const quant_format *f, const float *x, int64_t n, int64
         return;
     }
     if (bs > MAX_4BIT_BLOCKSIZE) sl_fatal("internal error: 4-bit blocksize %lld above %d", (long long)bs, MAX_4BIT_BLOCKSIZE);
-    const int fp4 = e->fp4_sign;
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < b1 - b0; b++) { /* blocks hold an even number of elements but the last */
         int64_t i0 = b * bs, len = elems - i0 < bs ? elems - i0 : bs;
-        if (fp4) encode_nibbles(e->thr, FP4_NMID, 1, e->map, x + i0, len, absmax[b], codes + i0 / 2);
-        else encode_nibbles(e->thr, NF4_NMID, 0, NULL, x + i0, len, absmax[b], codes + i0 / 2);
+        encode_block_4bit(e, x + i0, len, absmax[b], codes + i0 / 2);
     }
 }
 
