@@ -196,8 +196,8 @@ float quant_sum_offset(const quant_sum *s)
     return exact_sum_to_float(s) * (1.0f / (float)s->v[0]);
 }
 
-static void encode_codes(const quant_format *f, const float *x, int64_t n, int64_t b0, int64_t b1,
-                         const float *absmax, uint8_t *codes)
+void quant_encode_codes(const quant_format *f, const float *x, int64_t n, int64_t b0, int64_t b1,
+                        const float *absmax, uint8_t *codes)
 {
     const encoder *e = encoder_for(f->type);
     int64_t bs = f->blocksize, elems = quant_block_elems(f, n, b0, b1);
@@ -235,19 +235,25 @@ static void encode_absmax(const float *absmax, int64_t count, float offset, uint
     }
 }
 
-void quant_encode(const quant_format *f, const float *x, int64_t n, int64_t b0, int64_t b1,
-                  const float *absmax, float offset, quant_view *out)
+void quant_encode_stats(const quant_format *f, int64_t b0, int64_t b1, const float *absmax, float offset,
+                        quant_view *out)
 {
     if (f->double_quant && b0 % QUANT_NESTED_BLOCKS)
         sl_fatal("quant_encode: with double quantization a block range must start a group of %d blocks "
                  "(expected b0 %% %d == 0, found b0 = %lld)", QUANT_NESTED_BLOCKS, QUANT_NESTED_BLOCKS, (long long)b0);
-    encode_codes(f, x, n, b0, b1, absmax, out->codes);
     if (f->double_quant) {
         encode_absmax(absmax, b1 - b0, offset, out->absmax_u8, out->nested_absmax);
         out->offset = offset;
     } else {
         memcpy(out->absmax, absmax, (size_t)(b1 - b0) * sizeof *absmax);
     }
+}
+
+void quant_encode(const quant_format *f, const float *x, int64_t n, int64_t b0, int64_t b1,
+                  const float *absmax, float offset, quant_view *out)
+{
+    quant_encode_stats(f, b0, b1, absmax, offset, out);
+    quant_encode_codes(f, x, n, b0, b1, absmax, out->codes);
 }
 
 void quant_tensor(const quant_format *f, const float *x, int64_t n, quant_view *out)
