@@ -2,7 +2,6 @@
 #include "rng.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <string.h>
 
 #include "vector_clones.h"
@@ -35,57 +34,7 @@ uint64_t rng_u64(sl_rng *r)
     return result;
 }
 
-/* The state as 256 bits (bit k of word k / 64); step[j][c] is T^(2^j) applied to unit vector c. */
-typedef struct {
-    uint64_t w[4];
-} bits256;
-
-static bits256 step_pow[64][256];
-static pthread_once_t step_once = PTHREAD_ONCE_INIT;
-
-static bits256 apply(const bits256 *m, const bits256 *v)
-{
-    bits256 out = {{0}};
-    for (int c = 0; c < 256; c++)
-        if (v->w[c / 64] >> (c % 64) & 1)
-            for (int k = 0; k < 4; k++) out.w[k] ^= m[c].w[k];
-    return out;
-}
-
-static void build_steps(void)
-{
-    for (int c = 0; c < 256; c++) { /* T itself: one step of a unit state */
-        sl_rng r = {{0}};
-        r.s[c / 64] = 1ull << (c % 64);
-        rng_u64(&r);
-        memcpy(step_pow[0][c].w, r.s, sizeof r.s);
-    }
-    for (int j = 1; j < 64; j++)
-        for (int c = 0; c < 256; c++) step_pow[j][c] = apply(step_pow[j - 1], &step_pow[j - 1][c]);
-}
-
-void rng_advance(sl_rng *r, uint64_t n)
-{
-    if (n < 64) { /* a few steps are cheaper taken */
-        while (n--) rng_u64(r);
-        return;
-    }
-    pthread_once(&step_once, build_steps);
-    bits256 v;
-    memcpy(v.w, r->s, sizeof v.w);
-    for (int j = 0; n; j++, n >>= 1)
-        if (n & 1) v = apply(step_pow[j], &v);
-    memcpy(r->s, v.w, sizeof v.w);
-}
-
 float rng_uniform(sl_rng *r) { return (float)(rng_u64(r) >> 40) * 0x1p-24f; }
-
-double rng_normal(sl_rng *r)
-{
-    double u1 = ((double)(rng_u64(r) >> 11) + 1.0) * 0x1p-53; /* (0, 1]: log is finite */
-    double u2 = (double)(rng_u64(r) >> 11) * 0x1p-53;
-    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
-}
 
 uint64_t rng_below(sl_rng *r, uint64_t n)
 {
