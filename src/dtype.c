@@ -79,15 +79,15 @@ void sl_to_f32(float *dst, const void *src, sl_dtype t, size_t n)
     switch (t) {
     case SL_F32: memmove(dst, src, n * 4); break;
     case SL_F64:
-#pragma omp parallel for schedule(static) if (len >= PARALLEL_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : len >= PARALLEL_MIN)
         for (int64_t i = 0; i < len; i++) dst[i] = (float)s64[i];
         break;
     case SL_BF16:
-#pragma omp parallel for schedule(static) if (len >= PARALLEL_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : len >= PARALLEL_MIN)
         for (int64_t i = 0; i < len; i++) dst[i] = sl_bf16_to_f32(s16[i]);
         break;
     case SL_F16:
-#pragma omp parallel for schedule(static) if (len >= PARALLEL_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : len >= PARALLEL_MIN)
         for (int64_t i = 0; i < len; i++) dst[i] = sl_f16_to_f32(s16[i]);
         break;
     default: sl_fatal("internal error: cannot convert %s to float32", sl_dtype_name(t));
@@ -99,11 +99,11 @@ void sl_from_f32(uint16_t *dst, const float *src, sl_dtype t, size_t n)
     int64_t len = (int64_t)n;
     switch (t) {
     case SL_BF16:
-#pragma omp parallel for schedule(static) if (len >= PARALLEL_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : len >= PARALLEL_MIN)
         for (int64_t i = 0; i < len; i++) dst[i] = sl_f32_to_bf16(src[i]);
         break;
     case SL_F16:
-#pragma omp parallel for schedule(static) if (len >= PARALLEL_MIN)
+#pragma omp parallel for simd schedule(static) if (parallel : len >= PARALLEL_MIN)
         for (int64_t i = 0; i < len; i++) dst[i] = sl_f32_to_f16(src[i]);
         break;
     default: sl_fatal("internal error: cannot convert float32 to %s", sl_dtype_name(t));

@@ -82,6 +82,13 @@ float quant_sum_offset(const quant_sum *s);
 /* Phase 3: encode blocks [b0, b1) given their absmax (and the tensor's offset with DQ). */
 void quant_encode(const quant_format *f, const float *x, int64_t n, int64_t b0, int64_t b1,
                   const float *absmax, float offset, quant_view *out);
+/* Phase 3 in its two parts: the codes need only the blocks' absmax, so a caller can encode each
+ * range as soon as phase 1 has seen it (codes from byte 0 for block b0) and the statistics (absmax,
+ * or absmax_u8, nested_absmax and offset) once the offset is known. */
+void quant_encode_codes(const quant_format *f, const float *x, int64_t n, int64_t b0, int64_t b1,
+                        const float *absmax, uint8_t *codes);
+void quant_encode_stats(const quant_format *f, int64_t b0, int64_t b1, const float *absmax, float offset,
+                        quant_view *out);
 
 /* The blocks q points at, as the backend kernel k_dequant takes them (kernels/kernels.h), with the
  * built-in decoding tables (host memory). */

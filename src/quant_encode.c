@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "runtime.h"
+#include "vector_clones.h"
 
 /* Ascending float thresholds: code = map[number of thresholds t with v > t]. */
 typedef struct {
@@ -30,6 +31,7 @@ static const float NF4_THRESHOLDS[15] = {
     0.5016634166240692f, 0.6427869200706482f, 0.8614784181118011f};
 static const float FP4_THRESHOLDS[7] = {0.00260417f, 0.0859375f, 0.20833333f, 0.29166667f,
                                         0.4166667f, 0.583333f, 0.8333333f};
+enum { NF4_NMID = sizeof NF4_THRESHOLDS / sizeof *NF4_THRESHOLDS, FP4_NMID = sizeof FP4_THRESHOLDS / sizeof *FP4_THRESHOLDS };
 
 /* dQuantize<0>, step for step, for deriving and checking the INT8 thresholds at start-up. */
 static int dynamic_search(const float *code, float x)
@@ -70,11 +72,11 @@ static const encoder *encoder_for(quant_type t)
     static int done;
     if (!done) {
         encoder *nf4 = &enc[QUANT_NF4], *fp4 = &enc[QUANT_FP4];
-        nf4->nmid = 15;
+        nf4->nmid = NF4_NMID;
         memcpy(nf4->thr, NF4_THRESHOLDS, sizeof NF4_THRESHOLDS);
         for (int i = 0; i < 16; i++) nf4->map[i] = (uint8_t)i;
         static const uint8_t by_size[8] = {0, 1, 6, 7, 4, 5, 2, 3}; /* FP4 codes by magnitude */
-        fp4->nmid = 7;
+        fp4->nmid = FP4_NMID;
         memcpy(fp4->thr, FP4_THRESHOLDS, sizeof FP4_THRESHOLDS);
         memcpy(fp4->map, by_size, sizeof by_size);
         fp4->fp4_sign = 1;
@@ -87,13 +89,9 @@ static const encoder *encoder_for(quant_type t)
 static uint8_t encode_one(const encoder *e, float v)
 {
     float a = e->fp4_sign ? fabsf(v) : v;
-    int lo = 0, hi = e->nmid; /* count thresholds below a by bisection */
-    while (lo < hi) {
-        int m = (lo + hi) / 2;
-        if (a > e->thr[m]) lo = m + 1;
-        else hi = m;
-    }
-    return (uint8_t)(e->map[lo] + (e->fp4_sign && v < 0 ? 8 : 0));
+    int below = 0; /* thresholds below a, by bisection: nmid is 2^k - 1, so k steps, without branches */
+    for (int step = (e->nmid + 1) / 2; step > 0; step /= 2) below += (a > e->thr[below + step - 1]) * step;
+    return (uint8_t)(e->map[below] + (e->fp4_sign && v < 0 ? 8 : 0));
 }
 
 /* The factor bitsandbytes scales a block by; 0 for an all-zero block (its codes are those of 0.0). */
@@ -101,30 +99,57 @@ static float block_scale(float absmax) { return absmax > 0 ? 1.0f / absmax : 0.0
 
 enum { MAX_4BIT_BLOCKSIZE = 256 }; /* quant_format_parse allows 64, 128 and 256 */
 
-/* The 4-bit codes of len elements of one block, as encode_one gives them, a vector at a time. */
-static void encode_nibbles(const encoder *e, const float *x, int64_t len, float absmax, uint8_t *c)
+/* encode_one for a 4-bit type, with its threshold count a constant (so the count unrolls and the
+ * loops over elements vectorise); map NULL: the count is the code (NF4). */
+static inline __attribute__((always_inline)) int nibble(const float *t, int nmid, int fp4, const uint8_t *map,
+                                                        float v)
 {
-    int nmid = e->nmid, fp4 = e->fp4_sign;
-    const float *t = e->thr, r = block_scale(absmax);
-#pragma omp simd
-    for (int64_t i = 0; i < len; i++) {
-        float v = x[i] * r, a = fp4 ? fabsf(v) : v;
-        int below = 0;
-        for (int k = 0; k < nmid; k++) below += a > t[k];
-        c[i] = (uint8_t)below;
-    }
-    for (int64_t i = 0; i < len; i++) c[i] = (uint8_t)(e->map[c[i]] + (fp4 && x[i] * r < 0 ? 8 : 0));
+    float a = fp4 ? fabsf(v) : v;
+    int below = 0;
+#pragma GCC unroll 16
+    for (int k = 0; k < nmid; k++) below += a > t[k];
+    return map ? map[below] + (fp4 && v < 0 ? 8 : 0) : below;
 }
 
+/* The packed codes of len elements of one block, the first of each pair in the high nibble. */
+static inline __attribute__((always_inline)) void encode_nibbles(const float *t, int nmid, int fp4,
+                                                                 const uint8_t *map, const float *x, int64_t len,
+                                                                 float absmax, uint8_t *codes)
+{
+    const float r = block_scale(absmax);
+#pragma omp simd
+    for (int64_t j = 0; j < len / 2; j++)
+        codes[j] = (uint8_t)(nibble(t, nmid, fp4, map, x[2 * j] * r) << 4 | nibble(t, nmid, fp4, map, x[2 * j + 1] * r));
+    if (len & 1) codes[len / 2] = (uint8_t)(nibble(t, nmid, fp4, map, x[len - 1] * r) << 4);
+}
+
+VECTOR_CLONES static void encode_block_4bit(const encoder *e, const float *x, int64_t len, float absmax,
+                                           uint8_t *codes)
+{
+    if (e->fp4_sign) encode_nibbles(e->thr, FP4_NMID, 1, e->map, x, len, absmax, codes);
+    else encode_nibbles(e->thr, NF4_NMID, 0, NULL, x, len, absmax, codes);
+}
+
+/* Phase 1, exactly fmaxf(m, fabsf(x)) over the block from m = 0 (NaN skipped), on the bits: for
+ * non-NaN floats |x| orders as its bits without the sign, so the loop vectorises. */
 void quant_block_absmax(const quant_format *f, const float *x, int64_t n, int64_t b0, int64_t b1,
                         float *absmax)
 {
     int64_t bs = f->blocksize, elems = quant_block_elems(f, n, b0, b1);
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < b1 - b0; b++) {
-        float m = 0.0f;
-        for (int64_t i = b * bs; i < (b + 1) * bs && i < elems; i++) m = fmaxf(m, fabsf(x[i]));
-        absmax[b] = m;
+        const float *xb = x + b * bs;
+        int64_t len = elems - b * bs < bs ? elems - b * bs : bs;
+        int32_t m = 0;
+#pragma omp simd reduction(max : m)
+        for (int64_t i = 0; i < len; i++) {
+            uint32_t u;
+            memcpy(&u, &xb[i], sizeof u);
+            int32_t a = (int32_t)(u & 0x7fffffffu);
+            a = a > 0x7f800000 ? 0 : a;
+            m = a > m ? a : m;
+        }
+        memcpy(&absmax[b], &m, sizeof m);
     }
 }
 
@@ -171,8 +196,8 @@ float quant_sum_offset(const quant_sum *s)
     return exact_sum_to_float(s) * (1.0f / (float)s->v[0]);
 }
 
-static void encode_codes(const quant_format *f, const float *x, int64_t n, int64_t b0, int64_t b1,
-                         const float *absmax, uint8_t *codes)
+void quant_encode_codes(const quant_format *f, const float *x, int64_t n, int64_t b0, int64_t b1,
+                        const float *absmax, uint8_t *codes)
 {
     const encoder *e = encoder_for(f->type);
     int64_t bs = f->blocksize, elems = quant_block_elems(f, n, b0, b1);
@@ -185,15 +210,11 @@ static void encode_codes(const quant_format *f, const float *x, int64_t n, int64
         free(r);
         return;
     }
-    int64_t nb = b1 - b0;
     if (bs > MAX_4BIT_BLOCKSIZE) sl_fatal("internal error: 4-bit blocksize %lld above %d", (long long)bs, MAX_4BIT_BLOCKSIZE);
 #pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < nb; b++) { /* blocks hold an even number of elements but the last */
+    for (int64_t b = 0; b < b1 - b0; b++) { /* blocks hold an even number of elements but the last */
         int64_t i0 = b * bs, len = elems - i0 < bs ? elems - i0 : bs;
-        uint8_t c[MAX_4BIT_BLOCKSIZE + 1];
-        encode_nibbles(e, x + i0, len, absmax[b], c);
-        c[len] = 0;
-        for (int64_t j = 0; j < (len + 1) / 2; j++) codes[i0 / 2 + j] = (uint8_t)(c[2 * j] << 4 | c[2 * j + 1]);
+        encode_block_4bit(e, x + i0, len, absmax[b], codes + i0 / 2);
     }
 }
 
@@ -214,19 +235,25 @@ static void encode_absmax(const float *absmax, int64_t count, float offset, uint
     }
 }
 
-void quant_encode(const quant_format *f, const float *x, int64_t n, int64_t b0, int64_t b1,
-                  const float *absmax, float offset, quant_view *out)
+void quant_encode_stats(const quant_format *f, int64_t b0, int64_t b1, const float *absmax, float offset,
+                        quant_view *out)
 {
     if (f->double_quant && b0 % QUANT_NESTED_BLOCKS)
         sl_fatal("quant_encode: with double quantization a block range must start a group of %d blocks "
                  "(expected b0 %% %d == 0, found b0 = %lld)", QUANT_NESTED_BLOCKS, QUANT_NESTED_BLOCKS, (long long)b0);
-    encode_codes(f, x, n, b0, b1, absmax, out->codes);
     if (f->double_quant) {
         encode_absmax(absmax, b1 - b0, offset, out->absmax_u8, out->nested_absmax);
         out->offset = offset;
     } else {
         memcpy(out->absmax, absmax, (size_t)(b1 - b0) * sizeof *absmax);
     }
+}
+
+void quant_encode(const quant_format *f, const float *x, int64_t n, int64_t b0, int64_t b1,
+                  const float *absmax, float offset, quant_view *out)
+{
+    quant_encode_stats(f, b0, b1, absmax, offset, out);
+    quant_encode_codes(f, x, n, b0, b1, absmax, out->codes);
 }
 
 void quant_tensor(const quant_format *f, const float *x, int64_t n, quant_view *out)

@@ -154,12 +154,18 @@ void quant_store_write(hid_t file, const char *path, const quant_store_info *inf
     h5_set_attr_string(file, path, "dtype", info->dtype);
 }
 
-void quant_store_quantize(hid_t file, const char *path, const quant_format *f, const int64_t dims[2],
-                          const char *dtype, const float *x)
+quant_store_info quant_store_describe(const quant_format *f, const int64_t dims[2], const char *dtype)
 {
     quant_store_info info = {.fmt = *f, .shape = {dims[0], dims[1]}, .n = dims[0] * dims[1]};
     info.nblocks = quant_nblocks(f, info.n);
     snprintf(info.dtype, sizeof info.dtype, "%s", dtype);
+    return info;
+}
+
+void quant_store_quantize(hid_t file, const char *path, const quant_format *f, const int64_t dims[2],
+                          const char *dtype, const float *x)
+{
+    quant_store_info info = quant_store_describe(f, dims, dtype);
     int64_t bad = info.n; /* the first non-finite element, found on every thread */
 #pragma omp parallel for schedule(static) reduction(min : bad)
     for (int64_t i = 0; i < info.n; i++)

@@ -30,6 +30,9 @@ int quant_store_probe(hid_t file, const char *path, quant_store_info *info);
 /* Write a whole quantized tensor (q holds blocks [0, info->nblocks)) as a group at path. */
 void quant_store_write(hid_t file, const char *path, const quant_store_info *info, const quant_view *q);
 
+/* The info of a weight of shape dims[0] x dims[1] and dtype (its name) quantized in format f. */
+quant_store_info quant_store_describe(const quant_format *f, const int64_t dims[2], const char *dtype);
+
 /* Quantize the float32 weight x[dims[0], dims[1]] (one rank) and write it: what
  * shardlora-quantize and shardlora-import --quantize share. */
 void quant_store_quantize(hid_t file, const char *path, const quant_format *f, const int64_t dims[2],

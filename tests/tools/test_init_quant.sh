@@ -1,6 +1,6 @@
 # shardlora-init --quant writes the file that shardlora-init followed by shardlora-quantize writes
 # (h5diff: every dataset and attribute), for each format, from f32 and bf16, with partial last
-# blocks and partial double-quantization groups; on 1 and 2 threads; in bounded memory; and it
+# blocks and partial double-quantization groups; on 1 and 3 threads; in bounded memory; and it
 # evaluates as the same model quantized at load time. Bad option combinations exit with status 2.
 source "$SHARDLORA_ROOT/tests/lib.sh"
 cd "$TMP"
@@ -20,8 +20,9 @@ done
   "$BIN/shardlora-init" tied_direct.h5 "${arch[@]}" --tie --dtype bf16 --quant nf4 --double-quant >/dev/null
 check "init --tie --quant nf4 --double-quant: identical to the two steps" h5diff tied_q.h5 tied_direct.h5
 
-# the stream is cut between threads (each jumps to its offset): the thread count changes no byte
-for extra in "--dtype bf16" "--dtype f32 --quant nf4 --double-quant"; do
+# each value is a function of its index, pieces go to threads in any split: the thread count changes no byte
+for extra in "--dtype bf16" "--dtype f32 --quant nf4 --double-quant" "--dtype bf16 --quant nf4 --double-quant" \
+  "--dtype bf16 --quant int8"; do
   # shellcheck disable=SC2086
   OMP_NUM_THREADS=1 "$BIN/shardlora-init" t1.h5 "${arch[@]}" $extra >/dev/null &&
     OMP_NUM_THREADS=3 "$BIN/shardlora-init" t3.h5 "${arch[@]}" $extra >/dev/null

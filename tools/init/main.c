@@ -3,10 +3,12 @@
  * demos and tests can make models of any shape without downloading one. With --quant the seven
  * projections are written quantized, as shardlora-quantize of the plain file would write them.
  *
- * The weights are one seeded stream of normals (two rng_u64 draws each) over the matrices in
- * tensor-table order. Every OpenMP thread generates its own part of a chunk, jumping to its
- * offset in the stream (rng_advance), so the bytes do not depend on the thread count, and at most
- * one chunk (or one projection, to be quantized whole) is in memory at a time. */
+ * Element i of a matrix is std * rng_normals' number i of (seed, FNV-1a of the matrix's path),
+ * rounded to float32 (then to bf16 with --dtype bf16): a function of the seed, the name and the
+ * index alone, so the file does not depend on the thread count and a layer is the same in files of
+ * any depth. Each thread makes a piece of 16K elements at a time and, with --quant, takes its
+ * blocks' absmax and codes while they are in its cache, so a quantized projection never exists in
+ * float32; the writer thread writes tensor i while the others make tensor i + 1. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,15 +19,17 @@
 #include "quant_store.h"
 #include "rng.h"
 #include "runtime.h"
+#include "writer.h"
 
 static const char *USAGE =
     "usage: shardlora-init OUT.h5 [--arch llama|mistral|qwen2|qwen3] [--hidden N] [--intermediate N]\n"
     "                      [--layers N] [--heads N] [--kv-heads N] [--vocab N] [--max-pos N]\n"
     "                      [--rope-theta X] [--tie] [--std X] [--seed N] [--dtype f32|bf16]\n"
     "                      [--quant nf4|fp4|int8 [--double-quant] [--blocksize N]]\n"
-    "Writes a model file with random weights (normal(0, std), default std 0.02). With --quant the\n"
-    "projections are stored quantized: the same file as shardlora-init followed by shardlora-quantize\n"
-    "with these options, without the full-precision file in between.\n";
+    "Writes a model file with random weights (normal(0, std), default std 0.02; each value a function\n"
+    "of --seed, the tensor's name and its index). With --quant the projections are stored quantized:\n"
+    "the same file as shardlora-init followed by shardlora-quantize with these options, without the\n"
+    "full-precision file in between.\n";
 
 typedef struct {
     const char *out, *dtype, *quant;
@@ -98,54 +102,169 @@ static void parse(int argc, char **argv, sl_model_config *c, init_options *o)
     if (problem) sl_usage_error("invalid model shape: %s", problem);
 }
 
-/* Values [e0, e0 + count) of tensor t, whose normals start at value `first` of the stream seeded
- * in base, on every thread; bf16: rounded to bf16 (what a reader of the bf16 file gets). */
-static void generate(const sl_tensor_spec *t, const sl_rng *base, uint64_t first, int64_t e0, int64_t count,
-                     const init_options *o, float *w)
+enum {
+    PIECE = 1 << 14, /* elements a thread makes at a time, in its own cache, before they move on */
+    CHUNK = 1 << 24  /* elements per write of a tensor that is not quantized */
+};
+
+/* A matrix's stream: FNV-1a of its path, so a value depends on the seed, the name and the index
+ * alone (the same in a file of any number of layers). */
+static uint64_t tensor_stream(const char *path)
 {
-    const int bf16 = !strcmp(o->dtype, "bf16");
-    const double std = o->std;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const char *c = path; *c; c++) h = (h ^ (unsigned char)*c) * 0x100000001b3ull;
+    return h;
+}
+
+/* Values [e0, e0 + count) of tensor t, on the calling thread: normal(0, std) for matrices, ones
+ * for norms, zeros for biases. With words (bf16) also their bf16 words, and w then holds what a
+ * reader of the bf16 file gets. */
+static void fill(const sl_tensor_spec *t, const init_options *o, int64_t e0, int64_t count, float *w, uint16_t *words)
+{
     if (t->kind == TENSOR_NORM || t->kind == TENSOR_BIAS) {
         const float v = t->kind == TENSOR_NORM ? 1.0f : 0.0f;
         for (int64_t i = 0; i < count; i++) w[i] = v;
-        return;
+    } else {
+        rng_normals(o->seed, tensor_stream(t->path), (uint64_t)e0, count, w);
+        const float std = (float)o->std;
+        for (int64_t i = 0; i < count; i++) w[i] *= std;
     }
+    if (!words) return;
+    sl_from_f32(words, w, SL_BF16, (size_t)count);
+    sl_to_f32(w, words, SL_BF16, (size_t)count);
+}
+
+/* What the writer holds of one tensor: a range of values, or the whole tensor quantized. Two
+ * slots, filled in turn, each sized for the largest tensor or chunk. */
+typedef struct {
+    const sl_tensor_spec *t;
+    sl_dtype type;
+    int64_t e0, count; /* not quantized: this chunk */
+    void *values;
+    quant_store_info info; /* quantized */
+    quant_view q;
+    float *block_absmax;
+} slot;
+
+static int quantized(const sl_tensor_spec *t, const init_options *o)
+{
+    return t->kind == TENSOR_LINEAR && o->fmt.type != QUANT_NONE;
+}
+
+static int64_t elements(const sl_tensor_spec *t) { return t->ndims == 2 ? t->dims[0] * t->dims[1] : t->dims[0]; }
+
+static void slot_alloc(slot *s, const sl_tensor_spec *t, int n, const init_options *o, sl_dtype type)
+{
+    int64_t chunk = 1, qn = 0; /* the largest chunk, the largest quantized tensor */
+    for (int i = 0; i < n; i++) {
+        int64_t e = elements(&t[i]), *most = quantized(&t[i], o) ? &qn : &chunk;
+        if (!quantized(&t[i], o) && e > CHUNK) e = CHUNK;
+        if (e > *most) *most = e;
+    }
+    int64_t nb = qn ? quant_nblocks(&o->fmt, qn) : 0;
+    *s = (slot){.type = type, .values = sl_malloc((size_t)chunk * sl_dtype_size(type), "weights to write")};
+    if (!qn) return;
+    s->q = (quant_view){.codes = sl_malloc((size_t)quant_code_bytes(&o->fmt, qn, 0, nb), "codes to write"),
+                        .absmax = sl_malloc((size_t)nb * sizeof(float), "absmax to write"),
+                        .absmax_u8 = sl_malloc((size_t)nb, "absmax to write"),
+                        .nested_absmax = sl_malloc((size_t)quant_nested_count(&o->fmt, 0, nb) * sizeof(float) + 1,
+                                                   "absmax to write")};
+    s->block_absmax = sl_malloc((size_t)nb * sizeof(float), "block absmax");
+}
+
+static void slot_free(slot *s)
+{
+    free(s->values), free(s->q.codes), free(s->q.absmax), free(s->q.absmax_u8), free(s->q.nested_absmax);
+    free(s->block_absmax);
+}
+
+/* Values [s->e0, s->e0 + s->count) of s->t into s->values, a piece per thread at a time. */
+static void make_chunk(slot *s, const init_options *o)
+{
+    const int bf16 = s->type == SL_BF16;
+    const int64_t pieces = (s->count + PIECE - 1) / PIECE;
 #pragma omp parallel
     {
-        int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
-        int64_t lo = count * id / nt, hi = count * (id + 1) / nt;
-        sl_rng r = *base;
-        rng_advance(&r, 2 * (first + (uint64_t)(e0 + lo))); /* two draws per normal */
-        for (int64_t i = lo; i < hi; i++) {
-            float x = (float)(std * rng_normal(&r));
-            w[i] = bf16 ? sl_bf16_to_f32(sl_f32_to_bf16(x)) : x;
+        float *w = bf16 ? sl_malloc(PIECE * sizeof *w, "weights") : NULL;
+#pragma omp for schedule(static)
+        for (int64_t p = 0; p < pieces; p++) {
+            int64_t i0 = p * PIECE, len = s->count - i0 < PIECE ? s->count - i0 : PIECE;
+            if (bf16) fill(s->t, o, s->e0 + i0, len, w, (uint16_t *)s->values + i0);
+            else fill(s->t, o, s->e0 + i0, len, (float *)s->values + i0, NULL);
         }
+        free(w);
     }
 }
 
-enum { CHUNK = 1 << 24 }; /* elements per write of a tensor that is not quantized (64 MiB) */
-
-/* Writes tensor t; returns how many normals it took from the stream. */
-static int64_t write_tensor(hid_t f, const sl_tensor_spec *t, const init_options *o, const sl_rng *base,
-                            uint64_t first, float *buf, uint16_t *words)
+/* s->t quantized: each thread makes a piece of whole blocks, takes their absmax and encodes their
+ * codes while the piece is in its cache; the statistics follow from every block's absmax (the
+ * offset an exact sum, so the thread count changes no bit). */
+static void make_quantized(slot *s, const init_options *o)
 {
-    const int64_t n = t->ndims == 2 ? t->dims[0] * t->dims[1] : t->dims[0];
+    const quant_format *f = &o->fmt;
+    const int64_t n = elements(s->t), nb = quant_nblocks(f, n), bs = f->blocksize;
+    const int64_t per = PIECE / bs > 1 ? PIECE / bs : 1, pieces = (nb + per - 1) / per;
+    s->info = quant_store_describe(f, s->t->dims, sl_dtype_name(s->type));
+    quant_sum sum = {{0}};
+#pragma omp parallel
+    {
+        float *w = sl_malloc((size_t)(per * bs) * sizeof *w, "weights");
+        uint16_t *words = s->type == SL_BF16 ? sl_malloc((size_t)(per * bs) * sizeof *words, "weights") : NULL;
+        quant_sum mine = {{0}};
+#pragma omp for schedule(static)
+        for (int64_t p = 0; p < pieces; p++) {
+            int64_t b0 = p * per, b1 = b0 + per < nb ? b0 + per : nb;
+            fill(s->t, o, b0 * bs, quant_block_elems(f, n, b0, b1), w, words);
+            quant_block_absmax(f, w, n, b0, b1, s->block_absmax + b0);
+            if (f->double_quant) quant_sum_add(&mine, s->block_absmax + b0, b1 - b0);
+            quant_encode_codes(f, w, n, b0, b1, s->block_absmax + b0, s->q.codes + quant_code_bytes(f, n, 0, b0));
+        }
+#pragma omp critical
+        for (int k = 0; k < QUANT_SUM_LEN; k++) sum.v[k] += mine.v[k];
+        free(w), free(words);
+    }
+    quant_encode_stats(f, 0, nb, s->block_absmax, f->double_quant ? quant_sum_offset(&sum) : 0.0f, &s->q);
+}
+
+static void write_chunk(hid_t f, void *arg)
+{
+    const slot *s = arg;
+    if (s->e0 == 0) h5_create_dataset(f, s->t->path, s->type, s->t->ndims, s->t->dims);
+    h5_write_range(f, s->t->path, s->type, s->e0, s->count, s->values);
+}
+
+static void write_quantized(hid_t f, void *arg)
+{
+    const slot *s = arg;
+    quant_store_write(f, s->t->path, &s->info, &s->q);
+}
+
+/* Every tensor into file f, made in one slot while wr writes the other. */
+static void write_tensors(hid_t f, const sl_tensor_spec *t, int n, const init_options *o, writer *wr)
+{
     const sl_dtype type = !strcmp(o->dtype, "bf16") ? SL_BF16 : SL_F32;
-    if (t->kind == TENSOR_LINEAR && o->fmt.type != QUANT_NONE) {
-        float *w = sl_malloc((size_t)n * sizeof *w, t->path);
-        generate(t, base, first, 0, n, o, w);
-        quant_store_quantize(f, t->path, &o->fmt, t->dims, sl_dtype_name(type), w);
-        free(w);
-    } else {
-        h5_create_dataset(f, t->path, type, t->ndims, t->dims);
-        for (int64_t e0 = 0; e0 < n; e0 += CHUNK) {
-            int64_t count = n - e0 < CHUNK ? n - e0 : CHUNK;
-            generate(t, base, first, e0, count, o, buf);
-            if (type == SL_BF16) sl_from_f32(words, buf, SL_BF16, (size_t)count);
-            h5_write_range(f, t->path, type, e0, count, type == SL_BF16 ? (void *)words : (void *)buf);
+    slot slots[2];
+    for (int k = 0; k < 2; k++) slot_alloc(&slots[k], t, n, o, type);
+    writer_start(wr, f);
+    int turn = 0;
+    for (int i = 0; i < n; i++) {
+        if (quantized(&t[i], o)) {
+            slot *s = &slots[turn++ % 2];
+            s->t = &t[i];
+            make_quantized(s, o);
+            writer_submit(wr, write_quantized, s);
+            continue;
+        }
+        const int64_t size = elements(&t[i]);
+        for (int64_t e0 = 0; e0 < size; e0 += CHUNK) {
+            slot *s = &slots[turn++ % 2];
+            s->t = &t[i], s->e0 = e0, s->count = size - e0 < CHUNK ? size - e0 : CHUNK;
+            make_chunk(s, o);
+            writer_submit(wr, write_chunk, s);
         }
     }
-    return t->kind == TENSOR_NORM || t->kind == TENSOR_BIAS ? 0 : n;
+    writer_finish(wr);
+    for (int k = 0; k < 2; k++) slot_free(&slots[k]);
 }
 
 /* Removes the partial output when the tool stops with an error (sl_fatal exits). */
@@ -176,21 +295,17 @@ int main(int argc, char **argv)
     int n = modelcfg_tensor_count(&c);
     sl_tensor_spec *t = sl_malloc(sizeof *t * (size_t)n, "tensor table");
     modelcfg_tensors(&c, t, n);
-    sl_rng rng;
-    rng_seed(&rng, o.seed, 0);
-    float *buf = sl_malloc((size_t)CHUNK * sizeof *buf, "weights to write");
-    uint16_t *words = sl_malloc((size_t)CHUNK * sizeof *words, "weights to write");
-    uint64_t first = 0;
-    for (int i = 0; i < n; i++) first += (uint64_t)write_tensor(f, &t[i], &o, &rng, first, buf, words);
-    free(buf), free(words);
+    writer wr;
+    write_tensors(f, t, n, &o, &wr);
     char qname[32] = "";
     if (o.fmt.type != QUANT_NONE) h5_set_attr_string(f, "/", "quantization", quant_format_name(&o.fmt, qname, sizeof qname));
     h5_close(f);
     if (rename(partial, o.out) != 0) sl_fatal("cannot rename %s to %s (is the directory writable?)", partial, o.out);
     partial_to_remove = NULL;
-    printf("wrote %s: %s, %lld parameters, %d layers, hidden %d, vocab %d (%s%s%s) in %.1f s on %d threads\n", o.out,
-           c.architecture, (long long)modelcfg_param_count(&c), c.num_layers, c.hidden_size, c.vocab_size, o.dtype,
-           qname[0] ? ", projections " : "", qname, rt_now() - t0, omp_get_max_threads());
+    printf("wrote %s: %s, %lld parameters, %d layers, hidden %d, vocab %d (%s%s%s) in %.1f s on %d threads "
+           "(writes %.1f s, %.1f s of them not overlapped)\n", o.out, c.architecture, (long long)modelcfg_param_count(&c),
+           c.num_layers, c.hidden_size, c.vocab_size, o.dtype, qname[0] ? ", projections " : "", qname, rt_now() - t0,
+           omp_get_max_threads(), wr.write_s, wr.wait_s);
     free(t);
     free(partial);
     return 0;
