@@ -48,6 +48,11 @@ SHAPES = {
                        max_pos=4096, rope_theta=10000.0),
                   dict(hidden=64, intermediate=172, layers=2, heads=4, kv_heads=4, vocab=512,
                        max_pos=512, rope_theta=10000.0)),
+    # issue 9's 70B class on one GPU (step.sh's init source writes it pre-quantized: 39.5 GB)
+    "llama3-70b": (dict(hidden=8192, intermediate=28672, layers=80, heads=64, kv_heads=8, vocab=128256,
+                        max_pos=8192, rope_theta=500000.0),
+                   dict(hidden=128, intermediate=344, layers=2, heads=8, kv_heads=2, vocab=512,
+                        max_pos=512, rope_theta=500000.0)),
 }
 
 
