@@ -89,6 +89,18 @@ def write_tokens(path, docs, vocab, loss_mask=None, labels=None, num_labels=0):
             f.attrs["num_labels"] = np.int64(num_labels)
 
 
+def tiny_run_inputs(vocab, intermediate, seed, doc_len, n_docs, layers=3):
+    """model.h5 (shardlora-init: hidden 64, 4 heads, 2 kv heads, std 0.1) and train.h5 (n_docs documents
+    of BOS plus doc_len = (lo, hi) random tokens, drawn from numpy's generator seeded with seed)."""
+    import numpy as np
+    run([f"{BIN}/shardlora-init", "model.h5", "--hidden", "64", "--heads", "4", "--kv-heads", "2", "--intermediate",
+         str(intermediate), "--layers", str(layers), "--vocab", str(vocab), "--max-pos", "64", "--std", "0.1",
+         "--seed", str(seed)])
+    rng = np.random.default_rng(seed)
+    write_tokens("train.h5", [np.concatenate([[1], rng.integers(3, vocab, rng.integers(*doc_len))])
+                              for _ in range(n_docs)], vocab)
+
+
 def read_metrics(out, name="loss"):
     """The series `name` of a training run's OUT/metrics.h5."""
     import h5py

@@ -8,15 +8,10 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from testlib import BIN, check, finish, read_grads, read_metrics, run, write_tokens  # noqa: E402
+from testlib import BIN, check, finish, read_grads, read_metrics, run, tiny_run_inputs  # noqa: E402
 
 SL = f"{BIN}/shardlora"
-V = 96
-rng = np.random.default_rng(11)
-run([f"{BIN}/shardlora-init", "model.h5", "--hidden", "64", "--heads", "4", "--kv-heads", "2", "--intermediate", "160",
-     "--layers", "3", "--vocab", str(V), "--max-pos", "64", "--std", "0.1", "--seed", "9"])
-docs = [np.concatenate([[1], rng.integers(3, V, rng.integers(10, 40))]) for _ in range(120)]
-write_tokens("train.h5", docs, V)
+tiny_run_inputs(vocab=96, intermediate=160, seed=9, doc_len=(10, 40), n_docs=120)
 
 common = ["--model=model.h5", "--data=train.h5", "--seq-len=32", "--micro-batch=2", "--global-batch=4",
           "--quant=nf4", "--double-quant", "--lora-r=4", "--lora-dropout=0.2", "--lr=1e-2", "--log-every=1",

@@ -9,15 +9,10 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from testlib import BIN, check, expect_fail, finish, run, write_tokens  # noqa: E402
+from testlib import BIN, check, expect_fail, finish, run, tiny_run_inputs  # noqa: E402
 
 SL = f"{BIN}/shardlora"
-V = 64
-rng = np.random.default_rng(3)
-run([f"{BIN}/shardlora-init", "model.h5", "--hidden", "64", "--heads", "4", "--kv-heads", "2", "--intermediate", "128",
-     "--layers", "3", "--vocab", str(V), "--max-pos", "64", "--std", "0.1", "--seed", "5"])
-docs = [np.concatenate([[1], rng.integers(3, V, rng.integers(12, 30))]) for _ in range(200)]
-write_tokens("train.h5", docs, V)
+tiny_run_inputs(vocab=64, intermediate=128, seed=5, doc_len=(12, 30), n_docs=200)
 
 # two micro-steps per optimizer step on each of 2 ranks
 common = ["--model=model.h5", "--data=train.h5", "--seq-len=32", "--micro-batch=2", "--global-batch=8",
