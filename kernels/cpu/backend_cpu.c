@@ -11,8 +11,15 @@
 
 static void *cpu_alloc(size_t bytes, const char *what) { return sl_malloc(bytes, what); }
 static void cpu_release(void *p) { free(p); }
-static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
-static void cpu_copy(void *dst, const void *src, size_t bytes) { if (dst != src) memmove(dst, src, bytes); }
+/* An empty range may come with NULL pointers (an empty shard), which memset and memmove must not get. */
+static void cpu_zero(void *p, size_t bytes)
+{
+    if (bytes) memset(p, 0, bytes);
+}
+static void cpu_copy(void *dst, const void *src, size_t bytes)
+{
+    if (bytes && dst != src) memmove(dst, src, bytes);
+}
 
 /* Offload copies host memory to host memory: the same code path as on a GPU, for tests. */
 static int64_t cpu_copy_async(void *dst, const void *src, size_t bytes)
