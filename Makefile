@@ -5,6 +5,7 @@
 #   make test       install what the tests need (as root), build, run every test; ends "N passed, N failed"
 #   make test-gpu   build and run the GPU tests (tests/gpu) on a machine with a GPU
 #   make test-fresh the README's two commands in a bare Debian 12 chroot, as root (tests/fresh; 6-11 min)
+#   make test-asan  the suite against an AddressSanitizer + UBSan build of HEAD (tests/asan; about 30 min)
 #   make demo       install what the demo needs (as root), build, run jobs/demo.sh
 CC       ?= gcc
 NVCC     ?= nvcc
@@ -106,7 +107,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 GPU_BINS  := $(if $(filter 1,$(CUDA)),$(GPU_TEST_SRCS:tests/gpu/%.cu=$(BUILD)/tests/gpu/%))
 
-.PHONY: all build-line deps test test-gpu test-fresh demo clean help tests-bin bench-gpu-bins
+.PHONY: all build-line deps test test-gpu test-fresh test-asan demo clean help tests-bin bench-gpu-bins
 all: build-line $(BIN)/shardlora $(TOOLS)
 
 build-line:
@@ -173,6 +174,9 @@ test-gpu:
 # The README's quick start in a bare Debian 12 chroot, as root (too long for make test and CI).
 test-fresh:
 	@tests/fresh/run.sh
+
+test-asan:
+	@tests/asan/run.sh
 
 demo:
 	@tools/install-deps.sh

@@ -2,6 +2,7 @@
 h5py (plain and swmr=True) and h5dump read the file over and over. Every successful read must be a
 consistent prefix of what the driver writes; opens that race an append may fail and are retried."""
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ def build_driver():
     flags = subprocess.run(["pkg-config", "--cflags", "--libs", "mpi", "hdf5-openmpi", "openblas", "libcjson"],
                            capture_output=True, text=True, check=True).stdout.split()
     exe = os.path.join(TMP, "metrics_writer")
-    subprocess.run(["cc", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror",
+    subprocess.run([*shlex.split(os.environ.get("CC", "cc")), "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror",
                     "-I" + os.path.join(ROOT, "src"), "-I" + os.path.join(ROOT, "kernels"),
                     os.path.join(ROOT, "tests", "e2e", "metrics_writer.c"), "-o", exe,
                     os.path.join(ROOT, "build", "libshardlora.a")] + flags + ["-fopenmp", "-lm"], check=True)
