@@ -1,6 +1,7 @@
 """Helpers for Python tests: paths, subprocess runs and TAP-style checks that count in make test."""
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -8,6 +9,8 @@ ROOT = os.environ.get("SHARDLORA_ROOT") or os.path.dirname(os.path.dirname(os.pa
 SHARED = os.environ.get("SHARDLORA_SHARED") or os.path.join(os.path.dirname(ROOT), "shared")
 BIN = os.path.join(ROOT, "bin")
 TMP = os.environ.get("TEST_TMP") or os.getcwd()
+# The compiler of test harnesses that link libshardlora.a: the build's own (make test-asan sets CC).
+CC = shlex.split(os.environ.get("CC", "cc"))
 _failures = 0
 
 

@@ -2,7 +2,6 @@
 h5py (plain and swmr=True) and h5dump read the file over and over. Every successful read must be a
 consistent prefix of what the driver writes; opens that race an append may fail and are retried."""
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
-from testlib import ROOT, TMP, check, finish  # noqa: E402
+from testlib import CC, ROOT, TMP, check, finish  # noqa: E402
 
 ROWS, DELAY = 30, 0.1
 SERIES = {"loss": lambda i: 1.0 / (i + 1), "lr": lambda i: 1e-3 * i, "grad_norm": lambda i: float(i * i),
@@ -22,7 +21,7 @@ def build_driver():
     flags = subprocess.run(["pkg-config", "--cflags", "--libs", "mpi", "hdf5-openmpi", "openblas", "libcjson"],
                            capture_output=True, text=True, check=True).stdout.split()
     exe = os.path.join(TMP, "metrics_writer")
-    subprocess.run([*shlex.split(os.environ.get("CC", "cc")), "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror",
+    subprocess.run([*CC, "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror",
                     "-I" + os.path.join(ROOT, "src"), "-I" + os.path.join(ROOT, "kernels"),
                     os.path.join(ROOT, "tests", "e2e", "metrics_writer.c"), "-o", exe,
                     os.path.join(ROOT, "build", "libshardlora.a")] + flags + ["-fopenmp", "-lm"], check=True)

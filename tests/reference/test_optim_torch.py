@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from testlib import ROOT, TMP, check, expect_fail, finish, not_ok, run  # noqa: E402
+from testlib import CC, ROOT, TMP, check, expect_fail, finish, not_ok, run  # noqa: E402
 
 N, DECAYED = 10007, 6000  # elements; the first DECAYED get weight decay
 # fp32 vs fp32 in a different operation order (torch fuses some multiply-adds): a few ulps of the
@@ -42,7 +42,7 @@ def build_driver():
                            capture_output=True, text=True, check=True).stdout.split()
     if os.path.exists("/usr/include/slurm/slurm.h"):
         flags.append("-lslurm")  # the library was built with libslurm (see the Makefile)
-    run(["cc", "-std=c11", "-D_GNU_SOURCE", "-O2", "-Wall", "-Wextra", "-Werror", "-fopenmp",
+    run([*CC, "-std=c11", "-D_GNU_SOURCE", "-O2", "-Wall", "-Wextra", "-Werror", "-fopenmp",
          f"-I{ROOT}/src", f"-I{ROOT}/kernels", os.path.join(ROOT, "tests/reference/optim_driver.c"),
          os.path.join(ROOT, "build/libshardlora.a"), "-o", exe] + flags + ["-fopenmp", "-lm"])
     return exe

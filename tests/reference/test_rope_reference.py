@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from testlib import ROOT, TMP, check, finish, run  # noqa: E402
+from testlib import CC, ROOT, TMP, check, finish, run  # noqa: E402
 from reference import rope_ref  # noqa: E402
 
 TOL = 1e-6
@@ -29,7 +29,7 @@ CASES = [("llama3", LLAMA3, 128, 20000), ("yarn", YARN, 128, 40000),
 
 def build_driver():
     exe = os.path.join(TMP, "rope_driver")
-    run(["cc", "-std=c11", "-D_GNU_SOURCE", "-O2", "-Wall", "-Wextra", "-Werror", "-fopenmp", f"-I{ROOT}/kernels",
+    run([*CC, "-std=c11", "-D_GNU_SOURCE", "-O2", "-Wall", "-Wextra", "-Werror", "-fopenmp", f"-I{ROOT}/kernels",
          os.path.join(ROOT, "tests/reference/rope_driver.c"), os.path.join(ROOT, "kernels/cpu/rope.c"),
          "-o", exe, "-lm"])
     return exe
