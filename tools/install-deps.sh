@@ -17,9 +17,9 @@ pkgs=(build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev 
       libopenblas-dev libcjson-dev libslurm-dev)
 if [ "$tests" = 1 ]; then
   # iproute2 (ss: free ports) and procps (pgrep) are used by the Slurm and signal tests, time
-  # (GNU /usr/bin/time: peak memory) by the tool tests.
+  # (GNU /usr/bin/time: peak memory) by the tool tests, valgrind by the memcheck of a 2-rank run.
   pkgs+=(libcmocka-dev python3 python3-numpy python3-h5py python3-torch gnuplot-nox
-        slurmctld slurmd slurm-client munge libpmix-dev iproute2 procps time)
+        slurmctld slurmd slurm-client munge libpmix-dev iproute2 procps time valgrind)
   command -v nvcc >/dev/null && ! python3 -m pip --version >/dev/null 2>&1 && pkgs+=(python3-pip)
 fi
 missing=()
