@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "rng.h"
 #include "runtime.h"
 #include "watchdog.h"
 
@@ -80,9 +81,7 @@ static uint64_t gpu_identity(char *name, size_t len)
     gethostname(host, sizeof host);
     GPU->pci_bus_id(bus, (int)sizeof bus);
     snprintf(name, len, "%s on %s", bus, host);
-    uint64_t h = 1469598103934665603ull;
-    for (const char *c = name; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
-    return h;
+    return rng_name_hash(name);
 }
 
 /* The first two ranks that share a GPU, or -1. */

@@ -70,13 +70,6 @@ void lora_add_to_pool(const sl_lora *l, const sl_model_config *c, int layer, fsd
         }
 }
 
-static uint64_t path_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 void lora_init_shard(const fsdp_pool *pool, float *shard, uint64_t seed)
 {
     int64_t begin = (int64_t)RT.rank * pool->shard_numel;
@@ -86,7 +79,7 @@ void lora_init_shard(const fsdp_pool *pool, float *shard, uint64_t seed)
         size_t len = strlen(m->path);
         int is_A = len >= 6 && !strcmp(m->path + len - 6, "lora_A"), is_B = len >= 6 && !strcmp(m->path + len - 6, "lora_B");
         if (is_B) continue;
-        uint64_t stream = path_hash(m->path);
+        uint64_t stream = rng_name_hash(m->path);
         double bound = 1.0 / sqrt((double)m->dims[1]);
         for (int64_t e = 0; e < m->numel; e++) {
             int64_t at = m->offset + e - begin;

@@ -42,6 +42,13 @@ uint64_t rng_below(sl_rng *r, uint64_t n)
     return (uint64_t)(((unsigned __int128)rng_u64(r) * n) >> 64);
 }
 
+uint64_t rng_name_hash(const char *name)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const char *c = name; *c; c++) h = (h ^ (unsigned char)*c) * 0x100000001b3ull;
+    return h;
+}
+
 double rng_hash_uniform(uint64_t seed, uint64_t stream, uint64_t index)
 {
     uint64_t z = seed * 0x9e3779b97f4a7c15ull ^ stream * 0xc2b2ae3d27d4eb4full ^ (index + 1) * 0x165667b19e3779f9ull;

@@ -22,6 +22,9 @@ float rng_uniform(sl_rng *r);
 /* Uniform integer in [0, n). */
 uint64_t rng_below(sl_rng *r, uint64_t n);
 
+/* A 64-bit hash of a name (FNV-1a): the stream of a named tensor, or an identity to compare. */
+uint64_t rng_name_hash(const char *name);
+
 /* Counter-based uniform in [0, 1) from (seed, stream, index) alone: the same value whatever
  * generates it, on any rank, in any order (adapter initialisation, dropout masks). */
 double rng_hash_uniform(uint64_t seed, uint64_t stream, uint64_t index);

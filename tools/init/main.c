@@ -107,15 +107,6 @@ enum {
     CHUNK = 1 << 24  /* elements per write of a tensor that is not quantized */
 };
 
-/* A matrix's stream: FNV-1a of its path, so a value depends on the seed, the name and the index
- * alone (the same in a file of any number of layers). */
-static uint64_t tensor_stream(const char *path)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (const char *c = path; *c; c++) h = (h ^ (unsigned char)*c) * 0x100000001b3ull;
-    return h;
-}
-
 /* Values [e0, e0 + count) of tensor t, on the calling thread: normal(0, std) for matrices, ones
  * for norms, zeros for biases. With words (bf16) also their bf16 words, and w then holds what a
  * reader of the bf16 file gets. */
@@ -125,7 +116,9 @@ static void fill(const sl_tensor_spec *t, const init_options *o, int64_t e0, int
         const float v = t->kind == TENSOR_NORM ? 1.0f : 0.0f;
         for (int64_t i = 0; i < count; i++) w[i] = v;
     } else {
-        rng_normals(o->seed, tensor_stream(t->path), (uint64_t)e0, count, w);
+        /* the stream of the path: a value depends on the seed, the name and the index alone (the same
+         * in a file of any number of layers) */
+        rng_normals(o->seed, rng_name_hash(t->path), (uint64_t)e0, count, w);
         const float std = (float)o->std;
         for (int64_t i = 0; i < count; i++) w[i] *= std;
     }
