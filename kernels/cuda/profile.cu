@@ -14,17 +14,18 @@ static const char *const PART_NAMES[PROF_PARTS] = {"GEMM (base)", "LoRA GEMMs", 
                                                    "host transfers", "collectives", "offload copies"};
 static int enabled = -1, used, steps_marked;
 static cudaEvent_t begins[PROF_SLOTS], ends[PROF_SLOTS];
-static unsigned char parts[PROF_SLOTS], sites_of[PROF_SLOTS];
-// Each part split by the call site that recorded it (the backend entry's name).
+static unsigned char sites_of[PROF_SLOTS];
+// The call sites that recorded time (the backend entries' names), each in one part: a part's time
+// is the sum of its sites'.
 enum { PROF_SITES = 64 };
 static const char *site_names[PROF_SITES];
 static unsigned char site_parts[PROF_SITES];
 static int n_sites;
 static int step_of[PROF_SLOTS]; // the optimizer step an event pair was recorded in (0: the first)
 // The first step (it builds attention plans and uploads the model), whole steps after it, and the
-// step in progress (left out of the report: after the last step come the checkpoint's downloads). Marking a step waits for nothing, so profiling does not
-// stall the host between steps; events are resolved when the slots run out and at the report.
-static double first[PROF_PARTS], complete[PROF_PARTS], pending[PROF_PARTS];
+// step in progress (left out of the report: after the last step come the checkpoint's downloads).
+// Marking a step waits for nothing, so profiling does not stall the host between steps; events are
+// resolved when the slots run out and at the report.
 static double site_first[PROF_SITES], site_complete[PROF_SITES], site_pending[PROF_SITES];
 
 // Events may sit on the compute stream or a side stream: wait for each one itself.
@@ -34,7 +35,6 @@ static void resolve(void)
         float ms = 0;
         CUDA_CHECK(cudaEventSynchronize(ends[i]));
         CUDA_CHECK(cudaEventElapsedTime(&ms, begins[i], ends[i]));
-        (step_of[i] == 0 ? first : step_of[i] < steps_marked ? complete : pending)[parts[i]] += ms;
         (step_of[i] == 0 ? site_first : step_of[i] < steps_marked ? site_complete : site_pending)[sites_of[i]] += ms;
     }
     used = 0;
@@ -45,7 +45,7 @@ static int site_index(prof_part part, const char *site)
 {
     for (int i = 0; i < n_sites; i++)
         if (site_parts[i] == part && (site_names[i] == site || !strcmp(site_names[i], site))) return i;
-    if (n_sites == PROF_SITES) return PROF_SITES - 1; // more sites than expected: the last one absorbs them
+    if (n_sites == PROF_SITES) sl_fatal("internal error: more than %d profiled call sites", PROF_SITES);
     site_names[n_sites] = site, site_parts[n_sites] = (unsigned char)part;
     return n_sites++;
 }
@@ -59,7 +59,6 @@ int prof_begin(prof_part part, const char *site, cudaStream_t s)
         CUDA_CHECK(cudaEventCreate(&begins[used]));
         CUDA_CHECK(cudaEventCreate(&ends[used]));
     }
-    parts[used] = (unsigned char)part;
     sites_of[used] = (unsigned char)site_index(part, site);
     step_of[used] = steps_marked;
     CUDA_CHECK(cudaEventRecord(begins[used], s));
@@ -75,7 +74,6 @@ void prof_mark_step(void)
 {
     if (enabled <= 0) return;
     steps_marked++;
-    for (int p = 0; p < PROF_PARTS; p++) complete[p] += pending[p], pending[p] = 0;
     for (int i = 0; i < PROF_SITES; i++) site_complete[i] += site_pending[i], site_pending[i] = 0;
 }
 
@@ -84,12 +82,12 @@ void prof_report(void)
     if (enabled <= 0) return;
     resolve();
     const int steps = steps_marked > 1 ? steps_marked - 1 : 1;
-    const double *totals = steps_marked > 1 ? complete : first; // a run of one step: that step
-    double sum = 0;
+    const double *site_totals = steps_marked > 1 ? site_complete : site_first; // one step: that step
+    double totals[PROF_PARTS] = {0}, sum = 0;
+    for (int i = 0; i < n_sites; i++) totals[site_parts[i]] += site_totals[i];
     for (int p = 0; p < PROF_COMM; p++) sum += totals[p] / steps;
     log_info("profile: GPU time per part, ms per step over %s (%.1f ms recorded on the compute stream):",
              steps_marked > 1 ? "the steps after the first" : "the whole run", sum);
-    const double *site_totals = steps_marked > 1 ? site_complete : site_first;
     for (int p = 0; p < PROF_COMM; p++) {
         log_info("profile:   %-16s %10.2f  %5.1f%%", PART_NAMES[p], totals[p] / steps,
                  sum > 0 ? 100 * totals[p] / steps / sum : 0.0);
