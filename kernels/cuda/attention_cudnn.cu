@@ -84,11 +84,17 @@ static PlanKey key_of(const Shape &sh)
 
 static int padded_seq(int max_seq) { return (max_seq + 63) / 64 * 64; }
 
+// The deterministic backward's dP for one sequence of the padded view: nh x S^2 bf16.
+static size_t dp_bytes_per_seq(int max_seq, int nh)
+{
+    return (size_t)nh * padded_seq(max_seq) * padded_seq(max_seq) * 2;
+}
+
 // Sequences per deterministic backward call: the largest power of two whose dP fits ATTN_DP_CAP,
 // or 0 when one sequence does not.
 static int backward_group(int max_seq, int nh)
 {
-    const size_t per_seq = (size_t)nh * padded_seq(max_seq) * padded_seq(max_seq) * 2;
+    const size_t per_seq = dp_bytes_per_seq(max_seq, nh);
     if (per_seq > ATTN_DP_CAP) return 0;
     int g = 1;
     while (2 * g * per_seq <= ATTN_DP_CAP) g *= 2;
@@ -478,7 +484,7 @@ extern "C" size_t kc_attention_workspace_bytes(int T, int max_seq, int nh, int h
     if (!group) return (size_t)T * nh * hd * sizeof(float); // about the non-deterministic dQ accumulator
     int seqs = 1; // one sequence per window, unless the group is smaller
     while (seqs < group && (size_t)seqs * max_seq < (size_t)T) seqs *= 2;
-    return (size_t)seqs * nh * padded_seq(max_seq) * padded_seq(max_seq) * 2;
+    return (size_t)seqs * dp_bytes_per_seq(max_seq, nh);
 }
 
 extern "C" size_t kc_attention_workspace_held(void) { return device_state().ws_bytes; }
@@ -555,7 +561,7 @@ extern "C" void kc_attention_bwd(void *dq, void *dk, void *dv, const void *dout,
         told = true;
         log_info("attention: one sequence of up to %d rows would keep %.1f GiB of dP in the deterministic backward; "
                  "using cuDNN's non-deterministic backward (gradients may differ in the last bits between runs)",
-                 max_seq, (double)nh * padded_seq(max_seq) * padded_seq(max_seq) * 2 / (1 << 30));
+                 max_seq, (double)dp_bytes_per_seq(max_seq, nh) / (1 << 30));
     }
     const int step = group ? group : n_seqs;
     for (int s0 = 0; s0 < n_seqs; s0 += step)

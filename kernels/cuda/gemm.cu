@@ -34,8 +34,8 @@
 #define GEMM_BIAS_ALIGN_CAP 256
 
 // One problem in column-major terms: D (m x n) = alpha op(A) (m x k) op(B) (k x n) + beta C
-// (+ bias[m] per column). A and B are bf16, C is D. All fields int64_t: no padding, so keys
-// compare with memcmp.
+// (+ bias[m] per column). A and B are bf16; C, when beta = 1, has D's type and layout (it may be D
+// itself). All fields int64_t: no padding, so keys compare with memcmp.
 typedef struct {
     int64_t m, n, k;          // T in n (t_in_k = 0) or in k, rounded up to its bucket
     int64_t t_in_k;
