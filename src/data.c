@@ -233,15 +233,13 @@ void data_check_contents(const sl_dataset *d, const data_checks *c, data_summary
     memset(s, 0, sizeof *s);
     const int64_t *off = d->doc_offsets;
     int64_t chunk = d->n_tokens < CHECK_CHUNK ? d->n_tokens : CHECK_CHUNK;
-    int32_t *buf = sl_malloc((size_t)chunk * 4, "dataset check");
+    /* one int32 chunk of tokens, of wide mask values, or of labels (empty documents can make those
+     * the more) */
+    int64_t buf_n = chunk;
+    if (c->num_labels > 0 && d->n_docs > buf_n) buf_n = d->n_docs < CHECK_CHUNK ? d->n_docs : CHECK_CHUNK;
+    int32_t *buf = sl_malloc((size_t)buf_n * 4, "dataset check");
     check_tokens(d, c, buf);
-    if (c->num_labels > 0) {
-        free(buf);
-        buf = sl_malloc((size_t)(d->n_docs < CHECK_CHUNK ? d->n_docs : CHECK_CHUNK) * 4, "dataset check");
-        check_labels(d, c, buf);
-        free(buf);
-        buf = sl_malloc((size_t)chunk * 4, "dataset check");
-    }
+    if (c->num_labels > 0) check_labels(d, c, buf);
     int64_t *first_window = NULL;
     if (c->seq_len > 0) { /* windows as data_eval_windows lists them, document by document */
         first_window = sl_malloc(((size_t)d->n_docs + 1) * 8, "window index");
