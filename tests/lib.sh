@@ -19,5 +19,11 @@ expect_fail() {
   if printf '%s' "$err" | grep -qE -- "$pattern"; then ok "$name"
   else not_ok "$name (stderr did not match /$pattern/):"; printf '%s\n' "$err" | sed 's/^/#   /'; fi
 }
+# tiny_run_inputs VOCAB INTERMEDIATE SEED DOC_MIN DOC_MAX N_DOCS LAYERS: model.h5 and train.h5 in the
+# current directory, as testlib.tiny_run_inputs makes them for the Python tests.
+tiny_run_inputs() {
+  "$PY" -c "import sys; sys.path.insert(0, '$ROOT/tests'); from testlib import tiny_run_inputs as t
+t($1, $2, $3, ($4, $5), $6, layers=$7)"
+}
 # mpirun_n N CMD...: N ranks on this machine (oversubscribed when N > cores), bounded in time.
 mpirun_n() { local n=$1; shift; timeout 300 mpirun -np "$n" --oversubscribe --bind-to none "$@"; }

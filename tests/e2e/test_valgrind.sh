@@ -5,17 +5,7 @@
 source "$SHARDLORA_ROOT/tests/lib.sh"
 cd "$TMP"
 command -v valgrind >/dev/null || { not_ok "valgrind is not installed (tools/install-deps.sh --tests)"; exit 1; }
-"$BIN/shardlora-init" model.h5 --hidden 64 --heads 4 --kv-heads 2 --intermediate 128 --layers 2 --vocab 64 \
-  --max-pos 64 --std 0.1 --seed 5 >/dev/null
-"$PY" - <<'PY'
-import h5py, numpy as np
-rng = np.random.default_rng(0)
-docs = [np.concatenate([[1], rng.integers(3, 64, rng.integers(10, 30))]) for _ in range(50)]
-with h5py.File("train.h5", "w") as f:
-    f["tokens"] = np.concatenate(docs).astype(np.int32)
-    f["doc_offsets"] = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64)
-    f.attrs["vocab_size"] = np.int64(64)
-PY
+tiny_run_inputs 64 128 5 10 30 50 2 >/dev/null
 vg=(valgrind -q --error-exitcode=99 --num-callers=30 --suppressions="$ROOT/tests/e2e/valgrind.supp"
     --log-file=vg.%p.log)
 mpirun_n 2 "${vg[@]}" "$BIN/shardlora" train --model=model.h5 --data=train.h5 --out=run --device=cpu --seq-len=32 \
