@@ -2,7 +2,8 @@
 # Run every test and print "N passed, N failed" last (", N skipped" when tests that need a GPU had
 # none); exit nonzero on any failure, or when nothing passed.
 # Tests: build/tests/test_* (cmocka, from tests/unit/*.c), tests/*/test_*.sh (bash),
-# tests/*/test_*.py (python3); on a machine where `nvidia-smi -L` lists a GPU also
+# tests/*/test_*.py (python3; those in tests/hf with the Hugging Face stack's python,
+# $SHARDLORA_HF_PYTHON, default the environment tools/hf-venv.sh makes); on a machine where `nvidia-smi -L` lists a GPU also
 # build/tests/gpu/test_* and tests/gpu/test_*, elsewhere each of those prints "skipped: no GPU"
 # (tests/gpu/test_multi_gpu* need two GPUs: "skipped: fewer than 2 GPUs").
 # Each test reports its cases as TAP lines ("ok - name" / "not ok - name"). A test that exits
@@ -21,6 +22,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_btl=self,vader
 export CMOCKA_MESSAGE_OUTPUT=TAP OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=1
 export PYTHON=${PYTHON:-/usr/bin/python3} PYTHONDONTWRITEBYTECODE=1
+hf_python=${SHARDLORA_HF_PYTHON:-${SHARDLORA_HF_VENV:-/var/cache/shardlora/hf-venv}/bin/python}
 pattern=${1:-}
 logdir=$tree/build/test-logs
 mkdir -p "$logdir"
@@ -63,6 +65,9 @@ for i in "${!tests[@]}"; do
   tmp=$(mktemp -d /tmp/shardlora-test.XXXXXX)
   start=$(date +%s)
   case "$t" in
+    */hf/*.py)
+      if [ -x "$hf_python" ]; then (cd "$tmp" && TEST_TMP=$tmp timeout 900 "$hf_python" "$t") >"$log" 2>&1
+      else echo "not ok - $name: no Hugging Face environment at $hf_python (make it with tools/hf-venv.sh)" >"$log"; false; fi ;;
     *.py) (cd "$tmp" && TEST_TMP=$tmp timeout 900 "$PYTHON" "$t") >"$log" 2>&1 ;;
     *.sh) (cd "$tmp" && TEST_TMP=$tmp timeout 900 bash "$t") >"$log" 2>&1 ;;
     *)    (cd "$tmp" && TEST_TMP=$tmp CMOCKA_TEST_FILTER=$filter timeout 900 "$t") >"$log" 2>&1 ;;
