@@ -47,8 +47,8 @@ void model_forward_loss(sl_model *m, forward_state *f, const sl_batch *b, double
     fsdp_unit *head = &m->units[L + 1];
     fsdp_gather(&head->frozen);
     if (b->T > 0) {
-        BE->rmsnorm_fwd(a.xn1, a.rstd1, a.x_in, fsdp_member_dev(&head->frozen, "/model/norm/weight"), b->T,
-                        c->hidden_size, (float)c->rms_norm_eps);
+        BE->rmsnorm_fwd(a.xn1, a.rstd1, a.x_in, fsdp_member_dev(&head->frozen, "/model/norm/weight"), b->T, 1,
+                        c->hidden_size, c->hidden_size, (float)c->rms_norm_eps);
         pass_lm_head(&f->pass, m, a.xn1, b, 1.0f, NULL);
         memcpy(row_loss, f->pass.row_loss, (size_t)b->T * sizeof(double));
     }

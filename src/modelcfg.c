@@ -207,10 +207,12 @@ int modelcfg_tensors(const sl_model_config *c, sl_tensor_spec *out, int max)
             snprintf(module, sizeof module, "%s/%s/weight", p < PROJ_GATE ? "self_attn" : "mlp", PROJ_NAMES[p]);
             modelcfg_layer_path(path, sizeof path, l, module);
             ADD(spec(path, TENSOR_LINEAR, l, p, 2, shapes[p][0], shapes[p][1]));
-            if (c->attention_bias && p <= PROJ_V) {
-                snprintf(module, sizeof module, "self_attn/%s/bias", PROJ_NAMES[p]);
+            /* the biases after all three weights: q, k and v weights (and biases) are then consecutive
+             * in their unit, one stacked matrix for the fused q/k/v product (layer.c) */
+            for (int b = PROJ_Q; c->attention_bias && p == PROJ_V && b <= PROJ_V; b++) {
+                snprintf(module, sizeof module, "self_attn/%s/bias", PROJ_NAMES[b]);
                 modelcfg_layer_path(path, sizeof path, l, module);
-                ADD(spec(path, TENSOR_BIAS, l, p, 1, shapes[p][0], 0));
+                ADD(spec(path, TENSOR_BIAS, l, b, 1, shapes[b][0], 0));
             }
         }
     }
