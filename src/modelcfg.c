@@ -105,6 +105,7 @@ void modelcfg_read(hid_t f, sl_model_config *c)
     c->rms_norm_eps = h5_attr_double(f, "/config", "rms_norm_eps");
     c->tie_word_embeddings = get_int(f, "tie_word_embeddings");
     c->attention_bias = get_int(f, "attention_bias");
+    c->o_proj_bias = h5_has_attr(f, "/config", "o_proj_bias") ? get_int(f, "o_proj_bias") : 0;
     /* files written before the window was recorded: none */
     c->sliding_window = h5_has_attr(f, "/config", "sliding_window") ? get_int(f, "sliding_window") : 0;
     c->qk_norm = h5_has_attr(f, "/config", "qk_norm") ? get_int(f, "qk_norm") : 0;
@@ -130,6 +131,7 @@ void modelcfg_write(hid_t f, const sl_model_config *c)
     h5_set_attr_double(f, "/config", "rms_norm_eps", c->rms_norm_eps);
     h5_set_attr_int(f, "/config", "tie_word_embeddings", c->tie_word_embeddings);
     h5_set_attr_int(f, "/config", "attention_bias", c->attention_bias);
+    h5_set_attr_int(f, "/config", "o_proj_bias", c->o_proj_bias);
     h5_set_attr_int(f, "/config", "sliding_window", c->sliding_window);
     h5_set_attr_int(f, "/config", "qk_norm", c->qk_norm);
     h5_set_attr_int(f, "/config", "bos_token_id", c->bos_token_id);
@@ -207,7 +209,7 @@ int modelcfg_tensors(const sl_model_config *c, sl_tensor_spec *out, int max)
             snprintf(module, sizeof module, "%s/%s/weight", p < PROJ_GATE ? "self_attn" : "mlp", PROJ_NAMES[p]);
             modelcfg_layer_path(path, sizeof path, l, module);
             ADD(spec(path, TENSOR_LINEAR, l, p, 2, shapes[p][0], shapes[p][1]));
-            if (c->attention_bias && p <= PROJ_V) {
+            if ((c->attention_bias && p <= PROJ_V) || (c->o_proj_bias && p == PROJ_O)) {
                 snprintf(module, sizeof module, "self_attn/%s/bias", PROJ_NAMES[p]);
                 modelcfg_layer_path(path, sizeof path, l, module);
                 ADD(spec(path, TENSOR_BIAS, l, p, 1, shapes[p][0], 0));

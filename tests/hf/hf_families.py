@@ -48,6 +48,9 @@ FAMILIES = [
            rope_parameters=dict(LLAMA3_ROPE, rope_theta=500000.0)),
     Family("llama3.2", LlamaConfig, **SHAPE, tie_word_embeddings=True,
            rope_parameters=dict(LLAMA3_ROPE, factor=32.0, rope_theta=500000.0)),
+    # LlamaConfig's attention_bias puts biases on q, k, v and o (Qwen2's are on q, k and v only)
+    Family("llama-attention-bias", LlamaConfig, **SHAPE, attention_bias=True,
+           rope_parameters=dict(rope_type="linear", factor=2.0, rope_theta=10000.0)),
     Family("mistral-v0.3", MistralConfig, **SHAPE, sliding_window=None,
            rope_parameters=dict(rope_type="default", rope_theta=1000000.0)),
     # evaluated and trained at seq-len = window: the longest that sliding-window attention leaves whole
