@@ -6,24 +6,17 @@ of the window and refused one token beyond it."""
 import os
 import sys
 
-import h5py
 from transformers import AutoModelForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hf_compare as sl  # noqa: E402
 import hf_families as fam  # noqa: E402
-from testlib import BIN, check, check_close, expect_fail, finish, rel_err, run  # noqa: E402
+from testlib import check, check_close, expect_fail, finish, rel_err  # noqa: E402
 
-SL, IMPORT = f"{BIN}/shardlora", f"{BIN}/shardlora-import"
 DATA = "eval.h5"
 DOCS = fam.random_docs(5, (100, 70, 45, 20))
 fam.write_docs(DATA, DOCS)
-
-
-def shardlora_eval(model, seq_len, out):
-    run([SL, "eval", f"--model={model}", f"--data={DATA}", f"--seq-len={seq_len}", f"--out={out}"], np=2)
-    with h5py.File(out, "r") as f:
-        return float(f["eval/loss"][()])
 
 
 def without_type(rope):
@@ -49,14 +42,14 @@ for i, family in enumerate(fam.FAMILIES):
     for d, want in zip(dirs, wants):
         layout = "transformers " + d[-1]
         out = os.path.basename(d) + ".h5"
-        run([IMPORT, "hf", d, out])
-        got = shardlora_eval(out, seq, out + ".eval.h5")
+        sl.import_hf(d, out)
+        got = sl.eval_loss(out, DATA, seq, out + ".eval.h5")
         check_close(f"{name} ({layout}): shardlora eval at seq-len {seq} equals transformers' loss "
                     f"(relative difference {rel_err(got, want):.1e})", got, want, 1e-5)
     window = family.config.get("sliding_window")
     if window:
         expect_fail(f"{name}: seq-len {window + 1}, one beyond the sliding window, is refused naming both",
-                    [SL, "eval", f"--model={out}", f"--data={DATA}", f"--seq-len={window + 1}", "--out=refused.h5"],
+                    [sl.SL, "eval", f"--model={out}", f"--data={DATA}", f"--seq-len={window + 1}", "--out=refused.h5"],
                     rf"option --seq-len={window + 1} exceeds the model's sliding_window \({window}\) in {out}: "
                     rf"sliding-window attention is not implemented.*use --seq-len={window} or less")
 finish()

@@ -18,17 +18,15 @@ import os
 import sys
 
 import bitsandbytes
-import h5py
 import torch
-from peft import PeftModel
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hf_compare as sl  # noqa: E402
 import hf_families as fam  # noqa: E402
-from testlib import BIN, check, check_close, finish, rel_err, run  # noqa: E402
+from testlib import check, check_close, finish, rel_err, run  # noqa: E402
 
-SL = f"{BIN}/shardlora"
 QUANTS = ["nf4", "fp4"]
 FAMILIES = [f for f in fam.FAMILIES if f.name in ("llama3.1", "qwen2", "qwen3")]
 TRAIN, HELDOUT = fam.random_docs(8, [40] * 16), fam.random_docs(9, (90, 50, 33))
@@ -48,36 +46,23 @@ def bnb_model(hf_dir, quant):
     return model
 
 
-def shardlora_eval(model, data, seq_len, flags, out):
-    run([SL, "eval", f"--model={model}", f"--data={data}", f"--seq-len={seq_len}", f"--out={out}", *flags], np=2)
-    with h5py.File(out, "r") as f:
-        return float(f["eval/loss"][()])
-
-
 for i, family in enumerate(FAMILIES):
     name, seq = family.name, family.seq_len
     hf_dir, base = f"{name}-hf", f"{name}.h5"
     fam.random_model(family, seed=30 + i, intermediate_size=128).save_pretrained(hf_dir)
-    run([f"{BIN}/shardlora-import", "hf", hf_dir, base])
+    sl.import_hf(hf_dir, base)
     full = fam.hf_loss(AutoModelForCausalLM.from_pretrained(hf_dir, dtype="float32"), HELDOUT, seq)
     for quant in QUANTS:
         label = f"{name}, {quant}"
         want = fam.hf_loss(bnb_model(hf_dir, quant), HELDOUT, seq)
-        got = shardlora_eval(base, "heldout.h5", seq, [f"--quant={quant}"], f"{name}-{quant}.eval.h5")
+        got = sl.eval_loss(base, "heldout.h5", seq, f"{name}-{quant}.eval.h5", f"--quant={quant}")
         check(f"{label}: quantizing moves transformers' loss by {rel_err(want, full):.1e} (the comparison sees it)",
               rel_err(want, full) > 1e-4)
         check_close(f"{label}: shardlora eval equals transformers + bitsandbytes "
                     f"(relative difference {rel_err(got, want):.1e})", got, want, 1e-5)
-    run_dir, peft_dir, flags = f"{name}-qlora", f"{name}-qlora-peft", ["--quant=nf4"]
-    run([SL, "train", f"--model={base}", "--data=train.h5", f"--out={run_dir}", f"--seq-len={seq}", "--micro-batch=2",
-         "--global-batch=4", "--steps=4", "--lr=1e-2", "--lora-r=8", "--lora-alpha=16", *flags], np=2)
-    got = shardlora_eval(base, "heldout.h5", seq, flags + [f"--adapter={run_dir}/adapter.h5"], f"{run_dir}/heldout.h5")
-    run([f"{BIN}/shardlora-export", "peft", f"{run_dir}/adapter.h5", peft_dir])
-    qbase = bnb_model(hf_dir, "nf4")
-    untrained = fam.hf_loss(qbase, HELDOUT, seq)
-    want = fam.hf_loss(PeftModel.from_pretrained(qbase, peft_dir).eval(), HELDOUT, seq)
-    check(f"{name} QLoRA: the adapter moves the held-out loss ({untrained:.6f} -> {want:.6f})",
-          rel_err(want, untrained) > 1e-3)
-    check_close(f"{name} QLoRA: PEFT on the bitsandbytes base with the export equals shardlora eval "
-                f"(relative difference {rel_err(got, want):.1e})", got, want, 1e-5)
+    run_dir, peft_dir = f"{name}-qlora", f"{name}-qlora-peft"
+    run(sl.train_command(base, "train.h5", run_dir) + [f"--seq-len={seq}", "--quant=nf4"], np=2)
+    got = sl.eval_loss(base, "heldout.h5", seq, f"{run_dir}/heldout.h5", "--quant=nf4", f"--adapter={run_dir}/adapter.h5")
+    sl.export_peft(f"{run_dir}/adapter.h5", peft_dir)
+    sl.check_peft_loss(f"{name} QLoRA on the bitsandbytes base", bnb_model(hf_dir, "nf4"), peft_dir, HELDOUT, seq, got)
 finish()
