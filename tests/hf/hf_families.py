@@ -70,7 +70,8 @@ FAMILIES = [
 
 def random_model(family, seed, **config_changes):
     """The family's model with every parameter drawn afresh (norm weights near 1, biases non-zero:
-    transformers' own init leaves biases and norms constant, which would hide their handling)."""
+    transformers' own init leaves biases and norms constant, which would hide their handling;
+    matrices with std 1.6 / sqrt(columns), so wider models keep the tiny ones' logit scale)."""
     model = AutoModelForCausalLM.from_config(family.hf_config(**config_changes), dtype=torch.float32).eval()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -79,7 +80,7 @@ def random_model(family, seed, **config_changes):
             if "norm" in name:
                 p.copy_(1.0 + 0.3 * noise)
             else:
-                p.copy_(noise * (0.5 if name.endswith(".bias") else 0.2))
+                p.copy_(noise * (0.5 if name.endswith(".bias") else 1.6 / p.shape[-1] ** 0.5))
     return model
 
 
