@@ -110,9 +110,9 @@ def random_biases(path):
 
 
 def float32_architectures():
-    for arch in ("llama", "mistral", "qwen2", "qwen3"):
+    for seed, arch in enumerate(("llama", "mistral", "qwen2", "qwen3"), 5):
         label = f"{arch} float32"
-        make_model(f"{arch}.h5", arch)
+        make_model(f"{arch}.h5", arch, seed=seed)
         if arch == "qwen2":
             random_biases(f"{arch}.h5")
         adapter = train(f"{arch}.h5", "data.h5", f"run_{arch}")
