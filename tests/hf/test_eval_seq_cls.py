@@ -40,7 +40,9 @@ def sl_eval(model, data, out, adapter, np_=None, extra=()):
 
 def hf_logits(hf_dir, data):
     """Logits of every document's first SEQ tokens, one document at a time, and the labels."""
-    model = AutoModelForSequenceClassification.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    model, info = AutoModelForSequenceClassification.from_pretrained(hf_dir, dtype=torch.float32, output_loading_info=True)
+    model.eval()
+    check(f"{hf_dir}: transformers finds every weight of the classifier and no other", not any(info.values()), info)
     with h5py.File(data, "r") as f:
         tokens, offsets, labels = f["tokens"][:], f["doc_offsets"][:], f["labels"][:]
     rows = []

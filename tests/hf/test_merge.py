@@ -50,7 +50,9 @@ def sl_loss(model, data, out, adapter=None):
 def hf_loss(hf_dir, data):
     """Mean next-token cross-entropy of the checkpoint over shardlora eval's windows, in float32
     weights and float64 sums."""
-    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    model, info = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32, output_loading_info=True)
+    model.eval()
+    check(f"{hf_dir}: transformers finds every weight it needs and no other", not any(info.values()), info)
     with h5py.File(data, "r") as f:
         tokens, offsets = f["tokens"][:], f["doc_offsets"][:]
     total, count = 0.0, 0
@@ -211,6 +213,13 @@ def errors():
     expect_exit("--hf naming a directory that holds a checkpoint is refused", [MERGE, "llama.h5", adapter, "x.h5", "--hf", "hf_llama"],
                 1, r"option --hf: 'hf_llama' already holds a checkpoint \(config.json\)")
     check("a refused merge leaves no output", not os.path.exists("x.h5") and not os.path.exists("x.h5.partial"))
+    make_model("big.h5", "llama", seed=5)
+    with h5py.File("big.h5", "r+") as f:
+        f["model/norm/weight"][3] = 7e4
+    expect_exit("a value beyond float16's range with --dtype f16 is an error naming the tensor and index",
+                [MERGE, "big.h5", adapter, "x.h5", "--dtype", "f16"], 1,
+                r"big.h5: /model/norm/weight: merged value 70000 at flat index 3 is beyond the range of float16 \(use --dtype f32\)")
+    check("a merge stopped by an error removes its partial output", not os.path.exists("x.h5.partial"), os.listdir("."))
 
 
 make_data("data.h5", 7)

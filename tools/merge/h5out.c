@@ -40,6 +40,7 @@ merge_h5 *h5out_open(const merge_inputs *in)
     h->partial = sl_malloc(strlen(in->o->out) + 9, "path");
     sprintf(h->partial, "%s.partial", in->o->out);
     h->dtype = in->o->dtype;
+    if (RT.rank == 0) merge_remove_on_error(h->partial);
     h->file = h5_create(h->partial, "merged model", MPI_COMM_WORLD);
     write_root(h->file, in);
     modelcfg_write(h->file, &in->cfg);

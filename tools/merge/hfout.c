@@ -117,7 +117,7 @@ merge_hf *hfout_open(const merge_inputs *in)
         snprintf(sh->partial, sizeof sh->partial, "%s.partial", sh->path);
         size_t len;
         char *header = shard_header(h, s, &len);
-        if (RT.rank == 0) create_shard(sh, header, len);
+        if (RT.rank == 0) merge_remove_on_error(sh->partial), create_shard(sh, header, len);
         free(header);
     }
     MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
@@ -149,6 +149,7 @@ static void write_text(const char *dir, const char *name, const char *text)
     char path[4096], partial[4112];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     snprintf(partial, sizeof partial, "%s.partial", path);
+    merge_remove_on_error(partial);
     FILE *f = fopen(partial, "w");
     if (!f) sl_fatal("cannot create %s: %s", partial, strerror(errno));
     if (fputs(text, f) == EOF || fputc('\n', f) == EOF || fflush(f) != 0 || fsync(fileno(f)) != 0 || fclose(f) != 0)

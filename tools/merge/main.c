@@ -71,29 +71,51 @@ static void parse(int argc, char **argv, merge_options *o)
     if (npos != 3) sl_usage_error("expected a model file, an adapter file and an output file, found %d arguments (see --help)", npos);
 }
 
-/* The merged values must be finite and fit the output type (float16 tops out at 65504). */
-static void check_values(const merge_tensor *t, const float *x, int64_t n, sl_dtype dtype)
+/* The merged values must be finite and fit the output type (float16 tops out at 65504); model
+ * names the base in messages. */
+static void check_values(const char *model, const merge_tensor *t, const float *x, int64_t n, sl_dtype dtype)
 {
-    int64_t at = -1;
-    float peak = 0;
+    int64_t peak = 0;
     for (int64_t i = 0; i < n; i++) {
-        if (!isfinite(x[i])) { at = i; break; }
-        if (fabsf(x[i]) > peak) peak = fabsf(x[i]), at = -2 - i;
+        if (!isfinite(x[i])) sl_fatal("%s: %s: merged value %g at flat index %lld is not finite", model, t->spec.path, x[i], (long long)i);
+        if (fabsf(x[i]) > fabsf(x[peak])) peak = i;
     }
-    if (at >= 0) sl_fatal("%s: merged value %g at flat index %lld is not finite", t->spec.path, x[at], (long long)at);
-    if (dtype == SL_F32 || at == -1) return;
+    if (dtype == SL_F32 || n == 0) return;
     uint16_t word;
     float back;
-    sl_from_f32(&word, &peak, dtype, 1);
+    sl_from_f32(&word, &x[peak], dtype, 1);
     sl_to_f32(&back, &word, dtype, 1);
     if (!isfinite(back))
-        sl_fatal("%s: merged value %g at flat index %lld is out of the range of %s (use --dtype f32)", t->spec.path,
-                 x[-2 - at], (long long)(-2 - at), sl_dtype_name(dtype));
+        sl_fatal("%s: %s: merged value %g at flat index %lld is beyond the range of %s (use --dtype f32)", model,
+                 t->spec.path, x[peak], (long long)peak, sl_dtype_name(dtype));
 }
 
 static int64_t numel(const merge_tensor *t)
 {
     return t->spec.ndims == 2 ? t->spec.dims[0] * t->spec.dims[1] : t->spec.dims[0];
+}
+
+static char **partials;
+static int n_partials;
+
+static void remove_partials(void)
+{
+    for (int i = 0; i < n_partials; i++) remove(partials[i]);
+}
+
+void merge_remove_on_error(const char *path)
+{
+    if (!partials) atexit(remove_partials);
+    partials = realloc(partials, (size_t)(n_partials + 1) * sizeof *partials);
+    if (!partials) sl_fatal("out of memory listing the outputs");
+    partials[n_partials++] = strdup(path);
+}
+
+void merge_outputs_done(void)
+{
+    for (int i = 0; i < n_partials; i++) free(partials[i]);
+    free(partials);
+    partials = NULL, n_partials = 0;
 }
 
 /* Round k: rank r merges tensor k * ranks + r, then all write the round's tensors to OUT.h5. */
@@ -107,7 +129,7 @@ static void merge_all(const merge_inputs *in, merge_h5 *h5, merge_hf *hf)
             const merge_tensor *t = &in->tensors[mine];
             x = sl_malloc((size_t)numel(t) * sizeof(float), t->spec.path);
             merge_tensor_values(in, t, x);
-            check_values(t, x, numel(t), in->o->dtype);
+            check_values(in->o->model, t, x, numel(t), in->o->dtype);
             if (hf) hfout_write(hf, t, x);
         }
         for (int i = first; i < n && i < first + RT.world; i++) h5out_write(h5, &in->tensors[i], i == mine, x);
@@ -148,6 +170,7 @@ int main(int argc, char **argv)
     merge_all(&in, h5, hf);
     h5out_finish(h5);
     int shards = hf ? hfout_finish(hf) : 0;
+    merge_outputs_done();
     summary(&in, shards);
     merge_close(&in);
     rt_finalize();

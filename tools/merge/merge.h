@@ -65,6 +65,11 @@ void hfout_write(merge_hf *h, const merge_tensor *t, const float *x);
  * model.safetensors.index.json (with several shards). Returns the shard count. */
 int hfout_finish(merge_hf *h);
 
+/* A partial output to remove if this process ends with an error before merge_outputs_done (a
+ * one-rank run; an error on several ranks aborts them all and leaves the *.partial names). */
+void merge_remove_on_error(const char *path);
+void merge_outputs_done(void);
+
 /* config.json of the merged model, in transformers' layout for its architecture (malloc'd text). */
 char *hfconfig_text(const merge_inputs *in);
 
