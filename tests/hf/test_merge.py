@@ -177,6 +177,7 @@ def ranks_agree():
     args = ["tied.h5", adapter]
     run([MERGE] + args + ["one.h5", "--hf", "hf_one", "--max-shard-size", "40KB"])
     run([MERGE] + args + ["two.h5", "--hf", "hf_two", "--max-shard-size", "40KB"], np=2)
+    run([MERGE] + args + ["three.h5", "--hf", "hf_three", "--max-shard-size", "40KB"], np=3)
     names = sorted(os.listdir("hf_one"))
     shards = [n for n in names if n.endswith(".safetensors")]
     check(f"2 ranks: the checkpoint is cut into {len(shards)} shards with an index", len(shards) > 2 and
@@ -186,6 +187,10 @@ def ranks_agree():
     check("2 ranks: every file of the checkpoint byte-identical to 1 rank's (cmp)", same == names, set(names) - set(same))
     diff = run(["h5diff", "one.h5", "two.h5"], check_rc=False)
     check("2 ranks: the merged model file equals 1 rank's (h5diff)", diff.returncode == 0, diff.stdout[-2000:])
+    same3 = [n for n in names if open(f"hf_one/{n}", "rb").read() == open(f"hf_three/{n}", "rb").read()]
+    diff3 = run(["h5diff", "one.h5", "three.h5"], check_rc=False)
+    check("3 ranks (not dividing the tensor count): the same checkpoint bytes and model file as 1 rank",
+          same3 == names and diff3.returncode == 0, (set(names) - set(same3), diff3.stdout[-2000:]))
     with open("hf_one/model.safetensors.index.json") as f:
         index = json.load(f)
     check("2 ranks: the index maps every tensor to its shard, without lm_head (tied)",
