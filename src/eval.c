@@ -293,7 +293,9 @@ void eval_run(const sl_config *cfg)
     comm_allreduce_sum_f64(res, n * width);
     eval_result r = {.windows = n, .res = res, .num_labels = K, .labels = labels};
     for (int64_t i = 0; i < n; i++) r.loss += res[i * width + RES_LOSS], r.count += res[i * width + RES_COUNT];
-    if (r.count == 0) rt_fail_all("%s: no token to evaluate (every document is shorter than 2 tokens or masked)", cfg->data);
+    if (r.count == 0)
+        rt_fail_all("%s: %s", cfg->data, K > 0 ? "no document to classify (every document is empty)"
+                                               : "no token to evaluate (every document is shorter than 2 tokens or masked)");
     r.loss /= r.count;
     const double secs = rt_now() - t0;
 
