@@ -77,16 +77,35 @@ typedef struct {
     int model_vocab;
 } eval_checks;
 
-/* The adapter's task must be the run's; a classifier needs its head, so --task=seq_cls needs one.
- * Returns the adapter's num_labels (0 without an adapter). */
+/* A model file merged from a classifier (shardlora-merge) holds its head: its num_labels, or 0. */
+static int merged_head_labels(const char *model)
+{
+    hid_t f = h5_open(model, "model", 0, MPI_COMM_NULL);
+    int k = 0;
+    if (h5_has_attr(f, "/", "task") && h5_has(f, SCORE_PATH)) {
+        char *task = h5_attr_string(f, "/", "task");
+        if (!strcmp(task, "seq_cls")) k = (int)h5_attr_int(f, "/", "num_labels");
+        free(task);
+    }
+    if (k > 0) {
+        const int64_t dims[2] = {k, -1};
+        h5_expect_shape(f, SCORE_PATH, 2, dims);
+    }
+    h5_close(f);
+    return k;
+}
+
+/* The adapter's task must be the run's; a classifier needs its head, from the adapter or from a
+ * merged model file. Returns the classes (0: causal LM). */
 static int check_adapter(const sl_config *cfg)
 {
     const int classify = !strcmp(cfg->task, "seq_cls");
     if (!cfg->adapter) {
-        if (classify)
+        const int k = classify ? merged_head_labels(cfg->model) : 0;
+        if (classify && k == 0)
             sl_fatal("option --task=seq_cls needs --adapter: the classification head (/score/weight) is trained with "
-                     "the adapter and stored in its file");
-        return 0;
+                     "the adapter and stored in its file (or in a model file shardlora-merge made of them)");
+        return k;
     }
     adapter_info info;
     adapter_read_info(cfg->adapter, &info);
@@ -96,14 +115,14 @@ static int check_adapter(const sl_config *cfg)
     return info.num_labels;
 }
 
-/* Classification: one label per document, of the adapter's classes. */
+/* Classification: one label per document, of the head's classes. */
 static void check_labels(const sl_config *cfg, const sl_dataset *d, int num_labels)
 {
     if (!d->has_labels)
         sl_fatal("%s: dataset has no /labels, which --task=seq_cls needs (tokenize JSONL with \"label\" fields)", d->path);
     if (d->num_labels != num_labels)
-        sl_fatal("%s: the num_labels attribute is %d but the adapter %s classifies into %d labels", d->path,
-                 d->num_labels, cfg->adapter, num_labels);
+        sl_fatal("%s: the num_labels attribute is %d but the classification head of %s has %d labels", d->path,
+                 d->num_labels, cfg->adapter ? cfg->adapter : cfg->model, num_labels);
 }
 
 static void check_inputs(void *arg)
@@ -204,16 +223,16 @@ static void write_result(const sl_config *cfg, const sl_model *m, const eval_res
     h5_close(f);
 }
 
-/* The adapter (and a classifier's head) in the model's trainable pools; returns the host shards.
- * *dev is the backend's copy, for release; info must outlive the model, which points at its LoRA. */
-static float *load_adapter(sl_model *m, const sl_config *cfg, adapter_info *info, void **dev)
+/* The trainable pools' values, read collectively from path: the adapter (and a classifier's head)
+ * of an adapter file, or the head alone of a merged model file (lora NULL). Returns the host
+ * shards; *dev is the backend's copy, for release. lora must outlive the model, which points at it. */
+static float *load_trainable(sl_model *m, const char *path, const sl_lora *lora, int num_labels, void **dev)
 {
-    adapter_read_info(cfg->adapter, info);
-    model_add_trainable(m, &info->lora, info->num_labels);
+    model_add_trainable(m, lora, num_labels);
     const size_t bytes = (size_t)model_trainable_shard_numel(m) * sizeof(float);
     float *shards = sl_calloc(bytes, 1, "adapter");
     model_bind_trainable(m, shards, shards, NULL);
-    adapter_load(m, cfg->adapter);
+    adapter_load(m, path);
     *dev = BE->mirror_alloc(bytes, "adapter");
     model_bind_trainable(m, shards, (float *)BE->mirror(*dev, shards, bytes), NULL);
     return shards;
@@ -271,7 +290,13 @@ void eval_run(const sl_config *cfg)
     model_load(&m, cfg->model, &fmt, model_keep_of(cfg->shard));
     void *adapter_dev = NULL;
     adapter_info info;
-    float *adapter_shards = cfg->adapter ? load_adapter(&m, cfg, &info, &adapter_dev) : NULL;
+    float *adapter_shards = NULL;
+    if (cfg->adapter) {
+        adapter_read_info(cfg->adapter, &info);
+        adapter_shards = load_trainable(&m, cfg->adapter, &info.lora, info.num_labels, &adapter_dev);
+    } else if (!strcmp(cfg->task, "seq_cls")) {
+        adapter_shards = load_trainable(&m, cfg->model, NULL, merged_head_labels(cfg->model), &adapter_dev);
+    }
     const int K = m.num_labels, width = K > 0 ? RES_LOGITS + K : RES_LOGITS;
     sl_dataset d;
     data_open(&d, cfg->data);

@@ -32,8 +32,8 @@ def make_data(path, seed, n_docs=40, num_labels=K):
 
 
 def sl_eval(model, data, out, adapter, np_=None, extra=()):
-    run([SL, "eval", "--task=seq_cls", f"--model={model}", f"--data={data}", f"--out={out}", f"--adapter={adapter}",
-         f"--seq-len={SEQ}", "--micro-batch=3", "--device=cpu"] + list(extra), np=np_)
+    run([SL, "eval", "--task=seq_cls", f"--model={model}", f"--data={data}", f"--out={out}", f"--seq-len={SEQ}",
+         "--micro-batch=3", "--device=cpu"] + ([f"--adapter={adapter}"] if adapter else []) + list(extra), np=np_)
     with h5py.File(out, "r") as f:
         return {k: f["eval"][k][()] for k in f["eval"]}, dict(f.attrs)
 
@@ -83,6 +83,10 @@ def classifier(arch, seed):
     check_close(f"{arch}: eval's loss is the mean cross-entropy over the labels of transformers' logits", float(ev["loss"]),
                 float(ce), 1e-5)
     check(f"{arch}: documents counted", int(ev["documents"]) == n and int(ev["windows"]) == n, (ev["documents"], n))
+    merged, _ = sl_eval(f"merged_{arch}.h5", "cls.h5", f"eval_merged_{arch}.h5", None)
+    err = float(np.max(np.abs(merged["logits"] - ev["logits"])) / np.max(np.abs(ev["logits"])))
+    check(f"{arch}: eval of the merged model file (its head included) gives eval --adapter's logits ({err:.1e}) "
+          "and correct count", err < 1e-5 and int(merged["correct"]) == correct, (err, merged["correct"]))
     two, _ = sl_eval(f"{arch}.h5", "cls.h5", f"eval2_{arch}.h5", adapter, np_=2)
     check(f"{arch}: 2 ranks count the same correct documents and loss", int(two["correct"]) == correct and
           abs(float(two["loss"]) - float(ev["loss"])) < 1e-7 * float(ev["loss"]), (two["correct"], two["loss"], ev["loss"]))
@@ -90,16 +94,17 @@ def classifier(arch, seed):
 
 def errors():
     adapter = "run_llama/adapter.h5"
-    expect_exit("--task=seq_cls without --adapter is refused, saying the head lives in the adapter",
+    expect_exit("--task=seq_cls without --adapter on a base model is refused, saying where the head lives",
                 [SL, "eval", "--task=seq_cls", "--model=llama.h5", "--data=cls.h5", "--out=x.h5", f"--seq-len={SEQ}"], 1,
-                r"option --task=seq_cls needs --adapter: the classification head \(/score/weight\)")
+                r"option --task=seq_cls needs --adapter: the classification head \(/score/weight\) is trained with the "
+                r"adapter and stored in its file \(or in a model file shardlora-merge made of them\)")
     expect_exit("a classification adapter without --task=seq_cls is refused, naming the flag",
                 [SL, "eval", "--model=llama.h5", "--data=cls.h5", "--out=x.h5", f"--adapter={adapter}", f"--seq-len={SEQ}"], 1,
                 r"run_llama/adapter.h5: this adapter was trained for seq_cls, but eval runs --task=causal_lm \(pass --task=seq_cls\)")
     make_data("four.h5", 4, num_labels=4)
     expect_exit("a dataset of another label count is refused, naming both",
                 [SL, "eval", "--task=seq_cls", "--model=llama.h5", "--data=four.h5", "--out=x.h5", f"--adapter={adapter}",
-                 f"--seq-len={SEQ}"], 1, r"four.h5: the num_labels attribute is 4 but the adapter run_llama/adapter.h5 classifies into 3")
+                 f"--seq-len={SEQ}"], 1, r"four.h5: the num_labels attribute is 4 but the classification head of run_llama/adapter.h5 has 3 labels")
     write_tokens("nolabels.h5", [np.array([1, 5, 6, 7])], V)
     expect_exit("a dataset without /labels is refused",
                 [SL, "eval", "--task=seq_cls", "--model=llama.h5", "--data=nolabels.h5", "--out=x.h5", f"--adapter={adapter}",
