@@ -1,5 +1,5 @@
-"""shardlora-merge against transformers: tiny models of each architecture get an adapter trained for a
-few steps; the merged Hugging Face checkpoint, loaded with AutoModelForCausalLM.from_pretrained,
+"""shardlora-merge against transformers: tiny models of each architecture, and the pretrained
+stories260K, get an adapter trained for a few steps; the merged Hugging Face checkpoint, loaded with AutoModelForCausalLM.from_pretrained,
 gives the loss shardlora eval --adapter computes on the unmerged pair (1e-5 for float32, 1e-3 for
 bf16); the merged weights equal W + scale * B A computed here in float64; a quantized
 base is dequantized first; a 2-rank merge writes the same bytes as a 1-rank one; and bad inputs are
@@ -15,7 +15,7 @@ from safetensors.numpy import load_file
 from transformers import AutoModelForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from testlib import BIN, check, eval_windows, expect_exit, finish, rel_err, run, write_tokens  # noqa: E402
+from testlib import BIN, SHARED, check, eval_windows, expect_exit, finish, rel_err, run, write_tokens  # noqa: E402
 
 SL, MERGE, INIT, QUANTIZE = f"{BIN}/shardlora", f"{BIN}/shardlora-merge", f"{BIN}/shardlora-init", f"{BIN}/shardlora-quantize"
 V, SEQ = 96, 24
@@ -140,6 +140,18 @@ def float32_architectures():
                   f"wrote hf_{arch}" in out, out)
 
 
+def pretrained():
+    """stories260K, a real pretrained llama (tied head, 5 layers), imported from llama2.c."""
+    run([f"{BIN}/shardlora-import", "llama2c", f"{SHARED}/models/stories260K.bin", "stories.h5"])
+    rng = np.random.default_rng(13)
+    write_tokens("stories_data.h5", [np.concatenate([[1], rng.integers(3, 512, rng.integers(20, 80))]) for _ in range(8)], 512)
+    adapter = train("stories.h5", "stories_data.h5", "run_stories", ["--lora-targets=q_proj,k_proj,o_proj,up_proj"])
+    run([MERGE, "stories.h5", adapter, "merged_stories.h5", "--hf", "hf_stories", "--dtype", "f32"])
+    check_loss("stories260K: transformers' loss of the merged checkpoint equals eval --adapter's",
+               hf_loss("hf_stories", "stories_data.h5"), sl_loss("stories.h5", "stories_data.h5", "eval_stories.h5", adapter),
+               1e-5)
+
+
 def bfloat16():
     make_model("bf16.h5", "llama", "bf16")
     adapter = train("bf16.h5", "data.h5", "run_bf16")
@@ -236,6 +248,7 @@ def errors():
 
 make_data("data.h5", 7)
 float32_architectures()
+pretrained()
 bfloat16()
 quantized_base()
 ranks_agree()
