@@ -1,9 +1,10 @@
 """shardlora-merge against transformers: tiny models of each architecture, and the pretrained
-stories260K, get an adapter trained for a few steps; the merged Hugging Face checkpoint, loaded with AutoModelForCausalLM.from_pretrained,
-gives the loss shardlora eval --adapter computes on the unmerged pair (1e-5 for float32, 1e-3 for
-bf16); the merged weights equal W + scale * B A computed here in float64; a quantized
-base is dequantized first; a 2-rank merge writes the same bytes as a 1-rank one; and bad inputs are
-refused by name. Sequence classification (eval --task seq_cls) is in test_eval_seq_cls.py."""
+stories260K, get an adapter trained for a few steps; the merged Hugging Face checkpoint, loaded
+with AutoModelForCausalLM.from_pretrained, gives the loss shardlora eval --adapter computes on the
+unmerged pair (1e-5 for float32, 1e-3 for bf16); the merged weights equal W + scale * B A
+computed here in float64; a quantized base is dequantized first; 2 and 3 ranks write the same
+files as 1; and bad inputs are refused by name. Sequence classification (eval --task seq_cls) is
+in test_eval_seq_cls.py."""
 import json
 import os
 import sys
