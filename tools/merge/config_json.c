@@ -90,7 +90,7 @@ static void add_labels(cJSON *j, int num_labels)
     }
 }
 
-char *hfconfig_text(const merge_inputs *in)
+char *config_json_text(const merge_inputs *in)
 {
     check_expressible(in);
     const sl_model_config *c = &in->cfg;

@@ -117,7 +117,10 @@ merge_hf *hfout_open(const merge_inputs *in)
         snprintf(sh->partial, sizeof sh->partial, "%s.partial", sh->path);
         size_t len;
         char *header = shard_header(h, s, &len);
-        if (RT.rank == 0) merge_remove_on_error(sh->partial), create_shard(sh, header, len);
+        if (RT.rank == 0) {
+            merge_remove_on_error(sh->partial);
+            create_shard(sh, header, len);
+        }
         free(header);
     }
     MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
@@ -189,7 +192,7 @@ int hfout_finish(merge_hf *h)
             write_text(h->in->o->hf_dir, "model.safetensors.index.json", index);
             free(index);
         }
-        char *config = hfconfig_text(h->in);
+        char *config = config_json_text(h->in);
         write_text(h->in->o->hf_dir, "config.json", config);
         free(config);
     }

@@ -115,7 +115,7 @@ void merge_check(void *options)
     check_adapter(&in);
     if (o->hf_dir) {
         check_hf_dir(o->hf_dir);
-        free(hfconfig_text(&in)); /* an architecture transformers cannot express is refused here */
+        free(config_json_text(&in)); /* an architecture transformers cannot express is refused here */
     }
     merge_close(&in);
 }

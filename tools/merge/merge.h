@@ -71,6 +71,6 @@ void merge_remove_on_error(const char *path);
 void merge_outputs_done(void);
 
 /* config.json of the merged model, in transformers' layout for its architecture (malloc'd text). */
-char *hfconfig_text(const merge_inputs *in);
+char *config_json_text(const merge_inputs *in);
 
 #endif
