@@ -47,8 +47,9 @@ static const sl_option OPTIONS[] = {
      "the GPU); auto: nccl when every rank has its own GPU. Named, they run even on one rank"},
     {"comm-timeout", OPT_FLOAT, "600", NULL, 0, BOTH, AT(comm_timeout),
      "seconds a collective may make no progress before the job ends with a message (a stuck or dead peer)"},
-    {"task", OPT_CHOICE, "causal_lm", "causal_lm|seq_cls", 0, CMD_TRAIN, AT(task),
-     "causal_lm: next-token loss where /loss_mask allows; seq_cls: classify each document by /labels"},
+    {"task", OPT_CHOICE, "causal_lm", "causal_lm|seq_cls", 0, BOTH, AT(task),
+     "causal_lm: next-token loss where /loss_mask allows; seq_cls: classify each document by /labels (eval: with "
+     "the --adapter's head; accuracy, per-class counts and each document's logits)"},
     {"num-labels", OPT_INT, "0", NULL, 0, CMD_TRAIN, AT(num_labels), "classes for --task=seq_cls (must match the dataset)"},
     {"lora-r", OPT_INT, "16", NULL, 1, CMD_TRAIN, AT(lora_r), "LoRA rank"},
     {"lora-alpha", OPT_FLOAT, "16", NULL, 0, CMD_TRAIN, AT(lora_alpha), "LoRA alpha: the update is scaled by alpha / r"},

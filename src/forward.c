@@ -25,12 +25,13 @@ void forward_free(forward_state *f)
     pass_free(&f->pass);
 }
 
-void model_forward_loss(sl_model *m, forward_state *f, const sl_batch *b, double *row_loss)
+void model_forward_loss(sl_model *m, forward_state *f, const sl_batch *b, const int32_t *labels, double *row_loss,
+                        float *logits)
 {
     const sl_model_config *c = &m->cfg;
-    const int L = c->num_layers;
+    const int L = c->num_layers, classify = m->num_labels > 0;
     layer_acts a = f->acts;
-    layer_pass ps = pass_batch(&f->pass, m, b, NULL);
+    layer_pass ps = pass_batch(&f->pass, m, b, labels);
     a.T = b->T;
     /* Every rank gathers every unit, even with an empty batch, so collectives stay matched. */
     fsdp_gather(&m->units[0].frozen);
@@ -46,12 +47,19 @@ void model_forward_loss(sl_model *m, forward_state *f, const sl_batch *b, double
     }
     fsdp_unit *head = &m->units[L + 1];
     fsdp_gather(&head->frozen);
+    if (classify) fsdp_gather(&head->train);
     if (b->T > 0) {
         BE->rmsnorm_fwd(a.xn1, a.rstd1, a.x_in, fsdp_member_dev(&head->frozen, "/model/norm/weight"), b->T, 1,
                         c->hidden_size, c->hidden_size, (float)c->rms_norm_eps);
-        pass_lm_head(&f->pass, m, a.xn1, b, 1.0f, NULL);
-        memcpy(row_loss, f->pass.row_loss, (size_t)b->T * sizeof(double));
+        if (classify) {
+            pass_cls_head(&f->pass, m, a.xn1, b, 1.0f, NULL);
+            BE->download(logits, f->pass.logits, (size_t)b->n_seqs * (size_t)m->num_labels * sizeof(float));
+        } else {
+            pass_lm_head(&f->pass, m, a.xn1, b, 1.0f, NULL);
+        }
+        memcpy(row_loss, f->pass.row_loss, (size_t)(classify ? b->n_seqs : b->T) * sizeof(double));
     }
+    if (classify) fsdp_release(&head->train);
     fsdp_release(&head->frozen);
     if (c->tie_word_embeddings) fsdp_release(&m->units[0].frozen);
 }

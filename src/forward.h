@@ -16,7 +16,10 @@ typedef struct {
 void forward_init(forward_state *f, const sl_model *m, int max_T, int max_seq);
 void forward_free(forward_state *f);
 
-/* Collective: forward pass, writing each row's next-token loss (natural log; 0 where target < 0). */
-void model_forward_loss(sl_model *m, forward_state *f, const sl_batch *b, double *row_loss);
+/* Collective: forward pass, writing each row's next-token loss (natural log; 0 where target < 0).
+ * Sequence classification (m->num_labels > 0): each sequence's cross-entropy against labels[s]
+ * into row_loss[s], and its logits into logits[s * num_labels ...] (host). */
+void model_forward_loss(sl_model *m, forward_state *f, const sl_batch *b, const int32_t *labels, double *row_loss,
+                        float *logits);
 
 #endif

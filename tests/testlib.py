@@ -92,6 +92,16 @@ def write_tokens(path, docs, vocab, loss_mask=None, labels=None, num_labels=0):
             f.attrs["num_labels"] = np.int64(num_labels)
 
 
+def eval_windows(doc_offsets, seq_len):
+    """(start, length) of every window shardlora eval cuts (README: eval): at most seq_len + 1 tokens,
+    one every seq_len tokens of each document while two or more are left."""
+    for d in range(len(doc_offsets) - 1):
+        s, e = int(doc_offsets[d]), int(doc_offsets[d + 1])
+        while e - s >= 2:
+            yield s, min(seq_len + 1, e - s)
+            s += seq_len
+
+
 def tiny_run_inputs(vocab, intermediate, seed, doc_len, n_docs, layers=3):
     """model.h5 (shardlora-init: hidden 64, 4 heads, 2 kv heads, std 0.1) and train.h5 (n_docs documents
     of BOS plus doc_len = (lo, hi) random tokens, drawn from numpy's generator seeded with seed)."""
