@@ -1,0 +1,208 @@
+/* bnb: bitsandbytes 4-bit weights in a Hugging Face checkpoint, as transformers saves a model
+ * loaded with BitsAndBytesConfig(load_in_4bit=True) (its bnb quantizer's state dict, from
+ * bitsandbytes' QuantState.as_dict(packed=True)). For a weight W:
+ *   W                                       uint8 [ceil(n/2), 1]: two codes per byte, element 2j high
+ *   W.absmax                                float32 [nblocks], or uint8 [nblocks] with double quantization
+ *   W.quant_map                             float32 [16]: the NF4 or FP4 table
+ *   W.nested_absmax, W.nested_quant_map     float32 [ceil(nblocks/256)], [256] (double quantization)
+ *   W.quant_state.bitsandbytes__nf4|fp4     uint8: JSON {quant_type, blocksize, dtype, shape, and with
+ *                                           double quantization nested_blocksize, nested_dtype, nested_offset}
+ * These are shardlora's formats bit for bit (src/quant.h), so the bytes are kept as they are. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hf.h"
+#include "runtime.h"
+
+static const char *const QUANT_STATE_TYPES[] = {"nf4", "fp4"};
+
+int bnb_checkpoint(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    cJSON *json = json_read_file(path, "model config");
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(json, "quantization_config");
+    int four_bit = 0;
+    if (q && !cJSON_IsNull(q)) {
+        const cJSON *method = cJSON_GetObjectItemCaseSensitive(q, "quant_method");
+        if (!cJSON_IsString(method) || strcmp(method->valuestring, "bitsandbytes") != 0)
+            sl_fatal("%s: quantization_config.quant_method is %s (only \"bitsandbytes\" 4-bit checkpoints are read; "
+                     "save the model in float for other methods)", path,
+                     cJSON_IsString(method) ? method->valuestring : "missing");
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(q, "load_in_8bit")))
+            sl_fatal("%s: quantization_config has load_in_8bit: bitsandbytes' 8-bit weights (LLM.int8) hold one "
+                     "float scale per row (SCB) and keep outlier columns apart at run time, which is not "
+                     "shardlora's blockwise int8, so their bytes cannot be kept; save the model unquantized "
+                     "(float) in transformers and import that, with --quantize int8 if wanted", path);
+        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(q, "load_in_4bit")))
+            sl_fatal("%s: quantization_config (bitsandbytes) has neither load_in_4bit nor load_in_8bit true", path);
+        const cJSON *storage = cJSON_GetObjectItemCaseSensitive(q, "bnb_4bit_quant_storage");
+        if (storage && (!cJSON_IsString(storage) || strcmp(storage->valuestring, "uint8") != 0))
+            sl_fatal("%s: quantization_config.bnb_4bit_quant_storage is %s (expected \"uint8\": the codes are "
+                     "read as bytes)", path, cJSON_IsString(storage) ? storage->valuestring : "not a string");
+        four_bit = 1;
+    }
+    cJSON_Delete(json);
+    return four_bit;
+}
+
+static void find_part(const hf_checkpoint *ck, const char *weight, const char *suffix, hf_source *src)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s%s", weight, suffix);
+    if (!hf_find(ck, name, src))
+        sl_fatal("%s: tensor %s is missing (a bitsandbytes 4-bit weight %s stores it beside its codes)",
+                 src->shard ? src->shard->path : hf_listing(ck), name, weight);
+}
+
+/* The tensor must hold count elements of the safetensors type dtype (e.g. "U8"). */
+static void expect_part(const hf_source *s, const char *dtype, int64_t count, const char *why)
+{
+    if (strcmp(s->t.dtype_name, dtype) != 0 || s->t.n != count)
+        sl_fatal("%s: tensor %s is %s with %lld elements (expected %s with %lld: %s)", s->shard->path, s->t.name,
+                 s->t.dtype_name, (long long)s->t.n, dtype, (long long)count, why);
+}
+
+static void *read_part(const hf_source *s)
+{
+    void *buf = sl_malloc((size_t)s->t.nbytes + 1, s->t.name);
+    st_read(s->shard, &s->t, buf);
+    return buf;
+}
+
+/* The quant_state JSON of a weight, and the type its name gives ("nf4" or "fp4"). */
+static cJSON *read_quant_state(const hf_checkpoint *ck, const char *weight, hf_source *state, const char **type)
+{
+    char name[512];
+    for (size_t i = 0; i < sizeof QUANT_STATE_TYPES / sizeof *QUANT_STATE_TYPES; i++) {
+        snprintf(name, sizeof name, "%s.quant_state.bitsandbytes__%s", weight, QUANT_STATE_TYPES[i]);
+        if (!hf_find(ck, name, state)) continue;
+        *type = QUANT_STATE_TYPES[i];
+        expect_part(state, "U8", state->t.n, "JSON text as bytes");
+        char *text = read_part(state);
+        cJSON *json = cJSON_ParseWithLength(text, (size_t)state->t.n);
+        free(text);
+        if (!cJSON_IsObject(json))
+            sl_fatal("%s: tensor %s does not hold a JSON object (bitsandbytes' quant state)", state->shard->path, name);
+        return json;
+    }
+    hf_source w;
+    sl_fatal("%s: tensor %s has no %s.quant_state.bitsandbytes__nf4 or __fp4 beside it, but config.json's "
+             "quantization_config says the projections are 4-bit (shardlora's model file holds every projection "
+             "in one format, so a checkpoint with some left in float, e.g. by llm_int8_skip_modules, is not read)",
+             hf_find(ck, weight, &w) ? w.shard->path : hf_listing(ck), weight, weight);
+}
+
+static const cJSON *state_field(const hf_source *state, const cJSON *json, const char *key, int number)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(json, key);
+    if (number ? !cJSON_IsNumber(v) : !cJSON_IsString(v))
+        sl_fatal("%s: tensor %s: '%s' is missing or not a %s (bitsandbytes' quant state)", state->shard->path,
+                 state->t.name, key, number ? "number" : "string");
+    return v;
+}
+
+/* The format, shape and original dtype the quant state gives, checked against spec. */
+static void read_format(const hf_source *state, const cJSON *json, const char *type, const sl_tensor_spec *spec,
+                        bnb_weight *bw)
+{
+    const char *path = state->shard->path, *name = state->t.name;
+    const char *qt = state_field(state, json, "quant_type", 0)->valuestring;
+    if (strcmp(qt, type) != 0) sl_fatal("%s: tensor %s: quant_type is '%s' but its name says %s", path, name, qt, type);
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(json, "shape");
+    int same = cJSON_GetArraySize(shape) == 2;
+    for (int d = 0; same && d < 2; d++) same = cJSON_GetArrayItem(shape, d)->valuedouble == (double)spec->dims[d];
+    if (!same)
+        sl_fatal("%s: tensor %s: shape is not [%lld, %lld], the one config.json gives this weight", path, name,
+                 (long long)spec->dims[0], (long long)spec->dims[1]);
+    const char *dtype = state_field(state, json, "dtype", 0)->valuestring;
+    if (strcmp(dtype, "float32") && strcmp(dtype, "float16") && strcmp(dtype, "bfloat16"))
+        sl_fatal("%s: tensor %s: dtype '%s' (expected float32, float16 or bfloat16)", path, name, dtype);
+    double bs = state_field(state, json, "blocksize", 1)->valuedouble;
+    int dq = cJSON_GetObjectItemCaseSensitive(json, "nested_offset") != NULL;
+    quant_format f;
+    const char *problem = bs >= 1 && bs <= 1 << 20 && bs == floor(bs) ? quant_format_make(type, dq, (int)bs, &f)
+                                                                       : "not a positive integer";
+    if (problem) sl_fatal("%s: tensor %s: blocksize %g%s: %s", path, name, bs, dq ? " with double quantization" : "", problem);
+    bw->info = quant_store_describe(&f, spec->dims, dtype);
+    if (!dq) return;
+    double nested_bs = state_field(state, json, "nested_blocksize", 1)->valuedouble;
+    if (nested_bs != QUANT_NESTED_BLOCKS)
+        sl_fatal("%s: tensor %s: nested_blocksize is %g (expected %d)", path, name, nested_bs, QUANT_NESTED_BLOCKS);
+    const char *nested_dtype = state_field(state, json, "nested_dtype", 0)->valuestring;
+    if (strcmp(nested_dtype, "float32") != 0)
+        sl_fatal("%s: tensor %s: nested_dtype is '%s' (expected float32)", path, name, nested_dtype);
+    double offset = state_field(state, json, "nested_offset", 1)->valuedouble;
+    if (!isfinite(offset) || (double)(float)offset != offset)
+        sl_fatal("%s: tensor %s: nested_offset %.17g is not a finite float32 value", path, name, offset);
+    bw->offset = (float)offset;
+}
+
+void bnb_locate(const hf_checkpoint *ck, const sl_tensor_spec *spec, bnb_weight *bw)
+{
+    char weight[256];
+    hf_name(weight, sizeof weight, spec->path);
+    memset(bw, 0, sizeof *bw);
+    hf_source state;
+    const char *type;
+    cJSON *json = read_quant_state(ck, weight, &state, &type);
+    read_format(&state, json, type, spec, bw);
+    cJSON_Delete(json);
+    const quant_format *f = &bw->info.fmt;
+    const int64_t nb = bw->info.nblocks;
+    find_part(ck, weight, "", &bw->packed);
+    expect_part(&bw->packed, "U8", quant_code_bytes(f, bw->info.n, 0, nb), "two 4-bit codes per byte");
+    find_part(ck, weight, ".absmax", &bw->absmax);
+    expect_part(&bw->absmax, f->double_quant ? "U8" : "F32", nb,
+                f->double_quant ? "one 8-bit code per block, as double quantization stores them" : "one per block");
+    find_part(ck, weight, ".quant_map", &bw->quant_map);
+    expect_part(&bw->quant_map, "F32", 16, "the 4-bit table");
+    if (!f->double_quant) return;
+    find_part(ck, weight, ".nested_absmax", &bw->nested_absmax);
+    expect_part(&bw->nested_absmax, "F32", quant_nested_count(f, 0, nb), "one per 256 blocks");
+    find_part(ck, weight, ".nested_quant_map", &bw->nested_quant_map);
+    expect_part(&bw->nested_quant_map, "F32", 256, "the 8-bit dynamic code");
+}
+
+int bnb_tensor_count(const bnb_weight *bw) { return bw->info.fmt.double_quant ? 6 : 4; }
+
+/* A stored table must be the one shardlora decodes with, bit for bit. */
+static void check_table(const hf_source *s, const float *want, int len, const char *what)
+{
+    float *got = read_part(s);
+    for (int i = 0; i < len; i++)
+        if (memcmp(&got[i], &want[i], sizeof *got) != 0)
+            sl_fatal("%s: tensor %s: entry %d is %.9g, expected %.9g (%s)", s->shard->path, s->t.name, i, got[i],
+                     want[i], what);
+    free(got);
+}
+
+/* Scales must be finite and not negative: they multiply every decoded value of their block. */
+static void check_scales(const hf_source *s, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]) || x[i] < 0)
+            sl_fatal("%s: tensor %s: value %g at index %lld (expected a finite scale >= 0)", s->shard->path, s->t.name,
+                     x[i], (long long)i);
+}
+
+void bnb_copy(const bnb_weight *bw, const sl_tensor_spec *spec, import_writer *w)
+{
+    const quant_format *f = &bw->info.fmt;
+    check_table(&bw->quant_map, quant_code(f->type), 16,
+                f->type == QUANT_NF4 ? "bitsandbytes' NF4 table" : "bitsandbytes' FP4 table");
+    quant_view q = {.codes = read_part(&bw->packed), .offset = bw->offset};
+    if (f->double_quant) {
+        check_table(&bw->nested_quant_map, quant_dynamic_code(), 256, "bitsandbytes' signed dynamic code");
+        q.absmax_u8 = read_part(&bw->absmax);
+        q.nested_absmax = read_part(&bw->nested_absmax);
+        check_scales(&bw->nested_absmax, q.nested_absmax, bw->nested_absmax.t.n);
+    } else {
+        q.absmax = read_part(&bw->absmax);
+        check_scales(&bw->absmax, q.absmax, bw->absmax.t.n);
+    }
+    writer_quantized(w, spec, &bw->info, &q);
+    free(q.codes), free(q.absmax), free(q.absmax_u8), free(q.nested_absmax);
+}
