@@ -137,19 +137,8 @@ void eval_run(const sl_config *cfg)
     quant_format fmt;
     model_format_of_run(cfg, &fmt); /* checked on rank 0 already */
     model_load(&m, cfg->model, &fmt, model_keep_of(cfg->shard));
-    adapter_info info;
-    float *adapter_shards = NULL;
-    void *adapter_dev = NULL;
-    if (cfg->adapter) {
-        adapter_read_info(cfg->adapter, &info);
-        model_add_trainable(&m, &info.lora, 0);
-        const size_t bytes = (size_t)model_trainable_shard_numel(&m) * sizeof(float);
-        adapter_shards = sl_calloc(bytes, 1, "adapter");
-        model_bind_trainable(&m, adapter_shards, adapter_shards, NULL);
-        adapter_load(&m, cfg->adapter);
-        adapter_dev = BE->mirror_alloc(bytes, "adapter");
-        model_bind_trainable(&m, adapter_shards, (float *)BE->mirror(adapter_dev, adapter_shards, bytes), NULL);
-    }
+    adapter_applied adapter = {0};
+    if (cfg->adapter) adapter_apply(&m, cfg->adapter, &adapter); /* a causal LM adapter: checked above */
     sl_dataset d;
     data_open(&d, cfg->data);
     sl_window *w;
@@ -200,6 +189,5 @@ void eval_run(const sl_config *cfg)
     free(b.ids), free(b.pos), free(b.target), free(b.seq_start), free(w);
     data_close(&d);
     model_free(&m);
-    BE->release(adapter_dev);
-    free(adapter_shards);
+    adapter_applied_free(&adapter);
 }
