@@ -49,6 +49,7 @@ typedef struct {
     /* generation */
     char *prompt_ids;     /* prompts of token ids: "1,2,3;1,7" */
     int max_new_tokens;
+    char *tokenizer;      /* llama2.c tokenizer.bin, to print the text too */
     /* run control */
     int dry_run, threads;
 } sl_config;
@@ -69,7 +70,7 @@ int config_value(const sl_config *cfg, const char *name, char *buf, size_t len);
 int config_read_value(hid_t file, const char *path, const char *name, char *buf, size_t len);
 /* The name of the i-th option of a command (CMD_*), or NULL past the last. */
 const char *config_option_name(int command, int i);
-/* Fatal unless every input file option (--model, --data, --adapter, --resume) names a regular
+/* Fatal unless every input file option (--model, --data, --adapter, --resume, --tokenizer) names a regular
  * file or nothing yet: call it before anything opens them. */
 void config_check_input_files(const sl_config *cfg);
 /* The base quantization the options ask for; returns NULL or why it is not supported. */

@@ -19,6 +19,7 @@
 #include "h5io.h"
 #include "model.h"
 #include "runtime.h"
+#include "vocab.h"
 
 typedef struct {
     int n;
@@ -108,6 +109,14 @@ static void check_inputs(void *arg)
     quant_format fmt;
     const char *problem = model_format_of_run(cfg, &fmt);
     if (problem) sl_fatal("%s", problem);
+    if (cfg->tokenizer) {
+        vocab v;
+        vocab_load(&v, cfg->tokenizer);
+        if (v.n != mc.vocab_size)
+            sl_fatal("option --tokenizer: %s has %d tokens, but model %s has vocab_size %d (expected the tokenizer of "
+                     "the model's vocabulary)", cfg->tokenizer, v.n, cfg->model, mc.vocab_size);
+        vocab_free(&v);
+    }
     if (cfg->out) h5_close(h5_create(cfg->out, "generation result", MPI_COMM_NULL)); /* fail now, not at the end */
 }
 
@@ -143,6 +152,25 @@ static void print_ids(const char *label, int k, const int32_t *ids, int n)
     if (RT.rank != 0) return;
     printf("%s %d:", label, k);
     for (int i = 0; i < n; i++) printf("%s%d", i ? "," : " ", ids[i]);
+    printf("\n");
+}
+
+/* Tokens as text on one line: bytes outside printable ASCII as C escapes (\n, \xNN). */
+static void print_text(const char *label, int k, const vocab *v, int32_t prev, const int32_t *ids, int n)
+{
+    printf("%s %d: ", label, k);
+    for (int i = 0; i < n; prev = ids[i++]) {
+        char byte;
+        int len;
+        const char *s = vocab_decode(v, prev, ids[i], &len, &byte);
+        for (int j = 0; j < len; j++) {
+            unsigned char ch = (unsigned char)s[j];
+            if (ch == '\n') printf("\\n");
+            else if (ch == '\\') printf("\\\\");
+            else if (ch < 0x20 || ch == 0x7f) printf("\\x%02x", ch);
+            else putchar(ch);
+        }
+    }
     printf("\n");
 }
 
@@ -216,12 +244,20 @@ void generate_run(const sl_config *cfg)
         }
     }
     forward_free(&fw);
+    vocab v = {0};
+    if (cfg->tokenizer && RT.rank == 0) vocab_load(&v, cfg->tokenizer);
     int64_t made = 0;
     for (int i = 0; i < p.n; i++) {
-        made += p.len[i] - p.prompt_len[i];
-        print_ids("prompt", i, p.tok[i], p.prompt_len[i]);
-        print_ids("continuation", i, p.tok[i] + p.prompt_len[i], p.len[i] - p.prompt_len[i]);
+        const int np = p.prompt_len[i], nc = p.len[i] - np;
+        made += nc;
+        print_ids("prompt", i, p.tok[i], np);
+        print_ids("continuation", i, p.tok[i] + np, nc);
+        if (v.n == 0) continue;
+        const int bos = p.tok[i][0] == VOCAB_BOS; /* not printed, as llama2.c prints none */
+        print_text("prompt text", i, &v, bos ? VOCAB_BOS : -1, p.tok[i] + bos, np - bos);
+        print_text("continuation text", i, &v, p.tok[i][np - 1], p.tok[i] + np, nc);
     }
+    vocab_free(&v);
     log_info("generate: %lld tokens in %.2f s: %lld forward passes over %lld rows in all (no KV cache: each pass "
              "recomputes every sequence whole)", (long long)made, rt_now() - t0, (long long)passes, (long long)rows);
     if (cfg->out && RT.rank == 0) {

@@ -2,9 +2,12 @@
 pretrained model), 64 new tokens from each of 3 prompts, without an adapter (also on 2 ranks), with an
 adapter shardlora trained (PEFT's LoRA holding the same tensors), and on an NF4 base with double
 quantization with an adapter trained on it (transformers holding the decoded weights). Then the
---out file and one case per kind of bad option."""
+--out file, the text --tokenizer prints (decoded here from the llama2.c tokenizer file as llama2.c's
+run.c decodes), and one case per kind of bad option."""
 import os
 import re
+import struct
+import subprocess
 import sys
 
 import h5py
@@ -132,6 +135,58 @@ def accepted():
             with_adapter(qweights, qc, tensors), ps, got_q, eos)
 
 
+def llama2c_pieces(path):
+    """The pieces of a llama2.c tokenizer.bin: int32 max length, then per token float32 score, int32
+    length and the bytes."""
+    with open(path, "rb") as f:
+        data = f.read()
+    pos, pieces = 4, []
+    while pos < len(data):
+        _, n = struct.unpack_from("<fi", data, pos)
+        pieces.append(data[pos + 8:pos + 8 + n])
+        pos += 8 + n
+    return pieces
+
+
+def decoded(pieces, prev, ids):
+    """run.c's decode: after BOS (1) a piece's leading space goes; <0xNN> is the byte NN. Printed on one
+    line as shardlora does: newline and backslash escaped, other control bytes as \\xNN."""
+    out = b""
+    for t in ids:
+        p = pieces[t][1:] if prev == 1 and pieces[t].startswith(b" ") else pieces[t]
+        m = re.fullmatch(rb"<0x([0-9A-F]{2})>", p)
+        out += bytes([int(m.group(1), 16)]) if m else p
+        prev = t
+    text = ""
+    for ch in out:
+        text += ("\\n" if ch == 10 else "\\\\" if ch == 92 else f"\\x{ch:02x}" if ch < 32 or ch == 127 else chr(ch))
+    return text.encode("latin-1")
+
+
+def tokenizer_text():
+    """A random model of the 32000-token LLaMA vocabulary (shardlora-init), continuing two prompts that
+    start with BOS."""
+    tok = f"{SHARED}/data/llama2c_tokenizer.bin"
+    run([f"{BIN}/shardlora-init", "big.h5", "--vocab", "32000", "--hidden", "64", "--heads", "4", "--kv-heads", "2",
+         "--intermediate", "96", "--layers", "1", "--max-pos", "64", "--std", "0.5", "--seed", "5", "--tie"])
+    ps = [[1, 450, 4996, 17354, 1701, 29916], [1, 13, 29871, 259]]
+    p = subprocess.run([SHARDLORA, "generate", "--model=big.h5", prompt_option(ps), "--max-new-tokens=24",
+                        "--device=cpu", f"--tokenizer={tok}"], capture_output=True, timeout=300)
+    lines = dict(re.findall(rb"^((?:prompt|continuation)(?: text)? \d+): (.*)$", p.stdout, re.M))
+    pieces, problems = llama2c_pieces(tok), []
+    for i, prompt in enumerate(ps):
+        cont = [int(t) for t in lines.get(f"continuation {i}".encode(), b"").split(b",") if t]
+        want = {f"prompt text {i}": decoded(pieces, 1, prompt[1:]),  # BOS itself is not printed
+                f"continuation text {i}": decoded(pieces, prompt[-1], cont)}
+        for label, text in want.items():
+            if lines.get(label.encode()) != text:
+                problems.append(f"{label}: printed {lines.get(label.encode())!r}, expected {text!r}")
+        if len(cont) != 24:
+            problems.append(f"continuation {i}: {cont}")
+    check("--tokenizer prints each prompt and continuation as llama2.c decodes them", p.returncode == 0 and not problems,
+          "\n".join(problems) + p.stderr.decode())
+
+
 def refused():
     base = [SHARDLORA, "generate", "--model=stories.h5", "--device=cpu"]
     expect_exit("--prompt-ids is required", base, 2, r"option --prompt-ids is required for 'generate'")
@@ -145,12 +200,16 @@ def refused():
                 base + ["--prompt-ids=1,2,3", "--max-new-tokens=510"], 1,
                 r"option --max-new-tokens=510: prompt 0 has 3 tokens, and 3 \+ 510 exceeds the model's "
                 r"max_position_embeddings \(512\)")
+    expect_exit("a tokenizer of another vocabulary size is refused",
+                base + ["--prompt-ids=1", f"--tokenizer={SHARED}/data/llama2c_tokenizer.bin"], 1,
+                r"option --tokenizer: .*llama2c_tokenizer\.bin has 32000 tokens, but model stories\.h5 has vocab_size 512")
     expect_exit("--data does not apply to generate", base + ["--prompt-ids=1", "--data=train.h5"], 2,
                 r"option --data does not apply to 'generate'")
 
 
 def main():
     accepted()
+    tokenizer_text()
     refused()
     finish()
 
