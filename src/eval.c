@@ -76,11 +76,8 @@ static void check_inputs(void *arg)
 {
     const eval_checks *c = arg;
     config_check_input_files(c->cfg);
-    model_validate(c->cfg->model);
-    hid_t f = h5_open(c->cfg->model, "model", 0, MPI_COMM_NULL);
     sl_model_config mc;
-    modelcfg_read(f, &mc);
-    h5_close(f);
+    model_validate(c->cfg->model, &mc);
     data_validate(c->cfg->data, mc.vocab_size);
     modelcfg_check_seq_len(&mc, c->cfg->seq_len, c->cfg->model);
     if (c->cfg->adapter) {
@@ -134,9 +131,7 @@ void eval_run(const sl_config *cfg)
     if (cfg->dry_run) { memplan_print(cfg); return; }
     double t0 = rt_now();
     sl_model m;
-    quant_format fmt;
-    model_format_of_run(cfg, &fmt); /* checked on rank 0 already */
-    model_load(&m, cfg->model, &fmt, model_keep_of(cfg->shard));
+    model_load_of_run(&m, cfg);
     adapter_applied adapter = {0};
     if (cfg->adapter) adapter_apply(&m, cfg->adapter, &adapter); /* a causal LM adapter: checked above */
     sl_dataset d;

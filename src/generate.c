@@ -91,11 +91,8 @@ static void check_inputs(void *arg)
 {
     const sl_config *cfg = arg;
     config_check_input_files(cfg);
-    model_validate(cfg->model);
-    hid_t f = h5_open(cfg->model, "model", 0, MPI_COMM_NULL);
     sl_model_config mc;
-    modelcfg_read(f, &mc);
-    h5_close(f);
+    model_validate(cfg->model, &mc);
     gen_prompts p;
     parse_prompts(cfg->prompt_ids, cfg->max_new_tokens, &mc, cfg->model, &p);
     free_prompts(&p);
@@ -205,9 +202,7 @@ void generate_run(const sl_config *cfg)
     rt_rank0_checks(check_inputs, (void *)cfg);
     double t0 = rt_now();
     sl_model m;
-    quant_format fmt;
-    model_format_of_run(cfg, &fmt); /* checked on rank 0 already */
-    model_load(&m, cfg->model, &fmt, model_keep_of(cfg->shard));
+    model_load_of_run(&m, cfg);
     adapter_applied adapter = {0};
     if (cfg->adapter) adapter_apply(&m, cfg->adapter, &adapter);
     gen_prompts p;
