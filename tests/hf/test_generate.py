@@ -37,10 +37,10 @@ def prompt_option(ps):
     return "--prompt-ids=" + ";".join(",".join(map(str, p)) for p in ps)
 
 
-def shardlora_generate(model, ps, extra=(), np_=1):
+def shardlora_generate(model, ps, extra=(), np_=1, device="cpu"):
     """{prompt index: continuation ids} from the lines 'continuation K: a,b,c' on standard output."""
-    p = run([SHARDLORA, "generate", f"--model={model}", prompt_option(ps), f"--max-new-tokens={NEW}", "--device=cpu"]
-            + list(extra), np=np_)
+    p = run([SHARDLORA, "generate", f"--model={model}", prompt_option(ps), f"--max-new-tokens={NEW}",
+             f"--device={device}"] + list(extra), np=np_)
     found = {int(k): [int(t) for t in v.split(",")] for k, v in re.findall(r"^continuation (\d+): ([\d,]+)$", p.stdout, re.M)}
     return [found.get(i) for i in range(len(ps))], p.stdout
 
@@ -52,11 +52,11 @@ def hf_generate(model, ps, eos):
                                pad_token_id=eos)[0, len(p):].tolist() for p in ps]
 
 
-def compare(name, model, ps, got, eos):
+def compare(name, model, ps, got, eos, tie=TIE):
     """shardlora's continuations got must be transformers' greedy generate. Both compute in float32, so
-    where the two largest logits lie within TIE of each other either may win; from such a tie on the
+    where the two largest logits lie within tie of each other either may win; from such a tie on the
     continuations may part. So each of shardlora's tokens is checked against transformers' logits along
-    shardlora's own continuation (teacher forcing): it must be the largest, or within TIE of it; and the
+    shardlora's own continuation (teacher forcing): it must be the largest, or within tie of it; and the
     continuation must equal transformers' generate up to the first such tie (whole, when there is none)."""
     want = hf_generate(model, ps, eos)
     problems, ties = [], []
@@ -69,8 +69,8 @@ def compare(name, model, ps, got, eos):
             top = logits.max(dim=1).values
             chosen = logits[torch.arange(len(g)), torch.tensor(g)]
             behind = (top - chosen).tolist()
-            near = [j for j in range(len(g)) if sorted(logits[j].tolist())[-2] >= top[j] - TIE]
-            bad = [j for j in range(len(g)) if behind[j] > TIE]
+            near = [j for j in range(len(g)) if sorted(logits[j].tolist())[-2] >= top[j] - tie]
+            bad = [j for j in range(len(g)) if behind[j] > tie]
             if bad:
                 j = bad[0]
                 problems.append(f"prompt {i}, new token {j}: shardlora chose {g[j]}, {behind[j]:.3g} below "
@@ -80,7 +80,7 @@ def compare(name, model, ps, got, eos):
                 problems.append(f"prompt {i}: shardlora {g}\n  transformers {w}\n  differ before the first tie ({first_tie})")
             ties += [(i, j) for j in near]
     if ties:
-        print(f"# {name}: near-ties (top two logits within {TIE}) at (prompt, new token) {ties}")
+        print(f"# {name}: near-ties (top two logits within {tie}) at (prompt, new token) {ties}")
     check(name, not problems, "\n".join(problems))
     return want
 
@@ -214,4 +214,5 @@ def main():
     finish()
 
 
-main()
+if __name__ == "__main__":
+    main()
