@@ -64,7 +64,7 @@ static const sl_option OPTIONS[] = {
      "prompts as token ids, comma-separated, prompts separated by ';' (e.g. \"1,403,9;1,17\")"},
     {"max-new-tokens", OPT_INT, "64", NULL, 1, CMD_GENERATE, AT(max_new_tokens),
      "tokens to generate after each prompt (greedy; fewer when the model's eos token comes first)"},
-    {"tokenizer", OPT_STRING, NULL, NULL, 0, CMD_GENERATE, AT(tokenizer),
+    {"tokenizer", OPT_PATH, NULL, NULL, 0, CMD_GENERATE, AT(tokenizer),
      "llama2.c tokenizer.bin of the model's vocabulary: also print each prompt and continuation as text"},
     {"lr", OPT_FLOAT, "2e-4", NULL, 0, CMD_TRAIN, AT(lr), "peak learning rate"},
     {"weight-decay", OPT_FLOAT, "0", NULL, 0, CMD_TRAIN, AT(weight_decay), "AdamW decoupled weight decay"},
