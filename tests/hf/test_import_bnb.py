@@ -3,7 +3,8 @@ themselves: stories260K (a real pretrained model) saved by transformers, loaded 
 BitsAndBytesConfig(load_in_4bit=True) on the CPU in NF4 and FP4, with and without double
 quantization, and saved again (save_pretrained). The imported model file must hold the same codes and
 statistics as shardlora-quantize makes of the float weights, and evaluate to the loss transformers
-computes with the 4-bit model. Then one case per kind of bad checkpoint.
+computes with the 4-bit model. An 8-bit checkpoint (load_in_8bit) is imported dequantized, which must
+be bitsandbytes' own int8_vectorwise_dequant bit for bit. Then one case per kind of bad checkpoint.
 
 Where bitsandbytes itself is not one function: on the CPU, quantize_4bit is its torch fallback
 (bitsandbytes/backends/default/ops.py), which buckets x * (1 / absmax) at the float32 midpoints of the
@@ -248,6 +249,46 @@ def accepted_checkpoints(weights, device):
                     weights["bf16"], "nf4", True, device)
 
 
+def int8_checkpoint(weights, device):
+    """load_in_8bit (LLM.int8): imported by dequantizing, which must give bitsandbytes' own
+    int8_vectorwise_dequant bit for bit, and the loss of transformers' float model holding those weights."""
+    import bitsandbytes.functional as bnbf
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    model = AutoModelForCausalLM.from_pretrained("hf-f32", quantization_config=BitsAndBytesConfig(load_in_8bit=True),
+                                                 dtype=torch.float32, device_map=device)
+    model.save_pretrained("hf-int8")
+    run([IMPORT, "hf", "hf-int8", "int8.h5"])
+    st = load_file("hf-int8/model.safetensors")
+    dequantized = {name[:-4] + ".weight": bnbf.int8_vectorwise_dequant(st[name[:-4] + ".weight"], st[name])
+                   for name in st if name.endswith(".SCB")}
+    problems = []
+    with h5py.File("int8.h5", "r") as f:
+        for name, want in dequantized.items():
+            got = f[name.replace(".", "/")][...]
+            if got.dtype != np.float32 or not np.array_equal(got.view(np.uint32), want.numpy().view(np.uint32)):
+                problems.append(f"{name}: differs from int8_vectorwise_dequant")
+        if "quantization" in f.attrs:
+            problems.append(f"root attribute quantization {f.attrs['quantization']!r} (expected a float file)")
+    check("int8: imported weights are bitsandbytes' int8_vectorwise_dequant of the checkpoint, bit for bit",
+          len(dequantized) == 35 and not problems, f"{len(dequantized)} weights; " + "\n".join(problems[:5]))
+    float_weights = dict(weights, **{k: v.double() for k, v in dequantized.items()})
+    _, c = load_quantized("stories.h5")
+    check_close("int8: shardlora eval of the imported file equals transformers' loss with the dequantized weights",
+                eval_loss("int8.h5"), hf_loss(base_model(float_weights, c).to(device), docs_of("docs.h5"), device), 1e-5)
+    run([IMPORT, "hf", "hf-int8", "int8-q.h5", "--quantize", "int8"])
+    run([QUANTIZE, "int8.h5", "int8-q2.h5", "--quant", "int8"])
+    differ = same_datasets("int8-q.h5", "int8-q2.h5")
+    check("int8: import --quantize int8 gives what shardlora-quantize makes of the dequantized file", not differ,
+          f"differing: {differ[:5]}")
+
+
+def docs_of(path):
+    with h5py.File(path, "r") as f:
+        tokens, offsets = f["tokens"][:], f["doc_offsets"][:]
+    return [tokens[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
 def edited(src, out, tensors=None, config=None, drop=()):
     """A copy of checkpoint directory src with some tensors replaced (or dropped) and config.json edited."""
     from safetensors.numpy import load_file, save_file
@@ -308,12 +349,16 @@ def bad_checkpoints():
             edited("hf-fp4", "bad-inf", {f"{w}.absmax": absmax}),
             rf"tensor {w}\.absmax: value inf at index 5 \(expected a finite scale >= 0\)")
 
-    def eight_bit(cfg):
-        cfg["quantization_config"].update(load_in_4bit=False, _load_in_4bit=False, load_in_8bit=True, _load_in_8bit=True)
-    refused("a load_in_8bit checkpoint is refused, saying why its bytes cannot be kept",
-            edited("hf-nf4-dq", "bad-8bit", config=eight_bit),
-            r"config\.json: quantization_config has load_in_8bit: .*one float scale per row \(SCB\).*not shardlora's "
-            r"blockwise int8")
+    st8 = load_file("hf-int8/model.safetensors")
+    m = w[:-len(".weight")]
+    scb = st8[f"{m}.SCB"].copy()
+    scb[2] = np.nan
+    refused("an 8-bit weight's NaN SCB is refused, naming its row",
+            edited("hf-int8", "bad-scb", {f"{m}.SCB": scb}),
+            rf"tensor {m}\.SCB: value nan at index 2 \(expected a finite scale >= 0\)")
+    refused("an 8-bit weight in another layout than row-major is refused",
+            edited("hf-int8", "bad-format", {f"{m}.weight_format": np.array(1, np.uint8)}),
+            rf"tensor {m}\.weight_format is 1 \(expected 0, the row-major layout; other layouts are not read\)")
     refused("--quantize on a 4-bit checkpoint is refused", "hf-nf4-dq",
             r"the checkpoint is already quantized \(nf4-dq-bs64, bitsandbytes\); --quantize applies to float",
             ["--quantize", "int8"])
@@ -322,7 +367,9 @@ def bad_checkpoints():
 def main(device):
     """device: where bitsandbytes quantizes (cuda: tests/gpu/test_import_bnb_cuda.py, with nothing allowed
     to differ but the offset)."""
-    accepted_checkpoints(float_checkpoints(), device)
+    weights = float_checkpoints()
+    accepted_checkpoints(weights, device)
+    int8_checkpoint(weights["f32"], device)
     bad_checkpoints()
     finish()
 

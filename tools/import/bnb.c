@@ -7,7 +7,10 @@
  *   W.nested_absmax, W.nested_quant_map     float32 [ceil(nblocks/256)], [256] (double quantization)
  *   W.quant_state.bitsandbytes__nf4|fp4     uint8: JSON {quant_type, blocksize, dtype, shape, and with
  *                                           double quantization nested_blocksize, nested_dtype, nested_offset}
- * These are shardlora's formats bit for bit (src/quant.h), so the bytes are kept as they are. */
+ * These are shardlora's formats bit for bit (src/quant.h), so the bytes are kept as they are.
+ * 8-bit weights (load_in_8bit, LLM.int8) are int8 with one absmax per row (SCB), which shardlora's
+ * blockwise int8 is not: they are dequantized as bitsandbytes' int8_vectorwise_dequant does, in
+ * float32, (W * SCB) * float32(1/127), and imported as float weights (--quantize may then apply). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,28 +27,29 @@ int bnb_checkpoint(const char *dir)
     snprintf(path, sizeof path, "%s/config.json", dir);
     cJSON *json = json_read_file(path, "model config");
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(json, "quantization_config");
-    int four_bit = 0;
+    int bits = 0;
     if (q && !cJSON_IsNull(q)) {
         const cJSON *method = cJSON_GetObjectItemCaseSensitive(q, "quant_method");
         if (!cJSON_IsString(method) || strcmp(method->valuestring, "bitsandbytes") != 0)
             sl_fatal("%s: quantization_config.quant_method is %s (only \"bitsandbytes\" 4-bit checkpoints are read; "
                      "save the model in float for other methods)", path,
                      cJSON_IsString(method) ? method->valuestring : "missing");
-        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(q, "load_in_8bit")))
-            sl_fatal("%s: quantization_config has load_in_8bit: bitsandbytes' 8-bit weights (LLM.int8) hold one "
-                     "float scale per row (SCB) and keep outlier columns apart at run time, which is not "
-                     "shardlora's blockwise int8, so their bytes cannot be kept; save the model unquantized "
-                     "(float) in transformers and import that, with --quantize int8 if wanted", path);
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(q, "load_in_8bit"))) {
+            cJSON_Delete(json);
+            log_info("%s: bitsandbytes 8-bit (LLM.int8) weights hold one scale per row, not shardlora's blockwise "
+                     "int8: they are dequantized to float32 (use --quantize to store them quantized)", path);
+            return 8;
+        }
         if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(q, "load_in_4bit")))
             sl_fatal("%s: quantization_config (bitsandbytes) has neither load_in_4bit nor load_in_8bit true", path);
         const cJSON *storage = cJSON_GetObjectItemCaseSensitive(q, "bnb_4bit_quant_storage");
         if (storage && (!cJSON_IsString(storage) || strcmp(storage->valuestring, "uint8") != 0))
             sl_fatal("%s: quantization_config.bnb_4bit_quant_storage is %s (expected \"uint8\": the codes are "
                      "read as bytes)", path, cJSON_IsString(storage) ? storage->valuestring : "not a string");
-        four_bit = 1;
+        bits = 4;
     }
     cJSON_Delete(json);
-    return four_bit;
+    return bits;
 }
 
 static void find_part(const hf_checkpoint *ck, const char *weight, const char *suffix, hf_source *src)
@@ -140,11 +144,34 @@ static void read_format(const hf_source *state, const cJSON *json, const char *t
     bw->offset = (float)offset;
 }
 
-void bnb_locate(const hf_checkpoint *ck, const sl_tensor_spec *spec, bnb_weight *bw)
+static void locate_int8(const hf_checkpoint *ck, const char *weight, const sl_tensor_spec *spec, bnb_weight *bw)
+{
+    find_part(ck, weight, "", &bw->int8);
+    const st_tensor *t = &bw->int8.t;
+    if (strcmp(t->dtype_name, "I8") != 0 || t->ndims != 2 || t->dims[0] != spec->dims[0] || t->dims[1] != spec->dims[1])
+        sl_fatal("%s: tensor %s is %s of %d dimensions [%lld, ...] (expected I8 [%lld, %lld]: an 8-bit bitsandbytes "
+                 "weight of the shape config.json gives)", bw->int8.shard->path, t->name, t->dtype_name, t->ndims,
+                 (long long)(t->ndims ? t->dims[0] : 0), (long long)spec->dims[0], (long long)spec->dims[1]);
+    char module[256];
+    snprintf(module, sizeof module, "%.*s", (int)(strlen(weight) - strlen(".weight")), weight);
+    find_part(ck, module, ".SCB", &bw->scb);
+    expect_part(&bw->scb, "F32", spec->dims[0], "one scale per row");
+    char name[300];
+    snprintf(name, sizeof name, "%s.weight_format", module);
+    bw->has_weight_format = hf_find(ck, name, &bw->weight_format);
+    if (bw->has_weight_format) expect_part(&bw->weight_format, "U8", 1, "the layout code");
+}
+
+void bnb_locate(const hf_checkpoint *ck, const sl_tensor_spec *spec, int bits, bnb_weight *bw)
 {
     char weight[256];
     hf_name(weight, sizeof weight, spec->path);
     memset(bw, 0, sizeof *bw);
+    bw->bits = bits;
+    if (bits == 8) {
+        locate_int8(ck, weight, spec, bw);
+        return;
+    }
     hf_source state;
     const char *type;
     cJSON *json = read_quant_state(ck, weight, &state, &type);
@@ -166,7 +193,11 @@ void bnb_locate(const hf_checkpoint *ck, const sl_tensor_spec *spec, bnb_weight 
     expect_part(&bw->nested_quant_map, "F32", 256, "the 8-bit dynamic code");
 }
 
-int bnb_tensor_count(const bnb_weight *bw) { return bw->info.fmt.double_quant ? 6 : 4; }
+int bnb_tensor_count(const bnb_weight *bw)
+{
+    if (bw->bits == 8) return 2 + bw->has_weight_format;
+    return bw->info.fmt.double_quant ? 6 : 4;
+}
 
 /* A stored table must be the one shardlora decodes with, bit for bit. */
 static void check_table(const hf_source *s, const float *want, int len, const char *what)
@@ -188,8 +219,39 @@ static void check_scales(const hf_source *s, const float *x, int64_t n)
                      x[i], (long long)i);
 }
 
+/* int8_vectorwise_dequant: (W * SCB) * float32(1 / 127), each product rounded to float32. */
+static void copy_int8(const bnb_weight *bw, const sl_tensor_spec *spec, import_writer *w)
+{
+    if (bw->has_weight_format) {
+        uint8_t *format = read_part(&bw->weight_format);
+        if (format[0] != 0)
+            sl_fatal("%s: tensor %s is %d (expected 0, the row-major layout; other layouts are not read)",
+                     bw->weight_format.shard->path, bw->weight_format.t.name, format[0]);
+        free(format);
+    }
+    float *scb = read_part(&bw->scb);
+    check_scales(&bw->scb, scb, bw->scb.t.n);
+    int8_t *q = read_part(&bw->int8);
+    const int64_t rows = spec->dims[0], cols = spec->dims[1];
+    float *x = sl_malloc((size_t)(rows * cols) * sizeof(float), spec->path);
+    const float inv127 = 7.874015718698502e-3f;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            float scaled = (float)q[r * cols + c] * scb[r];
+            x[r * cols + c] = scaled * inv127;
+        }
+    char where[600];
+    snprintf(where, sizeof where, "%s: tensor %s", bw->int8.shard->path, bw->int8.t.name);
+    writer_tensor(w, spec, SL_F32, x, where);
+    free(x), free(q), free(scb);
+}
+
 void bnb_copy(const bnb_weight *bw, const sl_tensor_spec *spec, import_writer *w)
 {
+    if (bw->bits == 8) {
+        copy_int8(bw, spec, w);
+        return;
+    }
     const quant_format *f = &bw->info.fmt;
     check_table(&bw->quant_map, quant_code(f->type), 16,
                 f->type == QUANT_NF4 ? "bitsandbytes' NF4 table" : "bitsandbytes' FP4 table");

@@ -1,5 +1,5 @@
 /* hf: import a Hugging Face checkpoint directory (config.json and model.safetensors, or shards
- * listed by model.safetensors.index.json), float or with bitsandbytes 4-bit projections (bnb.c).
+ * listed by model.safetensors.index.json), float or with bitsandbytes 4-bit or 8-bit projections (bnb.c).
  * Every tensor is located and checked before the output is created; then tensors are copied one
  * at a time. */
 #include <errno.h>
@@ -139,10 +139,11 @@ static void check_directory(const char *dir)
     if (!S_ISDIR(sb.st_mode)) sl_fatal("%s is not a directory (expected a Hugging Face model directory)", dir);
 }
 
-/* Where each tensor of the table comes from: a float tensor, or (bnb[i] set) a 4-bit weight. */
+/* Where each tensor of the table comes from: a float tensor, or (bnb[i] set) a bitsandbytes weight. */
 typedef struct {
     hf_source *src;
     bnb_weight *bnb; /* NULL for a float checkpoint */
+    int bits;           /* 4 or 8 with bnb */
     quant_format quant; /* the 4-bit weights' common format */
     int used;           /* stored tensors the model reads */
 } hf_plan;
@@ -150,7 +151,9 @@ typedef struct {
 static void plan_bnb_weight(const hf_checkpoint *ck, const sl_tensor_spec *spec, hf_plan *p, int i,
                             const import_options *opt)
 {
-    bnb_locate(ck, spec, &p->bnb[i]);
+    bnb_locate(ck, spec, p->bits, &p->bnb[i]);
+    p->used += bnb_tensor_count(&p->bnb[i]);
+    if (p->bits == 8) return; /* dequantized: a float weight from here on */
     const quant_format *f = &p->bnb[i].info.fmt;
     char first[32], here[32];
     if (opt->quant.type != QUANT_NONE)
@@ -161,18 +164,18 @@ static void plan_bnb_weight(const hf_checkpoint *ck, const sl_tensor_spec *spec,
         sl_fatal("%s: tensor %s is quantized as %s but the ones before it as %s (a model file holds one format)",
                  p->bnb[i].packed.shard->path, p->bnb[i].packed.t.name, quant_format_name(f, here, sizeof here),
                  quant_format_name(&p->quant, first, sizeof first));
-    p->used += bnb_tensor_count(&p->bnb[i]);
 }
 
-static void plan_sources(const hf_checkpoint *ck, const sl_tensor_spec *specs, int n, int bnb,
+static void plan_sources(const hf_checkpoint *ck, const sl_tensor_spec *specs, int n, int bnb_bits,
                          const import_options *opt, hf_plan *p)
 {
     p->src = sl_calloc((size_t)n, sizeof *p->src, "tensor sources");
-    p->bnb = bnb ? sl_calloc((size_t)n, sizeof *p->bnb, "4-bit weights") : NULL;
+    p->bnb = bnb_bits ? sl_calloc((size_t)n, sizeof *p->bnb, "bitsandbytes weights") : NULL;
+    p->bits = bnb_bits;
     p->quant = (quant_format){.type = QUANT_NONE};
     p->used = 0;
     for (int i = 0; i < n; i++) {
-        if (bnb && specs[i].kind == TENSOR_LINEAR) {
+        if (bnb_bits && specs[i].kind == TENSOR_LINEAR) {
             plan_bnb_weight(ck, &specs[i], p, i, opt);
             continue;
         }
@@ -226,7 +229,7 @@ void import_hf(const char *dir, const char *out_path, const import_options *opt)
     char source[PATH_MAX], *name = dir_basename(dir);
     import_origin origin = {realpath(dir, source) ? source : dir, "hf-safetensors", name};
     import_options out_opt = *opt;
-    if (plan.bnb) out_opt.quant = plan.quant; /* the file is pre-quantized in the checkpoint's format */
+    if (plan.bits == 4) out_opt.quant = plan.quant; /* the file is pre-quantized in the checkpoint's format */
     import_writer *w = writer_open(out_path, &out_opt, &origin, &cfg);
     copy_tensors(&plan, specs, n, w);
     int stored = 0;
