@@ -1,5 +1,5 @@
 /* hf: a Hugging Face checkpoint directory as the importers read it (hf.c), and the reader of its
- * bitsandbytes 4-bit weights (bnb.c). */
+ * bitsandbytes 4-bit and 8-bit weights (bnb.c). */
 #ifndef SL_IMPORT_HF_H
 #define SL_IMPORT_HF_H
 
