@@ -356,6 +356,13 @@ def bad_checkpoints():
     refused("an 8-bit weight's NaN SCB is refused, naming its row",
             edited("hf-int8", "bad-scb", {f"{m}.SCB": scb}),
             rf"tensor {m}\.SCB: value nan at index 2 \(expected a finite scale >= 0\)")
+    refused("an 8-bit weight without its SCB is refused", edited("hf-int8", "bad-noscb", drop=[f"{m}.SCB"]),
+            rf"tensor {m}\.SCB is missing \(a bitsandbytes 8-bit weight {w} stores it beside its codes\)")
+
+    def gptq(cfg):
+        cfg["quantization_config"]["quant_method"] = "gptq"
+    refused("another quantization method is refused, naming it", edited("hf-nf4-dq", "bad-method", config=gptq),
+            r"config\.json: quantization_config\.quant_method is gptq \(only \"bitsandbytes\" 4-bit and 8-bit")
     refused("an 8-bit weight in another layout than row-major is refused",
             edited("hf-int8", "bad-format", {f"{m}.weight_format": np.array(1, np.uint8)}),
             rf"tensor {m}\.weight_format is 1 \(expected 0, the row-major layout; other layouts are not read\)")

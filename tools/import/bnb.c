@@ -31,8 +31,8 @@ int bnb_checkpoint(const char *dir)
     if (q && !cJSON_IsNull(q)) {
         const cJSON *method = cJSON_GetObjectItemCaseSensitive(q, "quant_method");
         if (!cJSON_IsString(method) || strcmp(method->valuestring, "bitsandbytes") != 0)
-            sl_fatal("%s: quantization_config.quant_method is %s (only \"bitsandbytes\" 4-bit checkpoints are read; "
-                     "save the model in float for other methods)", path,
+            sl_fatal("%s: quantization_config.quant_method is %s (only \"bitsandbytes\" 4-bit and 8-bit checkpoints "
+                     "are read; save the model in float for other methods)", path,
                      cJSON_IsString(method) ? method->valuestring : "missing");
         if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(q, "load_in_8bit"))) {
             cJSON_Delete(json);
@@ -52,13 +52,15 @@ int bnb_checkpoint(const char *dir)
     return bits;
 }
 
-static void find_part(const hf_checkpoint *ck, const char *weight, const char *suffix, hf_source *src)
+/* The tensor prefix + suffix, which bitsandbytes stores beside the codes of weight. */
+static void find_part(const hf_checkpoint *ck, const char *prefix, const char *suffix, hf_source *src, int bits,
+                      const char *weight)
 {
     char name[512];
-    snprintf(name, sizeof name, "%s%s", weight, suffix);
+    snprintf(name, sizeof name, "%s%s", prefix, suffix);
     if (!hf_find(ck, name, src))
-        sl_fatal("%s: tensor %s is missing (a bitsandbytes 4-bit weight %s stores it beside its codes)",
-                 src->shard ? src->shard->path : hf_listing(ck), name, weight);
+        sl_fatal("%s: tensor %s is missing (a bitsandbytes %d-bit weight %s stores it beside its codes)",
+                 src->shard ? src->shard->path : hf_listing(ck), name, bits, weight);
 }
 
 /* The tensor must hold count elements of the safetensors type dtype (e.g. "U8"). */
@@ -146,7 +148,7 @@ static void read_format(const hf_source *state, const cJSON *json, const char *t
 
 static void locate_int8(const hf_checkpoint *ck, const char *weight, const sl_tensor_spec *spec, bnb_weight *bw)
 {
-    find_part(ck, weight, "", &bw->int8);
+    find_part(ck, weight, "", &bw->int8, 8, weight);
     const st_tensor *t = &bw->int8.t;
     if (strcmp(t->dtype_name, "I8") != 0 || t->ndims != 2 || t->dims[0] != spec->dims[0] || t->dims[1] != spec->dims[1])
         sl_fatal("%s: tensor %s is %s of %d dimensions [%lld, ...] (expected I8 [%lld, %lld]: an 8-bit bitsandbytes "
@@ -154,7 +156,7 @@ static void locate_int8(const hf_checkpoint *ck, const char *weight, const sl_te
                  (long long)(t->ndims ? t->dims[0] : 0), (long long)spec->dims[0], (long long)spec->dims[1]);
     char module[256];
     snprintf(module, sizeof module, "%.*s", (int)(strlen(weight) - strlen(".weight")), weight);
-    find_part(ck, module, ".SCB", &bw->scb);
+    find_part(ck, module, ".SCB", &bw->scb, 8, weight);
     expect_part(&bw->scb, "F32", spec->dims[0], "one scale per row");
     char name[300];
     snprintf(name, sizeof name, "%s.weight_format", module);
@@ -179,17 +181,17 @@ void bnb_locate(const hf_checkpoint *ck, const sl_tensor_spec *spec, int bits, b
     cJSON_Delete(json);
     const quant_format *f = &bw->info.fmt;
     const int64_t nb = bw->info.nblocks;
-    find_part(ck, weight, "", &bw->packed);
+    find_part(ck, weight, "", &bw->packed, 4, weight);
     expect_part(&bw->packed, "U8", quant_code_bytes(f, bw->info.n, 0, nb), "two 4-bit codes per byte");
-    find_part(ck, weight, ".absmax", &bw->absmax);
+    find_part(ck, weight, ".absmax", &bw->absmax, 4, weight);
     expect_part(&bw->absmax, f->double_quant ? "U8" : "F32", nb,
                 f->double_quant ? "one 8-bit code per block, as double quantization stores them" : "one per block");
-    find_part(ck, weight, ".quant_map", &bw->quant_map);
+    find_part(ck, weight, ".quant_map", &bw->quant_map, 4, weight);
     expect_part(&bw->quant_map, "F32", 16, "the 4-bit table");
     if (!f->double_quant) return;
-    find_part(ck, weight, ".nested_absmax", &bw->nested_absmax);
+    find_part(ck, weight, ".nested_absmax", &bw->nested_absmax, 4, weight);
     expect_part(&bw->nested_absmax, "F32", quant_nested_count(f, 0, nb), "one per 256 blocks");
-    find_part(ck, weight, ".nested_quant_map", &bw->nested_quant_map);
+    find_part(ck, weight, ".nested_quant_map", &bw->nested_quant_map, 4, weight);
     expect_part(&bw->nested_quant_map, "F32", 256, "the 8-bit dynamic code");
 }
 
