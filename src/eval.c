@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "adapter.h"
-#include "backend.h"
 #include "comm.h"
 #include "data.h"
 #include "forward.h"
