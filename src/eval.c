@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "adapter.h"
-#include "backend.h"
 #include "comm.h"
 #include "data.h"
 #include "forward.h"
@@ -129,11 +128,8 @@ static void check_inputs(void *arg)
 {
     const eval_checks *c = arg;
     config_check_input_files(c->cfg);
-    model_validate(c->cfg->model);
-    hid_t f = h5_open(c->cfg->model, "model", 0, MPI_COMM_NULL);
     sl_model_config mc;
-    modelcfg_read(f, &mc);
-    h5_close(f);
+    model_validate(c->cfg->model, &mc);
     data_validate(c->cfg->data, mc.vocab_size);
     modelcfg_check_seq_len(&mc, c->cfg->seq_len, c->cfg->model);
     const int num_labels = check_adapter(c->cfg);
@@ -223,21 +219,6 @@ static void write_result(const sl_config *cfg, const sl_model *m, const eval_res
     h5_close(f);
 }
 
-/* The trainable pools' values, read collectively from path: the adapter (and a classifier's head)
- * of an adapter file, or the head alone of a merged model file (lora NULL). Returns the host
- * shards; *dev is the backend's copy, for release. lora must outlive the model, which points at it. */
-static float *load_trainable(sl_model *m, const char *path, const sl_lora *lora, int num_labels, void **dev)
-{
-    model_add_trainable(m, lora, num_labels);
-    const size_t bytes = (size_t)model_trainable_shard_numel(m) * sizeof(float);
-    float *shards = sl_calloc(bytes, 1, "adapter");
-    model_bind_trainable(m, shards, shards, NULL);
-    adapter_load(m, path);
-    *dev = BE->mirror_alloc(bytes, "adapter");
-    model_bind_trainable(m, shards, (float *)BE->mirror(*dev, shards, bytes), NULL);
-    return shards;
-}
-
 /* This rank's windows [first, last) in micro-batches, every rank taking part in as many passes;
  * fills their rows of res (width RES_LOGITS + num_labels, or 2). */
 static void evaluate(sl_model *m, const sl_config *cfg, const sl_dataset *d, const sl_window *w, int64_t first,
@@ -285,18 +266,10 @@ void eval_run(const sl_config *cfg)
     if (cfg->dry_run) { memplan_print(cfg); return; }
     double t0 = rt_now();
     sl_model m;
-    quant_format fmt;
-    model_format_of_run(cfg, &fmt); /* checked on rank 0 already */
-    model_load(&m, cfg->model, &fmt, model_keep_of(cfg->shard));
-    void *adapter_dev = NULL;
-    adapter_info info;
-    float *adapter_shards = NULL;
-    if (cfg->adapter) {
-        adapter_read_info(cfg->adapter, &info);
-        adapter_shards = load_trainable(&m, cfg->adapter, &info.lora, info.num_labels, &adapter_dev);
-    } else if (!strcmp(cfg->task, "seq_cls")) {
-        adapter_shards = load_trainable(&m, cfg->model, NULL, merged_head_labels(cfg->model), &adapter_dev);
-    }
+    model_load_of_run(&m, cfg);
+    adapter_applied adapter = {0};
+    if (cfg->adapter) adapter_apply(&m, cfg->adapter, &adapter); /* its task: checked above */
+    else if (!strcmp(cfg->task, "seq_cls")) adapter_apply_state(&m, cfg->model, NULL, merged_head_labels(cfg->model), &adapter);
     const int K = m.num_labels, width = K > 0 ? RES_LOGITS + K : RES_LOGITS;
     sl_dataset d;
     data_open(&d, cfg->data);
@@ -335,6 +308,5 @@ void eval_run(const sl_config *cfg)
     free(bytes), free(res), free(w), free(labels), free(doc_labels);
     data_close(&d);
     model_free(&m);
-    BE->release(adapter_dev);
-    free(adapter_shards);
+    adapter_applied_free(&adapter);
 }

@@ -107,7 +107,8 @@ void merge_check(void *options)
     const merge_options *o = options;
     rt_expect_regular_file("MODEL", o->model);
     rt_expect_regular_file("ADAPTER", o->adapter);
-    model_validate(o->model);
+    sl_model_config mc;
+    model_validate(o->model, &mc);
     merge_inputs in;
     merge_open(&in, o);
     if (strcmp(in.info.task, "causal_lm") != 0 && strcmp(in.info.task, "seq_cls") != 0)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "corpus.h"
+#include "readall.h"
 
 typedef enum { INPUT_NONE, INPUT_TEXT, INPUT_JSONL, INPUT_U16, INPUT_U32 } tk_input;
 
@@ -29,9 +30,5 @@ int64_t read_text(const tk_options *opts, corpus *c);
 /* JSONL and raw modes: tokens must lie in [0, opts->vocab_size). */
 void read_jsonl(const tk_options *opts, corpus *c);
 void read_raw(const tk_options *opts, corpus *c);
-
-/* A whole file in memory (NUL-terminated for convenience; *len excludes the NUL). "what" names
- * the file's role in messages. Missing or unreadable files are fatal. */
-char *read_whole_file(const char *path, const char *what, size_t *len);
 
 #endif

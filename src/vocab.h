@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #define VOCAB_BYTE_FALLBACK 3 /* ids 3..258 are the pieces <0x00>..<0xFF> */
+#define VOCAB_BOS 1
 
 typedef struct {
     int n, max_len;
@@ -22,5 +23,9 @@ void vocab_load(vocab *v, const char *path);
 int32_t vocab_find(const vocab *v, const char *s, int len);
 static inline const char *vocab_piece(const vocab *v, int32_t id) { return v->bytes + v->starts[id]; }
 void vocab_free(vocab *v);
+/* The bytes of token id after token prev (-1: none), as llama2.c decodes them: a byte-fallback
+ * piece is its byte (put in *byte), and a piece's leading space after BOS is dropped. Returns
+ * where they start; *len is their count. */
+const char *vocab_decode(const vocab *v, int32_t prev, int32_t id, int *len, char *byte);
 
 #endif

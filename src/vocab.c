@@ -1,12 +1,12 @@
-/* vocab: reading and checking llama2.c tokenizer files, and piece lookup by hashing. */
+/* vocab: reading and checking llama2.c tokenizer files, piece lookup by hashing, and decoding. */
 #include "vocab.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "readall.h"
 #include "runtime.h"
-#include "tokenize.h"
 
 typedef struct {
     const char *path, *buf;
@@ -122,4 +122,17 @@ void vocab_free(vocab *v)
     free(v->bytes);
     free(v->slots);
     memset(v, 0, sizeof *v);
+}
+
+const char *vocab_decode(const vocab *v, int32_t prev, int32_t id, int *len, char *byte)
+{
+    if (id >= VOCAB_BYTE_FALLBACK && id < VOCAB_BYTE_FALLBACK + 256) {
+        *byte = (char)(id - VOCAB_BYTE_FALLBACK);
+        *len = 1;
+        return byte;
+    }
+    const char *s = vocab_piece(v, id);
+    *len = v->lens[id];
+    if (prev == VOCAB_BOS && *len > 0 && s[0] == ' ') s++, (*len)--; /* as sentencepiece after BOS */
+    return s;
 }
