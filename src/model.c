@@ -8,6 +8,7 @@
 #include "h5io.h"
 #include "quant_store.h"
 #include "runtime.h"
+#include "synth.h"
 
 int model_stored_format(const char *path, quant_format *fmt)
 {
@@ -51,6 +52,11 @@ void model_validate(const char *path, sl_model_config *cfg)
 {
     hid_t f = h5_open(path, "model", 0, MPI_COMM_NULL);
     modelcfg_read(f, cfg);
+    synth_recipe recipe;
+    if (synth_recipe_of(f, &recipe)) { /* no weights to check: they are made at load */
+        h5_close(f);
+        return;
+    }
     int n = modelcfg_tensor_count(cfg);
     sl_tensor_spec *t = sl_malloc(sizeof *t * (size_t)n, "tensor table");
     modelcfg_tensors(cfg, t, n);
