@@ -6,6 +6,7 @@
 #include "dtype.h"
 #include "h5io.h"
 #include "rng.h"
+#include "runtime.h"
 
 enum { PIECE = 1 << 16, WORDS = 4096 }; /* elements a thread makes at a time; bf16 words rounded at a time */
 
@@ -60,6 +61,15 @@ void synth_write_recipe(hid_t file, const synth_recipe *r)
     h5_set_attr_int(file, "/", "synthetic_seed", (int64_t)r->seed);
     h5_set_attr_double(file, "/", "synthetic_std", r->std);
     h5_set_attr_int(file, "/", "synthetic_bf16", r->bf16);
+}
+
+void synth_refuse(hid_t file, const char *tool)
+{
+    synth_recipe r;
+    if (synth_recipe_of(file, &r))
+        sl_fatal("%s: this model file keeps no weights, only the seed they are made from at load "
+                 "(shardlora-init --generate-at-load); %s needs stored weights: write the file with "
+                 "shardlora-init without --generate-at-load", h5_name(file), tool);
 }
 
 void weights_read_range(hid_t file, const char *path, int64_t start, int64_t count, float *out)

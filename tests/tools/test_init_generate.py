@@ -1,7 +1,8 @@
 """shardlora-init --generate-at-load: the file keeps /config and the seed, not the weights, and a run
 makes them as it loads them. Training from it (float bf16 base, INT8 and NF4 + double quantization
 at load, 2 ranks each holding half the blocks) gives the losses of the full file bit for bit, and
-eval the same loss; the file holds no dataset; --quant with it is refused by name."""
+eval the same loss; the file holds no dataset; --quant with it is refused by name, and so are tools
+that need stored weights (shardlora-quantize)."""
 import os
 import sys
 
@@ -44,4 +45,7 @@ for model in ("full", "recipe"):
 check(f"eval of the recipe {ev['recipe']:.8f} equals the full file's {ev['full']:.8f}", ev["recipe"] == ev["full"])
 expect_fail("--generate-at-load with --quant is refused by name", [f"{BIN}/shardlora-init", "q.h5", *shape,
             "--generate-at-load", "--quant", "nf4"], "--generate-at-load keeps no weights")
+expect_fail("shardlora-quantize of a recipe file says it keeps no weights",
+            [f"{BIN}/shardlora-quantize", "recipe.h5", "q.h5", "--quant", "nf4"],
+            "recipe.h5: this model file keeps no weights, only the seed")
 finish()

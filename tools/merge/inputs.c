@@ -11,6 +11,7 @@
 #include "model.h"
 #include "quant_store.h"
 #include "runtime.h"
+#include "synth.h"
 
 static void list_tensors(merge_inputs *in)
 {
@@ -44,6 +45,7 @@ void merge_open(merge_inputs *in, const merge_options *o)
     *in = (merge_inputs){.o = o};
     adapter_read_info(o->adapter, &in->info);
     in->model = h5_open(o->model, "model", 0, MPI_COMM_NULL);
+    synth_refuse(in->model, "shardlora-merge");
     in->adapter = h5_open(o->adapter, "adapter", 0, MPI_COMM_NULL);
     modelcfg_read(in->model, &in->cfg);
     in->quantized = model_stored_format(o->model, &in->quant);
