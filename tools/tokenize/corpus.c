@@ -19,12 +19,12 @@ static void *grow(void *p, int64_t *cap, int64_t need, size_t elem, const char *
     return p;
 }
 
-void corpus_init(corpus *c, int64_t max_docs, int add_bos, int add_eos)
+void corpus_init(corpus *c, int64_t max_docs, int32_t bos_id, int32_t eos_id)
 {
     memset(c, 0, sizeof *c);
     c->max_docs = max_docs;
-    c->add_bos = add_bos;
-    c->add_eos = add_eos;
+    c->bos_id = bos_id;
+    c->eos_id = eos_id;
     c->offsets = grow(NULL, &c->cap_offsets, 1, sizeof *c->offsets, "document offsets");
     c->offsets[0] = 0;
 }
@@ -41,9 +41,9 @@ static void push_token(corpus *c, int32_t id, uint8_t target)
 
 void corpus_add(corpus *c, const int32_t *ids, int64_t n, const uint8_t *mask, int32_t label)
 {
-    if (c->add_bos) push_token(c, BOS_ID, 0);
+    if (c->bos_id >= 0) push_token(c, c->bos_id, 0);
     for (int64_t i = 0; i < n; i++) push_token(c, ids[i], mask ? mask[i] : 1);
-    if (c->add_eos) push_token(c, EOS_ID, 1);
+    if (c->eos_id >= 0) push_token(c, c->eos_id, 1);
     if (mask) c->has_mask = 1;
     c->offsets = grow(c->offsets, &c->cap_offsets, c->n_docs + 2, sizeof *c->offsets, "document offsets");
     c->labels = grow(c->labels, &c->cap_labels, c->n_docs + 1, sizeof *c->labels, "labels");

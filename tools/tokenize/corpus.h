@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#define BOS_ID 1 /* LLaMA / llama2.c convention, added by --bos and --eos */
+#define BOS_ID 1 /* LLaMA / llama2.c convention: --bos and --eos without a tokenizer */
 #define EOS_ID 2
 
 typedef struct {
@@ -15,7 +15,8 @@ typedef struct {
     int64_t n_tokens, n_docs;
     int64_t cap_tokens, cap_mask, cap_offsets, cap_labels;
     int64_t max_docs; /* 0: no limit */
-    int add_bos, add_eos, has_mask, has_labels;
+    int32_t bos_id, eos_id; /* added around each document when >= 0 */
+    int has_mask, has_labels;
 } corpus;
 
 typedef struct {
@@ -23,7 +24,7 @@ typedef struct {
     const char *tokenizer, *source;
 } corpus_meta;
 
-void corpus_init(corpus *c, int64_t max_docs, int add_bos, int add_eos);
+void corpus_init(corpus *c, int64_t max_docs, int32_t bos_id, int32_t eos_id);
 /* No more documents are wanted (--max-docs reached). */
 int corpus_full(const corpus *c);
 /* Append one document: mask may be NULL (every token a target); label < 0 means none. BOS, when

@@ -10,15 +10,18 @@
 static const char USAGE[] =
     "usage: shardlora-tokenize INPUT --out D.h5 [--bos] [--eos] [--vocab-size V] [--max-docs N]\n"
     "INPUT is one of:\n"
-    "  --text FILE... --tokenizer TOK.bin [--doc-per-file]\n"
-    "      plain UTF-8 text encoded with a llama2.c tokenizer; one document per paragraph (runs of\n"
-    "      non-blank lines; blank lines hold only spaces, tabs or CRs), or per file\n"
+    "  --text FILE... --tokenizer TOK [--pattern P] [--doc-per-file]\n"
+    "      plain UTF-8 text; one document per paragraph (runs of non-blank lines; blank lines hold\n"
+    "      only spaces, tabs or CRs), or per file. TOK is recognised by its content: a Hugging Face\n"
+    "      tokenizer.json (BPE), a SentencePiece .model (BPE), a tiktoken rank file (with --pattern:\n"
+    "      llama3, qwen2, qwen3.5, cl100k or a regular expression) or a llama2.c tokenizer.bin\n"
     "  --jsonl FILE... --vocab-size V\n"
     "      one document per line: {\"input_ids\": [...], \"loss_mask\": [0/1...], \"label\": k}\n"
     "      (loss_mask and label optional; labels on every line or none)\n"
     "  --tokens-u16 FILE... --vocab-size V | --tokens-u32 FILE... --vocab-size V\n"
     "      little-endian token ids, one document per file\n"
-    "--bos / --eos add ids 1 / 2 around every document; --max-docs N keeps the first N documents.\n";
+    "--bos / --eos add the tokenizer's BOS / EOS (ids 1 / 2 without one) around every document;\n"
+    "--max-docs N keeps the first N documents.\n";
 
 static int64_t parse_count(const char *opt, const char *s, int64_t min)
 {
@@ -58,12 +61,13 @@ static void check_options(const tk_options *o)
 {
     if (o->input == INPUT_NONE) sl_usage_error("no input given: use --text, --jsonl, --tokens-u16 or --tokens-u32 (see --help)");
     if (!o->out) sl_usage_error("no output given: use --out D.h5");
-    if (o->input == INPUT_TEXT && !o->tokenizer) sl_usage_error("--text needs --tokenizer TOK.bin (a llama2.c tokenizer file)");
+    if (o->input == INPUT_TEXT && !o->tokenizer) sl_usage_error("--text needs --tokenizer TOK (see --help for the formats)");
     if (o->input != INPUT_TEXT && o->tokenizer) sl_usage_error("--tokenizer is only used with --text");
+    if (o->pattern && !o->tokenizer) sl_usage_error("--pattern is only used with --tokenizer (a tiktoken file)");
     if (o->input != INPUT_TEXT && o->doc_per_file) sl_usage_error("--doc-per-file is only used with --text");
     if (o->input != INPUT_TEXT && !o->vocab_size)
         sl_usage_error("--jsonl, --tokens-u16 and --tokens-u32 need --vocab-size V to check the token ids");
-    if ((o->bos || o->eos) && o->vocab_size && o->vocab_size <= EOS_ID)
+    if ((o->bos || o->eos) && !o->tokenizer && o->vocab_size && o->vocab_size <= EOS_ID)
         sl_usage_error("--bos/--eos add ids %d/%d, but --vocab-size is %lld", BOS_ID, EOS_ID, (long long)o->vocab_size);
     check_input_files(o);
 }
@@ -79,6 +83,7 @@ void tk_parse_options(int argc, char **argv, tk_options *o)
         else if (!strcmp(a, "--tokens-u16")) take_files(argc, argv, &i, o, INPUT_U16);
         else if (!strcmp(a, "--tokens-u32")) take_files(argc, argv, &i, o, INPUT_U32);
         else if (!strcmp(a, "--tokenizer")) o->tokenizer = value_of(argc, argv, &i);
+        else if (!strcmp(a, "--pattern")) o->pattern = value_of(argc, argv, &i);
         else if (!strcmp(a, "--out")) o->out = value_of(argc, argv, &i);
         else if (!strcmp(a, "--vocab-size")) o->vocab_size = parse_count(a, value_of(argc, argv, &i), 1);
         else if (!strcmp(a, "--max-docs")) o->max_docs = parse_count(a, value_of(argc, argv, &i), 1);

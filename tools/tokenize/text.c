@@ -1,5 +1,5 @@
-/* Text input: documents are paragraphs (or whole files with --doc-per-file), encoded with a
- * llama2.c tokenizer.
+/* Text input: documents are paragraphs (or whole files with --doc-per-file), encoded with the
+ * tokenizer of --tokenizer.
  *
  * Paragraph rule: a line is blank when it holds only spaces, tabs and carriage returns (or
  * nothing). A document is a maximal run of non-blank lines, taken verbatim from its first byte to
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bpe.h"
+#include "encode.h"
 #include "runtime.h"
 #include "tokenize.h"
 
@@ -45,34 +45,34 @@ static int next_paragraph(const char *buf, size_t len, size_t *pos, size_t *star
     return found;
 }
 
-static void add_text(const vocab *v, const char *text, size_t len, corpus *c)
+typedef struct {
+    const tokenizer *tok;
+    encoder enc;
+    id_list ids;
+} text_ctx;
+
+static void add_text(text_ctx *x, const char *text, size_t len, corpus *c)
 {
-    int32_t *ids = sl_malloc((len + 1) * sizeof *ids, "token ids");
-    int64_t n = bpe_encode(v, text, (int64_t)len, ids);
-    corpus_add(c, ids, n, NULL, -1);
-    free(ids);
+    x->ids.n = 0;
+    encode_text(x->tok, &x->enc, text, len, &x->ids);
+    corpus_add(c, x->ids.v, x->ids.n, NULL, -1);
 }
 
-static void add_file(const vocab *v, const char *path, int doc_per_file, corpus *c)
+static void add_file(text_ctx *x, const char *path, int doc_per_file, corpus *c)
 {
     size_t len, pos = 0, start, end;
     char *buf = read_whole_file(path, "text", &len);
-    if (doc_per_file) add_text(v, buf, len, c);
+    if (doc_per_file) add_text(x, buf, len, c);
     else
         while (!corpus_full(c) && next_paragraph(buf, len, &pos, &start, &end))
-            add_text(v, buf + start, end - start, c);
+            add_text(x, buf + start, end - start, c);
     free(buf);
 }
 
-int64_t read_text(const tk_options *opts, corpus *c)
+void read_text(const tk_options *opts, const tokenizer *tok, corpus *c)
 {
-    vocab v;
-    vocab_load(&v, opts->tokenizer);
-    if (opts->vocab_size && opts->vocab_size != v.n)
-        sl_fatal("--vocab-size %lld does not match tokenizer '%s', which has %d tokens",
-                 (long long)opts->vocab_size, opts->tokenizer, v.n);
-    for (int i = 0; i < opts->n_files && !corpus_full(c); i++) add_file(&v, opts->files[i], opts->doc_per_file, c);
-    int64_t n = v.n;
-    vocab_free(&v);
-    return n;
+    text_ctx x = {.tok = tok};
+    for (int i = 0; i < opts->n_files && !corpus_full(c); i++) add_file(&x, opts->files[i], opts->doc_per_file, c);
+    encoder_free(&x.enc);
+    free(x.ids.v);
 }

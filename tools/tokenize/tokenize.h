@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "corpus.h"
+#include "tokenizer.h"
 
 typedef enum { INPUT_NONE, INPUT_TEXT, INPUT_JSONL, INPUT_U16, INPUT_U32 } tk_input;
 
@@ -14,7 +15,8 @@ typedef struct {
     tk_input input;
     const char **files; /* the input files, in order */
     int n_files;
-    const char *tokenizer; /* text mode: the llama2.c tokenizer file */
+    const char *tokenizer; /* --tokenizer: any file tokenizer_load reads */
+    const char *pattern;   /* --pattern: a tiktoken file's pre-tokenizer */
     const char *out;
     int64_t vocab_size; /* 0: not given */
     int64_t max_docs;   /* 0: no limit */
@@ -24,8 +26,8 @@ typedef struct {
 /* Parse argv into opts; --help prints the usage and exits 0, bad usage is fatal. */
 void tk_parse_options(int argc, char **argv, tk_options *opts);
 
-/* Text mode: returns the tokenizer's vocabulary size. */
-int64_t read_text(const tk_options *opts, corpus *c);
+/* Text mode: paragraphs or files encoded with tok. */
+void read_text(const tk_options *opts, const tokenizer *tok, corpus *c);
 /* JSONL and raw modes: tokens must lie in [0, opts->vocab_size). */
 void read_jsonl(const tk_options *opts, corpus *c);
 void read_raw(const tk_options *opts, corpus *c);

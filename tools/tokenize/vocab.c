@@ -1,25 +1,48 @@
-/* vocab: reading and checking llama2.c tokenizer files, and piece lookup by hashing. */
+/* vocab: pieces by id, and piece lookup by hashing. */
 #include "vocab.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime.h"
-#include "tokenize.h"
 
-typedef struct {
-    const char *path, *buf;
-    size_t len, pos;
-} reader;
+void vocab_init(vocab *v) { memset(v, 0, sizeof *v); }
 
-static void take(reader *r, void *dst, size_t n, const char *what, int entry)
+static void *resize(void *p, size_t bytes, const char *what)
 {
-    if (r->len - r->pos < n)
-        sl_fatal("tokenizer file '%s' is truncated: %s of token %d needs %zu bytes at offset %zu, "
-                 "but the file ends at %zu bytes", r->path, what, entry, n, r->pos, r->len);
-    memcpy(dst, r->buf + r->pos, n);
-    r->pos += n;
+    p = realloc(p, bytes);
+    if (!p) sl_fatal("out of memory growing the tokenizer's %s to %zu bytes", what, bytes);
+    return p;
+}
+
+static void fit_ids(vocab *v, int32_t id)
+{
+    if (id < v->cap) return;
+    int32_t cap = v->cap ? v->cap : 1024;
+    while (cap <= id) cap *= 2;
+    v->starts = resize(v->starts, (size_t)cap * sizeof *v->starts, "pieces");
+    v->lens = resize(v->lens, (size_t)cap * sizeof *v->lens, "pieces");
+    v->scores = resize(v->scores, (size_t)cap * sizeof *v->scores, "scores");
+    for (int32_t i = v->cap; i < cap; i++) v->lens[i] = -1, v->starts[i] = 0, v->scores[i] = 0;
+    v->cap = cap;
+}
+
+void vocab_put(vocab *v, int32_t id, const char *s, int len, float score)
+{
+    fit_ids(v, id);
+    if (v->n_bytes + len > v->cap_bytes) {
+        int64_t cap = v->cap_bytes ? v->cap_bytes : 1 << 16;
+        while (cap < v->n_bytes + len) cap *= 2;
+        v->bytes = resize(v->bytes, (size_t)cap, "piece bytes");
+        v->cap_bytes = cap;
+    }
+    memcpy(v->bytes + v->n_bytes, s, (size_t)len);
+    v->starts[id] = v->n_bytes;
+    v->lens[id] = len;
+    v->scores[id] = score;
+    v->n_bytes += len;
+    if (id >= v->n) v->n = id + 1;
+    if (len > v->max_len) v->max_len = len;
 }
 
 static uint32_t hash_bytes(const char *s, int len)
@@ -29,14 +52,16 @@ static uint32_t hash_bytes(const char *s, int len)
     return h;
 }
 
-static void build_index(vocab *v)
+void vocab_index(vocab *v, const uint8_t *findable)
 {
     uint32_t size = 1;
-    while (size < 2u * (uint32_t)v->n) size *= 2;
+    while (size < 2u * (uint32_t)v->n + 2) size *= 2;
+    free(v->slots);
     v->slot_mask = size - 1;
     v->slots = sl_malloc(size * sizeof *v->slots, "tokenizer hash table");
     memset(v->slots, 0xff, size * sizeof *v->slots);
     for (int32_t id = 0; id < v->n; id++) {
+        if (v->lens[id] < 0 || (findable && !findable[id])) continue;
         if (vocab_find(v, vocab_piece(v, id), v->lens[id]) >= 0) continue; /* keep the lowest id */
         uint32_t s = hash_bytes(vocab_piece(v, id), v->lens[id]) & v->slot_mask;
         while (v->slots[s] >= 0) s = (s + 1) & v->slot_mask;
@@ -53,72 +78,11 @@ int32_t vocab_find(const vocab *v, const char *s, int len)
     }
 }
 
-/* Byte fallback must be where llama2.c encoding puts it: id = byte + 3. */
-static void check_byte_fallback(const vocab *v, const char *path)
-{
-    if (v->n < VOCAB_BYTE_FALLBACK + 256)
-        sl_fatal("tokenizer file '%s' has %d tokens (expected at least 259: <unk>, <s>, </s> and the "
-                 "256 byte-fallback tokens)", path, v->n);
-    for (int b = 0; b < 256; b++) {
-        char want[8];
-        int id = VOCAB_BYTE_FALLBACK + b;
-        snprintf(want, sizeof want, "<0x%02X>", b);
-        if (v->lens[id] != 6 || memcmp(vocab_piece(v, id), want, 6) != 0)
-            sl_fatal("tokenizer file '%s': token %d should be the byte-fallback piece %s "
-                     "(found %.*s)", path, id, want, v->lens[id], vocab_piece(v, id));
-    }
-}
-
-static void read_entries(vocab *v, reader *r)
-{
-    int cap = 1024;
-    v->scores = sl_malloc((size_t)cap * sizeof *v->scores, "tokenizer scores");
-    v->starts = sl_malloc((size_t)cap * sizeof *v->starts, "tokenizer pieces");
-    v->lens = sl_malloc((size_t)cap * sizeof *v->lens, "tokenizer pieces");
-    for (v->n = 0; r->pos < r->len; v->n++) {
-        if (v->n == cap) {
-            cap *= 2;
-            v->scores = realloc(v->scores, (size_t)cap * sizeof *v->scores);
-            v->starts = realloc(v->starts, (size_t)cap * sizeof *v->starts);
-            v->lens = realloc(v->lens, (size_t)cap * sizeof *v->lens);
-            if (!v->scores || !v->starts || !v->lens) sl_fatal("out of memory reading tokenizer '%s'", r->path);
-        }
-        take(r, &v->scores[v->n], 4, "the score", v->n);
-        take(r, &v->lens[v->n], 4, "the length", v->n);
-        if (v->lens[v->n] < 0 || v->lens[v->n] > v->max_len)
-            sl_fatal("tokenizer file '%s': token %d has length %d (expected 0..%d, the max_token_length "
-                     "in its header)", r->path, v->n, v->lens[v->n], v->max_len);
-        if (r->len - r->pos < (size_t)v->lens[v->n])
-            sl_fatal("tokenizer file '%s' is truncated: the %d bytes of token %d at offset %zu go past "
-                     "its end at %zu bytes", r->path, v->lens[v->n], v->n, r->pos, r->len);
-        v->starts[v->n] = (int32_t)r->pos;
-        r->pos += (size_t)v->lens[v->n];
-    }
-}
-
-void vocab_load(vocab *v, const char *path)
-{
-    memset(v, 0, sizeof *v);
-    size_t len;
-    reader r = {.path = path, .buf = read_whole_file(path, "tokenizer", &len)};
-    r.len = len;
-    if (len < 4) sl_fatal("tokenizer file '%s' is truncated: %zu bytes, too short for its 4-byte header", path, len);
-    memcpy(&v->max_len, r.buf, 4);
-    r.pos = 4;
-    if (v->max_len <= 0 || v->max_len > 4096)
-        sl_fatal("tokenizer file '%s': max_token_length is %d (expected 1..4096; is this a llama2.c "
-                 "tokenizer.bin?)", path, v->max_len);
-    read_entries(v, &r);
-    v->bytes = (char *)r.buf;
-    check_byte_fallback(v, path);
-    build_index(v);
-}
-
 void vocab_free(vocab *v)
 {
-    free(v->scores);
     free(v->starts);
     free(v->lens);
+    free(v->scores);
     free(v->bytes);
     free(v->slots);
     memset(v, 0, sizeof *v);
