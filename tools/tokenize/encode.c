@@ -171,7 +171,7 @@ static const added_token *added_at(const tokenizer *t, const char *s, size_t n)
     return best;
 }
 
-void encode_text(const tokenizer *t, encoder *e, const char *text, size_t len, id_list *out)
+void encode_text(const tokenizer *t, encoder *e, const char *text, size_t len, int at_start, id_list *out)
 {
     const char *clean = text;
     if (!t->keep_invalid_utf8) {
@@ -185,12 +185,12 @@ void encode_text(const tokenizer *t, encoder *e, const char *text, size_t len, i
     for (size_t i = 0; t->n_added && i < len; i++) {
         const added_token *a = first[(uint8_t)clean[i]] ? added_at(t, clean + i, len - i) : NULL;
         if (!a) continue;
-        encode_segment(t, e, clean + from, i - from, from == 0, out);
+        encode_segment(t, e, clean + from, i - from, at_start && from == 0, out);
         ids_push(out, a->id);
         from = i + (size_t)a->len;
         i = from - 1;
     }
-    encode_segment(t, e, clean + from, len - from, from == 0, out);
+    encode_segment(t, e, clean + from, len - from, at_start && from == 0, out);
 }
 
 void encoder_free(encoder *e)

@@ -22,8 +22,9 @@ typedef struct {
     bpe_scratch bpe;
 } encoder;
 
-/* Append the ids of text[0..len) (any bytes: ill-formed UTF-8 becomes U+FFFD) to out. */
-void encode_text(const tokenizer *t, encoder *e, const char *text, size_t len, id_list *out);
+/* Append the ids of text[0..len) (any bytes: ill-formed UTF-8 becomes U+FFFD) to out. at_start:
+ * the text begins the document (0 for text a chat template puts after a special token). */
+void encode_text(const tokenizer *t, encoder *e, const char *text, size_t len, int at_start, id_list *out);
 void encoder_free(encoder *e);
 
 #endif

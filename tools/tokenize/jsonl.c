@@ -1,5 +1,6 @@
 /* JSONL input: one document per line, {"input_ids": [...], "loss_mask": [...], "label": k}, the
- * last two optional. Ids are taken verbatim; labels must be on every line or on none. */
+ * last two optional, or {"text": ...} or {"messages": [...]} (records.c) with --tokenizer. Ids
+ * are taken verbatim; labels must be on every line or on none. */
 #include <cJSON.h>
 #include <ctype.h>
 #include <errno.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "records.h"
 #include "runtime.h"
 #include "tokenize.h"
 
@@ -15,6 +17,7 @@ typedef struct {
     const char *path;
     long line;
     int64_t vocab_size;
+    text_records *texts;
     int32_t *ids;
     uint8_t *mask;
     int cap;
@@ -57,8 +60,17 @@ static void fit(jsonl_ctx *x, int n)
 static void add_record(jsonl_ctx *x, const cJSON *obj, corpus *c, int *has_label)
 {
     if (!cJSON_IsObject(obj)) sl_fatal("%s line %ld: expected a JSON object", x->path, x->line);
+    const cJSON *label = cJSON_GetObjectItemCaseSensitive(obj, "label");
+    *has_label = label != NULL;
+    int32_t k = label ? (int32_t)int_in(x, label, "label", -1, 0, 2147483647.0) : -1;
+    char where[4200];
+    snprintf(where, sizeof where, "%s line %ld", x->path, x->line);
+    const int32_t *text_ids;
+    const uint8_t *text_mask;
+    int64_t n_text;
+    if (text_record(x->texts, obj, where, &text_ids, &text_mask, &n_text)) return corpus_add(c, text_ids, n_text, text_mask, k);
     const cJSON *ids = array_field(x, obj, "input_ids"), *mask = array_field(x, obj, "loss_mask");
-    if (!ids) sl_fatal("%s line %ld: \"input_ids\" is missing", x->path, x->line);
+    if (!ids) sl_fatal("%s line %ld: \"input_ids\" is missing (expected \"input_ids\", \"text\" or \"messages\")", x->path, x->line);
     int n = cJSON_GetArraySize(ids);
     if (mask && cJSON_GetArraySize(mask) != n)
         sl_fatal("%s line %ld: \"loss_mask\" has %d entries but \"input_ids\" has %d (expected the same length)",
@@ -70,9 +82,6 @@ static void add_record(jsonl_ctx *x, const cJSON *obj, corpus *c, int *has_label
     i = 0;
     for (const cJSON *e = mask ? mask->child : NULL; e; e = e->next, i++)
         x->mask[i] = (uint8_t)int_in(x, e, "loss_mask", i, 0, 2);
-    const cJSON *label = cJSON_GetObjectItemCaseSensitive(obj, "label");
-    *has_label = label != NULL;
-    int32_t k = label ? (int32_t)int_in(x, label, "label", -1, 0, 2147483647.0) : -1;
     corpus_add(c, x->ids, n, mask ? x->mask : NULL, k);
 }
 
@@ -115,13 +124,16 @@ static void read_jsonl_file(jsonl_ctx *x, corpus *c)
     free(line);
 }
 
-void read_jsonl(const tk_options *opts, corpus *c)
+void read_jsonl(const tk_options *opts, const tokenizer *tok, corpus *c)
 {
-    jsonl_ctx x = {.vocab_size = opts->vocab_size};
+    text_records texts;
+    text_records_init(&texts, tok, opts->chat_template, opts->train_on);
+    jsonl_ctx x = {.vocab_size = tok ? tok->vocab_size : opts->vocab_size, .texts = &texts};
     for (int i = 0; i < opts->n_files && !corpus_full(c); i++) {
         x.path = opts->files[i];
         read_jsonl_file(&x, c);
     }
     free(x.ids);
     free(x.mask);
+    text_records_free(&texts);
 }

@@ -39,17 +39,21 @@ static void added_ids(const tk_options *o, const tokenizer *tok, int32_t *bos, i
 static corpus_meta read_inputs(const tk_options *o, const tokenizer *tok, corpus *c)
 {
     corpus_meta m = {.vocab_size = o->vocab_size, .pad_id = -1, .bos_id = c->bos_id, .eos_id = c->eos_id};
+    if (tok && o->vocab_size && o->vocab_size != tok->vocab_size)
+        sl_fatal("--vocab-size %lld does not match tokenizer '%s', which has %lld tokens", (long long)o->vocab_size,
+                 o->tokenizer, (long long)tok->vocab_size);
     switch (o->input) {
     case INPUT_TEXT:
-        if (o->vocab_size && o->vocab_size != tok->vocab_size)
-            sl_fatal("--vocab-size %lld does not match tokenizer '%s', which has %lld tokens", (long long)o->vocab_size,
-                     o->tokenizer, (long long)tok->vocab_size);
         read_text(o, tok, c);
         m.vocab_size = tok->vocab_size;
         m.bos_id = tok->bos_id, m.eos_id = tok->eos_id, m.pad_id = tok->pad_id; /* defined even when not added */
         m.tokenizer = base_name(o->tokenizer);
         break;
-    case INPUT_JSONL: read_jsonl(o, c), m.tokenizer = "jsonl"; break;
+    case INPUT_JSONL:
+        read_jsonl(o, tok, c);
+        m.tokenizer = tok ? base_name(o->tokenizer) : "jsonl";
+        if (tok) m.vocab_size = tok->vocab_size, m.bos_id = tok->bos_id, m.eos_id = tok->eos_id, m.pad_id = tok->pad_id;
+        break;
     case INPUT_U16: read_raw(o, c), m.tokenizer = "raw-u16"; break;
     default: read_raw(o, c), m.tokenizer = "raw-u32"; break;
     }

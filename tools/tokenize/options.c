@@ -15,9 +15,13 @@ static const char USAGE[] =
     "      only spaces, tabs or CRs), or per file. TOK is recognised by its content: a Hugging Face\n"
     "      tokenizer.json (BPE), a SentencePiece .model (BPE), a tiktoken rank file (with --pattern:\n"
     "      llama3, qwen2, qwen3.5, cl100k or a regular expression) or a llama2.c tokenizer.bin\n"
-    "  --jsonl FILE... --vocab-size V\n"
+    "  --jsonl FILE... --vocab-size V | --jsonl FILE... --tokenizer TOK [--chat-template T] [--train-on W]\n"
     "      one document per line: {\"input_ids\": [...], \"loss_mask\": [0/1...], \"label\": k}\n"
-    "      (loss_mask and label optional; labels on every line or none)\n"
+    "      (loss_mask and label optional; labels on every line or none); with --tokenizer also\n"
+    "      {\"text\": \"...\"} and {\"messages\": [{\"role\": ..., \"content\": ...}, ...]}, rendered with the\n"
+    "      chat template T (llama3, chatml, mistral; default: tokenizer_config.json's beside TOK when it\n"
+    "      is one of them); --train-on assistant (default: the assistant turns and their end tokens\n"
+    "      are the loss targets), last (the last assistant turn only) or all\n"
     "  --tokens-u16 FILE... --vocab-size V | --tokens-u32 FILE... --vocab-size V\n"
     "      little-endian token ids, one document per file\n"
     "--bos / --eos add the tokenizer's BOS / EOS (ids 1 / 2 without one) around every document;\n"
@@ -31,6 +35,21 @@ static int64_t parse_count(const char *opt, const char *s, int64_t min)
     if (errno || end == s || *end || v < min || v > INT32_MAX)
         sl_usage_error("option %s: expected an integer from %lld to %d, found '%s'", opt, (long long)min, INT32_MAX, s);
     return v;
+}
+
+static chat_template template_option(const char *s)
+{
+    chat_template t = chat_template_named(s);
+    if (t == CHAT_NONE) sl_usage_error("option --chat-template: expected llama3, chatml or mistral, found '%s'", s);
+    return t;
+}
+
+static train_on train_on_option(const char *s)
+{
+    if (!strcmp(s, "assistant")) return TRAIN_ON_ASSISTANT;
+    if (!strcmp(s, "last")) return TRAIN_ON_LAST;
+    if (!strcmp(s, "all")) return TRAIN_ON_ALL;
+    sl_usage_error("option --train-on: expected assistant, last or all, found '%s'", s);
 }
 
 static const char *value_of(int argc, char **argv, int *i)
@@ -62,10 +81,13 @@ static void check_options(const tk_options *o)
     if (o->input == INPUT_NONE) sl_usage_error("no input given: use --text, --jsonl, --tokens-u16 or --tokens-u32 (see --help)");
     if (!o->out) sl_usage_error("no output given: use --out D.h5");
     if (o->input == INPUT_TEXT && !o->tokenizer) sl_usage_error("--text needs --tokenizer TOK (see --help for the formats)");
-    if (o->input != INPUT_TEXT && o->tokenizer) sl_usage_error("--tokenizer is only used with --text");
+    if (o->input != INPUT_TEXT && o->input != INPUT_JSONL && o->tokenizer)
+        sl_usage_error("--tokenizer is only used with --text and --jsonl");
+    if ((o->chat_template != CHAT_NONE || o->train_on_given) && !(o->input == INPUT_JSONL && o->tokenizer))
+        sl_usage_error("--chat-template and --train-on are only used with --jsonl and --tokenizer");
     if (o->pattern && !o->tokenizer) sl_usage_error("--pattern is only used with --tokenizer (a tiktoken file)");
     if (o->input != INPUT_TEXT && o->doc_per_file) sl_usage_error("--doc-per-file is only used with --text");
-    if (o->input != INPUT_TEXT && !o->vocab_size)
+    if (o->input != INPUT_TEXT && !o->tokenizer && !o->vocab_size)
         sl_usage_error("--jsonl, --tokens-u16 and --tokens-u32 need --vocab-size V to check the token ids");
     if ((o->bos || o->eos) && !o->tokenizer && o->vocab_size && o->vocab_size <= EOS_ID)
         sl_usage_error("--bos/--eos add ids %d/%d, but --vocab-size is %lld", BOS_ID, EOS_ID, (long long)o->vocab_size);
@@ -84,6 +106,8 @@ void tk_parse_options(int argc, char **argv, tk_options *o)
         else if (!strcmp(a, "--tokens-u32")) take_files(argc, argv, &i, o, INPUT_U32);
         else if (!strcmp(a, "--tokenizer")) o->tokenizer = value_of(argc, argv, &i);
         else if (!strcmp(a, "--pattern")) o->pattern = value_of(argc, argv, &i);
+        else if (!strcmp(a, "--chat-template")) o->chat_template = template_option(value_of(argc, argv, &i));
+        else if (!strcmp(a, "--train-on")) o->train_on = train_on_option(value_of(argc, argv, &i)), o->train_on_given = 1;
         else if (!strcmp(a, "--out")) o->out = value_of(argc, argv, &i);
         else if (!strcmp(a, "--vocab-size")) o->vocab_size = parse_count(a, value_of(argc, argv, &i), 1);
         else if (!strcmp(a, "--max-docs")) o->max_docs = parse_count(a, value_of(argc, argv, &i), 1);

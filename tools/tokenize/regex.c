@@ -77,6 +77,16 @@ void regex_split(regex *re, const char *s, size_t len, void (*piece)(void *, siz
     if (len > gap) piece(ctx, gap, len - gap);
 }
 
+int regex_find(regex *re, const char *s, size_t len, size_t *start, size_t *end)
+{
+    int rc = pcre2_match(re->code, (PCRE2_SPTR)s, len, 0, PCRE2_NO_UTF_CHECK, re->match, NULL);
+    if (rc == PCRE2_ERROR_NOMATCH) return 0;
+    if (rc < 0) sl_fatal("regular expression matching failed (PCRE2 error %d)", rc);
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(re->match);
+    *start = ov[0], *end = ov[1];
+    return 1;
+}
+
 void regex_free(regex *re)
 {
     if (!re) return;

@@ -12,6 +12,8 @@ regex *regex_compile(const char *pattern, const char *where);
 /* Split s[0..len) (valid UTF-8) into the matches and the text between them, in order, calling
  * piece(ctx, start, length) for each non-empty one. */
 void regex_split(regex *re, const char *s, size_t len, void (*piece)(void *, size_t, size_t), void *ctx);
+/* The first match in s[0..len): returns 0 when there is none, else 1 with its span. */
+int regex_find(regex *re, const char *s, size_t len, size_t *start, size_t *end);
 void regex_free(regex *re);
 
 #endif

@@ -54,7 +54,7 @@ typedef struct {
 static void add_text(text_ctx *x, const char *text, size_t len, corpus *c)
 {
     x->ids.n = 0;
-    encode_text(x->tok, &x->enc, text, len, &x->ids);
+    encode_text(x->tok, &x->enc, text, len, 1, &x->ids);
     corpus_add(c, x->ids.v, x->ids.n, NULL, -1);
 }
 

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chat.h"
 #include "corpus.h"
 #include "tokenizer.h"
 
@@ -17,6 +18,9 @@ typedef struct {
     int n_files;
     const char *tokenizer; /* --tokenizer: any file tokenizer_load reads */
     const char *pattern;   /* --pattern: a tiktoken file's pre-tokenizer */
+    chat_template chat_template; /* --chat-template; CHAT_NONE: tokenizer_config.json's */
+    train_on train_on;
+    int train_on_given;
     const char *out;
     int64_t vocab_size; /* 0: not given */
     int64_t max_docs;   /* 0: no limit */
@@ -28,8 +32,8 @@ void tk_parse_options(int argc, char **argv, tk_options *opts);
 
 /* Text mode: paragraphs or files encoded with tok. */
 void read_text(const tk_options *opts, const tokenizer *tok, corpus *c);
-/* JSONL and raw modes: tokens must lie in [0, opts->vocab_size). */
-void read_jsonl(const tk_options *opts, corpus *c);
+/* JSONL and raw modes: tokens must lie in [0, opts->vocab_size) (JSONL: the tokenizer's, when given). */
+void read_jsonl(const tk_options *opts, const tokenizer *tok, corpus *c);
 void read_raw(const tk_options *opts, corpus *c);
 
 /* A whole file in memory (NUL-terminated for convenience; *len excludes the NUL). "what" names
