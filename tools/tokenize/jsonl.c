@@ -100,17 +100,36 @@ static void check_labels(jsonl_ctx *x, int has_label)
                  x->first_has_label ? "has one" : "does not");
 }
 
-static void read_jsonl_file(jsonl_ctx *x, corpus *c)
+/* The records of path[from..to), which starts at a line's start; line numbers count from the
+ * file's start, so they are found by counting the lines before from. */
+static long lines_before(const char *path, int64_t from)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) sl_fatal("cannot open JSONL file '%s': %s", path, strerror(errno));
+    long lines = 0;
+    char buf[1 << 16];
+    for (int64_t left = from; left > 0;) {
+        size_t n = fread(buf, 1, left < (int64_t)sizeof buf ? (size_t)left : sizeof buf, f);
+        if (n == 0) break;
+        for (size_t i = 0; i < n; i++) lines += buf[i] == '\n';
+        left -= (int64_t)n;
+    }
+    fclose(f);
+    return lines;
+}
+
+static void read_jsonl_part(jsonl_ctx *x, int64_t from, int64_t to, corpus *c, progress *prog)
 {
     FILE *f = fopen(x->path, "r");
-    if (!f) sl_fatal("cannot open JSONL file '%s': %s", x->path, strerror(errno));
+    if (!f || fseeko(f, from, SEEK_SET) != 0) sl_fatal("cannot open JSONL file '%s': %s", x->path, strerror(errno));
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
     int has_label;
-    x->line = 0;
-    while (!corpus_full(c) && (len = getline(&line, &cap, f)) >= 0) {
+    x->line = from ? lines_before(x->path, from) : 0;
+    for (int64_t pos = from; pos < to && !corpus_full(c) && (len = getline(&line, &cap, f)) >= 0; pos += len) {
         x->line++;
+        progress_add(prog, len, c);
         if (is_blank(line)) continue;
         cJSON *obj = cJSON_ParseWithLength(line, (size_t)len);
         if (!obj) sl_fatal("%s line %ld: malformed JSON near byte %ld (expected one JSON object per line)",
@@ -124,15 +143,20 @@ static void read_jsonl_file(jsonl_ctx *x, corpus *c)
     free(line);
 }
 
-void read_jsonl(const tk_options *opts, const tokenizer *tok, corpus *c)
+void read_jsonl(const tk_options *opts, const tokenizer *tok, corpus *c, progress *prog)
 {
     text_records texts;
     text_records_init(&texts, tok, opts->chat_template, opts->train_on);
     jsonl_ctx x = {.vocab_size = tok ? tok->vocab_size : opts->vocab_size, .texts = &texts};
+    input_range r;
+    input_range_plan(&r, opts->files, opts->n_files, ALIGN_LINE, "--jsonl");
+    progress_start(prog, r.end - r.start);
     for (int i = 0; i < opts->n_files && !corpus_full(c); i++) {
+        int64_t from, to;
         x.path = opts->files[i];
-        read_jsonl_file(&x, c);
+        if (input_range_part(&r, i, ALIGN_LINE, &from, &to)) read_jsonl_part(&x, from, to, c, prog);
     }
+    input_range_free(&r);
     free(x.ids);
     free(x.mask);
     text_records_free(&texts);

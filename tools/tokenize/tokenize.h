@@ -1,5 +1,6 @@
 /* shardlora-tokenize: options and the three input readers (text, JSONL, raw token files). Each
- * reader appends documents to a corpus until its inputs end or the corpus is full (--max-docs). */
+ * reader appends the documents of this rank's part of the inputs (partition.h) to a corpus until
+ * they end or the corpus is full (--max-docs). */
 #ifndef SL_TOKENIZE_H
 #define SL_TOKENIZE_H
 
@@ -8,6 +9,8 @@
 
 #include "chat.h"
 #include "corpus.h"
+#include "partition.h"
+#include "progress.h"
 #include "tokenizer.h"
 
 typedef enum { INPUT_NONE, INPUT_TEXT, INPUT_JSONL, INPUT_U16, INPUT_U32 } tk_input;
@@ -31,10 +34,10 @@ typedef struct {
 void tk_parse_options(int argc, char **argv, tk_options *opts);
 
 /* Text mode: paragraphs or files encoded with tok. */
-void read_text(const tk_options *opts, const tokenizer *tok, corpus *c);
+void read_text(const tk_options *opts, const tokenizer *tok, corpus *c, progress *prog);
 /* JSONL and raw modes: tokens must lie in [0, opts->vocab_size) (JSONL: the tokenizer's, when given). */
-void read_jsonl(const tk_options *opts, const tokenizer *tok, corpus *c);
-void read_raw(const tk_options *opts, corpus *c);
+void read_jsonl(const tk_options *opts, const tokenizer *tok, corpus *c, progress *prog);
+void read_raw(const tk_options *opts, corpus *c, progress *prog);
 
 /* A whole file in memory (NUL-terminated for convenience; *len excludes the NUL). "what" names
  * the file's role in messages. Missing or unreadable files are fatal. */
