@@ -133,7 +133,7 @@ static void write_collective(hid_t f, const char *path, sl_dtype t, size_t elem,
     for (int64_t r = 0; r < rounds; r++) {
         int64_t n = count - done < CHUNK ? count - done : CHUNK;
         if (n > 0) fill(s, buf, elem, n);
-        h5_write_range(f, path, t, start + done, n, buf);
+        h5_write_range(f, path, t, n > 0 ? start + done : 0, n, buf); /* an empty range may lie past the end */
         done += n;
     }
     free(buf);
