@@ -13,7 +13,7 @@ import sys
 import h5py
 import numpy as np
 import tokenizers
-from tokenizers import Regex, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 sys.path.insert(0, os.path.join(os.environ["SHARDLORA_ROOT"], "tests"))
@@ -52,6 +52,7 @@ def byte_level():
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
     specials = ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|im_start|>", "<|im_end|>"]
     tok.train([SHAKESPEARE], trainers.BpeTrainer(vocab_size=1500, show_progress=False, special_tokens=specials,
                                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
@@ -139,6 +140,29 @@ def compare(label, hf, path, template, convs, train_on, *extra):
     check(f"{label}: the loss mask covers exactly the {train_on} tokens", bad_mask is None, bad_mask)
 
 
+def decoded(label, hf, path, template, convs):
+    """--decode prints each document as transformers decodes it, the loss targets between ⟦ and ⟧."""
+    ours(path, [{"messages": c} for c in convs])
+    p = run([TOOL, "--decode", os.path.join(TMP, "chat.h5"), "--tokenizer", path])
+    want = []
+    for k, c in enumerate(convs):
+        ids, mask = reference_mask(hf, c, template, "assistant")
+        text, i = "", 0
+        while i < len(ids):
+            j = i
+            while j < len(ids) and mask[j] == mask[i]:
+                j += 1
+            run_text = hf.decode(ids[i:j], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            text += f"⟦{run_text}⟧" if mask[i] else run_text
+            i = j
+        want.append(f"--- document {k}: {len(ids)} tokens, {sum(mask)} loss targets\n{text}\n")
+    got = p.stdout
+    i = first = next((n for n, (a, b) in enumerate(zip(got, "".join(want))) if a != b), None)
+    check(f"{label}: --decode prints the documents as transformers decodes them, targets marked", got == "".join(want),
+          f"first difference at character {first}: ours {got[i - 40:i + 40]!r}, reference {''.join(want)[i - 40:i + 40]!r}"
+          if first is not None else f"lengths {len(got)} and {len(''.join(want))}")
+
+
 def templates():
     bl, bl_cfg = byte_level()
     sp, sp_cfg = sentencepiece_style()
@@ -151,6 +175,8 @@ def templates():
         compare(f"{template} --chat-template={template} --train-on=last", hf, path, template, convs, "last",
                 "--chat-template", template, "--train-on", "last")
         compare(f"{template} --train-on=all", hf, path, template, convs[:5], "all", "--train-on", "all")
+        if template != "mistral":  # transformers' SentencePiece-style decoders also drop the first space
+            decoded(template, hf, path, template, convs)
     return bl, sp
 
 

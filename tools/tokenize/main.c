@@ -59,6 +59,11 @@ int main(int argc, char **argv)
     tk_parse_options(argc, argv, &o);
     tokenizer tok;
     if (o.tokenizer) tokenizer_load(&tok, o.tokenizer, o.pattern);
+    if (o.decode) {
+        decode_dataset(&o, &tok);
+        tokenizer_free(&tok);
+        return 0;
+    }
     int32_t bos, eos;
     added_ids(&o, o.tokenizer ? &tok : NULL, &bos, &eos);
     rt_init(&argc, &argv, "shardlora-tokenize");

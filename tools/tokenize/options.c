@@ -24,6 +24,8 @@ static const char USAGE[] =
     "      are the loss targets), last (the last assistant turn only) or all\n"
     "  --tokens-u16 FILE... --vocab-size V | --tokens-u32 FILE... --vocab-size V\n"
     "      little-endian token ids, one document per file\n"
+    "  --decode D.h5 --tokenizer TOK [--max-docs N]\n"
+    "      print a dataset's documents as text, the loss targets between \u27e6 and \u27e7 (no --out)\n"
     "--bos / --eos add the tokenizer's BOS / EOS (ids 1 / 2 without one) around every document;\n"
     "--max-docs N keeps the first N documents.\n";
 
@@ -76,9 +78,19 @@ static void check_input_files(const tk_options *o)
     if (o->tokenizer) rt_expect_regular_file("--tokenizer", o->tokenizer);
 }
 
+static void check_decode(const tk_options *o)
+{
+    if (!o->tokenizer) sl_usage_error("--decode needs --tokenizer TOK, the tokenizer the dataset was made with");
+    if (o->out) sl_usage_error("--decode prints to standard output; --out is not used with it");
+    rt_expect_regular_file("--decode", o->decode);
+    rt_expect_regular_file("--tokenizer", o->tokenizer);
+}
+
 static void check_options(const tk_options *o)
 {
-    if (o->input == INPUT_NONE) sl_usage_error("no input given: use --text, --jsonl, --tokens-u16 or --tokens-u32 (see --help)");
+    if (o->decode) return check_decode(o);
+    if (o->input == INPUT_NONE)
+        sl_usage_error("no input given: use --text, --jsonl, --tokens-u16, --tokens-u32 or --decode (see --help)");
     if (!o->out) sl_usage_error("no output given: use --out D.h5");
     if (o->input == INPUT_TEXT && !o->tokenizer) sl_usage_error("--text needs --tokenizer TOK (see --help for the formats)");
     if (o->input != INPUT_TEXT && o->input != INPUT_JSONL && o->tokenizer)
@@ -104,6 +116,7 @@ void tk_parse_options(int argc, char **argv, tk_options *o)
         else if (!strcmp(a, "--jsonl")) take_files(argc, argv, &i, o, INPUT_JSONL);
         else if (!strcmp(a, "--tokens-u16")) take_files(argc, argv, &i, o, INPUT_U16);
         else if (!strcmp(a, "--tokens-u32")) take_files(argc, argv, &i, o, INPUT_U32);
+        else if (!strcmp(a, "--decode")) o->decode = value_of(argc, argv, &i), o->input = INPUT_DECODE;
         else if (!strcmp(a, "--tokenizer")) o->tokenizer = value_of(argc, argv, &i);
         else if (!strcmp(a, "--pattern")) o->pattern = value_of(argc, argv, &i);
         else if (!strcmp(a, "--chat-template")) o->chat_template = template_option(value_of(argc, argv, &i));

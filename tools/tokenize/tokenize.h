@@ -13,7 +13,7 @@
 #include "progress.h"
 #include "tokenizer.h"
 
-typedef enum { INPUT_NONE, INPUT_TEXT, INPUT_JSONL, INPUT_U16, INPUT_U32 } tk_input;
+typedef enum { INPUT_NONE, INPUT_TEXT, INPUT_JSONL, INPUT_U16, INPUT_U32, INPUT_DECODE } tk_input;
 
 typedef struct {
     tk_input input;
@@ -25,6 +25,7 @@ typedef struct {
     train_on train_on;
     int train_on_given;
     const char *out;
+    const char *decode; /* --decode: the dataset to print */
     int64_t vocab_size; /* 0: not given */
     int64_t max_docs;   /* 0: no limit */
     int bos, eos, doc_per_file;
@@ -38,6 +39,9 @@ void read_text(const tk_options *opts, const tokenizer *tok, corpus *c, progress
 /* JSONL and raw modes: tokens must lie in [0, opts->vocab_size) (JSONL: the tokenizer's, when given). */
 void read_jsonl(const tk_options *opts, const tokenizer *tok, corpus *c, progress *prog);
 void read_raw(const tk_options *opts, corpus *c, progress *prog);
+
+/* --decode: print the documents of opts->decode as text with their loss targets marked. */
+void decode_dataset(const tk_options *opts, const tokenizer *tok);
 
 /* A whole file in memory (NUL-terminated for convenience; *len excludes the NUL). "what" names
  * the file's role in messages. Missing or unreadable files are fatal. */
