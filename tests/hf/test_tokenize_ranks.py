@@ -16,7 +16,7 @@ import tiktoken
 import tokenizers
 
 sys.path.insert(0, os.path.join(os.environ["SHARDLORA_ROOT"], "tests"))
-from testlib import BIN, SHARED, TMP, check, expect_fail, finish, run  # noqa: E402
+from testlib import BIN, SHARED, TMP, check, expect_fail, finish, paragraphs, run  # noqa: E402
 
 TOOL = os.path.join(BIN, "shardlora-tokenize")
 SITE = os.path.dirname(os.path.dirname(tokenizers.__file__))
@@ -61,19 +61,6 @@ def qwen():
 
 ENC = qwen()
 TOK = ["--tokenizer", QWEN, "--pattern", "qwen2"]
-
-
-def paragraphs(data):
-    docs, cur = [], []
-    for line in data.split(b"\n"):
-        if line.strip(b" \t\r"):
-            cur.append(line)
-        elif cur:
-            docs.append(b"\n".join(cur))
-            cur = []
-    if cur:
-        docs.append(b"\n".join(cur))
-    return docs
 
 
 def text_paragraphs():
