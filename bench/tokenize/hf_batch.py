@@ -2,8 +2,9 @@
   hf_batch.py train OUT_DIR          a tokenizer.json in Llama 3's layout (byte-level BPE, its split
                                      pattern, ignore_merges), 8,000 tokens, trained on tinyshakespeare
   hf_batch.py encode TOK CORPUS MB   tokenizers' encode_batch over the first MB megabytes of CORPUS,
-                                     paragraph documents in batches of 10,000; prints MB/s and the
-                                     token count as one JSON line"""
+                                     paragraph documents in batches of 10,000; prints MB/s, CPU
+                                     seconds (all threads, the Python loop included) and the token
+                                     count as one JSON line"""
 import json
 import os
 import resource
@@ -55,8 +56,10 @@ def encode(tok_path, corpus, mb):
                 batch = []
     tokens += sum(len(e.ids) for e in tok.encode_batch(batch, add_special_tokens=False))
     s = time.perf_counter() - t0
+    use = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"mb": mb, "seconds": round(s, 2), "mb_per_s": round(mb / s, 2), "tokens": tokens,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                      "cpu_seconds": round(use.ru_utime + use.ru_stime, 2),
+                      "peak_rss_mb": use.ru_maxrss // 1024,
                       "threads": os.environ.get("RAYON_NUM_THREADS", "all")}))
 
 

@@ -11,6 +11,15 @@
 #include "runtime.h"
 #include "utf8.h"
 
+#define CACHE_SLOTS 16384 /* a power of two */
+#define CACHE_WORD 24     /* longest word kept, in bytes (a word has at most as many ids) */
+
+struct bpe_cached {
+    uint8_t len, n_ids; /* len 0: empty slot */
+    char word[CACHE_WORD];
+    int32_t ids[CACHE_WORD];
+};
+
 struct bpe_pair {
     double priority;
     int32_t left, right;          /* symbol positions */
@@ -139,9 +148,35 @@ static void emit_unknown(const tokenizer *t, const char *w, int32_t start, int32
     }
 }
 
+static bpe_cached *cache_slot(bpe_scratch *s, const char *w, int64_t n)
+{
+    if (!s->cache) s->cache = sl_calloc(CACHE_SLOTS, sizeof *s->cache, "word cache");
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (int64_t i = 0; i < n; i++) h = (h ^ (uint8_t)w[i]) * 16777619u;
+    return &s->cache[h & (CACHE_SLOTS - 1)];
+}
+
+static void encode_word(const tokenizer *t, bpe_scratch *s, const char *w, int64_t n, id_list *out);
+
 void bpe_word(const tokenizer *t, bpe_scratch *s, const char *w, int64_t n, id_list *out)
 {
     if (n <= 0) return;
+    if (n > CACHE_WORD) return encode_word(t, s, w, n, out);
+    bpe_cached *c = cache_slot(s, w, n);
+    if (c->len == n && memcmp(c->word, w, (size_t)n) == 0) {
+        for (int i = 0; i < c->n_ids; i++) ids_push(out, c->ids[i]);
+        return;
+    }
+    int64_t before = out->n;
+    encode_word(t, s, w, n, out);
+    if (out->n - before > CACHE_WORD) return;
+    c->len = (uint8_t)n, c->n_ids = (uint8_t)(out->n - before);
+    memcpy(c->word, w, (size_t)n);
+    memcpy(c->ids, out->v + before, (size_t)c->n_ids * sizeof *c->ids);
+}
+
+static void encode_word(const tokenizer *t, bpe_scratch *s, const char *w, int64_t n, id_list *out)
+{
     if (n > INT32_MAX / 4) sl_fatal("a word of %lld bytes is too long to encode (at most %d)", (long long)n, INT32_MAX / 4);
     if (t->whole_word_first) {
         int32_t id = vocab_find(&t->v, w, (int)n);
@@ -159,6 +194,6 @@ void bpe_word(const tokenizer *t, bpe_scratch *s, const char *w, int64_t n, id_l
 
 void bpe_scratch_free(bpe_scratch *s)
 {
-    free(s->start), free(s->len), free(s->id), free(s->prev), free(s->next), free(s->frozen), free(s->heap);
+    free(s->start), free(s->len), free(s->id), free(s->prev), free(s->next), free(s->frozen), free(s->heap), free(s->cache);
     memset(s, 0, sizeof *s);
 }

@@ -8,11 +8,13 @@
 #include "tokenizer.h"
 
 typedef struct bpe_pair bpe_pair;
+typedef struct bpe_cached bpe_cached;
 typedef struct {
     int32_t *start, *len, *id, *prev, *next;
     uint8_t *frozen;
     bpe_pair *heap;
     int64_t n_heap, cap;
+    bpe_cached *cache; /* recent short words and their ids (words repeat: most are found here) */
 } bpe_scratch;
 
 /* Append the ids of the word w[0..n) (valid UTF-8) to out. */

@@ -8,7 +8,13 @@
 
 static uint64_t key_of(int32_t l, int32_t r) { return ((uint64_t)(uint32_t)l << 32 | (uint32_t)r) + 1; }
 
-static uint64_t slot_of(uint64_t key) { return (key * 0x9E3779B97F4A7C15ull) >> 17; }
+/* splitmix64's finalizer: every key bit reaches the low bits the mask keeps */
+static uint64_t slot_of(uint64_t key)
+{
+    key = (key ^ (key >> 30)) * 0xBF58476D1CE4E5B9ull;
+    key = (key ^ (key >> 27)) * 0x94D049BB133111EBull;
+    return key ^ (key >> 31);
+}
 
 void pairs_init(pair_map *m, int64_t expected)
 {

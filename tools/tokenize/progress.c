@@ -10,13 +10,15 @@
 void progress_start(progress *p, int64_t bytes_total)
 {
     p->t0 = p->last = rt_now();
-    p->bytes_total = bytes_total, p->bytes_done = 0;
+    p->bytes_total = bytes_total, p->bytes_done = p->checked = 0;
     MPI_Comm_size(MPI_COMM_WORLD, &p->world);
 }
 
 void progress_add(progress *p, int64_t bytes, const corpus *c)
 {
     p->bytes_done += bytes;
+    if (p->bytes_done - p->checked < (1 << 20)) return; /* the clock once a MB, not once a line */
+    p->checked = p->bytes_done;
     double now = rt_now();
     if (now - p->last < PROGRESS_EVERY) return;
     p->last = now;

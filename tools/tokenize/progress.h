@@ -10,6 +10,7 @@
 typedef struct {
     double t0, last;
     int64_t bytes_total, bytes_done; /* this rank's */
+    int64_t checked;                 /* bytes_done when the clock was last read */
     int world;
 } progress;
 
