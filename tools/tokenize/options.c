@@ -27,7 +27,8 @@ static const char USAGE[] =
     "  --decode D.h5 --tokenizer TOK [--max-docs N]\n"
     "      print a dataset's documents as text, the loss targets between \u27e6 and \u27e7 (no --out)\n"
     "--bos / --eos add the tokenizer's BOS / EOS (ids 1 / 2 without one) around every document;\n"
-    "--max-docs N keeps the first N documents.\n";
+    "--max-docs N keeps the first N documents. Under mpirun -np N every rank tokenizes a part of the\n"
+    "inputs into the same file as one rank writes.\n";
 
 static int64_t parse_count(const char *opt, const char *s, int64_t min)
 {
