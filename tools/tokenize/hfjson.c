@@ -49,6 +49,8 @@ static void read_normalizer(tokenizer *t, const cJSON *n)
         cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(n, "normalizers")) read_normalizer(t, e);
     } else if (!strcmp(type, "Prepend"))
         tokenizer_add_norm(t, NORM_PREPEND, string_field(t, n, "prepend", "the Prepend normalizer"), NULL);
+    else if (!strcmp(type, "NFC"))
+        tokenizer_add_norm(t, NORM_NFC, NULL, NULL);
     else if (!strcmp(type, "Replace")) {
         const cJSON *pat = cJSON_GetObjectItemCaseSensitive(n, "pattern");
         const cJSON *str = cJSON_GetObjectItemCaseSensitive(pat, "String");
@@ -57,7 +59,7 @@ static void read_normalizer(tokenizer *t, const cJSON *n)
                      t->path, cJSON_GetObjectItemCaseSensitive(pat, "Regex") ? "Regex" : "missing");
         tokenizer_add_norm(t, NORM_REPLACE, str->valuestring, string_field(t, n, "content", "the Replace normalizer"));
     } else
-        sl_fatal("tokenizer '%s': the normalizer %s is not supported (supported: Prepend, Replace, Sequence of them)",
+        sl_fatal("tokenizer '%s': the normalizer %s is not supported (supported: NFC, Prepend, Replace, Sequence of them)",
                  t->path, type);
 }
 

@@ -64,7 +64,7 @@ void tokenizer_add_norm(tokenizer *t, norm_kind kind, const char *a, const char 
 {
     t->norm = realloc(t->norm, (size_t)(t->n_norm + 1) * sizeof *t->norm);
     if (!t->norm) sl_fatal("out of memory reading tokenizer '%s'", t->path);
-    t->norm[t->n_norm++] = (norm_step){kind, strdup(a), b ? strdup(b) : NULL};
+    t->norm[t->n_norm++] = (norm_step){kind, strdup(a ? a : ""), b ? strdup(b) : NULL};
 }
 
 pre_step *tokenizer_add_pre(tokenizer *t, pre_kind kind)

@@ -19,10 +19,10 @@ typedef enum {
     MERGE_PIECE_SCORE, /* SentencePiece, llama2.c: the concatenation with the highest score */
 } merge_rule;
 
-typedef enum { NORM_PREPEND, NORM_REPLACE } norm_kind;
+typedef enum { NORM_PREPEND, NORM_REPLACE, NORM_NFC } norm_kind;
 typedef struct {
     norm_kind kind;
-    char *a, *b; /* PREPEND a (to a non-empty segment); REPLACE every a by b */
+    char *a, *b; /* PREPEND a (to a non-empty segment); REPLACE every a by b; NFC: Unicode's form C */
 } norm_step;
 
 typedef enum { PRE_SPLIT, PRE_BYTELEVEL, PRE_METASPACE } pre_kind;
