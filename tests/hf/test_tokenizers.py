@@ -116,6 +116,25 @@ def qwen_files():
         compare(f"{name} --pattern=REGEX", path, enc.encode_ordinary, len(ranks), "--pattern", pattern)
 
 
+def preset_patterns():
+    """--pattern=llama3 and cl100k against tiktoken with Meta's and OpenAI's patterns, on the first
+    ranks of qwen.tiktoken (a BPE's first ranks are a BPE): 128,000 ranks for llama3, whose special
+    tokens start there, 100,256 for cl100k, whose <|endoftext|> is 100257."""
+    import tiktoken_ext.openai_public as openai_public
+    openai_public.load_tiktoken_bpe = lambda *args, **kw: {}  # the pattern and special ids, without the download
+    cl100k = openai_public.cl100k_base()
+    ranks = tiktoken_ranks(os.path.join(QWEN, "qwen.tiktoken"))
+    for preset, pattern, n, vocab in (("llama3", LLAMA3_SPLIT, 128000, 128010),
+                                      ("cl100k", cl100k["pat_str"], 100256, max(cl100k["special_tokens"].values()) + 1)):
+        first = {token: rank for token, rank in ranks.items() if rank < n}
+        path = os.path.join(TMP, f"first{n}.tiktoken")
+        with open(path, "wb") as f:
+            for token, rank in sorted(first.items(), key=lambda kv: kv[1]):
+                f.write(base64.b64encode(token) + b" %d\n" % rank)
+        enc = tiktoken.Encoding(preset, pat_str=pattern, mergeable_ranks=first, special_tokens={})
+        compare(f"the first {n} Qwen ranks --pattern={preset}", path, enc.encode_ordinary, vocab, "--pattern", preset)
+
+
 def train(tok, trainer):
     tok.train([SHAKESPEARE], trainer)
     return tok
@@ -211,6 +230,7 @@ def refusals():
 
 sentencepiece_models()
 qwen_files()
+preset_patterns()
 tokenizer_json_files()
 refusals()
 finish()
