@@ -223,6 +223,11 @@ def refusals():
     tok.save(path)
     expect_fail("an unknown normalizer is refused by name", [TOOL, "--text", PATHS[0], "--tokenizer", path, "--out",
                 os.path.join(TMP, "x.h5")], r"normalizer Lowercase is not supported")
+    tok = sentencepiece_style(False)
+    tok.add_tokens([tokenizers.AddedToken("thou art", normalized=True)])
+    tok.save(path)
+    expect_fail("an added token matched after normalization is refused by name", [TOOL, "--text", PATHS[0], "--tokenizer",
+                path, "--out", os.path.join(TMP, "x.h5")], r"added token \"thou art\" is matched after normalization")
     expect_fail("a tiktoken file without --pattern is a usage error naming the presets",
                 [TOOL, "--text", PATHS[0], "--tokenizer", os.path.join(QWEN, "qwen.tiktoken"), "--out",
                  os.path.join(TMP, "x.h5")], r"give --pattern \(llama3, qwen2, qwen3.5, cl100k")

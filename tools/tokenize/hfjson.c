@@ -257,6 +257,10 @@ static void read_added_tokens(tokenizer *t, const cJSON *added)
         for (int i = 0; i < 3; i++)
             if (bool_field(a, FLAGS[i], 0))
                 sl_fatal("tokenizer '%s': added token \"%s\" has %s set, which is not supported", t->path, content, FLAGS[i]);
+        /* such a token is looked for in the normalized text; every other one in the text itself */
+        if (bool_field(a, "normalized", 0) && t->n_norm > 0)
+            sl_fatal("tokenizer '%s': added token \"%s\" is matched after normalization (\"normalized\": true), "
+                     "which is not supported with a normalizer", t->path, content);
         tokenizer_add_special(t, content, (int)strlen(content), (int32_t)id->valuedouble, 1);
         t->added[t->n_added - 1].special = bool_field(a, "special", 0);
     }
