@@ -52,7 +52,7 @@ def documents():
     start = int(rng.integers(0, len(shakespeare) // 2))
     return {"tinyshakespeare": shakespeare, "a slice of tinyshakespeare": shakespeare[start:start + 50000],
             "multilingual and emoji": multilingual(), "invalid UTF-8": INVALID, "empty": b"",
-            "whitespace only": b"  \n\t \r\n   \u3000 ".replace(b"\\u3000", "\u3000".encode())}
+            "whitespace only": "  \n\t \r\n   \u3000 ".encode()}
 
 
 DOCS = documents()

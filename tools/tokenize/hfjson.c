@@ -38,16 +38,22 @@ static int is_set(const cJSON *o, const char *field)
     return v && !cJSON_IsNull(v) && !(cJSON_IsString(v) && !v->valuestring[0]) && !cJSON_IsFalse(v);
 }
 
+/* A Sequence: each component of its list field, read in order by read. Returns 0 for another type. */
+static int read_sequence(tokenizer *t, const cJSON *c, const char *list, void (*read)(tokenizer *, const cJSON *))
+{
+    if (strcmp(type_of(c), "Sequence") != 0) return 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(c, list)) read(t, e);
+    return 1;
+}
+
 /* ---- normalizers ---- */
 
 static void read_normalizer(tokenizer *t, const cJSON *n)
 {
-    if (!n || cJSON_IsNull(n)) return;
+    if (!n || cJSON_IsNull(n) || read_sequence(t, n, "normalizers", read_normalizer)) return;
     const char *type = type_of(n);
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *e;
-        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(n, "normalizers")) read_normalizer(t, e);
-    } else if (!strcmp(type, "Prepend"))
+    if (!strcmp(type, "Prepend"))
         tokenizer_add_norm(t, NORM_PREPEND, string_field(t, n, "prepend", "the Prepend normalizer"), NULL);
     else if (!strcmp(type, "NFC"))
         tokenizer_add_norm(t, NORM_NFC, NULL, NULL);
@@ -112,12 +118,9 @@ static void read_metaspace(tokenizer *t, const cJSON *p)
 
 static void read_pre_tokenizer(tokenizer *t, const cJSON *p)
 {
-    if (!p || cJSON_IsNull(p)) return;
+    if (!p || cJSON_IsNull(p) || read_sequence(t, p, "pretokenizers", read_pre_tokenizer)) return;
     const char *type = type_of(p);
-    if (!strcmp(type, "Sequence")) {
-        const cJSON *e;
-        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(p, "pretokenizers")) read_pre_tokenizer(t, e);
-    } else if (!strcmp(type, "Split"))
+    if (!strcmp(type, "Split"))
         read_split(t, p);
     else if (!strcmp(type, "ByteLevel")) {
         pre_step *st = tokenizer_add_pre(t, PRE_BYTELEVEL);
