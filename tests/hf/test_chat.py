@@ -180,6 +180,37 @@ def templates():
     return bl, sp
 
 
+def mistral_models():
+    """--chat-template=mistral on Mistral's own SentencePiece models against mistral-common's
+    encode_chat_completion (finetuning mode: conversations that end with the assistant); the loss
+    targets are each assistant message's own encoding (sentencepiece; v2 on without trailing
+    spaces) and its </s>."""
+    import sentencepiece
+    from mistral_common.protocol.instruct.messages import AssistantMessage, UserMessage
+    from mistral_common.protocol.instruct.request import ChatCompletionRequest
+    from mistral_common.protocol.instruct.validator import ValidationMode
+    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+    data = os.path.join(os.path.dirname(tokenizers.__file__), "..", "mistral_common", "data")
+    convs = [c for c in conversations("mistral", 40) if c[-1]["role"] == "assistant" and all(m["content"].strip() for m in c)]
+    for name in ("tokenizer.model.v1", "mistral_instruct_tokenizer_240323.model.v3", "mistral_instruct_tokenizer_241114.model.v7"):
+        path = os.path.join(data, name)
+        mt = MistralTokenizer.from_file(path, mode=ValidationMode.finetuning)
+        sp = sentencepiece.SentencePieceProcessor(model_file=path)
+        got = ours(path, [{"messages": c} for c in convs], "--chat-template", "mistral")
+        bad_ids = bad_mask = None
+        for c, (ids, mask) in zip(convs, got):
+            msgs = [UserMessage(content=m["content"]) if m["role"] == "user" else AssistantMessage(content=m["content"]) for m in c]
+            want = mt.encode_chat_completion(ChatCompletionRequest(messages=msgs)).tokens
+            strip = name != "tokenizer.model.v1"
+            targets = sum(len(sp.encode(m["content"].rstrip(" ") if strip else m["content"])) + 1 for m in c if m["role"] == "assistant")
+            if ids != want and bad_ids is None:
+                bad_ids = f"{c!r}:\nours      {ids}\nreference {want}"
+            if (sum(mask) != targets or mask[-1] != 1) and bad_mask is None:
+                bad_mask = f"{c!r}: {sum(mask)} targets, reference {targets}\nids  {ids}\nmask {mask}"
+        check(f"{name} --chat-template=mistral: ids equal mistral-common's ({len(convs)} conversations)", bad_ids is None, bad_ids)
+        check(f"{name}: the loss targets are the assistant messages and their </s>", bad_mask is None, bad_mask)
+
+
 def text_records(bl):
     path = save("tok-text", bl, {})
     texts = PHRASES + [open(SHAKESPEARE).read()[:20000]]
@@ -212,6 +243,7 @@ def refusals(bl, sp):
 
 
 bl, sp = templates()
+mistral_models()
 text_records(bl)
 refusals(bl, sp)
 finish()

@@ -91,6 +91,10 @@ void chat_init(chat_ctx *c, const tokenizer *t, chat_template tpl, train_on on)
     } else {
         c->bos = need(t, "a BOS token", NULL, t->bos_id, missing, sizeof missing);
         c->eos = need(t, "an EOS token", NULL, t->eos_id, missing, sizeof missing);
+        c->parts_apart = !strcmp(t->format, "sentencepiece");
+        c->inst = c->inst_end = -1;
+        if (c->parts_apart) c->inst = tokenizer_special_id(t, "[INST]"), c->inst_end = tokenizer_special_id(t, "[/INST]");
+        if (c->inst < 0 || c->inst_end < 0) c->inst = c->inst_end = -1;
     }
     if (missing[0])
         sl_fatal("option --chat-template=%s: tokenizer '%s' lacks the template's special tokens: %s", NAME[tpl], t->path,
@@ -193,6 +197,11 @@ static void render_chatml(chat_ctx *c, const chat_message *m, int n, const uint8
     }
 }
 
+/* With a tokenizer.json this is transformers' rendering of the Jinja template: one string, cut
+ * only at its special tokens. A SentencePiece model is Mistral's own, so it follows mistral-common:
+ * [INST] and [/INST] are the model's control tokens when it has them (v2 on, whose assistant text
+ * also loses its trailing spaces), and the user's text and the assistant's are encoded apart,
+ * each with the dummy prefix. */
 static void render_mistral(chat_ctx *c, const chat_message *m, int n, const uint8_t *target, const char *where)
 {
     add_token(c, c->bos, 0);
@@ -204,12 +213,19 @@ static void render_mistral(chat_ctx *c, const chat_message *m, int n, const uint
         if (user != (i % 2 == 0))
             sl_fatal("%s: message %d is from the %s, but the mistral template needs the roles to alternate "
                      "user/assistant/user/..., starting with the user", where, i, m[i].role);
-        if (user) {
+        if (user && c->inst >= 0) {
+            add_token(c, c->inst, 0);
+            add_string(c, m[i].content, 0);
+            add_token(c, c->inst_end, 0);
+        } else if (user) {
             add_string(c, "[INST] ", 0);
             add_string(c, m[i].content, 0);
             add_string(c, " [/INST]", 0);
         } else {
-            add_string(c, m[i].content, target[i]);
+            size_t len = strlen(m[i].content);
+            while (c->inst >= 0 && len > 0 && m[i].content[len - 1] == ' ') len--; /* as mistral-common v2 on */
+            if (c->parts_apart) flush_run(c);
+            add_text(c, m[i].content, len, target[i]);
             add_token(c, c->eos, target[i]);
         }
     }

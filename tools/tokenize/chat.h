@@ -21,6 +21,8 @@ typedef struct {
     chat_template tpl;
     train_on on;
     int32_t bos, eos, start_header, end_header, eot, im_start, im_end;
+    int32_t inst, inst_end; /* mistral on a SentencePiece model: its control tokens [INST], [/INST], or -1 */
+    int parts_apart;        /* mistral on a SentencePiece model: user and assistant text encoded apart */
     regex *lead_space, *trail_space; /* Jinja's trim */
     encoder enc;
     id_list ids, prefix; /* the conversation's ids; a text run's prefix, re-encoded */
