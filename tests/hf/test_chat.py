@@ -192,7 +192,8 @@ def mistral_models():
     from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
     data = os.path.join(os.path.dirname(tokenizers.__file__), "..", "mistral_common", "data")
     convs = [c for c in conversations("mistral", 40) if c[-1]["role"] == "assistant" and all(m["content"].strip() for m in c)]
-    for name in ("tokenizer.model.v1", "mistral_instruct_tokenizer_240323.model.v3", "mistral_instruct_tokenizer_241114.model.v7"):
+    for name in ("tokenizer.model.v1", "mistral_instruct_tokenizer_240216.model.v2",
+                 "mistral_instruct_tokenizer_240323.model.v3", "mistral_instruct_tokenizer_241114.model.v7"):
         path = os.path.join(data, name)
         mt = MistralTokenizer.from_file(path, mode=ValidationMode.finetuning)
         sp = sentencepiece.SentencePieceProcessor(model_file=path)
