@@ -125,7 +125,7 @@ def preset_patterns():
     openai_public.load_tiktoken_bpe = lambda *args, **kw: {}  # the pattern and special ids, without the download
     cl100k = openai_public.cl100k_base()
     ranks = tiktoken_ranks(os.path.join(QWEN, "qwen.tiktoken"))
-    for preset, pattern, n, vocab in (("llama3", LLAMA3_SPLIT, 128000, 128010),
+    for preset, pattern, n, vocab in (("llama3", LLAMA3_SPLIT, 128000, 128256),  # its 256 special and reserved tokens
                                       ("cl100k", cl100k["pat_str"], 100256, max(cl100k["special_tokens"].values()) + 1)):
         first = {token: rank for token, rank in ranks.items() if rank < n}
         path = os.path.join(TMP, f"first{n}.tiktoken")

@@ -31,10 +31,10 @@ static const preset_token CL100K_TOKENS[] = {
 
 #define N(a) (int)(sizeof a / sizeof a[0])
 static const preset PRESETS[] = {
-    {"llama3", LLAMA3_PATTERN, LLAMA3_TOKENS, N(LLAMA3_TOKENS), "<|begin_of_text|>", "<|end_of_text|>"},
-    {"qwen2", QWEN2_PATTERN, QWEN_TOKENS, N(QWEN_TOKENS), NULL, "<|endoftext|>"},
-    {"qwen3.5", QWEN35_PATTERN, QWEN_TOKENS, N(QWEN_TOKENS), NULL, "<|endoftext|>"},
-    {"cl100k", CL100K_PATTERN, CL100K_TOKENS, N(CL100K_TOKENS), NULL, "<|endoftext|>"},
+    {"llama3", LLAMA3_PATTERN, LLAMA3_TOKENS, N(LLAMA3_TOKENS), "<|begin_of_text|>", "<|end_of_text|>", 128256},
+    {"qwen2", QWEN2_PATTERN, QWEN_TOKENS, N(QWEN_TOKENS), NULL, "<|endoftext|>", 0},
+    {"qwen3.5", QWEN35_PATTERN, QWEN_TOKENS, N(QWEN_TOKENS), NULL, "<|endoftext|>", 0},
+    {"cl100k", CL100K_PATTERN, CL100K_TOKENS, N(CL100K_TOKENS), NULL, "<|endoftext|>", 0},
 };
 
 const preset *preset_find(const char *name)

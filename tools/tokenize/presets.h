@@ -17,6 +17,8 @@ typedef struct {
     const preset_token *tokens;
     int n_tokens;
     const char *bos, *eos; /* among tokens, or NULL */
+    int32_t reserved_end;  /* the ids from the first token's up to this one that tokens leave free are
+                            * <|reserved_special_token_K|>, K counting up (Llama 3); 0: none */
 } preset;
 
 /* The preset called name, or NULL. */

@@ -1,6 +1,7 @@
 /* tiktoken: rank files (a base64 token and its rank per line), with the pre-tokenizer pattern of
  * --pattern. Encoded as tiktoken's encode_ordinary: a word that is a token is that token, else
  * bytes merged by the lowest rank of the concatenation. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +69,14 @@ static void add_preset_tokens(tokenizer *t, const preset *p)
             sl_fatal("tiktoken file '%s': --pattern=%s puts its special token %s at id %d, which the file's ranks already use",
                      t->path, p->name, p->tokens[i].text, id);
         tokenizer_add_special(t, p->tokens[i].text, (int)strlen(p->tokens[i].text), id, 0);
+    }
+    char name[64];
+    for (int32_t id = p->tokens[0].id, k = 0; id < p->reserved_end; id++) {
+        int named = 0;
+        for (int i = 0; i < p->n_tokens; i++) named |= p->tokens[i].id == id;
+        if (named) continue;
+        int n = snprintf(name, sizeof name, "<|reserved_special_token_%d|>", k++);
+        tokenizer_add_special(t, name, n, id, 0);
     }
     t->bos_id = p->bos ? tokenizer_special_id(t, p->bos) : -1;
     t->eos_id = p->eos ? tokenizer_special_id(t, p->eos) : -1;
