@@ -70,7 +70,7 @@ static void consider(const tokenizer *t, bpe_scratch *s, const char *w, int32_t 
         if (rank < 0) return;
         priority = rank;
     } else {
-        merged = vocab_find(&t->v, w + s->start[l], s->len[l] + s->len[r]);
+        merged = pieces_find(&t->v, w + s->start[l], s->len[l] + s->len[r]);
         if (merged < 0) return;
         priority = t->rule == MERGE_PIECE_RANK ? (double)merged : -(double)t->v.scores[merged];
     }
@@ -95,7 +95,7 @@ static int32_t atomic_at(const tokenizer *t, const char *w, int64_t i, int64_t n
     int32_t best = -1;
     for (int k = 0; k < t->n_atomic; k++) {
         int32_t id = t->atomic[k], len = t->v.lens[id];
-        if (len <= n - i && (best < 0 || len > t->v.lens[best]) && memcmp(w + i, vocab_piece(&t->v, id), (size_t)len) == 0)
+        if (len <= n - i && (best < 0 || len > t->v.lens[best]) && memcmp(w + i, pieces_text(&t->v, id), (size_t)len) == 0)
             best = id;
     }
     return best;
@@ -108,7 +108,7 @@ static int64_t initial_symbols(const tokenizer *t, bpe_scratch *s, const char *w
         int32_t atom = t->n_atomic ? atomic_at(t, w, i, n) : -1;
         int32_t len = atom >= 0 ? t->v.lens[atom] : t->units_are_bytes ? 1 : utf8_group_len(w + i, n - i);
         s->start[k] = (int32_t)i, s->len[k] = len, s->frozen[k] = atom >= 0;
-        s->id[k] = atom >= 0 ? atom : vocab_find(&t->v, w + i, len);
+        s->id[k] = atom >= 0 ? atom : pieces_find(&t->v, w + i, len);
         s->prev[k] = (int32_t)k - 1, s->next[k] = (int32_t)k + 1;
         i += len;
     }
@@ -179,7 +179,7 @@ static void encode_word(const tokenizer *t, bpe_scratch *s, const char *w, int64
 {
     if (n > INT32_MAX / 4) sl_fatal("a word of %lld bytes is too long to encode (at most %d)", (long long)n, INT32_MAX / 4);
     if (t->whole_word_first) {
-        int32_t id = vocab_find(&t->v, w, (int)n);
+        int32_t id = pieces_find(&t->v, w, (int)n);
         if (id >= 0) return ids_push(out, id);
     }
     fit(s, n);

@@ -30,8 +30,8 @@ static void put_token(const tokenizer *t, const char *space, int32_t id)
         if (t->added[i].id == id) return (void)fputs(t->added[i].text, stdout);
     for (int i = 0; i < t->n_special; i++)
         if (t->special[i].id == id) return (void)fputs(t->special[i].text, stdout);
-    if (!vocab_has(&t->v, id)) return (void)printf("<id %d>", id);
-    const char *p = vocab_piece(&t->v, id);
+    if (!pieces_has(&t->v, id)) return (void)printf("<id %d>", id);
+    const char *p = pieces_text(&t->v, id);
     int n = t->v.lens[id];
     size_t ls = space ? strlen(space) : 0;
     for (int i = 0; i < n;)

@@ -125,7 +125,7 @@ static void metaspace_split(encoder *e, int k, const pre_step *st, const char *t
 
 /* Steps that rewrite the text (ByteLevel's prefix space, Metaspace) copy every piece into the
  * other buffer; the others only cut pieces. Returns the text the new pieces refer to. */
-static const char *pre_tokenize_step(const tokenizer *t, encoder *e, const pre_step *st, const char *text, int k, int *buf)
+static const char *pre_tokenize_step(encoder *e, const pre_step *st, const char *text, int k, int *buf)
 {
     int nk = k ^ 1;
     e->n_pieces[nk] = 0;
@@ -162,7 +162,7 @@ static void encode_segment(const tokenizer *t, encoder *e, const char *s, size_t
     const char *text = normalize(t, e, s, &len, &buf);
     e->n_pieces[0] = 0;
     push_piece(e, 0, 0, len, at_start);
-    for (int i = 0; i < t->n_pre; i++, k ^= 1) text = pre_tokenize_step(t, e, &t->pre[i], text, k, &buf);
+    for (int i = 0; i < t->n_pre; i++, k ^= 1) text = pre_tokenize_step(e, &t->pre[i], text, k, &buf);
     for (int64_t i = 0; i < e->n_pieces[k]; i++)
         bpe_word(t, &e->bpe, text + e->pieces[k][i].start, (int64_t)e->pieces[k][i].len, out);
 }

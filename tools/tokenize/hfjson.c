@@ -171,10 +171,10 @@ static void read_vocab(tokenizer *t, const cJSON *vocab_json)
         if (len < 0)
             sl_fatal("tokenizer '%s': model.vocab token \"%s\" is not spelled in the byte-level alphabet "
                      "(expected by its ByteLevel pre-tokenizer)", t->path, e->string);
-        vocab_put(&t->v, (int32_t)e->valuedouble, buf, len, 0);
+        pieces_put(&t->v, (int32_t)e->valuedouble, buf, len, 0);
     }
     free(buf);
-    vocab_index(&t->v, NULL);
+    pieces_index(&t->v, NULL);
 }
 
 /* A merge is "left right" (older files) or ["left", "right"]. */
@@ -195,7 +195,7 @@ static void merge_sides(const tokenizer *t, const cJSON *m, long rank, const cha
 static int32_t find_piece(const tokenizer *t, const char *s, char *buf)
 {
     int n = piece_bytes(t, s, buf);
-    return n < 0 ? -1 : vocab_find(&t->v, buf, n);
+    return n < 0 ? -1 : pieces_find(&t->v, buf, n);
 }
 
 static void read_merges(tokenizer *t, const cJSON *merges)
@@ -211,7 +211,7 @@ static void read_merges(tokenizer *t, const cJSON *merges)
         merge_sides(t, m, rank, &l, &r, tmp);
         int32_t li = find_piece(t, l, a), ri = find_piece(t, r, a);
         int nl = piece_bytes(t, l, a), nr = piece_bytes(t, r, a + (nl > 0 ? nl : 0));
-        int32_t merged = li >= 0 && ri >= 0 && nl >= 0 && nr >= 0 ? vocab_find(&t->v, a, nl + nr) : -1;
+        int32_t merged = li >= 0 && ri >= 0 && nl >= 0 && nr >= 0 ? pieces_find(&t->v, a, nl + nr) : -1;
         if (merged < 0)
             sl_fatal("tokenizer '%s': model.merges[%ld] (\"%s\" + \"%s\") names a token missing from model.vocab", t->path,
                      rank, l, r);
@@ -240,7 +240,7 @@ static void read_model(tokenizer *t, const cJSON *model)
     if (t->byte_fallback) tokenizer_find_byte_pieces(t);
     const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
     if (cJSON_IsString(unk)) {
-        t->unk_id = vocab_find(&t->v, unk->valuestring, (int)strlen(unk->valuestring));
+        t->unk_id = pieces_find(&t->v, unk->valuestring, (int)strlen(unk->valuestring));
         if (t->unk_id < 0) sl_fatal("tokenizer '%s': model.unk_token \"%s\" is not in model.vocab", t->path, unk->valuestring);
     }
 }
@@ -265,7 +265,6 @@ static void read_added_tokens(tokenizer *t, const cJSON *added)
             sl_fatal("tokenizer '%s': added token \"%s\" is matched after normalization (\"normalized\": true), "
                      "which is not supported with a normalizer", t->path, content);
         tokenizer_add_special(t, content, (int)strlen(content), (int32_t)id->valuedouble, 1);
-        t->added[t->n_added - 1].special = bool_field(a, "special", 0);
     }
 }
 
@@ -285,7 +284,7 @@ static int32_t config_token(const tokenizer *t, const cJSON *cfg, const char *fi
     if (cJSON_IsObject(v)) v = cJSON_GetObjectItemCaseSensitive(v, "content");
     if (!cJSON_IsString(v)) return -1;
     int32_t id = tokenizer_special_id(t, v->valuestring);
-    if (id < 0) id = vocab_find(&t->v, v->valuestring, (int)strlen(v->valuestring));
+    if (id < 0) id = pieces_find(&t->v, v->valuestring, (int)strlen(v->valuestring));
     if (id < 0) sl_fatal("%s: %s \"%s\" is not a token of '%s'", cfg_path, field, v->valuestring, t->path);
     return id;
 }

@@ -31,7 +31,7 @@ static void check_byte_fallback(const tokenizer *t)
         if (t->byte_id[b] != LLAMA2C_BYTE_FALLBACK + b) {
             int id = LLAMA2C_BYTE_FALLBACK + b;
             sl_fatal("tokenizer file '%s': token %d should be the byte-fallback piece <0x%02X> (found %.*s)", t->path,
-                     id, b, t->v.lens[id], vocab_piece(&t->v, id));
+                     id, b, t->v.lens[id], pieces_text(&t->v, id));
         }
 }
 
@@ -56,10 +56,10 @@ void load_llama2c(tokenizer *t, const char *buf, size_t len)
         if (r.len - r.pos < (size_t)n)
             sl_fatal("tokenizer file '%s' is truncated: the %d bytes of token %d at offset %zu go past "
                      "its end at %zu bytes", t->path, n, id, r.pos, r.len);
-        vocab_put(&t->v, id, r.buf + r.pos, n, score);
+        pieces_put(&t->v, id, r.buf + r.pos, n, score);
         r.pos += (size_t)n;
     }
-    vocab_index(&t->v, NULL);
+    pieces_index(&t->v, NULL);
     tokenizer_find_byte_pieces(t);
     check_byte_fallback(t);
     t->rule = MERGE_PIECE_SCORE;

@@ -79,7 +79,7 @@ static void read_piece(tokenizer *t, pb b, int32_t id, uint8_t *types)
         if (f == 1 && wire == 2) piece = (const char *)sub.p, len = (int)(sub.end - sub.p);
         else if (f == 2 && wire == 5) memcpy(&score, &(uint32_t){(uint32_t)v}, 4);
         else if (f == 3 && wire == 0) type = (int)v;
-    vocab_put(&t->v, id, piece, len, score);
+    pieces_put(&t->v, id, piece, len, score);
     types[id] = (uint8_t)type;
 }
 
@@ -135,14 +135,14 @@ static void classify_pieces(tokenizer *t, const uint8_t *types, const sp_specs *
     uint8_t *findable = sl_calloc((size_t)t->v.n, 1, "piece types");
     for (int32_t id = 0; id < t->v.n; id++) {
         findable[id] = types[id] == PIECE_NORMAL || types[id] == PIECE_USER_DEFINED;
-        if (types[id] == PIECE_CONTROL) tokenizer_add_special(t, vocab_piece(&t->v, id), t->v.lens[id], id, 0);
+        if (types[id] == PIECE_CONTROL) tokenizer_add_special(t, pieces_text(&t->v, id), t->v.lens[id], id, 0);
         if (types[id] == PIECE_USER_DEFINED) {
             t->atomic = realloc(t->atomic, (size_t)(t->n_atomic + 1) * sizeof *t->atomic);
             if (!t->atomic) sl_fatal("out of memory reading '%s'", t->path);
             t->atomic[t->n_atomic++] = id;
         }
     }
-    vocab_index(&t->v, findable);
+    pieces_index(&t->v, findable);
     free(findable);
     if (s->byte_fallback) tokenizer_find_byte_pieces(t);
     else memset(t->byte_id, 0xff, sizeof t->byte_id);

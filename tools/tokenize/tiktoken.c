@@ -52,9 +52,9 @@ static void read_ranks(tokenizer *t, const char *buf, size_t len)
         if (!sp || n < 0 || stop != buf + end || rank < 0 || rank >= INT32_MAX)
             sl_fatal("tiktoken file '%s' line %ld: expected a base64 token, a space and a rank, found '%.*s'", t->path,
                      line, (int)(end - pos < 80 ? end - pos : 80), buf + pos);
-        if (vocab_has(&t->v, (int32_t)rank))
+        if (pieces_has(&t->v, (int32_t)rank))
             sl_fatal("tiktoken file '%s' line %ld: rank %ld appears twice", t->path, line, rank);
-        vocab_put(&t->v, (int32_t)rank, piece, n, 0);
+        pieces_put(&t->v, (int32_t)rank, piece, n, 0);
         pos = next;
     }
     free(piece);
@@ -65,7 +65,7 @@ static void add_preset_tokens(tokenizer *t, const preset *p)
     int32_t after = t->v.n;
     for (int i = 0; i < p->n_tokens; i++) {
         int32_t id = p->tokens[i].id >= 0 ? p->tokens[i].id : after - 1 - p->tokens[i].id;
-        if (vocab_has(&t->v, id))
+        if (pieces_has(&t->v, id))
             sl_fatal("tiktoken file '%s': --pattern=%s puts its special token %s at id %d, which the file's ranks already use",
                      t->path, p->name, p->tokens[i].text, id);
         tokenizer_add_special(t, p->tokens[i].text, (int)strlen(p->tokens[i].text), id, 0);
@@ -89,9 +89,9 @@ void load_tiktoken(tokenizer *t, const char *buf, size_t len, const char *patter
         sl_usage_error("tokenizer '%s' is a tiktoken file, which does not hold its pre-tokenizer: give --pattern "
                        "(%s, or a regular expression)", t->path, preset_names());
     read_ranks(t, buf, len);
-    vocab_index(&t->v, NULL);
+    pieces_index(&t->v, NULL);
     for (int b = 0; b < 256; b++)
-        if (vocab_find(&t->v, (const char *)&(uint8_t){(uint8_t)b}, 1) < 0)
+        if (pieces_find(&t->v, (const char *)&(uint8_t){(uint8_t)b}, 1) < 0)
             sl_fatal("tiktoken file '%s' has no token for the byte 0x%02X (expected all 256 single bytes)", t->path, b);
     const preset *p = preset_find(pattern);
     tokenizer_add_pre(t, PRE_SPLIT)->re = regex_compile(p ? p->pattern : pattern, "option --pattern");

@@ -42,7 +42,7 @@ void tokenizer_load(tokenizer *t, const char *path, const char *pattern)
     t->path = path;
     t->bos_id = t->eos_id = t->pad_id = t->unk_id = -1;
     memset(t->byte_id, 0xff, sizeof t->byte_id);
-    vocab_init(&t->v);
+    pieces_init(&t->v);
     size_t len;
     char *buf = read_whole_file(path, "tokenizer", &len);
     if (looks_like_json(buf, len)) load_hf_json(t, buf, len);
@@ -77,21 +77,21 @@ pre_step *tokenizer_add_pre(tokenizer *t, pre_kind kind)
     return p;
 }
 
-static void push_token(added_token **list, int *n, const char *text, int len, int32_t id, int special)
+static void push_token(added_token **list, int *n, const char *text, int len, int32_t id)
 {
     *list = realloc(*list, (size_t)(*n + 1) * sizeof **list);
     if (!*list) sl_fatal("out of memory reading a tokenizer's added tokens");
     char *copy = sl_malloc((size_t)len + 1, "added token");
     memcpy(copy, text, (size_t)len);
     copy[len] = '\0';
-    (*list)[(*n)++] = (added_token){copy, len, id, special};
+    (*list)[(*n)++] = (added_token){copy, len, id};
 }
 
 void tokenizer_add_special(tokenizer *t, const char *text, int len, int32_t id, int matched_in_text)
 {
     if (len <= 0) sl_fatal("tokenizer '%s': token %d has empty text (expected its content)", t->path, id);
-    if (matched_in_text) push_token(&t->added, &t->n_added, text, len, id, 1);
-    else push_token(&t->special, &t->n_special, text, len, id, 1);
+    if (matched_in_text) push_token(&t->added, &t->n_added, text, len, id);
+    else push_token(&t->special, &t->n_special, text, len, id);
 }
 
 int32_t tokenizer_special_id(const tokenizer *t, const char *text)
@@ -112,7 +112,7 @@ void tokenizer_find_byte_pieces(tokenizer *t)
 {
     memset(t->byte_id, 0xff, sizeof t->byte_id);
     for (int32_t id = t->v.n - 1; id >= 0; id--) { /* downwards, so the lowest id wins */
-        const char *p = vocab_piece(&t->v, id);
+        const char *p = pieces_text(&t->v, id);
         if (t->v.lens[id] != 6 || memcmp(p, "<0x", 3) != 0 || p[5] != '>') continue;
         int hi = hex_digit(p[3]), lo = hex_digit(p[4]);
         if (hi >= 0 && lo >= 0) t->byte_id[hi * 16 + lo] = id;
@@ -121,7 +121,7 @@ void tokenizer_find_byte_pieces(tokenizer *t)
 
 void tokenizer_free(tokenizer *t)
 {
-    vocab_free(&t->v);
+    pieces_free(&t->v);
     pairs_free(&t->pairs);
     for (int i = 0; i < t->n_norm; i++) free(t->norm[i].a), free(t->norm[i].b);
     for (int i = 0; i < t->n_pre; i++) regex_free(t->pre[i].re), free(t->pre[i].replacement);

@@ -10,7 +10,7 @@
 
 #include "pairs.h"
 #include "regex.h"
-#include "vocab.h"
+#include "pieces.h"
 
 /* How BPE picks the next merge of two adjacent symbols; ties go to the leftmost pair. */
 typedef enum {
@@ -40,13 +40,12 @@ typedef struct {
     char *text;
     int len;
     int32_t id;
-    int special;
 } added_token;
 
 typedef struct {
     const char *path;
     const char *format; /* "tokenizer.json", "sentencepiece", "tiktoken", "llama2.c" */
-    vocab v;            /* the model's pieces, as raw bytes; findable: what text may map to */
+    piece_table v;      /* the model's pieces, as raw bytes; findable: what text may map to */
     merge_rule rule;
     pair_map pairs;        /* MERGE_PAIR_RANK */
     int units_are_bytes;   /* a word starts as one symbol per byte (byte-level), else per character */

@@ -1,7 +1,7 @@
-/* vocab: token pieces (byte strings) by id, with a hash map from piece bytes to id. Ids may be
+/* pieces: token pieces (byte strings) by id, with a hash map from piece bytes to id. Ids may be
  * sparse (a tiktoken file may skip ranks): an absent id has length -1 and is never found. */
-#ifndef SL_VOCAB_H
-#define SL_VOCAB_H
+#ifndef SL_PIECES_H
+#define SL_PIECES_H
 
 #include <stdint.h>
 
@@ -16,18 +16,18 @@ typedef struct {
     int32_t *slots; /* open-addressing hash table of ids, -1 when empty */
     uint32_t slot_mask;
     int max_len;
-} vocab;
+} piece_table;
 
-void vocab_init(vocab *v);
+void pieces_init(piece_table *v);
 /* Set piece id to s[0..len) with a score (ids may come in any order). */
-void vocab_put(vocab *v, int32_t id, const char *s, int len, float score);
+void pieces_put(piece_table *v, int32_t id, const char *s, int len, float score);
 /* Make pieces findable by their bytes: those with findable[id] != 0, or every piece when findable
  * is NULL. With duplicate pieces the lowest id wins. */
-void vocab_index(vocab *v, const uint8_t *findable);
+void pieces_index(piece_table *v, const uint8_t *findable);
 /* The id of the piece s[0..len), or -1. */
-int32_t vocab_find(const vocab *v, const char *s, int len);
-static inline const char *vocab_piece(const vocab *v, int32_t id) { return v->bytes + v->starts[id]; }
-static inline int vocab_has(const vocab *v, int32_t id) { return id >= 0 && id < v->n && v->lens[id] >= 0; }
-void vocab_free(vocab *v);
+int32_t pieces_find(const piece_table *v, const char *s, int len);
+static inline const char *pieces_text(const piece_table *v, int32_t id) { return v->bytes + v->starts[id]; }
+static inline int pieces_has(const piece_table *v, int32_t id) { return id >= 0 && id < v->n && v->lens[id] >= 0; }
+void pieces_free(piece_table *v);
 
 #endif

@@ -1,12 +1,12 @@
-/* vocab: pieces by id, and piece lookup by hashing. */
-#include "vocab.h"
+/* pieces: pieces by id, and piece lookup by hashing. */
+#include "pieces.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime.h"
 
-void vocab_init(vocab *v) { memset(v, 0, sizeof *v); }
+void pieces_init(piece_table *v) { memset(v, 0, sizeof *v); }
 
 static void *resize(void *p, size_t bytes, const char *what)
 {
@@ -15,7 +15,7 @@ static void *resize(void *p, size_t bytes, const char *what)
     return p;
 }
 
-static void fit_ids(vocab *v, int32_t id)
+static void fit_ids(piece_table *v, int32_t id)
 {
     if (id < v->cap) return;
     int32_t cap = v->cap ? v->cap : 1024;
@@ -27,7 +27,7 @@ static void fit_ids(vocab *v, int32_t id)
     v->cap = cap;
 }
 
-void vocab_put(vocab *v, int32_t id, const char *s, int len, float score)
+void pieces_put(piece_table *v, int32_t id, const char *s, int len, float score)
 {
     fit_ids(v, id);
     if (v->n_bytes + len > v->cap_bytes) {
@@ -52,7 +52,7 @@ static uint32_t hash_bytes(const char *s, int len)
     return h;
 }
 
-void vocab_index(vocab *v, const uint8_t *findable)
+void pieces_index(piece_table *v, const uint8_t *findable)
 {
     uint32_t size = 1;
     while (size < 2u * (uint32_t)v->n + 2) size *= 2;
@@ -62,23 +62,23 @@ void vocab_index(vocab *v, const uint8_t *findable)
     memset(v->slots, 0xff, size * sizeof *v->slots);
     for (int32_t id = 0; id < v->n; id++) {
         if (v->lens[id] < 0 || (findable && !findable[id])) continue;
-        if (vocab_find(v, vocab_piece(v, id), v->lens[id]) >= 0) continue; /* keep the lowest id */
-        uint32_t s = hash_bytes(vocab_piece(v, id), v->lens[id]) & v->slot_mask;
+        if (pieces_find(v, pieces_text(v, id), v->lens[id]) >= 0) continue; /* keep the lowest id */
+        uint32_t s = hash_bytes(pieces_text(v, id), v->lens[id]) & v->slot_mask;
         while (v->slots[s] >= 0) s = (s + 1) & v->slot_mask;
         v->slots[s] = id;
     }
 }
 
-int32_t vocab_find(const vocab *v, const char *s, int len)
+int32_t pieces_find(const piece_table *v, const char *s, int len)
 {
     for (uint32_t i = hash_bytes(s, len) & v->slot_mask;; i = (i + 1) & v->slot_mask) {
         int32_t id = v->slots[i];
         if (id < 0) return -1;
-        if (v->lens[id] == len && memcmp(vocab_piece(v, id), s, (size_t)len) == 0) return id;
+        if (v->lens[id] == len && memcmp(pieces_text(v, id), s, (size_t)len) == 0) return id;
     }
 }
 
-void vocab_free(vocab *v)
+void pieces_free(piece_table *v)
 {
     free(v->starts);
     free(v->lens);
