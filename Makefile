@@ -23,8 +23,10 @@ DEP_mpi          := libopenmpi-dev
 DEP_hdf5-openmpi := libhdf5-openmpi-dev
 DEP_openblas     := libopenblas-dev
 DEP_libcjson     := libcjson-dev
+DEP_libpcre2-8   := libpcre2-dev
+DEP_icu-uc       := libicu-dev
 DEP_cmocka       := libcmocka-dev
-LIB_PKGS  := mpi hdf5-openmpi openblas libcjson
+LIB_PKGS  := mpi hdf5-openmpi openblas libcjson libpcre2-8 icu-uc
 TEST_PKGS := cmocka
 
 # These goals install what is missing first and build in a sub-make, which checks then.

@@ -76,6 +76,21 @@ def finish():
     sys.exit(1 if _failures else 0)
 
 
+def paragraphs(data):
+    """The documents shardlora-tokenize --text cuts bytes into: runs of non-blank lines (blank: only
+    spaces, tabs, CRs), joined by their newlines."""
+    docs, cur = [], []
+    for line in data.split(b"\n"):
+        if line.strip(b" \t\r"):
+            cur.append(line)
+        elif cur:
+            docs.append(b"\n".join(cur))
+            cur = []
+    if cur:
+        docs.append(b"\n".join(cur))
+    return docs
+
+
 def write_tokens(path, docs, vocab, loss_mask=None, labels=None, num_labels=0):
     """A dataset file (README: Dataset file) of the token-id arrays docs; loss_mask: one 0/1 array per
     document; labels: one class per document, for sequence classification."""
