@@ -3,6 +3,7 @@
 #ifndef SL_VOCAB_H
 #define SL_VOCAB_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define VOCAB_BYTE_FALLBACK 3 /* ids 3..258 are the pieces <0x00>..<0xFF> */
@@ -16,6 +17,14 @@ typedef struct {
     int32_t *slots; /* open-addressing hash table of ids, -1 when empty */
     uint32_t slot_mask;
 } vocab;
+
+/* Reading the file's fields in order: vocab_take copies n bytes at the cursor, or ends the program
+ * naming the file, the field and the token (entry < 0: the header). */
+typedef struct {
+    const char *path, *buf;
+    size_t len, pos;
+} vocab_reader;
+void vocab_take(vocab_reader *r, void *dst, size_t n, const char *what, int entry);
 
 /* Load and check a tokenizer file; every problem is fatal and names the file. */
 void vocab_load(vocab *v, const char *path);

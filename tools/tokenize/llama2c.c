@@ -5,22 +5,9 @@
 
 #include "runtime.h"
 #include "tokenizer.h"
+#include "vocab.h"
 
 #define LLAMA2C_BYTE_FALLBACK 3 /* ids 3..258 are the pieces <0x00>..<0xFF> */
-
-typedef struct {
-    const char *path, *buf;
-    size_t len, pos;
-} reader;
-
-static void take(reader *r, void *dst, size_t n, const char *what, int entry)
-{
-    if (r->len - r->pos < n)
-        sl_fatal("tokenizer file '%s' is truncated: %s of token %d needs %zu bytes at offset %zu, "
-                 "but the file ends at %zu bytes", r->path, what, entry, n, r->pos, r->len);
-    memcpy(dst, r->buf + r->pos, n);
-    r->pos += n;
-}
 
 static void check_byte_fallback(const tokenizer *t)
 {
@@ -38,18 +25,18 @@ static void check_byte_fallback(const tokenizer *t)
 void load_llama2c(tokenizer *t, const char *buf, size_t len)
 {
     t->format = "llama2.c";
-    reader r = {.path = t->path, .buf = buf, .len = len};
+    vocab_reader r = {.path = t->path, .buf = buf, .len = len};
     int32_t max_len;
     if (len < 4) sl_fatal("tokenizer file '%s' is truncated: %zu bytes, too short for its 4-byte header", t->path, len);
-    take(&r, &max_len, 4, "the header", -1);
+    vocab_take(&r, &max_len, 4, "the header", -1);
     if (max_len <= 0 || max_len > 4096)
         sl_fatal("tokenizer file '%s': max_token_length is %d (expected 1..4096; is this a llama2.c "
                  "tokenizer.bin, a tokenizer.json, a SentencePiece .model or a tiktoken file?)", t->path, max_len);
     for (int32_t id = 0; r.pos < r.len; id++) {
         float score;
         int32_t n;
-        take(&r, &score, 4, "the score", id);
-        take(&r, &n, 4, "the length", id);
+        vocab_take(&r, &score, 4, "the score", id);
+        vocab_take(&r, &n, 4, "the length", id);
         if (n < 0 || n > max_len)
             sl_fatal("tokenizer file '%s': token %d has length %d (expected 0..%d, the max_token_length "
                      "in its header)", t->path, id, n, max_len);
