@@ -41,18 +41,19 @@ typedef struct {
     /* Offload (--act-offload): host memory that the backend copies to and from beside its
      * compute (pinned on CUDA). copy_async copies bytes between it and backend memory, either
      * way, once the compute issued before the call is done, and returns a ticket; wait_copy
-     * makes the compute issued after it wait for a ticket (the host waits for neither). The CPU
+     * makes the compute issued after it wait for a ticket (the host waits for neither);
+     * host_wait_copy makes the host wait for one, before it writes the host buffer again. The CPU
      * backend copies at once: its tickets are 0. host_release waits for the copies in flight. */
     void *(*host_alloc)(size_t bytes, const char *what);
     void (*host_release)(void *p);
     int64_t (*copy_async)(void *dst, const void *src, size_t bytes);
     void (*wait_copy)(int64_t ticket);
+    void (*host_wait_copy)(int64_t ticket);
 
-    /* mirrors (see above): a buffer to mirror into (NULL on the CPU backend), the mirror of host
-     * bytes, and the act-typed mirror of fp32 host values. */
+    /* mirrors (see above): a buffer to mirror into (NULL on the CPU backend), and the mirror of
+     * host bytes. */
     void *(*mirror_alloc)(size_t bytes, const char *what);
     const void *(*mirror)(void *mirror_buf, const void *host, size_t bytes);
-    void *(*mirror_act)(void *mirror_buf, const float *host, int64_t n);
 
     /* out[T, N] (act) = addend + scale * x[T, K] W[N, K]^T + bias[N] (bias may be NULL and is not
      * scaled). addend: NULL (none), out itself (accumulate), or another buffer of out's layout (a

@@ -109,3 +109,15 @@ void sl_from_f32(uint16_t *dst, const float *src, sl_dtype t, size_t n)
     default: sl_fatal("internal error: cannot convert float32 to %s", sl_dtype_name(t));
     }
 }
+
+int64_t sl_first_nonfinite_f32(const float *x, int64_t n)
+{
+    int64_t first = n;
+#pragma omp simd reduction(min : first)
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &x[i], sizeof bits);
+        first = (bits & 0x7f800000u) == 0x7f800000u && i < first ? i : first;
+    }
+    return first;
+}

@@ -2,6 +2,7 @@
 #include "fsdp.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,7 @@
 #include "comm.h"
 #include "h5io.h"
 #include "runtime.h"
-#include "synth.h"
+#include "weights.h"
 
 void fsdp_pool_add(fsdp_pool *p, const char *path, int ndims, const int64_t *dims)
 {
@@ -108,9 +109,107 @@ void fsdp_pool_load(fsdp_pool *p, hid_t file)
     }
     transfer_shard(p, file, "", p->shard, 0);
     check_finite(p, h5_name(file));
-    if (!p->frozen) return; /* adapters: their values go to the backend with the optimizer's state */
-    p->shard_act_buf = BE->mirror_alloc((size_t)p->shard_numel * (size_t)BE->act_bytes, "weight shard");
-    p->shard_act = BE->mirror_act(p->shard_act_buf, p->shard, p->shard_numel);
+}
+
+enum { STAGE_ELEMS = 1 << 25 }; /* act-typed elements per pinned staging buffer (64 MiB in bf16) */
+
+fsdp_staging fsdp_staging_open(void)
+{
+    fsdp_staging st = {0};
+    if (BE->host_memory) return st;
+    for (int k = 0; k < 2; k++) st.buf[k] = BE->host_alloc((size_t)STAGE_ELEMS * (size_t)BE->act_bytes, "weights in transit");
+    return st;
+}
+
+void fsdp_staging_close(fsdp_staging *st)
+{
+    for (int k = 0; k < 2; k++) BE->host_release(st->buf[k]); /* after the copies in flight */
+    memset(st, 0, sizeof *st);
+}
+
+/* Where a frozen shard's values go as they are read: the host shard (a backend computing there),
+ * or a staging buffer in the act type, sent on to the backend's shard a buffer at a time. */
+typedef struct {
+    weights_source src;
+    float *host;       /* element 0 of the range in the host shard, or NULL */
+    void *stage;       /* element 0 of the range in the staging buffer */
+    int64_t bad;       /* the first non-finite element of the range, INT64_MAX if none */
+    float bad_value;
+} frozen_range;
+
+/* Elements [e0, e0 + n) of the range (e0 from its start, which is tensor element t0). */
+static void load_piece(frozen_range *r, int64_t t0, int64_t e0, int64_t n, float *w, uint16_t *words)
+{
+    float *x = r->host ? r->host + e0 : w;
+    weights_source_read(&r->src, t0 + e0, n, x, words);
+    const int64_t i = sl_first_nonfinite_f32(x, n);
+    if (i < n) {
+#pragma omp critical(fsdp_nonfinite)
+        if (t0 + e0 + i < r->bad) r->bad = t0 + e0 + i, r->bad_value = x[i];
+    }
+    if (r->host) return;
+    if (BE->act_bytes == 2) sl_from_f32((uint16_t *)r->stage + e0, x, SL_BF16, (size_t)n);
+    else memcpy((float *)r->stage + e0, x, (size_t)n * sizeof(float));
+}
+
+/* count elements of the tensor from element t0 on, on every thread. */
+static void load_range(frozen_range *r, int64_t t0, int64_t count)
+{
+    const int64_t pieces = (count + WEIGHTS_PIECE - 1) / WEIGHTS_PIECE;
+#pragma omp parallel if (pieces > 1)
+    {
+        float *w = r->host ? NULL : sl_malloc(WEIGHTS_PIECE * sizeof *w, "weights in transit");
+        uint16_t *words = sl_malloc(WEIGHTS_PIECE * sizeof *words, "weights in transit");
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t k = 0; k < pieces; k++) {
+            const int64_t e0 = k * WEIGHTS_PIECE;
+            load_piece(r, t0, e0, count - e0 < WEIGHTS_PIECE ? count - e0 : WEIGHTS_PIECE, w, words);
+        }
+        free(w), free(words);
+    }
+}
+
+void fsdp_pool_load_frozen(fsdp_pool *p, hid_t file, fsdp_staging *st)
+{
+    const int64_t begin = (int64_t)RT.rank * p->shard_numel;
+    const size_t act = (size_t)BE->act_bytes;
+    if (BE->host_memory) {
+        p->shard = sl_calloc((size_t)p->shard_numel, sizeof(float), "weight shard");
+        p->owns_shard = 1;
+        p->shard_act = p->shard;
+    } else {
+        p->shard_act = p->shard_act_buf = BE->mirror_alloc((size_t)p->shard_numel * act, "weight shard");
+        const int64_t valid = p->numel - begin < p->shard_numel ? (p->numel > begin ? p->numel - begin : 0) : p->shard_numel;
+        BE->zero(act_at(p->shard_act, valid), (size_t)(p->shard_numel - valid) * act); /* the padding */
+    }
+    int turn = 0, bad_member = -1;
+    int64_t bad = 0;
+    float bad_value = 0.0f;
+    for (int i = 0; i < p->n_members; i++) {
+        const fsdp_member *m = &p->members[i];
+        int64_t lo, hi;
+        shard_overlap(p, m, &lo, &hi);
+        frozen_range r = {.bad = INT64_MAX};
+        weights_source_open(&r.src, file, m->path, hi > lo ? lo - m->offset : 0, hi - lo); /* collective */
+        for (int64_t e = lo; e < hi;) {
+            const int64_t n = BE->host_memory ? hi - e : (hi - e < STAGE_ELEMS ? hi - e : STAGE_ELEMS);
+            if (BE->host_memory) r.host = p->shard + (e - begin);
+            else { /* fill one staging buffer while the other is copied */
+                BE->host_wait_copy(st->ticket[turn]);
+                r.stage = st->buf[turn];
+            }
+            load_range(&r, e - m->offset, n);
+            if (!BE->host_memory) {
+                st->ticket[turn] = BE->copy_async(act_at(p->shard_act, e - begin), r.stage, (size_t)n * act);
+                BE->wait_copy(st->ticket[turn]); /* the compute that reads the shard comes after */
+            }
+            turn ^= 1, e += n;
+        }
+        weights_source_close(&r.src);
+        if (r.bad != INT64_MAX && bad_member < 0) bad_member = i, bad = r.bad, bad_value = r.bad_value;
+    }
+    rt_agree(bad_member < 0, "%s: dataset %s holds a non-finite value (%g) at element %lld (expected finite weights)",
+             h5_name(file), bad_member >= 0 ? p->members[bad_member].path : "?", (double)bad_value, (long long)bad);
 }
 
 void fsdp_pool_write(const fsdp_pool *p, hid_t file) { transfer_shard(p, file, "", p->shard, 1); }

@@ -65,9 +65,20 @@ typedef struct {
 /* Add a member; call fsdp_pool_plan when all are added. */
 void fsdp_pool_add(fsdp_pool *p, const char *path, int ndims, const int64_t *dims);
 void fsdp_pool_plan(fsdp_pool *p);
-/* Collective: read this rank's range of every member; non-finite values are reported with the
- * dataset and index, and end every rank. */
+/* Collective: read this rank's range of every member (a trainable pool's, kept in shard);
+ * non-finite values are reported with the dataset and index, and end every rank. */
 void fsdp_pool_load(fsdp_pool *p, hid_t file);
+/* Collective: the same for a frozen pool (base weights), read piece by piece on every thread
+ * straight to where the backend computes: the host shard on the CPU backend; elsewhere the
+ * act-typed shard_act, through two pinned staging buffers (one filled while the other is copied),
+ * keeping no host copy. */
+typedef struct {
+    void *buf[2];
+    int64_t ticket[2];
+} fsdp_staging;
+fsdp_staging fsdp_staging_open(void);
+void fsdp_pool_load_frozen(fsdp_pool *p, hid_t file, fsdp_staging *st);
+void fsdp_staging_close(fsdp_staging *st);
 /* Collective: write this rank's range of every member into existing datasets. */
 void fsdp_pool_write(const fsdp_pool *p, hid_t file);
 /* Collective: the same with the members stored under prefix + path, from or into shard (a

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -343,45 +344,59 @@ static int pread_all(int fd, void *dst, size_t len, int64_t off)
     return 0;
 }
 
-/* Elements [start, start + count) of elem_size bytes at file offset addr into buf; with widen,
- * buf takes them as float32 (the stored 16-bit type is t). */
-static void read_direct(hid_t file, const char *path, int64_t addr, size_t elem_size, int64_t start, int64_t count,
-                        void *buf, int widen, sl_dtype t)
+static void direct_init(h5_direct *r, hid_t file, const char *path, int64_t addr, sl_dtype stored, int elem_size,
+                        int64_t n)
 {
-    const char *name = h5_name(file);
-    int fd = open(name, O_RDONLY);
-    if (fd < 0) sl_fatal("%s: cannot open the file again to read dataset %s: %s", name, path, strerror(errno));
-    const int64_t per = DIRECT_PIECE / (int64_t)elem_size, pieces = (count + per - 1) / per;
-    int err = 0;
+    *r = (h5_direct){.addr = addr, .n = n, .stored = stored, .elem_size = elem_size, .file = h5_name(file)};
+    snprintf(r->path, sizeof r->path, "%s", path);
+    r->fd = open(r->file, O_RDONLY);
+    if (r->fd < 0) sl_fatal("%s: cannot open the file again to read dataset %s: %s", r->file, path, strerror(errno));
+}
+
+void h5_direct_read(h5_direct *r, int64_t e0, int64_t n, void *out, int widen, uint16_t *words)
+{
+    widen = widen && (r->stored == SL_F16 || r->stored == SL_BF16);
+    int rc = pread_all(r->fd, widen ? (void *)words : out, (size_t)(n * r->elem_size), r->addr + e0 * r->elem_size);
+    if (rc) {
+#pragma omp atomic write
+        r->err = rc;
+        return;
+    }
+    if (widen) sl_to_f32(out, words, r->stored, (size_t)n);
+#pragma omp atomic
+    r->bytes += n * r->elem_size;
+}
+
+void h5_direct_close(h5_direct *r)
+{
+    close(r->fd);
+    bytes_read_direct += r->bytes;
+    bytes_read_total += r->bytes;
+    if (r->err)
+        sl_fatal("%s: reading dataset %s failed (%s)", r->file, r->path,
+                 r->err < 0 ? "the file ends before the dataset: truncated file?" : strerror(r->err));
+}
+
+/* Elements [start, start + count) through r into buf, a piece per thread at a time; with widen,
+ * buf takes them as float32. */
+static void read_direct(h5_direct *r, int64_t start, int64_t count, void *buf, int widen)
+{
+    const int64_t per = DIRECT_PIECE / r->elem_size, pieces = (count + per - 1) / per;
+    const size_t out_size = widen ? sizeof(float) : (size_t)r->elem_size;
 #pragma omp parallel if (pieces > 1)
     {
         uint16_t *words = widen ? malloc(DIRECT_PIECE) : NULL;
         if (widen && !words) {
 #pragma omp atomic write
-            err = ENOMEM;
+            r->err = ENOMEM;
         }
 #pragma omp for schedule(dynamic, 1)
         for (int64_t k = 0; k < pieces; k++) {
             int64_t e0 = k * per, n = count - e0 < per ? count - e0 : per;
-            void *dst = widen ? (void *)words : (char *)buf + e0 * (int64_t)elem_size;
-            int rc = words || !widen ? pread_all(fd, dst, (size_t)(n * (int64_t)elem_size),
-                                                 addr + (start + e0) * (int64_t)elem_size) : ENOMEM;
-            if (rc) {
-#pragma omp atomic write
-                err = rc;
-            } else if (widen) {
-                float *out = (float *)buf + e0;
-                if (t == SL_BF16) for (int64_t i = 0; i < n; i++) out[i] = sl_bf16_to_f32(words[i]);
-                else for (int64_t i = 0; i < n; i++) out[i] = sl_f16_to_f32(words[i]);
-            }
+            if (words || !widen) h5_direct_read(r, start + e0, n, (char *)buf + e0 * (int64_t)out_size, widen, words);
         }
         free(words);
     }
-    close(fd);
-    if (err)
-        sl_fatal("%s: reading dataset %s failed (%s)", name, path,
-                 err < 0 ? "the file ends before the dataset: truncated file?" : strerror(err));
-    bytes_read_direct += count * (int64_t)elem_size;
 }
 
 int64_t h5_bytes_read_direct(void) { return bytes_read_direct; }
@@ -408,8 +423,12 @@ static void transfer_range(hid_t file, const char *path, sl_dtype mem, int64_t s
     int64_t addr = !writing && ndims >= 1 && ndims <= 2 ? direct_address(file, d) : -1; /* not on count: see above */
     hid_t native = mem == stored && !words && stored != SL_DTYPE_OTHER ? h5_type(mem) : -1;
     if (addr >= 0 && (words ? mem == stored || mem == SL_F32 : native >= 0 && H5Tequal(t, native) > 0)) {
-        if (count) read_direct(file, path, addr, H5Tget_size(t), start, count, buf, words && mem == SL_F32, stored);
-        bytes_read_total += count * (int64_t)H5Tget_size(t);
+        if (count) {
+            h5_direct r;
+            direct_init(&r, file, path, addr, stored, (int)H5Tget_size(t), n);
+            read_direct(&r, start, count, buf, words && mem == SL_F32);
+            h5_direct_close(&r);
+        }
         H5Sclose(fs), H5Tclose(t), H5Dclose(d);
         return;
     }
@@ -440,6 +459,19 @@ static void transfer_range(hid_t file, const char *path, sl_dtype mem, int64_t s
     H5Sclose(fs);
     H5Tclose(t);
     H5Dclose(d);
+}
+
+int h5_direct_open(hid_t file, const char *path, h5_direct *r)
+{
+    hid_t d = open_dataset(file, path);
+    hid_t t = H5Dget_type(d), fs = H5Dget_space(d), f32 = h5_type(SL_F32);
+    const sl_dtype stored = classify(t);
+    const int ndims = H5Sget_simple_extent_ndims(fs);
+    const int64_t addr = ndims >= 1 && ndims <= 2 ? direct_address(file, d) : -1;
+    const int ok = addr >= 0 && (stored == SL_BF16 || stored == SL_F16 || (stored == SL_F32 && H5Tequal(t, f32) > 0));
+    if (ok) direct_init(r, file, path, addr, stored, (int)H5Tget_size(t), H5Sget_simple_extent_npoints(fs));
+    H5Sclose(fs), H5Tclose(t), H5Dclose(d);
+    return ok;
 }
 
 void h5_read_range(hid_t file, const char *path, sl_dtype mem, int64_t start, int64_t count, void *buf)

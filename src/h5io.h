@@ -37,6 +37,24 @@ h5_shape h5_expect_shape(hid_t file, const char *path, int ndims, const int64_t 
 void h5_read(hid_t file, const char *path, sl_dtype mem, void *buf);
 /* Read the flat (row-major) element range [start, start + count) of a dataset of any rank. */
 void h5_read_range(hid_t file, const char *path, sl_dtype mem, int64_t start, int64_t count, void *buf);
+/* A float dataset (float32, bfloat16 or float16) read with pread from any thread, bypassing
+ * HDF5, which is not thread-safe: only contiguous datasets of files open read-only qualify (see
+ * h5io.c). h5_direct_open says whether path does (and opens r), on one thread; h5_direct_read
+ * reads elements [e0, e0 + n) into out as stored, or widened to float32 (words: room for n
+ * 16-bit words); a failure is kept and reported by h5_direct_close, which ends the program. */
+typedef struct {
+    int fd;
+    int64_t addr, n; /* file offset of element 0; elements of the dataset */
+    sl_dtype stored;
+    int elem_size;
+    int err;         /* the first failed read's errno, -1 for an end of file */
+    int64_t bytes;   /* bytes read */
+    const char *file;
+    char path[256];
+} h5_direct;
+int h5_direct_open(hid_t file, const char *path, h5_direct *r);
+void h5_direct_read(h5_direct *r, int64_t e0, int64_t n, void *out, int widen, uint16_t *words);
+void h5_direct_close(h5_direct *r);
 /* Bytes of dataset payload this process has read, as stored in the files. */
 int64_t h5_bytes_read(void);
 /* Of those, the bytes read directly with pread on every thread (contiguous datasets of files open

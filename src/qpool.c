@@ -12,7 +12,7 @@
 #include "h5io.h"
 #include "quant_store.h"
 #include "runtime.h"
-#include "synth.h"
+#include "weights.h"
 
 static int64_t group_blocks(const qpool *q) { return q->fmt.double_quant ? QUANT_NESTED_BLOCKS : 1; }
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -63,21 +63,6 @@ static void alloc_shard(qpool *q)
     }
 }
 
-/* Read member m's elements of this rank's blocks into x (collective: empty ranges too). */
-static int64_t read_member(const qpool *q, const qpool_member *m, hid_t file, int64_t b0, int64_t b1, float *x)
-{
-    int64_t e0 = b0 * q->fmt.blocksize, count = quant_block_elems(&q->fmt, m->numel, b0, b1);
-    weights_read_range(file, m->path, count ? e0 : 0, count, x);
-    int64_t first = count; /* the first non-finite element, found on every thread */
-#pragma omp parallel for schedule(static) reduction(min : first) if (count > 65536)
-    for (int64_t i = 0; i < count; i++)
-        if (!isfinite(x[i]) && i < first) first = i;
-    int64_t bad = first < count ? first : -1;
-    rt_agree(bad < 0, "%s: dataset %s holds a non-finite value (%g) at element %lld (expected finite weights)",
-             h5_name(file), m->path, bad >= 0 ? x[bad] : 0.0, (long long)(e0 + bad));
-    return count;
-}
-
 static quant_view shard_view(qpool *q, const qpool_member *m, int64_t b0)
 {
     int64_t at = m->block_start + b0 - (int64_t)RT.rank * q->shard_blocks; /* block index in the shard */
@@ -85,6 +70,41 @@ static quant_view shard_view(qpool *q, const qpool_member *m, int64_t b0)
     if (!q->fmt.double_quant) v.absmax = q->absmax + at;
     else v.absmax_u8 = q->absmax_u8 + at, v.nested_absmax = q->nested + at / QUANT_NESTED_BLOCKS;
     return v;
+}
+
+/* The values a member is quantized from, checked on the way: a non-finite value is noted (the
+ * first by index, with its value) and passed on as 0, so the encoder only sees finite values and
+ * the error is told after, by every rank. */
+typedef struct {
+    weights_source src;
+    int64_t bad;
+    float bad_value;
+} checked_values;
+
+static void read_checked(void *ctx, int64_t e0, int64_t count, float *w, uint16_t *words)
+{
+    checked_values *c = ctx;
+    weights_source_read(&c->src, e0, count, w, words);
+    const int64_t first = sl_first_nonfinite_f32(w, count);
+    if (first == count) return;
+#pragma omp critical(qpool_nonfinite)
+    if (e0 + first < c->bad) c->bad = e0 + first, c->bad_value = w[first];
+    for (int64_t i = first; i < count; i++)
+        if (!isfinite(w[i])) w[i] = 0.0f;
+}
+
+/* Phase 1 and the codes of member m's blocks [b0, b1) of this rank, read piece by piece
+ * (collective: empty ranges too); c->bad says where a non-finite value was. */
+static void encode_member(qpool *q, qpool_member *m, hid_t file, int64_t b0, int64_t b1, float *absmax,
+                          quant_sum *sum, checked_values *c)
+{
+    const int64_t e0 = b0 * q->fmt.blocksize, count = quant_block_elems(&q->fmt, m->numel, b0, b1);
+    *c = (checked_values){.bad = INT64_MAX};
+    weights_source_open(&c->src, file, m->path, count ? e0 : 0, count);
+    if (b1 > b0)
+        quant_encode_from(&q->fmt, m->numel, b0, b1, read_checked, c, absmax, shard_view(q, m, b0).codes,
+                          q->fmt.double_quant ? sum : NULL);
+    weights_source_close(&c->src);
 }
 
 /* A pre-quantized file: each rank reads its own blocks of every member as stored. */
@@ -114,7 +134,8 @@ static void shard_array_bytes(const qpool *q, size_t bytes[3])
     bytes[2] = dq ? sb / QUANT_NESTED_BLOCKS * sizeof(float) : 0;
 }
 
-/* The blocks go where the backend computes once; they never change. */
+/* The blocks go where the backend computes once; they never change, so a backend off the host
+ * keeps no host copy. */
 static void shard_to_backend(qpool *q)
 {
     size_t bytes[3];
@@ -125,6 +146,9 @@ static void shard_to_backend(qpool *q)
         q->shard_buf[i] = BE->mirror_alloc(bytes[i], "quantized weights");
         q->shard_dev[i] = BE->mirror(q->shard_buf[i], host[i], bytes[i]);
     }
+    if (BE->host_memory) return;
+    free(q->codes), free(q->absmax), free(q->absmax_u8), free(q->nested);
+    q->codes = q->absmax_u8 = NULL, q->absmax = q->nested = NULL;
 }
 
 static void read_blocks(qpool *q, hid_t file)
@@ -133,29 +157,32 @@ static void read_blocks(qpool *q, hid_t file)
         read_stored(q, file);
         return;
     }
-    float *x[QPOOL_MAX_MEMBERS] = {0}, *am[QPOOL_MAX_MEMBERS] = {0};
+    float *am[QPOOL_MAX_MEMBERS] = {0};
     quant_sum *sums = sl_calloc((size_t)q->n_members, sizeof *sums, "quantization sums");
-    for (int i = 0; i < q->n_members; i++) { /* phase 1: own blocks' absmax, partial sums */
+    checked_values first = {.bad = INT64_MAX};
+    const char *bad_path = "?";
+    for (int i = 0; i < q->n_members; i++) { /* phase 1 and the codes: own blocks, partial sums */
         qpool_member *m = &q->members[i];
         int64_t b0, b1;
         my_blocks(q, m, &b0, &b1);
-        x[i] = sl_malloc((size_t)((b1 - b0) * q->fmt.blocksize + 1) * sizeof(float), "weights to quantize");
         am[i] = sl_malloc((size_t)(b1 - b0 + 1) * sizeof(float), "block absmax");
-        read_member(q, m, file, b0, b1, x[i]);
-        if (b1 > b0) quant_block_absmax(&q->fmt, x[i], m->numel, b0, b1, am[i]);
-        if (b1 > b0) quant_sum_add(&sums[i], am[i], b1 - b0);
+        checked_values c;
+        encode_member(q, m, file, b0, b1, am[i], &sums[i], &c);
+        if (c.bad != INT64_MAX && first.bad == INT64_MAX) first = c, bad_path = m->path;
     }
+    rt_agree(first.bad == INT64_MAX, "%s: dataset %s holds a non-finite value (%g) at element %lld (expected finite weights)",
+             h5_name(file), bad_path, (double)first.bad_value, (long long)first.bad);
     if (q->fmt.double_quant) { /* phase 2: exact whole-tensor means */
         comm_allreduce_sum_i64(&sums[0].v[0], (int64_t)q->n_members * QUANT_SUM_LEN);
         for (int i = 0; i < q->n_members; i++) q->members[i].dq_offset = quant_sum_offset(&sums[i]);
     }
-    for (int i = 0; i < q->n_members; i++) { /* phase 3: encode own blocks */
+    for (int i = 0; i < q->n_members; i++) { /* phase 3: own blocks' statistics */
         qpool_member *m = &q->members[i];
         int64_t b0, b1;
         my_blocks(q, m, &b0, &b1);
         quant_view v = shard_view(q, m, b0);
-        if (b1 > b0) quant_encode(&q->fmt, x[i], m->numel, b0, b1, am[i], m->dq_offset, &v);
-        free(x[i]), free(am[i]);
+        if (b1 > b0) quant_encode_stats(&q->fmt, b0, b1, am[i], m->dq_offset, &v);
+        free(am[i]);
     }
     free(sums);
 }

@@ -31,7 +31,7 @@ typedef struct {
     int64_t nblocks;      /* blocks, padded to a multiple of world (x 256 with DQ) */
     int64_t shard_blocks; /* blocks each rank owns */
     int64_t code_stride;  /* code bytes per block */
-    /* this rank's blocks on the host */
+    /* this rank's blocks on the host (freed once they are where a backend off the host computes) */
     uint8_t *codes, *absmax_u8;
     float *absmax, *nested;
     /* The three arrays of blocks (codes; absmax or absmax_u8; nested absmax with double

@@ -90,6 +90,17 @@ void quant_encode_codes(const quant_format *f, const float *x, int64_t n, int64_
 void quant_encode_stats(const quant_format *f, int64_t b0, int64_t b1, const float *absmax, float offset,
                         quant_view *out);
 
+/* Phase 1 and the codes of phase 3 together for blocks [b0, b1) of an n-element tensor whose
+ * values a source makes or reads: each thread takes a piece of whole blocks at a time and takes
+ * their absmax and encodes their codes while the piece is in its cache. values(ctx, e0, count, w,
+ * words) puts elements [e0, e0 + count) into w, from any thread (words: room for count 16-bit
+ * words, for a reader of bf16 or f16 data). absmax[k] is block b0 + k's, codes start
+ * at block b0; with sum (double quantization) the absmax values are added to it exactly, so the
+ * thread count changes no bit. */
+typedef void (*quant_values_fn)(void *ctx, int64_t e0, int64_t count, float *w, uint16_t *words);
+void quant_encode_from(const quant_format *f, int64_t n, int64_t b0, int64_t b1, quant_values_fn values, void *ctx,
+                       float *absmax, uint8_t *codes, quant_sum *sum);
+
 /* The blocks q points at, as the backend kernel k_dequant takes them (kernels/kernels.h), with the
  * built-in decoding tables (host memory). */
 k_quant_blocks quant_kernel_blocks(const quant_format *f, const quant_view *q);

@@ -256,6 +256,34 @@ void quant_encode(const quant_format *f, const float *x, int64_t n, int64_t b0, 
     quant_encode_codes(f, x, n, b0, b1, absmax, out->codes);
 }
 
+enum { ENCODE_PIECE = 1 << 14 }; /* elements a thread holds at a time: its L2, not memory */
+
+void quant_encode_from(const quant_format *f, int64_t n, int64_t b0, int64_t b1, quant_values_fn values, void *ctx,
+                       float *absmax, uint8_t *codes, quant_sum *sum)
+{
+    const int64_t bs = f->blocksize, per = ENCODE_PIECE / bs > 1 ? ENCODE_PIECE / bs : 1;
+    const int64_t pieces = (b1 - b0 + per - 1) / per;
+#pragma omp parallel
+    {
+        float *w = sl_malloc((size_t)(per * bs) * sizeof *w, "weights to quantize");
+        uint16_t *words = sl_malloc((size_t)(per * bs) * sizeof *words, "weights to quantize");
+        quant_sum mine = {{0}};
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t p = 0; p < pieces; p++) {
+            const int64_t p0 = b0 + p * per, p1 = p0 + per < b1 ? p0 + per : b1;
+            values(ctx, p0 * bs, quant_block_elems(f, n, p0, p1), w, words);
+            quant_block_absmax(f, w, n, p0, p1, absmax + (p0 - b0));
+            if (sum) quant_sum_add(&mine, absmax + (p0 - b0), p1 - p0);
+            quant_encode_codes(f, w, n, p0, p1, absmax + (p0 - b0), codes + quant_code_bytes(f, n, b0, p0));
+        }
+        if (sum) {
+#pragma omp critical
+            for (int k = 0; k < QUANT_SUM_LEN; k++) sum->v[k] += mine.v[k];
+        }
+        free(w), free(words);
+    }
+}
+
 void quant_tensor(const quant_format *f, const float *x, int64_t n, quant_view *out)
 {
     int64_t nb = quant_nblocks(f, n);

@@ -8,7 +8,7 @@
 #include "rng.h"
 #include "runtime.h"
 
-enum { PIECE = 1 << 16, WORDS = 4096 }; /* elements a thread makes at a time; bf16 words rounded at a time */
+enum { WORDS = 4096 }; /* bf16 words rounded at a time */
 
 void synth_values(const synth_recipe *r, sl_tensor_kind kind, const char *path, int64_t e0, int64_t count, float *w,
                   uint16_t *words)
@@ -70,17 +70,4 @@ void synth_refuse(hid_t file, const char *tool)
         sl_fatal("%s: this model file keeps no weights, only the seed they are made from at load "
                  "(shardlora-init --generate-at-load); %s needs stored weights: write the file with "
                  "shardlora-init without --generate-at-load", h5_name(file), tool);
-}
-
-void weights_read_range(hid_t file, const char *path, int64_t start, int64_t count, float *out)
-{
-    synth_recipe r;
-    if (!synth_recipe_of(file, &r)) {
-        h5_read_range(file, path, SL_F32, start, count, out);
-        return;
-    }
-    const sl_tensor_kind kind = synth_kind_of(path);
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t i = 0; i < count; i += PIECE)
-        synth_values(&r, kind, path, start + i, count - i < PIECE ? count - i : PIECE, out + i, NULL);
 }

@@ -32,8 +32,4 @@ void synth_write_recipe(hid_t file, const synth_recipe *r);
 /* For tools that need stored weights: a recipe file ends the program, saying what it is. */
 void synth_refuse(hid_t file, const char *tool);
 
-/* Elements [start, start + count) of the model weight at path as fp32: read, or made on every
- * thread from the file's recipe. Collective where h5_read_range is (count may be 0). */
-void weights_read_range(hid_t file, const char *path, int64_t start, int64_t count, float *out);
-
 #endif

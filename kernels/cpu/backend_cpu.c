@@ -31,7 +31,6 @@ static void cpu_wait_copy(int64_t ticket) {}
 
 static void *cpu_mirror_alloc(size_t bytes, const char *what) { return NULL; }
 static const void *cpu_mirror(void *buf, const void *host, size_t bytes) { return host; }
-static void *cpu_mirror_act(void *buf, const float *host, int64_t n) { return (void *)host; }
 
 /* The reference kernels take packed rows. A strided operand (rows ld apart, ld > the row's width:
  * a column slice of a wider buffer) is packed into, or unpacked from, a scratch buffer; a call
@@ -265,9 +264,9 @@ const sl_backend backend_cpu = {
     .host_release = cpu_release,
     .copy_async = cpu_copy_async,
     .wait_copy = cpu_wait_copy,
+    .host_wait_copy = cpu_wait_copy,
     .mirror_alloc = cpu_mirror_alloc,
     .mirror = cpu_mirror,
-    .mirror_act = cpu_mirror_act,
     .linear_fwd = cpu_linear_fwd,
     .linear_logits = cpu_linear_logits,
     .linear_bwd_data = cpu_linear_bwd_data,

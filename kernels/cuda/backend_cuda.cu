@@ -113,6 +113,7 @@ static int64_t cu_copy_async(void *dst, const void *src, size_t bytes)
 }
 
 static void cu_wait_copy(int64_t ticket) { kc_side_wait(&copies, ticket); }
+static void cu_host_wait_copy(int64_t ticket) { kc_side_host_wait(&copies, ticket); }
 
 static void *cu_mirror_alloc(size_t bytes, const char *what) { return cu_alloc(bytes, what); }
 
@@ -121,15 +122,6 @@ static void *cu_mirror_alloc(size_t bytes, const char *what) { return cu_alloc(b
 static const void *cu_mirror(void *buf, const void *host, size_t bytes)
 {
     if (bytes) PROFILED(PROF_TRANSFER, CUDA_CHECK(cudaMemcpyAsync(buf, host, bytes, cudaMemcpyHostToDevice, stream)));
-    return buf;
-}
-
-static void *cu_mirror_act(void *buf, const float *host, int64_t n)
-{
-    float *staged = (float *)cu_alloc((size_t)n * sizeof(float), "weights in transit");
-    cu_mirror(staged, host, (size_t)n * sizeof(float));
-    kc_f32_to_bf16(buf, staged, n, stream);
-    cu_release(staged);
     return buf;
 }
 
@@ -291,9 +283,9 @@ extern "C" const sl_backend backend_cuda = {
     cu_host_release,
     cu_copy_async,
     cu_wait_copy,
+    cu_host_wait_copy,
     cu_mirror_alloc,
     cu_mirror,
-    cu_mirror_act,
     cu_linear_fwd,
     cu_linear_logits,
     cu_linear_bwd_data,

@@ -34,3 +34,8 @@ void kc_side_wait(const kc_side_stream *s, int64_t ticket)
 {
     if (ticket > 0) CUDA_CHECK(cudaStreamWaitEvent(k_cuda_stream(), s->tickets[(ticket - 1) % KC_TICKET_SLOTS], 0));
 }
+
+void kc_side_host_wait(const kc_side_stream *s, int64_t ticket)
+{
+    if (ticket > 0) CUDA_CHECK(cudaEventSynchronize(s->tickets[(ticket - 1) % KC_TICKET_SLOTS]));
+}

@@ -1,7 +1,7 @@
 // side_stream: a stream beside the compute stream (collectives, activation copies), ordered
 // against it by events. Work issued on it first waits (on the GPU) for the compute issued before
-// it, and leaves an event, its ticket, that compute reading its output waits for; the host never
-// waits for either.
+// it, and leaves an event, its ticket, that compute reading its output waits for; the host waits
+// only where it asks to (kc_side_host_wait).
 #ifndef SL_CUDA_SIDE_STREAM_H
 #define SL_CUDA_SIDE_STREAM_H
 
@@ -27,5 +27,7 @@ void kc_side_after_compute(kc_side_stream *s);
 int64_t kc_side_ticket(kc_side_stream *s);
 // The compute stream waits for a ticket; 0 means nothing to wait for.
 void kc_side_wait(const kc_side_stream *s, int64_t ticket);
+// The host waits for a ticket (to write a host buffer the side work reads); 0: nothing.
+void kc_side_host_wait(const kc_side_stream *s, int64_t ticket);
 
 #endif

@@ -179,33 +179,27 @@ static void make_chunk(slot *s, const init_options *o)
     }
 }
 
-/* s->t quantized: each thread makes a piece of whole blocks, takes their absmax and encodes their
- * codes while the piece is in its cache; the statistics follow from every block's absmax (the
- * offset an exact sum, so the thread count changes no bit). */
+typedef struct {
+    const synth_recipe *recipe;
+    const sl_tensor_spec *t;
+} made_values;
+
+static void make_values(void *ctx, int64_t e0, int64_t count, float *w, uint16_t *words)
+{
+    const made_values *m = ctx;
+    synth_values(m->recipe, m->t->kind, m->t->path, e0, count, w, words);
+}
+
+/* s->t quantized as it is made, piece by piece (quant_encode_from); the statistics follow from
+ * every block's absmax. */
 static void make_quantized(slot *s, const init_options *o)
 {
     const quant_format *f = &o->fmt;
-    const int64_t n = elements(s->t), nb = quant_nblocks(f, n), bs = f->blocksize;
-    const int64_t per = PIECE / bs > 1 ? PIECE / bs : 1, pieces = (nb + per - 1) / per;
+    const int64_t n = elements(s->t), nb = quant_nblocks(f, n);
     s->info = quant_store_describe(f, s->t->dims, sl_dtype_name(s->type));
     quant_sum sum = {{0}};
-#pragma omp parallel
-    {
-        float *w = sl_malloc((size_t)(per * bs) * sizeof *w, "weights");
-        uint16_t *words = s->type == SL_BF16 ? sl_malloc((size_t)(per * bs) * sizeof *words, "weights") : NULL;
-        quant_sum mine = {{0}};
-#pragma omp for schedule(static)
-        for (int64_t p = 0; p < pieces; p++) {
-            int64_t b0 = p * per, b1 = b0 + per < nb ? b0 + per : nb;
-            synth_values(&o->recipe, s->t->kind, s->t->path, b0 * bs, quant_block_elems(f, n, b0, b1), w, words);
-            quant_block_absmax(f, w, n, b0, b1, s->block_absmax + b0);
-            if (f->double_quant) quant_sum_add(&mine, s->block_absmax + b0, b1 - b0);
-            quant_encode_codes(f, w, n, b0, b1, s->block_absmax + b0, s->q.codes + quant_code_bytes(f, n, 0, b0));
-        }
-#pragma omp critical
-        for (int k = 0; k < QUANT_SUM_LEN; k++) sum.v[k] += mine.v[k];
-        free(w), free(words);
-    }
+    made_values m = {&o->recipe, s->t};
+    quant_encode_from(f, n, 0, nb, make_values, &m, s->block_absmax, s->q.codes, f->double_quant ? &sum : NULL);
     quant_encode_stats(f, 0, nb, s->block_absmax, f->double_quant ? quant_sum_offset(&sum) : 0.0f, &s->q);
 }
 
