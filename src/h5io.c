@@ -378,10 +378,13 @@ void h5_direct_close(h5_direct *r)
 }
 
 /* Elements [start, start + count) through r into buf, a piece per thread at a time; with widen,
- * buf takes them as float32. */
+ * buf takes them as float32. Pieces are at most DIRECT_PIECE bytes and small enough that every
+ * thread gets some (a quantized member's codes are a few MB). */
 static void read_direct(h5_direct *r, int64_t start, int64_t count, void *buf, int widen)
 {
-    const int64_t per = DIRECT_PIECE / r->elem_size, pieces = (count + per - 1) / per;
+    const int64_t most = DIRECT_PIECE / r->elem_size, least = (64 << 10) / r->elem_size;
+    const int64_t share = count / (4 * (int64_t)omp_get_max_threads());
+    const int64_t per = share > most ? most : share < least ? least : share, pieces = (count + per - 1) / per;
     const size_t out_size = widen ? sizeof(float) : (size_t)r->elem_size;
 #pragma omp parallel if (pieces > 1)
     {
