@@ -111,22 +111,6 @@ void fsdp_pool_load(fsdp_pool *p, hid_t file)
     check_finite(p, h5_name(file));
 }
 
-enum { STAGE_ELEMS = 1 << 25 }; /* act-typed elements per pinned staging buffer (64 MiB in bf16) */
-
-fsdp_staging fsdp_staging_open(void)
-{
-    fsdp_staging st = {0};
-    if (BE->host_memory) return st;
-    for (int k = 0; k < 2; k++) st.buf[k] = BE->host_alloc((size_t)STAGE_ELEMS * (size_t)BE->act_bytes, "weights in transit");
-    return st;
-}
-
-void fsdp_staging_close(fsdp_staging *st)
-{
-    for (int k = 0; k < 2; k++) BE->host_release(st->buf[k]); /* after the copies in flight */
-    memset(st, 0, sizeof *st);
-}
-
 /* Where a frozen shard's values go as they are read: the host shard (a backend computing there),
  * or a staging buffer in the act type, sent on to the backend's shard a buffer at a time. */
 typedef struct {
@@ -169,7 +153,7 @@ static void load_range(frozen_range *r, int64_t t0, int64_t count)
     }
 }
 
-void fsdp_pool_load_frozen(fsdp_pool *p, hid_t file, fsdp_staging *st)
+void fsdp_pool_load_frozen(fsdp_pool *p, hid_t file, staging *st)
 {
     const int64_t begin = (int64_t)RT.rank * p->shard_numel;
     const size_t act = (size_t)BE->act_bytes;
@@ -182,7 +166,7 @@ void fsdp_pool_load_frozen(fsdp_pool *p, hid_t file, fsdp_staging *st)
         const int64_t valid = p->numel - begin < p->shard_numel ? (p->numel > begin ? p->numel - begin : 0) : p->shard_numel;
         BE->zero(act_at(p->shard_act, valid), (size_t)(p->shard_numel - valid) * act); /* the padding */
     }
-    int turn = 0, bad_member = -1;
+    int bad_member = -1;
     int64_t bad = 0;
     float bad_value = 0.0f;
     for (int i = 0; i < p->n_members; i++) {
@@ -192,18 +176,12 @@ void fsdp_pool_load_frozen(fsdp_pool *p, hid_t file, fsdp_staging *st)
         frozen_range r = {.bad = INT64_MAX};
         weights_source_open(&r.src, file, m->path, hi > lo ? lo - m->offset : 0, hi - lo); /* collective */
         for (int64_t e = lo; e < hi;) {
-            const int64_t n = BE->host_memory ? hi - e : (hi - e < STAGE_ELEMS ? hi - e : STAGE_ELEMS);
+            const int64_t most = (int64_t)(st->bytes / act), n = BE->host_memory || hi - e < most ? hi - e : most;
             if (BE->host_memory) r.host = p->shard + (e - begin);
-            else { /* fill one staging buffer while the other is copied */
-                BE->host_wait_copy(st->ticket[turn]);
-                r.stage = st->buf[turn];
-            }
+            else r.stage = staging_next(st);
             load_range(&r, e - m->offset, n);
-            if (!BE->host_memory) {
-                st->ticket[turn] = BE->copy_async(act_at(p->shard_act, e - begin), r.stage, (size_t)n * act);
-                BE->wait_copy(st->ticket[turn]); /* the compute that reads the shard comes after */
-            }
-            turn ^= 1, e += n;
+            if (!BE->host_memory) staging_send(st, act_at(p->shard_act, e - begin), 0, (size_t)n * act), staging_flip(st);
+            e += n;
         }
         weights_source_close(&r.src);
         if (r.bad != INT64_MAX && bad_member < 0) bad_member = i, bad = r.bad, bad_value = r.bad_value;

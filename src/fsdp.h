@@ -15,6 +15,7 @@
 
 #include "comm.h"
 #include "qpool.h"
+#include "staging.h"
 
 #define FSDP_MAX_MEMBERS 24
 
@@ -70,15 +71,8 @@ void fsdp_pool_plan(fsdp_pool *p);
 void fsdp_pool_load(fsdp_pool *p, hid_t file);
 /* Collective: the same for a frozen pool (base weights), read piece by piece on every thread
  * straight to where the backend computes: the host shard on the CPU backend; elsewhere the
- * act-typed shard_act, through two pinned staging buffers (one filled while the other is copied),
- * keeping no host copy. */
-typedef struct {
-    void *buf[2];
-    int64_t ticket[2];
-} fsdp_staging;
-fsdp_staging fsdp_staging_open(void);
-void fsdp_pool_load_frozen(fsdp_pool *p, hid_t file, fsdp_staging *st);
-void fsdp_staging_close(fsdp_staging *st);
+ * act-typed shard_act, through the pinned buffers of st, keeping no host copy. */
+void fsdp_pool_load_frozen(fsdp_pool *p, hid_t file, staging *st);
 /* Collective: write this rank's range of every member into existing datasets. */
 void fsdp_pool_write(const fsdp_pool *p, hid_t file);
 /* Collective: the same with the members stored under prefix + path, from or into shard (a

@@ -158,12 +158,12 @@ void model_load(sl_model *m, const char *path, const quant_format *fmt, fsdp_kee
     plan_units(m, fmt, keep);
     int64_t before = h5_bytes_read();
     double t0 = rt_now();
-    fsdp_staging staging = fsdp_staging_open();
+    staging st = staging_open(STAGING_BYTES);
     for (int u = 0; u < m->n_units; u++) {
-        fsdp_pool_load_frozen(&m->units[u].frozen, f, &staging);
-        if (m->units[u].quant.n_members) qpool_load(&m->units[u].quant, f);
+        fsdp_pool_load_frozen(&m->units[u].frozen, f, &st);
+        if (m->units[u].quant.n_members) qpool_load(&m->units[u].quant, f, &st);
     }
-    fsdp_staging_close(&staging);
+    staging_close(&st);
     m->bytes_read = h5_bytes_read() - before;
     h5_close(f);
     double s = rt_now() - t0;

@@ -107,15 +107,21 @@ static void encode_member(qpool *q, qpool_member *m, hid_t file, int64_t b0, int
     weights_source_close(&c->src);
 }
 
+/* Member m of a pre-quantized file, as stored. */
+static void stored_info(const qpool_member *m, hid_t file, quant_store_info *info)
+{
+    if (!quant_store_probe(file, m->path, info))
+        sl_fatal("%s: %s is not quantized, but other weights of the file are (expected every projection quantized)",
+                 h5_name(file), m->path);
+}
+
 /* A pre-quantized file: each rank reads its own blocks of every member as stored. */
 static void read_stored(qpool *q, hid_t file)
 {
     for (int i = 0; i < q->n_members; i++) {
         qpool_member *m = &q->members[i];
         quant_store_info info;
-        if (!quant_store_probe(file, m->path, &info))
-            sl_fatal("%s: %s is not quantized, but other weights of the file are (expected every projection quantized)",
-                     h5_name(file), m->path);
+        stored_info(m, file, &info);
         int64_t b0, b1;
         my_blocks(q, m, &b0, &b1);
         quant_view v = shard_view(q, m, b0);
@@ -151,12 +157,9 @@ static void shard_to_backend(qpool *q)
     q->codes = q->absmax_u8 = NULL, q->absmax = q->nested = NULL;
 }
 
-static void read_blocks(qpool *q, hid_t file)
+/* A float file (or a recipe): quantize this rank's blocks as they are read. */
+static void quantize_blocks(qpool *q, hid_t file)
 {
-    if (q->n_members && h5_is_group(file, q->members[0].path)) {
-        read_stored(q, file);
-        return;
-    }
     float *am[QPOOL_MAX_MEMBERS] = {0};
     quant_sum *sums = sl_calloc((size_t)q->n_members, sizeof *sums, "quantization sums");
     checked_values first = {.bad = INT64_MAX};
@@ -187,10 +190,63 @@ static void read_blocks(qpool *q, hid_t file)
     free(sums);
 }
 
-void qpool_load(qpool *q, hid_t file)
+/* A pre-quantized file on a backend off the host: each member's blocks are read in runs that fill
+ * a staging buffer and sent on while the next run is read, with no host copy. Every rank makes as
+ * many reads as a whole shard takes runs, for files whose reads are collective. */
+static void read_stored_staged(qpool *q, hid_t file, staging *st)
 {
+    size_t bytes[3];
+    shard_array_bytes(q, bytes);
+    for (int i = 0; i < 3 && bytes[i]; i++) {
+        q->shard_buf[i] = BE->mirror_alloc(bytes[i], "quantized weights");
+        BE->zero(q->shard_buf[i], bytes[i]); /* the padding blocks */
+        q->shard_dev[i] = q->shard_buf[i];
+    }
+    const int dq = q->fmt.double_quant;
+    const size_t stat_bytes = dq ? 1 : sizeof(float);
+    int64_t run = (int64_t)st->bytes / ((int64_t)q->code_stride + (int64_t)stat_bytes + 1); /* + 1: nested, 4 per 256 */
+    if (dq) run = run / QUANT_NESTED_BLOCKS * QUANT_NESTED_BLOCKS;
+    if (run < 1) sl_fatal("internal error: a staging buffer of %zu bytes holds no run of quantized blocks", st->bytes);
+    const size_t absmax_at = (size_t)run * (size_t)q->code_stride, nested_at = absmax_at + (size_t)run * stat_bytes;
+    for (int i = 0; i < q->n_members; i++) {
+        qpool_member *m = &q->members[i];
+        quant_store_info info;
+        stored_info(m, file, &info);
+        int64_t b0, b1;
+        my_blocks(q, m, &b0, &b1);
+        for (int64_t k = 0; k < (q->shard_blocks + run - 1) / run; k++) {
+            const int64_t c0 = b0 + k * run < b1 ? b0 + k * run : b1, c1 = c0 + run < b1 ? c0 + run : b1;
+            char *buf = staging_next(st);
+            quant_view v = {.codes = (uint8_t *)buf};
+            if (dq) v.absmax_u8 = (uint8_t *)buf + absmax_at, v.nested_absmax = (float *)(buf + nested_at);
+            else v.absmax = (float *)(buf + absmax_at);
+            quant_store_read(file, m->path, &info, c0, c1, &v);
+            m->dq_offset = v.offset;
+            const int64_t at = m->block_start + c0 - (int64_t)RT.rank * q->shard_blocks; /* in the shard */
+            if (c1 > c0) {
+                staging_send(st, (uint8_t *)q->shard_buf[0] + at * q->code_stride, 0,
+                             (size_t)quant_code_bytes(&q->fmt, m->numel, c0, c1));
+                staging_send(st, (uint8_t *)q->shard_buf[1] + (size_t)at * stat_bytes, absmax_at,
+                             (size_t)(c1 - c0) * stat_bytes);
+                if (dq)
+                    staging_send(st, (float *)q->shard_buf[2] + at / QUANT_NESTED_BLOCKS, nested_at,
+                                 (size_t)quant_nested_count(&q->fmt, c0, c1) * sizeof(float));
+            }
+            staging_flip(st);
+        }
+    }
+}
+
+void qpool_load(qpool *q, hid_t file, staging *st)
+{
+    const int stored = q->n_members && h5_is_group(file, q->members[0].path);
+    if (stored && !BE->host_memory) {
+        read_stored_staged(q, file, st);
+        return;
+    }
     alloc_shard(q);
-    read_blocks(q, file);
+    if (stored) read_stored(q, file);
+    else quantize_blocks(q, file);
     shard_to_backend(q);
 }
 

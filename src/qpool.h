@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "quant.h"
+#include "staging.h"
 
 #define QPOOL_MAX_MEMBERS 8
 
@@ -49,9 +50,10 @@ typedef struct {
 
 void qpool_add(qpool *q, const char *path, int ndims, const int64_t *dims);
 void qpool_plan(qpool *q, const quant_format *fmt);
-/* Collective: read this rank's blocks of every member (float datasets) and quantize them; the
- * double-quantization offsets come from one exact all-reduce. Non-finite weights are reported. */
-void qpool_load(qpool *q, hid_t file);
+/* Collective: read this rank's blocks of every member: as stored from a pre-quantized file (through
+ * st's pinned buffers to a backend off the host), or quantized as they are read from float datasets
+ * (the double-quantization offsets from one exact all-reduce; non-finite weights are reported). */
+void qpool_load(qpool *q, hid_t file, staging *st);
 /* Collective: gather codes and statistics on the backend and dequantize them there. prefetch
  * starts the gather only (see fsdp_prefetch). */
 void qpool_prefetch(qpool *q);
