@@ -107,23 +107,24 @@ static void encode_member(qpool *q, qpool_member *m, hid_t file, int64_t b0, int
     weights_source_close(&c->src);
 }
 
-/* Member m of a pre-quantized file, as stored. */
-static void stored_info(const qpool_member *m, hid_t file, quant_store_info *info)
+/* Member i of a pre-quantized file as stored, and this rank's blocks of it. */
+static qpool_member *stored_member(qpool *q, int i, hid_t file, quant_store_info *info, int64_t *b0, int64_t *b1)
 {
+    qpool_member *m = &q->members[i];
     if (!quant_store_probe(file, m->path, info))
         sl_fatal("%s: %s is not quantized, but other weights of the file are (expected every projection quantized)",
                  h5_name(file), m->path);
+    my_blocks(q, m, b0, b1);
+    return m;
 }
 
 /* A pre-quantized file: each rank reads its own blocks of every member as stored. */
 static void read_stored(qpool *q, hid_t file)
 {
     for (int i = 0; i < q->n_members; i++) {
-        qpool_member *m = &q->members[i];
         quant_store_info info;
-        stored_info(m, file, &info);
         int64_t b0, b1;
-        my_blocks(q, m, &b0, &b1);
+        qpool_member *m = stored_member(q, i, file, &info, &b0, &b1);
         quant_view v = shard_view(q, m, b0);
         quant_store_read(file, m->path, &info, b0, b1, &v);
         m->dq_offset = v.offset;
@@ -209,11 +210,9 @@ static void read_stored_staged(qpool *q, hid_t file, staging *st)
     if (run < 1) sl_fatal("internal error: a staging buffer of %zu bytes holds no run of quantized blocks", st->bytes);
     const size_t absmax_at = (size_t)run * (size_t)q->code_stride, nested_at = absmax_at + (size_t)run * stat_bytes;
     for (int i = 0; i < q->n_members; i++) {
-        qpool_member *m = &q->members[i];
         quant_store_info info;
-        stored_info(m, file, &info);
         int64_t b0, b1;
-        my_blocks(q, m, &b0, &b1);
+        qpool_member *m = stored_member(q, i, file, &info, &b0, &b1);
         for (int64_t k = 0; k < (q->shard_blocks + run - 1) / run; k++) {
             const int64_t c0 = b0 + k * run < b1 ? b0 + k * run : b1, c1 = c0 + run < b1 ? c0 + run : b1;
             char *buf = staging_next(st);
