@@ -94,6 +94,20 @@ static uint8_t encode_one(const encoder *e, float v)
     return (uint8_t)(e->map[below] + (e->fp4_sign && v < 0 ? 8 : 0));
 }
 
+/* encode_one for INT8 over len elements of one block scaled by r: the bisection's eight steps
+ * unrolled, so the loop over elements vectorises (the code is the count itself: map[k] = k). */
+VECTOR_CLONES static void encode_bytes(const float *thr, const float *x, int64_t len, float r, uint8_t *codes)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < len; i++) {
+        const float a = x[i] * r;
+        int below = 0;
+#pragma GCC unroll 8
+        for (int step = 128; step > 0; step /= 2) below += (a > thr[below + step - 1]) * step;
+        codes[i] = (uint8_t)below;
+    }
+}
+
 /* The factor bitsandbytes scales a block by; 0 for an all-zero block (its codes are those of 0.0). */
 static float block_scale(float absmax) { return absmax > 0 ? 1.0f / absmax : 0.0f; }
 
@@ -202,12 +216,11 @@ void quant_encode_codes(const quant_format *f, const float *x, int64_t n, int64_
     const encoder *e = encoder_for(f->type);
     int64_t bs = f->blocksize, elems = quant_block_elems(f, n, b0, b1);
     if (f->type == QUANT_INT8) {
-        int64_t nb = b1 - b0;
-        float *r = sl_malloc((size_t)nb * sizeof *r, "int8 block scales");
-        for (int64_t b = 0; b < nb; b++) r[b] = block_scale(absmax[b]);
 #pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < elems; i++) codes[i] = encode_one(e, x[i] * r[i / bs]);
-        free(r);
+        for (int64_t b = 0; b < b1 - b0; b++) {
+            int64_t i0 = b * bs, len = elems - i0 < bs ? elems - i0 : bs;
+            encode_bytes(e->thr, x + i0, len, block_scale(absmax[b]), codes + i0);
+        }
         return;
     }
     if (bs > MAX_4BIT_BLOCKSIZE) sl_fatal("internal error: 4-bit blocksize %lld above %d", (long long)bs, MAX_4BIT_BLOCKSIZE);

@@ -99,6 +99,17 @@ check(f"2 ranks on one GPU follow 1 rank within 2e-3 over 10 steps (max {np.max(
 check("2 ranks on one GPU all-gathered and reduce-scattered (staged through host memory)",
       metrics("r2", "allgather_bytes")[-1] > 0 and metrics("r2", "reduce_scatter_bytes")[-1] > 0)
 
+# A pre-quantized base (shardlora-quantize) reaches the GPU through the load's pinned staging
+# buffers, in runs of blocks, with no host copy: it must train exactly as the same base quantized
+# at load, whose codes go the host path, on 1 and 2 ranks.
+run([f"{BIN}/shardlora-quantize", "model.h5", "model.nf4dq.h5", "--quant", "nf4", "--double-quant"])
+pre = ["--model=model.nf4dq.h5"] + [c for c in common[1:] if c not in ("--quant=nf4", "--double-quant")]
+for ranks, ref in ((1, a), (2, b)):
+    run([SL, "train", *pre, "--steps=10", f"--out=pre{ranks}"], np=ranks)
+    p = metrics(f"pre{ranks}")
+    check(f"{ranks} rank(s): the pre-quantized file trains as the base quantized at load, bit for bit", np.array_equal(p, ref),
+          (p, ref))
+
 # Both GPU transports on one rank: named, they run every gather and reduce-scatter (NCCL through a
 # 1-rank communicator on its own stream, prefetching the next unit) and must give the bits of the
 # run without collectives.
