@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "runtime.h"
 
 static int64_t bytes_read_total, bytes_read_direct;
@@ -331,19 +332,6 @@ static int64_t direct_address(hid_t file, hid_t d)
 
 enum { DIRECT_PIECE = 4 << 20 }; /* bytes per pread */
 
-/* pread all of [off, off + len) into dst; 0 or an errno (-1 for end of file). */
-static int pread_all(int fd, void *dst, size_t len, int64_t off)
-{
-    char *p = dst;
-    while (len) {
-        ssize_t got = pread(fd, p, len, (off_t)off);
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) return got < 0 ? errno : -1;
-        p += got, off += got, len -= (size_t)got;
-    }
-    return 0;
-}
-
 static void direct_init(h5_direct *r, hid_t file, const char *path, int64_t addr, sl_dtype stored, int elem_size,
                         int64_t n)
 {
@@ -356,7 +344,7 @@ static void direct_init(h5_direct *r, hid_t file, const char *path, int64_t addr
 void h5_direct_read(h5_direct *r, int64_t e0, int64_t n, void *out, int widen, uint16_t *words)
 {
     widen = widen && (r->stored == SL_F16 || r->stored == SL_BF16);
-    int rc = pread_all(r->fd, widen ? (void *)words : out, (size_t)(n * r->elem_size), r->addr + e0 * r->elem_size);
+    int rc = fileio_pread(r->fd, widen ? (void *)words : out, (size_t)(n * r->elem_size), r->addr + e0 * r->elem_size);
     if (rc) {
 #pragma omp atomic write
         r->err = rc;
@@ -374,7 +362,7 @@ void h5_direct_close(h5_direct *r)
     bytes_read_total += r->bytes;
     if (r->err)
         sl_fatal("%s: reading dataset %s failed (%s)", r->file, r->path,
-                 r->err < 0 ? "the file ends before the dataset: truncated file?" : strerror(r->err));
+                 r->err == FILEIO_EOF ? "the file ends before the dataset: truncated file?" : strerror(r->err));
 }
 
 /* Elements [start, start + count) through r into buf, a piece per thread at a time; with widen,
