@@ -30,6 +30,28 @@ const char *h5_name(hid_t file)
     return buf;
 }
 
+/* Files open with a communicator, whose transfers are collective. Asking HDF5 (H5Fget_access_plist)
+ * would duplicate the communicator, itself a collective, on every read and write. */
+enum { MAX_MPI_FILES = 64 };
+static hid_t mpi_files[MAX_MPI_FILES];
+static int n_mpi_files;
+
+static void note_mpi_file(hid_t f)
+{
+    if (n_mpi_files == MAX_MPI_FILES) sl_fatal("internal error: more than %d HDF5 files open with MPI", MAX_MPI_FILES);
+    mpi_files[n_mpi_files++] = f;
+}
+
+static int is_mpi_file(hid_t f, int forget)
+{
+    for (int i = 0; i < n_mpi_files; i++)
+        if (mpi_files[i] == f) {
+            if (forget) mpi_files[i] = mpi_files[--n_mpi_files];
+            return 1;
+        }
+    return 0;
+}
+
 static hid_t file_access(MPI_Comm comm)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -55,6 +77,7 @@ hid_t h5_open(const char *path, const char *what, int writable, MPI_Comm comm)
     hid_t f = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
     if (f < 0) sl_fatal("cannot open %s file '%s' with HDF5 (damaged or locked file?)", what, path);
+    if (comm != MPI_COMM_NULL) note_mpi_file(f);
     return f;
 }
 
@@ -64,6 +87,7 @@ hid_t h5_create(const char *path, const char *what, MPI_Comm comm)
     hid_t fapl = file_access(comm);
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
+    if (f >= 0 && comm != MPI_COMM_NULL) note_mpi_file(f);
     if (f < 0) {
         const char *slash = strrchr(path, '/');
         sl_fatal("cannot create %s file '%s'%s", what, path,
@@ -74,6 +98,7 @@ hid_t h5_create(const char *path, const char *what, MPI_Comm comm)
 
 void h5_close(hid_t file)
 {
+    is_mpi_file(file, 1);
     if (file >= 0 && H5Fclose(file) < 0) sl_fatal("closing HDF5 file failed (disk full or I/O error?)");
 }
 
@@ -224,9 +249,7 @@ h5_shape h5_expect_shape(hid_t file, const char *path, int ndims, const int64_t 
 static hid_t transfer_plist(hid_t file)
 {
     hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
-    hid_t fapl = H5Fget_access_plist(file);
-    if (H5Pget_driver(fapl) == H5FD_MPIO) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
-    H5Pclose(fapl);
+    if (is_mpi_file(file, 0)) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
     return dxpl;
 }
 
