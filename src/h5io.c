@@ -533,7 +533,10 @@ static void make_parent_groups(hid_t file, const char *path)
     h5_make_groups(file, parent);
 }
 
-void h5_create_dataset(hid_t file, const char *path, sl_dtype file_type, int ndims, const int64_t *dims)
+/* Create a dataset; with at_offset its storage is contiguous, allocated now and never filled, and
+ * its file offset is returned (else 0). */
+static int64_t create_dataset(hid_t file, const char *path, sl_dtype file_type, int ndims, const int64_t *dims,
+                              int at_offset)
 {
     make_parent_groups(file, path);
     hsize_t hd[H5IO_MAXDIMS];
@@ -544,13 +547,32 @@ void h5_create_dataset(hid_t file, const char *path, sl_dtype file_type, int ndi
     /* no modification times in object headers: the same data gives the same file bytes */
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_obj_track_times(dcpl, 0);
+    if (at_offset) {
+        H5Pset_layout(dcpl, H5D_CONTIGUOUS);
+        H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
+        H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+    }
     hid_t d = H5Dcreate2(file, path, ftype, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     H5Pclose(dcpl);
     if (d < 0) sl_fatal("%s: cannot create dataset %s (does it exist already, or is the disk full?)",
                         h5_name(file), path);
+    haddr_t addr = at_offset ? H5Dget_offset(d) : 0;
+    if (addr == HADDR_UNDEF)
+        sl_fatal("%s: dataset %s has no storage in the file after its creation (expected it allocated)", h5_name(file), path);
     if (file_type != SL_BF16 && file_type != SL_F16) H5Tclose(ftype);
     H5Dclose(d);
     H5Sclose(s);
+    return (int64_t)addr;
+}
+
+void h5_create_dataset(hid_t file, const char *path, sl_dtype file_type, int ndims, const int64_t *dims)
+{
+    create_dataset(file, path, file_type, ndims, dims, 0);
+}
+
+int64_t h5_create_dataset_at(hid_t file, const char *path, sl_dtype file_type, int ndims, const int64_t *dims)
+{
+    return create_dataset(file, path, file_type, ndims, dims, 1);
 }
 
 void h5_write_range(hid_t file, const char *path, sl_dtype mem, int64_t start, int64_t count, const void *buf)
