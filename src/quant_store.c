@@ -166,11 +166,8 @@ void quant_store_quantize(hid_t file, const char *path, const quant_format *f, c
                           const char *dtype, const float *x)
 {
     quant_store_info info = quant_store_describe(f, dims, dtype);
-    int64_t bad = info.n; /* the first non-finite element, found on every thread */
-#pragma omp parallel for schedule(static) reduction(min : bad)
-    for (int64_t i = 0; i < info.n; i++)
-        if (!isfinite(x[i]) && i < bad) bad = i;
-    if (bad < info.n)
+    int64_t bad = sl_first_nonfinite(x, SL_F32, info.n);
+    if (bad >= 0)
         sl_fatal("%s: %s: value %g at flat index %lld is not finite; only finite weights can be quantized",
                  h5_name(file), path, x[bad], (long long)bad);
     int64_t nb = info.nblocks;
