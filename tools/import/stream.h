@@ -1,7 +1,8 @@
 /* stream: one rank's part of a tensor, read piece by piece on every thread (pread), checked for
  * finite values, converted, and written (pwrite) into its place in the output file, or quantized:
- * block absmax and codes per piece (the codes written at once), the statistics left to the writer,
- * which needs the whole tensor's offset for them. No buffer holds more than a piece. */
+ * block absmax and codes per piece (quant_encode_from), the part's codes written once encoded, the
+ * statistics left to the writer, which needs the whole tensor's offset for them. No buffer holds
+ * more than a piece, but the codes of the part. */
 #ifndef SL_IMPORT_STREAM_H
 #define SL_IMPORT_STREAM_H
 
@@ -9,8 +10,9 @@
 
 #include "import.h"
 
-/* Elements a piece holds: 131072, or with fmt (a quantized tensor) whole groups of
- * QUANT_NESTED_BLOCKS blocks, at least one. Pieces are also what ranks share a tensor by. */
+/* The unit ranks share a tensor by: 131072 elements, or with fmt (a quantized tensor) whole groups
+ * of QUANT_NESTED_BLOCKS blocks, at least one; a float tensor is also read and written in pieces of
+ * this size. */
 int64_t stream_piece_elems(const quant_format *fmt);
 
 /* A problem found in a part: the lowest key wins (its place in the tensor, see stream.c), -1 none. */
