@@ -110,14 +110,73 @@ void sl_from_f32(uint16_t *dst, const float *src, sl_dtype t, size_t n)
     }
 }
 
+/* Exponent all ones: Inf or NaN, on the bits (the loops vectorise). */
+#define NONFINITE_32(u) (((u) & 0x7f800000u) == 0x7f800000u)
+#define NONFINITE_64(u) (((u) & 0x7ff0000000000000ull) == 0x7ff0000000000000ull)
+#define NONFINITE_BF16(u) (((u) & 0x7f80u) == 0x7f80u)
+#define NONFINITE_F16(u) (((u) & 0x7c00u) == 0x7c00u)
+
+/* Whether [i0, i1) holds a non-finite value, by a branch-free pass. */
+static int any_nonfinite(const void *data, sl_dtype t, int64_t i0, int64_t i1)
+{
+    const uint16_t *h = data;
+    const uint32_t *f = data;
+    const uint64_t *d = data;
+    int any = 0;
+    switch (t) {
+    case SL_F32:
+#pragma omp simd reduction(| : any)
+        for (int64_t i = i0; i < i1; i++) any |= NONFINITE_32(f[i]);
+        break;
+    case SL_F64:
+#pragma omp simd reduction(| : any)
+        for (int64_t i = i0; i < i1; i++) any |= NONFINITE_64(d[i]);
+        break;
+    case SL_BF16:
+#pragma omp simd reduction(| : any)
+        for (int64_t i = i0; i < i1; i++) any |= NONFINITE_BF16(h[i]);
+        break;
+    default:
+#pragma omp simd reduction(| : any)
+        for (int64_t i = i0; i < i1; i++) any |= NONFINITE_F16(h[i]);
+        break;
+    }
+    return any;
+}
+
+static int nonfinite_at(const void *data, sl_dtype t, int64_t i)
+{
+    switch (t) {
+    case SL_F32: return NONFINITE_32(((const uint32_t *)data)[i]);
+    case SL_F64: return NONFINITE_64(((const uint64_t *)data)[i]);
+    case SL_BF16: return NONFINITE_BF16(((const uint16_t *)data)[i]);
+    default: return NONFINITE_F16(((const uint16_t *)data)[i]);
+    }
+}
+
+enum { SCAN_SPAN = 4096 }; /* elements tested at once before looking for the exact index */
+
+int64_t sl_first_nonfinite(const void *data, sl_dtype t, int64_t n)
+{
+    if (t != SL_F32 && t != SL_F64 && t != SL_BF16 && t != SL_F16)
+        sl_fatal("internal error: finiteness of %s values", sl_dtype_name(t));
+    const int64_t spans = (n + SCAN_SPAN - 1) / SCAN_SPAN;
+    int64_t first = n;
+#pragma omp parallel for schedule(static) reduction(min : first) if (parallel : n >= PARALLEL_MIN)
+    for (int64_t s = 0; s < spans; s++) {
+        int64_t i0 = s * SCAN_SPAN, i1 = i0 + SCAN_SPAN < n ? i0 + SCAN_SPAN : n;
+        if (i0 >= first || !any_nonfinite(data, t, i0, i1)) continue; /* this thread found one earlier */
+        for (int64_t i = i0; i < i1; i++)
+            if (nonfinite_at(data, t, i)) {
+                first = i;
+                break;
+            }
+    }
+    return first == n ? -1 : first;
+}
+
 int64_t sl_first_nonfinite_f32(const float *x, int64_t n)
 {
-    int64_t first = n;
-#pragma omp simd reduction(min : first)
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t bits;
-        memcpy(&bits, &x[i], sizeof bits);
-        first = (bits & 0x7f800000u) == 0x7f800000u && i < first ? i : first;
-    }
-    return first;
+    const int64_t i = sl_first_nonfinite(x, SL_F32, n);
+    return i < 0 ? n : i;
 }

@@ -23,7 +23,10 @@ void sl_to_f32(float *dst, const void *src, sl_dtype t, size_t n);
 /* Narrow n float32 values to t (SL_BF16 or SL_F16, round to nearest even), on every OpenMP thread. */
 void sl_from_f32(uint16_t *dst, const float *src, sl_dtype t, size_t n);
 
-/* Index of the first NaN or Inf among x[0, n), or n; one thread, vectorised. */
+/* Index of the first NaN or Inf among n values of float type t (f32, f64, f16, bf16), or -1; the
+ * scan runs on every OpenMP thread (on the calling thread alone inside a parallel region). */
+int64_t sl_first_nonfinite(const void *data, sl_dtype t, int64_t n);
+/* The same of x[0, n) as float32, n when there is none. */
 int64_t sl_first_nonfinite_f32(const float *x, int64_t n);
 
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "runtime.h"
 
 static int64_t bytes_read_total, bytes_read_direct;
@@ -27,6 +28,28 @@ const char *h5_name(hid_t file)
     char *buf = names[next++ % 8];
     if (H5Fget_name(file, buf, sizeof names[0]) < 0) strcpy(buf, "(unknown file)");
     return buf;
+}
+
+/* Files open with a communicator, whose transfers are collective. Asking HDF5 (H5Fget_access_plist)
+ * would duplicate the communicator, itself a collective, on every read and write. */
+enum { MAX_MPI_FILES = 64 };
+static hid_t mpi_files[MAX_MPI_FILES];
+static int n_mpi_files;
+
+static void note_mpi_file(hid_t f)
+{
+    if (n_mpi_files == MAX_MPI_FILES) sl_fatal("internal error: more than %d HDF5 files open with MPI", MAX_MPI_FILES);
+    mpi_files[n_mpi_files++] = f;
+}
+
+static int is_mpi_file(hid_t f, int forget)
+{
+    for (int i = 0; i < n_mpi_files; i++)
+        if (mpi_files[i] == f) {
+            if (forget) mpi_files[i] = mpi_files[--n_mpi_files];
+            return 1;
+        }
+    return 0;
 }
 
 static hid_t file_access(MPI_Comm comm)
@@ -54,6 +77,7 @@ hid_t h5_open(const char *path, const char *what, int writable, MPI_Comm comm)
     hid_t f = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
     if (f < 0) sl_fatal("cannot open %s file '%s' with HDF5 (damaged or locked file?)", what, path);
+    if (comm != MPI_COMM_NULL) note_mpi_file(f);
     return f;
 }
 
@@ -63,6 +87,7 @@ hid_t h5_create(const char *path, const char *what, MPI_Comm comm)
     hid_t fapl = file_access(comm);
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
+    if (f >= 0 && comm != MPI_COMM_NULL) note_mpi_file(f);
     if (f < 0) {
         const char *slash = strrchr(path, '/');
         sl_fatal("cannot create %s file '%s'%s", what, path,
@@ -73,6 +98,7 @@ hid_t h5_create(const char *path, const char *what, MPI_Comm comm)
 
 void h5_close(hid_t file)
 {
+    is_mpi_file(file, 1);
     if (file >= 0 && H5Fclose(file) < 0) sl_fatal("closing HDF5 file failed (disk full or I/O error?)");
 }
 
@@ -223,9 +249,7 @@ h5_shape h5_expect_shape(hid_t file, const char *path, int ndims, const int64_t 
 static hid_t transfer_plist(hid_t file)
 {
     hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
-    hid_t fapl = H5Fget_access_plist(file);
-    if (H5Pget_driver(fapl) == H5FD_MPIO) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
-    H5Pclose(fapl);
+    if (is_mpi_file(file, 0)) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
     return dxpl;
 }
 
@@ -331,19 +355,6 @@ static int64_t direct_address(hid_t file, hid_t d)
 
 enum { DIRECT_PIECE = 4 << 20 }; /* bytes per pread */
 
-/* pread all of [off, off + len) into dst; 0 or an errno (-1 for end of file). */
-static int pread_all(int fd, void *dst, size_t len, int64_t off)
-{
-    char *p = dst;
-    while (len) {
-        ssize_t got = pread(fd, p, len, (off_t)off);
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) return got < 0 ? errno : -1;
-        p += got, off += got, len -= (size_t)got;
-    }
-    return 0;
-}
-
 static void direct_init(h5_direct *r, hid_t file, const char *path, int64_t addr, sl_dtype stored, int elem_size,
                         int64_t n)
 {
@@ -356,7 +367,7 @@ static void direct_init(h5_direct *r, hid_t file, const char *path, int64_t addr
 void h5_direct_read(h5_direct *r, int64_t e0, int64_t n, void *out, int widen, uint16_t *words)
 {
     widen = widen && (r->stored == SL_F16 || r->stored == SL_BF16);
-    int rc = pread_all(r->fd, widen ? (void *)words : out, (size_t)(n * r->elem_size), r->addr + e0 * r->elem_size);
+    int rc = fileio_pread(r->fd, widen ? (void *)words : out, (size_t)(n * r->elem_size), r->addr + e0 * r->elem_size);
     if (rc) {
 #pragma omp atomic write
         r->err = rc;
@@ -374,7 +385,7 @@ void h5_direct_close(h5_direct *r)
     bytes_read_total += r->bytes;
     if (r->err)
         sl_fatal("%s: reading dataset %s failed (%s)", r->file, r->path,
-                 r->err < 0 ? "the file ends before the dataset: truncated file?" : strerror(r->err));
+                 r->err == FILEIO_EOF ? "the file ends before the dataset: truncated file?" : strerror(r->err));
 }
 
 /* Elements [start, start + count) through r into buf, a piece per thread at a time; with widen,
@@ -522,7 +533,10 @@ static void make_parent_groups(hid_t file, const char *path)
     h5_make_groups(file, parent);
 }
 
-void h5_create_dataset(hid_t file, const char *path, sl_dtype file_type, int ndims, const int64_t *dims)
+/* Create a dataset; with at_offset its storage is contiguous, allocated now and never filled, and
+ * its file offset is returned (else 0). */
+static int64_t create_dataset(hid_t file, const char *path, sl_dtype file_type, int ndims, const int64_t *dims,
+                              int at_offset)
 {
     make_parent_groups(file, path);
     hsize_t hd[H5IO_MAXDIMS];
@@ -533,13 +547,32 @@ void h5_create_dataset(hid_t file, const char *path, sl_dtype file_type, int ndi
     /* no modification times in object headers: the same data gives the same file bytes */
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_obj_track_times(dcpl, 0);
+    if (at_offset) {
+        H5Pset_layout(dcpl, H5D_CONTIGUOUS);
+        H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
+        H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+    }
     hid_t d = H5Dcreate2(file, path, ftype, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     H5Pclose(dcpl);
     if (d < 0) sl_fatal("%s: cannot create dataset %s (does it exist already, or is the disk full?)",
                         h5_name(file), path);
+    haddr_t addr = at_offset ? H5Dget_offset(d) : 0;
+    if (addr == HADDR_UNDEF)
+        sl_fatal("%s: dataset %s has no storage in the file after its creation (expected it allocated)", h5_name(file), path);
     if (file_type != SL_BF16 && file_type != SL_F16) H5Tclose(ftype);
     H5Dclose(d);
     H5Sclose(s);
+    return (int64_t)addr;
+}
+
+void h5_create_dataset(hid_t file, const char *path, sl_dtype file_type, int ndims, const int64_t *dims)
+{
+    create_dataset(file, path, file_type, ndims, dims, 0);
+}
+
+int64_t h5_create_dataset_at(hid_t file, const char *path, sl_dtype file_type, int ndims, const int64_t *dims)
+{
+    return create_dataset(file, path, file_type, ndims, dims, 1);
 }
 
 void h5_write_range(hid_t file, const char *path, sl_dtype mem, int64_t start, int64_t count, const void *buf)

@@ -67,6 +67,10 @@ void h5_write(hid_t file, const char *path, sl_dtype file_type, sl_dtype mem, in
               const int64_t *dims, const void *buf);
 /* Create a dataset without writing it, for later h5_write_range calls (chunked when extendable). */
 void h5_create_dataset(hid_t file, const char *path, sl_dtype file_type, int ndims, const int64_t *dims);
+/* Create a dataset whose bytes the caller writes itself, at the returned file offset, with pwrite on
+ * a descriptor of its own (from every thread and rank at once): contiguous, its storage allocated
+ * now and never filled or written by HDF5, little-endian in file_type. Collective with MPI. */
+int64_t h5_create_dataset_at(hid_t file, const char *path, sl_dtype file_type, int ndims, const int64_t *dims);
 /* Write the flat element range [start, start + count) of an existing dataset (collective with MPI). */
 void h5_write_range(hid_t file, const char *path, sl_dtype mem, int64_t start, int64_t count, const void *buf);
 /* Create intermediate groups of path (path itself included when it names a group). */

@@ -9,6 +9,7 @@
 #include "quant.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,24 +67,28 @@ static void dynamic_thresholds(encoder *e)
     e->map[255] = 255;
 }
 
+static encoder ENCODERS[4];
+
+static void make_encoders(void)
+{
+    encoder *nf4 = &ENCODERS[QUANT_NF4], *fp4 = &ENCODERS[QUANT_FP4];
+    nf4->nmid = NF4_NMID;
+    memcpy(nf4->thr, NF4_THRESHOLDS, sizeof NF4_THRESHOLDS);
+    for (int i = 0; i < 16; i++) nf4->map[i] = (uint8_t)i;
+    static const uint8_t by_size[8] = {0, 1, 6, 7, 4, 5, 2, 3}; /* FP4 codes by magnitude */
+    fp4->nmid = FP4_NMID;
+    memcpy(fp4->thr, FP4_THRESHOLDS, sizeof FP4_THRESHOLDS);
+    memcpy(fp4->map, by_size, sizeof by_size);
+    fp4->fp4_sign = 1;
+    dynamic_thresholds(&ENCODERS[QUANT_INT8]);
+}
+
+/* Made once, also when the first calls come from several threads at a time. */
 static const encoder *encoder_for(quant_type t)
 {
-    static encoder enc[4];
-    static int done;
-    if (!done) {
-        encoder *nf4 = &enc[QUANT_NF4], *fp4 = &enc[QUANT_FP4];
-        nf4->nmid = NF4_NMID;
-        memcpy(nf4->thr, NF4_THRESHOLDS, sizeof NF4_THRESHOLDS);
-        for (int i = 0; i < 16; i++) nf4->map[i] = (uint8_t)i;
-        static const uint8_t by_size[8] = {0, 1, 6, 7, 4, 5, 2, 3}; /* FP4 codes by magnitude */
-        fp4->nmid = FP4_NMID;
-        memcpy(fp4->thr, FP4_THRESHOLDS, sizeof FP4_THRESHOLDS);
-        memcpy(fp4->map, by_size, sizeof by_size);
-        fp4->fp4_sign = 1;
-        dynamic_thresholds(&enc[QUANT_INT8]);
-        done = 1;
-    }
-    return &enc[t];
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, make_encoders);
+    return &ENCODERS[t];
 }
 
 static uint8_t encode_one(const encoder *e, float v)

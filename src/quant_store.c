@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fileio.h"
 #include "h5io.h"
 #include "runtime.h"
 
@@ -124,34 +125,65 @@ int quant_store_probe(hid_t file, const char *path, quant_store_info *info)
     return 1;
 }
 
-static void write_member(hid_t file, const char *path, const char *name, sl_dtype t, int64_t count,
-                         const void *data)
+/* A member: written from data through HDF5 (fd < 0), or created for bytes written at its offset,
+ * which is returned: data (a table) by rank 0 through fd now, NULL by the caller. */
+static int64_t member(hid_t file, const char *path, const char *name, sl_dtype t, int64_t count, const void *data,
+                      int fd)
 {
     char p[1024];
     member_path(p, sizeof p, path, name);
-    h5_write(file, p, t, t, 1, &count, data);
+    if (fd < 0) {
+        h5_write(file, p, t, t, 1, &count, data);
+        return 0;
+    }
+    int64_t at = h5_create_dataset_at(file, p, t, 1, &count);
+    int rc = data && RT.rank == 0 ? fileio_pwrite(fd, data, (size_t)count * sl_dtype_size(t), at) : 0;
+    if (rc) sl_fatal("%s: cannot write %s: %s (disk full?)", h5_name(file), p, fileio_strerror(rc));
+    return at;
 }
 
-void quant_store_write(hid_t file, const char *path, const quant_store_info *info, const quant_view *q)
+/* The group and its members: from q (fd < 0), or created empty with their offsets in at. The
+ * decoding tables and the attributes but offset are written either way. */
+static void make_group(hid_t file, const char *path, const quant_store_info *info, const quant_view *q, int fd,
+                       quant_store_addrs *at)
 {
     const quant_format *f = &info->fmt;
     int64_t nb = info->nblocks;
     h5_make_groups(file, path);
-    write_member(file, path, codes_name(f), SL_U8, quant_code_bytes(f, info->n, 0, nb), q->codes);
-    write_member(file, path, "code", SL_F32, quant_code_len(f->type), quant_code(f->type));
+    at->codes = member(file, path, codes_name(f), SL_U8, quant_code_bytes(f, info->n, 0, nb), q ? q->codes : NULL, fd);
+    member(file, path, "code", SL_F32, quant_code_len(f->type), quant_code(f->type), fd);
     if (f->double_quant) {
-        write_member(file, path, "absmax", SL_U8, nb, q->absmax_u8);
-        write_member(file, path, "nested_absmax", SL_F32, quant_nested_count(f, 0, nb), q->nested_absmax);
-        write_member(file, path, "nested_code", SL_F32, 256, quant_dynamic_code());
-        h5_set_attr_double(file, path, "offset", (double)q->offset);
+        at->absmax = member(file, path, "absmax", SL_U8, nb, q ? q->absmax_u8 : NULL, fd);
+        at->nested_absmax = member(file, path, "nested_absmax", SL_F32, quant_nested_count(f, 0, nb),
+                                   q ? q->nested_absmax : NULL, fd);
+        member(file, path, "nested_code", SL_F32, 256, quant_dynamic_code(), fd);
         h5_set_attr_int(file, path, "nested_blocksize", QUANT_NESTED_BLOCKS);
     } else {
-        write_member(file, path, "absmax", SL_F32, nb, q->absmax);
+        at->absmax = member(file, path, "absmax", SL_F32, nb, q ? q->absmax : NULL, fd);
     }
     h5_set_attr_string(file, path, "quant_type", quant_type_name(f->type));
     h5_set_attr_int(file, path, "blocksize", f->blocksize);
     h5_set_attr_ints(file, path, "shape", info->shape, 2);
     h5_set_attr_string(file, path, "dtype", info->dtype);
+}
+
+void quant_store_write(hid_t file, const char *path, const quant_store_info *info, const quant_view *q)
+{
+    quant_store_addrs unused;
+    make_group(file, path, info, q, -1, &unused);
+    if (info->fmt.double_quant) quant_store_set_offset(file, path, q->offset);
+}
+
+quant_store_addrs quant_store_create(hid_t file, const char *path, const quant_store_info *info, int fd)
+{
+    quant_store_addrs at = {0};
+    make_group(file, path, info, NULL, fd, &at);
+    return at;
+}
+
+void quant_store_set_offset(hid_t file, const char *path, float offset)
+{
+    h5_set_attr_double(file, path, "offset", (double)offset);
 }
 
 quant_store_info quant_store_describe(const quant_format *f, const int64_t dims[2], const char *dtype)
@@ -166,11 +198,8 @@ void quant_store_quantize(hid_t file, const char *path, const quant_format *f, c
                           const char *dtype, const float *x)
 {
     quant_store_info info = quant_store_describe(f, dims, dtype);
-    int64_t bad = info.n; /* the first non-finite element, found on every thread */
-#pragma omp parallel for schedule(static) reduction(min : bad)
-    for (int64_t i = 0; i < info.n; i++)
-        if (!isfinite(x[i]) && i < bad) bad = i;
-    if (bad < info.n)
+    int64_t bad = sl_first_nonfinite(x, SL_F32, info.n);
+    if (bad >= 0)
         sl_fatal("%s: %s: value %g at flat index %lld is not finite; only finite weights can be quantized",
                  h5_name(file), path, x[bad], (long long)bad);
     int64_t nb = info.nblocks;

@@ -30,6 +30,19 @@ int quant_store_probe(hid_t file, const char *path, quant_store_info *info);
 /* Write a whole quantized tensor (q holds blocks [0, info->nblocks)) as a group at path. */
 void quant_store_write(hid_t file, const char *path, const quant_store_info *info, const quant_view *q);
 
+/* The file offsets of a group's members, for a writer that writes their bytes itself (pwrite, see
+ * h5_create_dataset_at): codes (packed or codes), absmax, and nested_absmax with double quantization. */
+typedef struct {
+    int64_t codes, absmax, nested_absmax;
+} quant_store_addrs;
+
+/* Create the group of a quantized tensor with its members allocated and unwritten, but for the
+ * decoding tables (rank 0 writes them through fd, a descriptor of the same file open for writing;
+ * an I/O error is fatal), and every attribute but the double-quantization offset
+ * (quant_store_set_offset); laid out as quant_store_write lays it out. Collective on a parallel file. */
+quant_store_addrs quant_store_create(hid_t file, const char *path, const quant_store_info *info, int fd);
+void quant_store_set_offset(hid_t file, const char *path, float offset);
+
 /* The info of a weight of shape dims[0] x dims[1] and dtype (its name) quantized in format f. */
 quant_store_info quant_store_describe(const quant_format *f, const int64_t dims[2], const char *dtype);
 

@@ -20,6 +20,7 @@ bitsandbytes' float mean, which may differ from shardlora's exact one by up to 2
 compared with that bound, and the 8-bit absmax codes and nested absmax are compared with shardlora's
 encoder (as bnb_encode_ref transcribes it) given bitsandbytes' offset, and with shardlora-quantize's
 own file wherever the two offsets are equal."""
+import filecmp
 import json
 import os
 import shutil
@@ -186,6 +187,9 @@ def sharded_copy(model, out):
     differ = same_datasets(f"{out}.h5", f"{out}-sharded.h5")
     check(f"{out} in {len(shards)} shards imports to the same datasets as in one file", len(shards) > 1 and not differ,
           f"{len(shards)} shards; differing: {differ[:5]}")
+    run([IMPORT, "hf", f"{out}-sharded", f"{out}-sharded-np3.h5"], np=3)
+    check(f"{out} in shards imported on 3 ranks (each weight copied by one): 1 rank's file, byte for byte",
+          filecmp.cmp(f"{out}-sharded.h5", f"{out}-sharded-np3.h5", shallow=False))
 
 
 def hf_loss(model, docs, device):
@@ -277,6 +281,9 @@ def int8_checkpoint(weights, device):
     check_close("int8: shardlora eval of the imported file equals transformers' loss with the dequantized weights",
                 eval_loss("int8.h5"), hf_loss(base_model(float_weights, c).to(device), docs_of("docs.h5"), device), 1e-5)
     run([IMPORT, "hf", "hf-int8", "int8-q.h5", "--quantize", "int8"])
+    run([IMPORT, "hf", "hf-int8", "int8-q-np2.h5", "--quantize", "int8"], np=2)
+    check("int8: dequantized and quantized again on 2 ranks: 1 rank's file, byte for byte",
+          filecmp.cmp("int8-q.h5", "int8-q-np2.h5", shallow=False))
     run([QUANTIZE, "int8.h5", "int8-q2.h5", "--quant", "int8"])
     differ = same_datasets("int8-q.h5", "int8-q2.h5")
     check("int8: import --quantize int8 gives what shardlora-quantize makes of the dequantized file", not differ,

@@ -13,10 +13,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from testlib import BIN, check, expect_fail, finish, run  # noqa: E402
+from tools.hf_checkpoint import write_checkpoint  # noqa: E402
 from reference import llama_ref  # noqa: E402
 
 IMPORT = os.path.join(BIN, "shardlora-import")
-ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64"}
 
 LLAMA = dict(model_type="llama", architectures=["LlamaForCausalLM"], hidden_size=64, intermediate_size=96,
              num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=300,
@@ -58,40 +58,6 @@ def random_model(cfg, dtype, seed):
     if not cfg["tie_word_embeddings"]:
         w["lm_head.weight"] = rnd(V, D)
     return w
-
-
-def write_safetensors(path, tensors, edit_header=None):
-    header, blobs, at = {}, [], 0
-    for name, t in tensors.items():
-        t = t.contiguous()
-        data = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes()
-        header[name] = {"dtype": ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [at, at + len(data)]}
-        blobs.append(data)
-        at += len(data)
-    header["__metadata__"] = {"format": "pt"}
-    if edit_header:
-        edit_header(header)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-
-
-def write_checkpoint(d, cfg, tensors, shards=1, edit_header=None):
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "config.json"), "w") as f:
-        json.dump(cfg, f)
-    if shards == 1:
-        return write_safetensors(os.path.join(d, "model.safetensors"), tensors, edit_header)
-    names = list(tensors)
-    weight_map = {}
-    for s in range(shards):
-        fname = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
-        part = names[s::shards]
-        write_safetensors(os.path.join(d, fname), {n: tensors[n] for n in part})
-        weight_map.update({n: fname for n in part})
-    with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
-        json.dump({"metadata": {"total_size": 0}, "weight_map": weight_map}, f)
 
 
 def stored(ds):

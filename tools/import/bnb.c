@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fileio.h"
 #include "hf.h"
 #include "runtime.h"
 
@@ -146,6 +147,17 @@ static void read_format(const hf_source *state, const cJSON *json, const char *t
     bw->offset = (float)offset;
 }
 
+/* Scales must be finite and not negative: they multiply every decoded value of their block. */
+static void check_scales(const hf_source *s, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]) || x[i] < 0)
+            sl_fatal("%s: tensor %s: value %g at index %lld (expected a finite scale >= 0)", s->shard->path, s->t.name,
+                     x[i], (long long)i);
+}
+
+/* The 8-bit weight's tensors, its layout code and its row scales (read and checked here, before
+ * the output is made: they are small). */
 static void locate_int8(const hf_checkpoint *ck, const char *weight, const sl_tensor_spec *spec, bnb_weight *bw)
 {
     find_part(ck, weight, "", &bw->int8, 8, weight);
@@ -161,7 +173,16 @@ static void locate_int8(const hf_checkpoint *ck, const char *weight, const sl_te
     char name[300];
     snprintf(name, sizeof name, "%s.weight_format", module);
     bw->has_weight_format = hf_find(ck, name, &bw->weight_format);
-    if (bw->has_weight_format) expect_part(&bw->weight_format, "U8", 1, "the layout code");
+    if (bw->has_weight_format) {
+        expect_part(&bw->weight_format, "U8", 1, "the layout code");
+        uint8_t *format = read_part(&bw->weight_format);
+        if (format[0] != 0)
+            sl_fatal("%s: tensor %s is %d (expected 0, the row-major layout; other layouts are not read)",
+                     bw->weight_format.shard->path, bw->weight_format.t.name, format[0]);
+        free(format);
+    }
+    bw->row_scale = read_part(&bw->scb);
+    check_scales(&bw->scb, bw->row_scale, bw->scb.t.n);
 }
 
 void bnb_locate(const hf_checkpoint *ck, const sl_tensor_spec *spec, int bits, bnb_weight *bw)
@@ -201,6 +222,12 @@ int bnb_tensor_count(const bnb_weight *bw)
     return bw->info.fmt.double_quant ? 6 : 4;
 }
 
+void bnb_release(bnb_weight *bw)
+{
+    free(bw->row_scale);
+    bw->row_scale = NULL;
+}
+
 /* A stored table must be the one shardlora decodes with, bit for bit. */
 static void check_table(const hf_source *s, const float *want, int len, const char *what)
 {
@@ -212,61 +239,58 @@ static void check_table(const hf_source *s, const float *want, int len, const ch
     free(got);
 }
 
-/* Scales must be finite and not negative: they multiply every decoded value of their block. */
-static void check_scales(const hf_source *s, const float *x, int64_t n)
+enum { INT8_CHUNK = 16384 }; /* codes read at a time */
+
+/* import_source.read of an 8-bit weight (ctx: its bnb_weight), as int8_vectorwise_dequant gives it:
+ * (W * SCB) * float32(1 / 127), each product rounded to float32. */
+static int read_int8(const import_source *s, int64_t first, int64_t count, void *dst, char *err, size_t len)
 {
-    for (int64_t i = 0; i < n; i++)
-        if (!isfinite(x[i]) || x[i] < 0)
-            sl_fatal("%s: tensor %s: value %g at index %lld (expected a finite scale >= 0)", s->shard->path, s->t.name,
-                     x[i], (long long)i);
+    const bnb_weight *bw = s->ctx;
+    const int64_t cols = bw->int8.t.dims[1];
+    const float inv127 = 7.874015718698502e-3f;
+    float *x = dst;
+    int8_t q[INT8_CHUNK];
+    for (int64_t at = 0; at < count; at += INT8_CHUNK) {
+        const int64_t m = count - at < INT8_CHUNK ? count - at : INT8_CHUNK;
+        int rc = st_read_range(bw->int8.shard, &bw->int8.t, first + at, m, q);
+        if (rc) {
+            snprintf(err, len, "%s", fileio_strerror(rc));
+            return -1;
+        }
+        for (int64_t i = 0; i < m; i++) {
+            float scaled = (float)q[i] * bw->row_scale[(first + at + i) / cols];
+            x[at + i] = scaled * inv127;
+        }
+    }
+    return 0;
 }
 
-/* int8_vectorwise_dequant: (W * SCB) * float32(1 / 127), each product rounded to float32. */
-static void copy_int8(const bnb_weight *bw, const sl_tensor_spec *spec, import_writer *w)
+/* writer_quantized's fill: the 4-bit weight's tables checked, its codes and statistics read. */
+static void read_4bit(void *ctx, quant_view *q)
 {
-    if (bw->has_weight_format) {
-        uint8_t *format = read_part(&bw->weight_format);
-        if (format[0] != 0)
-            sl_fatal("%s: tensor %s is %d (expected 0, the row-major layout; other layouts are not read)",
-                     bw->weight_format.shard->path, bw->weight_format.t.name, format[0]);
-        free(format);
+    const bnb_weight *bw = ctx;
+    const quant_format *f = &bw->info.fmt;
+    check_table(&bw->quant_map, quant_code(f->type), 16,
+                f->type == QUANT_NF4 ? "bitsandbytes' NF4 table" : "bitsandbytes' FP4 table");
+    q->codes = read_part(&bw->packed);
+    if (f->double_quant) {
+        check_table(&bw->nested_quant_map, quant_dynamic_code(), 256, "bitsandbytes' signed dynamic code");
+        q->absmax_u8 = read_part(&bw->absmax);
+        q->nested_absmax = read_part(&bw->nested_absmax);
+        check_scales(&bw->nested_absmax, q->nested_absmax, bw->nested_absmax.t.n);
+    } else {
+        q->absmax = read_part(&bw->absmax);
+        check_scales(&bw->absmax, q->absmax, bw->absmax.t.n);
     }
-    float *scb = read_part(&bw->scb);
-    check_scales(&bw->scb, scb, bw->scb.t.n);
-    int8_t *q = read_part(&bw->int8);
-    const int64_t rows = spec->dims[0], cols = spec->dims[1];
-    float *x = sl_malloc((size_t)(rows * cols) * sizeof(float), spec->path);
-    const float inv127 = 7.874015718698502e-3f;
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) {
-            float scaled = (float)q[r * cols + c] * scb[r];
-            x[r * cols + c] = scaled * inv127;
-        }
-    char where[600];
-    snprintf(where, sizeof where, "%s: tensor %s", bw->int8.shard->path, bw->int8.t.name);
-    writer_tensor(w, spec, SL_F32, x, where);
-    free(x), free(q), free(scb);
 }
 
 void bnb_copy(const bnb_weight *bw, const sl_tensor_spec *spec, import_writer *w)
 {
-    if (bw->bits == 8) {
-        copy_int8(bw, spec, w);
+    if (bw->bits == 4) {
+        writer_quantized(w, spec, &bw->info, bw->offset, read_4bit, (void *)bw);
         return;
     }
-    const quant_format *f = &bw->info.fmt;
-    check_table(&bw->quant_map, quant_code(f->type), 16,
-                f->type == QUANT_NF4 ? "bitsandbytes' NF4 table" : "bitsandbytes' FP4 table");
-    quant_view q = {.codes = read_part(&bw->packed), .offset = bw->offset};
-    if (f->double_quant) {
-        check_table(&bw->nested_quant_map, quant_dynamic_code(), 256, "bitsandbytes' signed dynamic code");
-        q.absmax_u8 = read_part(&bw->absmax);
-        q.nested_absmax = read_part(&bw->nested_absmax);
-        check_scales(&bw->nested_absmax, q.nested_absmax, bw->nested_absmax.t.n);
-    } else {
-        q.absmax = read_part(&bw->absmax);
-        check_scales(&bw->absmax, q.absmax, bw->absmax.t.n);
-    }
-    writer_quantized(w, spec, &bw->info, &q);
-    free(q.codes), free(q.absmax), free(q.absmax_u8), free(q.nested_absmax);
+    import_source s = {.dtype = SL_F32, .read = read_int8, .ctx = bw};
+    snprintf(s.where, sizeof s.where, "%s: tensor %s", bw->int8.shard->path, bw->int8.t.name);
+    writer_tensor(w, spec, &s);
 }

@@ -1,7 +1,7 @@
 /* hf: import a Hugging Face checkpoint directory (config.json and model.safetensors, or shards
  * listed by model.safetensors.index.json), float or with bitsandbytes 4-bit or 8-bit projections (bnb.c).
- * Every tensor is located and checked before the output is created; then tensors are copied one
- * at a time. */
+ * Every tensor is located and checked before the output is created (on every rank alike); then
+ * the ranks copy the tensors in table order, sharing each (writer.c). */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fileio.h"
 #include "hf.h"
 #include "runtime.h"
 
@@ -184,6 +185,23 @@ static void plan_sources(const hf_checkpoint *ck, const sl_tensor_spec *specs, i
     }
 }
 
+/* import_source.read of a safetensors tensor (ctx: its hf_source). */
+static int read_stored(const import_source *s, int64_t first, int64_t count, void *dst, char *err, size_t len)
+{
+    const hf_source *src = s->ctx;
+    const int64_t size = (int64_t)sl_dtype_size(s->dtype);
+    int rc = st_read_range(src->shard, &src->t, first * size, count * size, dst);
+    if (rc) snprintf(err, len, "%s", fileio_strerror(rc));
+    return rc ? -1 : 0;
+}
+
+/* The source of a float tensor (src outlives s). */
+static void source_of(const hf_source *src, import_source *s)
+{
+    *s = (import_source){.dtype = src->t.dtype, .read = read_stored, .ctx = src};
+    snprintf(s->where, sizeof s->where, "%s: tensor %s", src->shard->path, src->t.name);
+}
+
 static void copy_tensors(const hf_plan *p, const sl_tensor_spec *specs, int n, import_writer *w)
 {
     for (int i = 0; i < n; i++) {
@@ -191,13 +209,9 @@ static void copy_tensors(const hf_plan *p, const sl_tensor_spec *specs, int n, i
             bnb_copy(&p->bnb[i], &specs[i], w);
             continue;
         }
-        const hf_source *src = &p->src[i];
-        void *buf = sl_malloc((size_t)src->t.nbytes, specs[i].path);
-        st_read(src->shard, &src->t, buf);
-        char where[PATH_MAX + 160];
-        snprintf(where, sizeof where, "%s: tensor %s", src->shard->path, src->t.name);
-        writer_tensor(w, &specs[i], src->t.dtype, buf, where);
-        free(buf);
+        import_source s;
+        source_of(&p->src[i], &s);
+        writer_tensor(w, &specs[i], &s);
     }
 }
 
@@ -213,33 +227,49 @@ static char *dir_basename(const char *dir)
     return name;
 }
 
+/* Everything known before the output is created: config.json, the shards' headers, each tensor's
+ * source, checked. */
+typedef struct {
+    const char *dir;
+    const import_options *opt;
+    sl_model_config cfg;
+    hf_checkpoint ck;
+    sl_tensor_spec *specs;
+    int n;
+    hf_plan plan;
+} hf_import;
+
+static void plan_import(void *arg)
+{
+    hf_import *im = arg;
+    check_directory(im->dir);
+    hfconfig_read(im->dir, &im->cfg);
+    open_checkpoint(&im->ck, im->dir);
+    im->n = modelcfg_tensor_count(&im->cfg);
+    im->specs = sl_malloc(sizeof *im->specs * (size_t)im->n, "tensor table");
+    modelcfg_tensors(&im->cfg, im->specs, im->n);
+    plan_sources(&im->ck, im->specs, im->n, bnb_checkpoint(im->dir), im->opt, &im->plan);
+}
+
 void import_hf(const char *dir, const char *out_path, const import_options *opt)
 {
-    check_directory(dir);
-    sl_model_config cfg;
-    hfconfig_read(dir, &cfg);
-    hf_checkpoint ck;
-    open_checkpoint(&ck, dir);
-    int n = modelcfg_tensor_count(&cfg);
-    sl_tensor_spec *specs = sl_malloc(sizeof *specs * (size_t)n, "tensor table");
-    modelcfg_tensors(&cfg, specs, n);
-    hf_plan plan;
-    plan_sources(&ck, specs, n, bnb_checkpoint(dir), opt, &plan);
-
+    hf_import im = {.dir = dir, .opt = opt};
+    import_checked(plan_import, &im);
     char source[PATH_MAX], *name = dir_basename(dir);
     import_origin origin = {realpath(dir, source) ? source : dir, "hf-safetensors", name};
     import_options out_opt = *opt;
-    if (plan.bits == 4) out_opt.quant = plan.quant; /* the file is pre-quantized in the checkpoint's format */
-    import_writer *w = writer_open(out_path, &out_opt, &origin, &cfg);
-    copy_tensors(&plan, specs, n, w);
+    if (im.plan.bits == 4) out_opt.quant = im.plan.quant; /* the file is pre-quantized in the checkpoint's format */
+    import_writer *w = writer_open(out_path, &out_opt, &origin, &im.cfg);
+    copy_tensors(&im.plan, im.specs, im.n, w);
     int stored = 0;
-    for (int i = 0; i < ck.n_shards; i++) stored += ck.shards[i].n_tensors;
-    if (stored > plan.used)
-        log_info("ignored %d tensors that the model does not use (e.g. rotary tables)", stored - plan.used);
+    for (int i = 0; i < im.ck.n_shards; i++) stored += im.ck.shards[i].n_tensors;
+    if (stored > im.plan.used)
+        log_info("ignored %d tensors that the model does not use (e.g. rotary tables)", stored - im.plan.used);
     writer_finish(w);
     free(name);
-    free(plan.src);
-    free(plan.bnb);
-    free(specs);
-    close_checkpoint(&ck);
+    for (int i = 0; im.plan.bnb && i < im.n; i++) bnb_release(&im.plan.bnb[i]);
+    free(im.plan.src);
+    free(im.plan.bnb);
+    free(im.specs);
+    close_checkpoint(&im.ck);
 }

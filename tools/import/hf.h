@@ -34,18 +34,22 @@ typedef struct {
     float offset; /* the JSON's nested_offset: the double-quantization offset */
     hf_source int8, scb, weight_format;
     int has_weight_format;
+    float *row_scale; /* SCB's values, read and checked by bnb_locate */
 } bnb_weight;
 
 /* config.json's quantization_config: 4 or 8 for a bitsandbytes 4-bit or 8-bit checkpoint, 0 for
  * none; other methods are refused, naming why. */
 int bnb_checkpoint(const char *dir);
 /* Locate one projection weight's tensors and check everything their headers (and the JSON) say
- * against spec (shape) and one another (sizes, block size, types). */
+ * against spec (shape) and one another (sizes, block size, types); of an 8-bit weight also its
+ * layout code and row scales. */
 void bnb_locate(const hf_checkpoint *ck, const sl_tensor_spec *spec, int bits, bnb_weight *bw);
 /* Tensors a weight occupies in the checkpoint (for the count of unused tensors). */
 int bnb_tensor_count(const bnb_weight *bw);
-/* Read the weight, check its tables and statistics, and write it: 4-bit bytes as they are, 8-bit
- * dequantized to float32 as bitsandbytes does (int8 * SCB / 127), then like any float weight. */
+/* Write the weight (collective): 4-bit bytes as they are, their tables and statistics checked by the
+ * rank that copies them; 8-bit dequantized to float32 as bitsandbytes does (int8 * SCB / 127) on
+ * every rank's pieces, then like any float weight. */
 void bnb_copy(const bnb_weight *bw, const sl_tensor_spec *spec, import_writer *w);
+void bnb_release(bnb_weight *bw);
 
 #endif

@@ -1,12 +1,17 @@
 /* llama2c: import a legacy llama2.c checkpoint (seven int32 then float32 arrays, see
  * shared/models/README.md). llama2.c rotates adjacent pairs (2i, 2i+1) of each head, shardlora
- * rotates halves (i, i + head_dim/2), so the rows of wq and wk are permuted per head on the way. */
+ * rotates halves (i, i + head_dim/2), so the rows of wq and wk are permuted per head on the way.
+ * Every rank reads its pieces of each tensor straight from the file (writer.c). */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "fileio.h"
 #include "import.h"
 #include "runtime.h"
 
@@ -23,10 +28,10 @@ typedef struct {
 
 enum { L2C_HEADER_BYTES = 7 * 4, L2C_N_REGIONS = 13 };
 
-static l2c_header read_header(FILE *f, const char *path, int64_t file_size)
+static l2c_header read_header(int fd, const char *path, int64_t file_size)
 {
     int32_t h[7];
-    if (file_size < L2C_HEADER_BYTES || fread(h, 4, 7, f) != 7)
+    if (file_size < L2C_HEADER_BYTES || fileio_pread(fd, h, sizeof h, 0) != 0)
         sl_fatal("%s: file is %lld bytes, shorter than the %d-byte llama2.c header", path, (long long)file_size,
                  L2C_HEADER_BYTES);
     if (h[0] == 0x616b3432)
@@ -86,34 +91,39 @@ static int64_t offset_of(const l2c_region r[L2C_N_REGIONS], const sl_tensor_spec
     sl_fatal("internal error: no llama2.c array holds %s", s->path);
 }
 
-/* Rows of each head reordered from adjacent pairs to halves: row 2i + j moves to i + j * head_dim/2. */
-static void pairs_to_halves(const float *src, float *dst, int64_t rows, int64_t cols, int head_dim)
+/* The row of the llama2.c array that row r of shardlora's takes, within each head: shardlora's
+ * row i (first half) is llama2.c's 2i, row half + i is 2i + 1. */
+static int64_t pairs_row(int64_t r, int head_dim)
 {
-    const int half = head_dim / 2;
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t head = r / head_dim, within = r % head_dim;
-        int64_t to = head * head_dim + (within % 2) * half + within / 2;
-        memcpy(dst + to * cols, src + r * cols, (size_t)cols * sizeof *dst);
-    }
+    const int64_t half = head_dim / 2, within = r % head_dim;
+    return r - within + (within < half ? 2 * within : 2 * (within - half) + 1);
 }
 
-static void copy_tensor(FILE *f, const char *path, const sl_tensor_spec *s, int64_t offset, int head_dim,
-                        import_writer *w)
+/* One tensor's place in the file, for its import_source. */
+typedef struct {
+    int fd;
+    int64_t offset; /* in floats after the header */
+    int64_t cols;
+    int head_dim;   /* > 0: rows permuted (wq, wk) */
+} l2c_tensor;
+
+static int read_l2c(const import_source *s, int64_t first, int64_t count, void *dst, char *err, size_t len)
 {
-    int64_t n = s->ndims == 2 ? s->dims[0] * s->dims[1] : s->dims[0];
-    float *buf = sl_malloc((size_t)n * 4, s->path);
-    if (fseeko(f, (off_t)(L2C_HEADER_BYTES + offset * 4), SEEK_SET) != 0 || fread(buf, 4, (size_t)n, f) != (size_t)n)
-        sl_fatal("%s: cannot read %s (I/O error)", path, s->path);
-    if (s->proj == PROJ_Q || s->proj == PROJ_K) {
-        float *permuted = sl_malloc((size_t)n * 4, s->path);
-        pairs_to_halves(buf, permuted, s->dims[0], s->dims[1], head_dim);
-        free(buf);
-        buf = permuted;
+    const l2c_tensor *t = s->ctx;
+    float *x = dst;
+    for (int64_t e = first; e < first + count;) { /* a row segment at a time: rows may move */
+        int64_t row = e / t->cols, col = e % t->cols, end = first + count, m = t->cols - col;
+        if (!t->head_dim) m = end - e;
+        else if (m > end - e) m = end - e;
+        int64_t from = t->head_dim ? pairs_row(row, t->head_dim) * t->cols + col : e;
+        int rc = fileio_pread(t->fd, x + (e - first), (size_t)m * 4, L2C_HEADER_BYTES + (t->offset + from) * 4);
+        if (rc) {
+            snprintf(err, len, "%s", fileio_strerror(rc));
+            return -1;
+        }
+        e += m;
     }
-    char where[PATH_MAX + 128];
-    snprintf(where, sizeof where, "%s: %s", path, s->path);
-    writer_tensor(w, s, SL_F32, buf, where);
-    free(buf);
+    return 0;
 }
 
 /* The file name without directory and without ".bin", used as the model's name. */
@@ -126,32 +136,56 @@ static char *model_name(const char *path)
     return name;
 }
 
+/* The checkpoint opened and checked: header, size, the tensor table. */
+typedef struct {
+    const char *path;
+    int fd;
+    l2c_header h;
+    l2c_region regions[L2C_N_REGIONS];
+    sl_model_config cfg;
+    sl_tensor_spec *specs;
+    int n;
+} l2c_import;
+
+static void open_checkpoint(void *arg)
+{
+    l2c_import *im = arg;
+    im->fd = open(im->path, O_RDONLY);
+    if (im->fd < 0) sl_fatal("cannot open llama2.c checkpoint %s: %s", im->path, strerror(errno));
+    struct stat sb;
+    if (fstat(im->fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+        sl_fatal("llama2.c checkpoint %s is not a regular file (expected the file itself)", im->path);
+    int64_t file_size = (int64_t)sb.st_size;
+    im->h = read_header(im->fd, im->path, file_size);
+    int64_t expected = L2C_HEADER_BYTES + 4 * layout(&im->h, im->regions);
+    if (file_size != expected)
+        sl_fatal("%s: %s: expected %lld bytes for dim %d, %d layers, vocab %d%s, found %lld", im->path,
+                 file_size < expected ? "file is truncated" : "file is longer than its header says",
+                 (long long)expected, im->h.dim, im->h.n_layers, im->h.vocab_size,
+                 im->h.shared_classifier ? "" : " with a separate classifier", (long long)file_size);
+    im->cfg = config_of(&im->h);
+    im->n = modelcfg_tensor_count(&im->cfg);
+    im->specs = sl_malloc(sizeof *im->specs * (size_t)im->n, "tensor table");
+    modelcfg_tensors(&im->cfg, im->specs, im->n);
+}
+
 void import_llama2c(const char *bin_path, const char *out_path, const import_options *opt)
 {
-    FILE *f = fopen(bin_path, "rb");
-    if (!f) sl_fatal("cannot open llama2.c checkpoint %s: %s", bin_path, strerror(errno));
-    if (fseeko(f, 0, SEEK_END) != 0) sl_fatal("%s: cannot seek: %s", bin_path, strerror(errno));
-    int64_t file_size = (int64_t)ftello(f);
-    rewind(f);
-    l2c_header h = read_header(f, bin_path, file_size);
-    l2c_region regions[L2C_N_REGIONS];
-    int64_t expected = L2C_HEADER_BYTES + 4 * layout(&h, regions);
-    if (file_size != expected)
-        sl_fatal("%s: %s: expected %lld bytes for dim %d, %d layers, vocab %d%s, found %lld", bin_path,
-                 file_size < expected ? "file is truncated" : "file is longer than its header says",
-                 (long long)expected, h.dim, h.n_layers, h.vocab_size,
-                 h.shared_classifier ? "" : " with a separate classifier", (long long)file_size);
-    sl_model_config cfg = config_of(&h);
-    int n = modelcfg_tensor_count(&cfg);
-    sl_tensor_spec *specs = sl_malloc(sizeof *specs * (size_t)n, "tensor table");
-    modelcfg_tensors(&cfg, specs, n);
-
+    l2c_import im = {.path = bin_path, .fd = -1};
+    import_checked(open_checkpoint, &im);
     char source[PATH_MAX], *name = model_name(bin_path);
     import_origin origin = {realpath(bin_path, source) ? source : bin_path, "llama2c", name};
-    import_writer *w = writer_open(out_path, opt, &origin, &cfg);
-    for (int i = 0; i < n; i++) copy_tensor(f, bin_path, &specs[i], offset_of(regions, &specs[i]), cfg.head_dim, w);
+    import_writer *w = writer_open(out_path, opt, &origin, &im.cfg);
+    for (int i = 0; i < im.n; i++) {
+        const sl_tensor_spec *s = &im.specs[i];
+        l2c_tensor t = {.fd = im.fd, .offset = offset_of(im.regions, s), .cols = s->ndims == 2 ? s->dims[1] : 1,
+                        .head_dim = s->kind == TENSOR_LINEAR && (s->proj == PROJ_Q || s->proj == PROJ_K) ? im.cfg.head_dim : 0};
+        import_source src = {.dtype = SL_F32, .read = read_l2c, .ctx = &t};
+        snprintf(src.where, sizeof src.where, "%s: %s", bin_path, s->path);
+        writer_tensor(w, s, &src);
+    }
     writer_finish(w);
     free(name);
-    free(specs);
-    fclose(f);
+    free(im.specs);
+    close(im.fd);
 }

@@ -1,5 +1,6 @@
-/* shardlora-import: turn a Hugging Face checkpoint or a llama2.c model into a shardlora model file.
- * This file holds the command line only; the formats live in hf.c and llama2c.c. */
+/* shardlora-import: turn a Hugging Face checkpoint or a llama2.c model into a shardlora model file,
+ * on any number of MPI ranks (the same file for any count). This file holds the command line only;
+ * the formats live in hf.c and llama2c.c, the output in writer.c and stream.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,8 +46,8 @@ static const struct {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: shardlora-import hf DIR OUT.h5 [options]\n"
-                 "       shardlora-import llama2c FILE.bin OUT.h5 [options]\n"
+    fprintf(out, "usage: [mpirun -np N] shardlora-import hf DIR OUT.h5 [options]\n"
+                 "       [mpirun -np N] shardlora-import llama2c FILE.bin OUT.h5 [options]\n"
                  "  hf       a Hugging Face directory: config.json and model.safetensors (or shards listed\n"
                  "           by model.safetensors.index.json); architectures llama, mistral, qwen2, qwen3;\n"
                  "           float; bitsandbytes 4-bit (NF4/FP4) kept as they are, pre-quantized; 8-bit dequantized\n"
@@ -58,6 +59,8 @@ static void usage(FILE *out)
         fprintf(out, "  %-24s %s\n", form, OPTIONS[i].help);
     }
     fprintf(out, "  %-24s %s\n", "--help", "this text");
+    fprintf(out, "On N ranks each reads, checks and converts or quantizes its share of every tensor on\n"
+                 "OMP_NUM_THREADS threads and writes it into the one output file; the file is the same for any N.\n");
 }
 
 /* Applies "--name value" or "--name=value" at argv[i]; returns how many arguments it used. */
@@ -93,35 +96,51 @@ static void resolve_quantization(import_options *o)
     if (problem) sl_fatal("--quantize %s%s: %s", o->quantize, o->double_quant ? " --double-quant" : "", problem);
 }
 
-int main(int argc, char **argv)
-{
-    rt_init_serial("shardlora-import");
-    import_options opt = {.out_dtype = SL_DTYPE_OTHER};
+typedef struct {
+    int argc;
+    char **argv;
+    import_options opt;
     const char *args[3];
+    int help;
+} command_line;
+
+static void parse(void *arg)
+{
+    command_line *c = arg;
     int n_args = 0;
-    for (int i = 1; i < argc;) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
+    for (int i = 1; i < c->argc;) {
+        if (strcmp(c->argv[i], "--help") == 0 || strcmp(c->argv[i], "-h") == 0) {
+            c->help = 1;
+            return;
         }
-        if (strncmp(argv[i], "--", 2) == 0) {
-            i += parse_option(argc, argv, i, &opt);
+        if (strncmp(c->argv[i], "--", 2) == 0) {
+            i += parse_option(c->argc, c->argv, i, &c->opt);
             continue;
         }
-        if (n_args == 3) sl_fatal("unexpected argument '%s' (see shardlora-import --help)", argv[i]);
-        args[n_args++] = argv[i++];
+        if (n_args == 3) sl_fatal("unexpected argument '%s' (see shardlora-import --help)", c->argv[i]);
+        c->args[n_args++] = c->argv[i++];
     }
     if (n_args < 3) {
-        usage(stderr);
+        if (RT.rank == 0) usage(stderr);
         sl_fatal("expected a format (hf or llama2c), a source and an output file");
     }
-    resolve_quantization(&opt);
-    if (strcmp(args[0], "hf") == 0)
-        import_hf(args[1], args[2], &opt);
-    else if (strcmp(args[0], "llama2c") == 0)
-        import_llama2c(args[1], args[2], &opt);
-    else
-        sl_fatal("unknown source format '%s' (expected hf or llama2c)", args[0]);
+    if (strcmp(c->args[0], "hf") != 0 && strcmp(c->args[0], "llama2c") != 0)
+        sl_fatal("unknown source format '%s' (expected hf or llama2c)", c->args[0]);
+    resolve_quantization(&c->opt);
+}
+
+int main(int argc, char **argv)
+{
+    rt_init(&argc, &argv, "shardlora-import");
+    command_line c = {.argc = argc, .argv = argv, .opt = {.out_dtype = SL_DTYPE_OTHER}};
+    import_checked(parse, &c);
+    if (c.help) {
+        if (RT.rank == 0) usage(stdout);
+    } else if (strcmp(c.args[0], "hf") == 0) {
+        import_hf(c.args[1], c.args[2], &c.opt);
+    } else {
+        import_llama2c(c.args[1], c.args[2], &c.opt);
+    }
     rt_finalize();
     return 0;
 }

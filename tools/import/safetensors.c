@@ -3,9 +3,13 @@
 #include "safetensors.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "fileio.h"
 #include "runtime.h"
 
 static const struct { const char *name; int size; sl_dtype dtype; } ST_DTYPES[] = {
@@ -20,7 +24,7 @@ static const struct { const char *name; int size; sl_dtype dtype; } ST_DTYPES[] 
 static uint64_t read_header_length(const st_file *st)
 {
     unsigned char b[8];
-    if (st->file_size < 8 || fread(b, 1, 8, st->f) != 8)
+    if (st->file_size < 8 || fileio_pread(st->fd, b, 8, 0) != 0)
         sl_fatal("%s: file is %lld bytes, shorter than the 8-byte header length of a safetensors file",
                  st->path, (long long)st->file_size);
     uint64_t len = 0;
@@ -34,7 +38,8 @@ static uint64_t read_header_length(const st_file *st)
 static void parse_header(st_file *st, uint64_t len)
 {
     char *text = sl_malloc(len + 1, st->path);
-    if (fread(text, 1, len, st->f) != len) sl_fatal("%s: read error in the header", st->path);
+    int rc = fileio_pread(st->fd, text, len, 8);
+    if (rc) sl_fatal("%s: cannot read the %llu-byte header: %s", st->path, (unsigned long long)len, fileio_strerror(rc));
     text[len] = 0;
     st->header = cJSON_ParseWithLength(text, len);
     free(text);
@@ -101,11 +106,12 @@ void st_open(st_file *st, const char *path)
 {
     memset(st, 0, sizeof *st);
     st->path = strdup(path);
-    st->f = fopen(path, "rb");
-    if (!st->f) sl_fatal("cannot open safetensors file %s: %s", path, strerror(errno));
-    if (fseeko(st->f, 0, SEEK_END) != 0) sl_fatal("%s: cannot seek: %s", path, strerror(errno));
-    st->file_size = (int64_t)ftello(st->f);
-    rewind(st->f);
+    st->fd = open(path, O_RDONLY);
+    if (st->fd < 0) sl_fatal("cannot open safetensors file %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(st->fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+        sl_fatal("safetensors file %s is not a regular file (expected the file itself)", path);
+    st->file_size = (int64_t)sb.st_size;
     uint64_t len = read_header_length(st);
     st->data_start = 8 + (int64_t)len;
     parse_header(st, len);
@@ -120,7 +126,7 @@ void st_open(st_file *st, const char *path)
 
 void st_close(st_file *st)
 {
-    fclose(st->f);
+    close(st->fd);
     cJSON_Delete(st->header);
     free(st->path);
     memset(st, 0, sizeof *st);
@@ -136,7 +142,13 @@ int st_find(const st_file *st, const char *name, st_tensor *t)
 
 void st_read(const st_file *st, const st_tensor *t, void *buf)
 {
-    if (fseeko(st->f, (off_t)t->offset, SEEK_SET) != 0 || fread(buf, 1, (size_t)t->nbytes, st->f) != (size_t)t->nbytes)
-        sl_fatal("%s: tensor %s: cannot read %lld bytes at offset %lld (I/O error)", st->path, t->name,
-                 (long long)t->nbytes, (long long)t->offset);
+    int rc = fileio_pread_threads(st->fd, buf, (size_t)t->nbytes, t->offset);
+    if (rc)
+        sl_fatal("%s: tensor %s: cannot read %lld bytes at offset %lld: %s", st->path, t->name, (long long)t->nbytes,
+                 (long long)t->offset, fileio_strerror(rc));
+}
+
+int st_read_range(const st_file *st, const st_tensor *t, int64_t at, int64_t len, void *buf)
+{
+    return fileio_pread(st->fd, buf, (size_t)len, t->offset + at);
 }

@@ -1,11 +1,10 @@
 /* safetensors: one .safetensors file: its JSON header, validated whole when opened, and reads of
- * one tensor at a time (files can be tens of GB). */
+ * a tensor or a byte range of one (files can be tens of GB), with pread, from any thread. */
 #ifndef SL_IMPORT_SAFETENSORS_H
 #define SL_IMPORT_SAFETENSORS_H
 
 #include <cJSON.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "dtype.h"
 
@@ -13,7 +12,7 @@
 
 typedef struct {
     char *path;
-    FILE *f;
+    int fd;
     int64_t file_size, data_start; /* the data area is [data_start, file_size) */
     cJSON *header;
     int n_tensors;                 /* entries other than __metadata__ */
@@ -31,7 +30,10 @@ void st_open(st_file *st, const char *path);
 void st_close(st_file *st);
 /* Find a tensor by name; returns 0 when the file has no such tensor. */
 int st_find(const st_file *st, const char *name, st_tensor *t);
-/* Read a tensor's bytes (t->nbytes) into buf. */
+/* Read a tensor's bytes (t->nbytes) into buf, on every thread; an I/O error is fatal. */
 void st_read(const st_file *st, const st_tensor *t, void *buf);
+/* Bytes [at, at + len) of a tensor's data into buf, on the calling thread: 0, or a code for
+ * fileio_strerror (it never ends the program, so it can run in a parallel region). */
+int st_read_range(const st_file *st, const st_tensor *t, int64_t at, int64_t len, void *buf);
 
 #endif
