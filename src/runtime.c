@@ -83,12 +83,16 @@ void log_warn(const char *fmt, ...)
 static jmp_buf *check_trap;
 static char trapped_msg[4096];
 
+void rt_trap_error(const char *fmt, va_list ap)
+{
+    if (!check_trap) return;
+    vsnprintf(trapped_msg, sizeof trapped_msg, fmt, ap);
+    longjmp(*check_trap, 1);
+}
+
 noreturn void sl_vfatal(const char *fmt, va_list ap)
 {
-    if (check_trap) {
-        vsnprintf(trapped_msg, sizeof trapped_msg, fmt, ap);
-        longjmp(*check_trap, 1);
-    }
+    rt_trap_error(fmt, ap);
     print_prefixed("error", fmt, ap);
     if (RT.mpi && RT.world > 1) MPI_Abort(MPI_COMM_WORLD, 1);
     if (RT.mpi) MPI_Finalize();

@@ -75,6 +75,10 @@ void rt_expect_regular_file(const char *option, const char *path);
  * error message in msg. For trying inputs that may be damaged (checkpoints) without ending the run. */
 int rt_try(void (*fn)(void *), void *arg, char *msg, size_t len);
 
+/* Inside rt_try: record the error and jump back to it. Outside: return, for the caller to report
+ * it (sl_fatal, and the option parser's usage errors, which exit with status 2). */
+void rt_trap_error(const char *fmt, va_list ap);
+
 /* Run checks on rank 0 alone (collective): an sl_fatal raised inside fn is caught, printed once
  * by rank 0, and every rank exits with status 1 without an abort. Use it to validate inputs that
  * every rank would find equally bad (options, file structure) before any collective I/O. */
