@@ -110,6 +110,9 @@ noreturn void sl_usage_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    rt_trap_error(fmt, ap);
+    va_end(ap);
+    va_start(ap, fmt);
     print_prefixed("error", fmt, ap);
     va_end(ap);
     rt_finalize();
@@ -119,6 +122,10 @@ noreturn void sl_usage_error(const char *fmt, ...)
 /* Every rank ends cleanly (no abort), after those that speak have printed the message. */
 noreturn static void end_all(int speak, const char *fmt, va_list ap)
 {
+    va_list trapped;
+    va_copy(trapped, ap);
+    rt_trap_error(fmt, trapped); /* under rt_try (the fuzz targets) the error is caught instead */
+    va_end(trapped);
     if (speak) print_prefixed("error", fmt, ap);
     rt_finalize();
     exit(1);
@@ -200,6 +207,14 @@ static void print_error(const char *msg, ...)
     va_end(ap);
 }
 
+static void trap_text(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    rt_trap_error(fmt, ap);
+    va_end(ap);
+}
+
 int rt_try(void (*fn)(void *), void *arg, char *msg, size_t len)
 {
     jmp_buf trap, *volatile outer = check_trap;
@@ -220,7 +235,12 @@ void rt_rank0_checks(void (*fn)(void *), void *arg)
     if (RT.rank == 0) failed = !rt_try(fn, arg, trapped_msg, sizeof trapped_msg);
     if (RT.mpi) MPI_CHECK(MPI_Bcast(&failed, 1, MPI_INT, 0, MPI_COMM_WORLD));
     if (!failed) return;
-    if (RT.rank == 0) print_error("%s", trapped_msg);
+    if (RT.rank == 0) {
+        char msg[sizeof trapped_msg];
+        snprintf(msg, sizeof msg, "%s", trapped_msg);
+        trap_text("%s", msg); /* inside an outer rt_try, caught there */
+        print_error("%s", msg);
+    }
     rt_finalize();
     exit(1);
 }
