@@ -75,6 +75,17 @@ void h5_close(hid_t file)
     if (file >= 0 && H5Fclose(file) < 0) sl_fatal("closing HDF5 file failed (disk full or I/O error?)");
 }
 
+void h5_close_all(hid_t file)
+{
+    const unsigned kinds = H5F_OBJ_DATASET | H5F_OBJ_GROUP | H5F_OBJ_DATATYPE | H5F_OBJ_ATTR | H5F_OBJ_LOCAL;
+    ssize_t n = H5Fget_obj_count(file, kinds);
+    hid_t *ids = n > 0 ? sl_malloc((size_t)n * sizeof *ids, "open HDF5 objects") : NULL;
+    if (n > 0) n = H5Fget_obj_ids(file, kinds, (size_t)n, ids);
+    for (ssize_t i = 0; i < n; i++) H5Idec_ref(ids[i]);
+    free(ids);
+    H5Fclose(file); /* its own error, if any, adds nothing to the one being handled */
+}
+
 int h5_has(hid_t file, const char *path)
 {
     char buf[1024];
