@@ -1,0 +1,37 @@
+/* harness: what every fuzz target shares. A target file defines LLVMFuzzerTestOneInput; `make fuzz`
+ * links it with libFuzzer (clang, sanitizers), and the normal build links it with replay.c, which
+ * feeds it the files of tests/fuzz/regressions/TARGET/ (tests/fuzz/test_regressions.sh).
+ *
+ * The code under test reports a bad input with sl_fatal, which ends the process in the real
+ * programs. A target calls it through fuzz_try (rt_try underneath), so a clean error returns
+ * instead of exiting and only a crash, a hang or a leak counts as a finding. */
+#ifndef SL_FUZZ_HARNESS_H
+#define SL_FUZZ_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Run fn(arg) with sl_fatal caught: 1 when it completed, 0 when it reported an error. Either way
+ * the outcome is kept for fuzz_outcome. After an error, what the real program's exit would have
+ * released is released or forgiven: the HDF5 objects left open are closed, and the heap blocks
+ * allocated during the call and still held are not reported as leaks (the leak checker still
+ * sees every block a completed call loses). */
+int fuzz_try(void (*fn)(void *), void *arg);
+
+/* The last outcome: "accepted", or "rejected: MESSAGE" with the scratch directory written as
+ * INPUT (so a regression's expected message does not depend on the process id). */
+const char *fuzz_outcome(void);
+
+/* Write bytes to the file called name in this process's scratch directory (under
+ * $FUZZ_SCRATCH_DIR, else /dev/shm when there is one) and return its path; it is rewritten by each
+ * call and removed, with the directory, at a normal exit. */
+const char *fuzz_scratch_file(const char *name, const void *data, size_t size);
+/* The scratch directory itself. */
+const char *fuzz_scratch_dir(void);
+
+/* A file's whole content (the fuzz targets' fixed inputs); NULL when it cannot be read. */
+uint8_t *fuzz_read_file(const char *path, size_t *size);
+
+#endif
