@@ -552,9 +552,22 @@ static H5T_class_t attr_class(hid_t a)
     return c;
 }
 
+/* The single-value getters read into one variable: an attribute of several values (an array, as an
+ * edited file may hold) would overflow it. */
+static void expect_one_value(hid_t file, hid_t a, const char *obj, const char *name)
+{
+    hid_t s = H5Aget_space(a);
+    hssize_t n = H5Sget_simple_extent_npoints(s);
+    H5Sclose(s);
+    if (n != 1)
+        sl_fatal("%s: attribute '%s' of %s holds %lld values (expected a single value)", h5_name(file), name, obj,
+                 (long long)n);
+}
+
 int64_t h5_attr_int(hid_t file, const char *obj, const char *name)
 {
     hid_t a = open_attr(file, obj, name);
+    expect_one_value(file, a, obj, name);
     if (attr_class(a) != H5T_INTEGER)
         sl_fatal("%s: attribute '%s' of %s must be an integer", h5_name(file), name, obj);
     int64_t v = 0;
@@ -566,6 +579,7 @@ int64_t h5_attr_int(hid_t file, const char *obj, const char *name)
 double h5_attr_double(hid_t file, const char *obj, const char *name)
 {
     hid_t a = open_attr(file, obj, name);
+    expect_one_value(file, a, obj, name);
     H5T_class_t c = attr_class(a);
     if (c != H5T_FLOAT && c != H5T_INTEGER)
         sl_fatal("%s: attribute '%s' of %s must be a number", h5_name(file), name, obj);
@@ -578,6 +592,7 @@ double h5_attr_double(hid_t file, const char *obj, const char *name)
 char *h5_attr_string(hid_t file, const char *obj, const char *name)
 {
     hid_t a = open_attr(file, obj, name);
+    expect_one_value(file, a, obj, name);
     hid_t t = H5Aget_type(a);
     if (H5Tget_class(t) != H5T_STRING) sl_fatal("%s: attribute '%s' of %s must be a string", h5_name(file), name, obj);
     char *out;
