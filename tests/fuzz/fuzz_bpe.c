@@ -30,7 +30,7 @@ static const vocab *tokenizer(void)
     return &v;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void fuzz_one(const uint8_t *data, size_t size)
 {
     const vocab *v = tokenizer();
     int32_t *ids = malloc((size + 1) * sizeof *ids);
@@ -40,5 +40,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         __builtin_trap();
     }
     free(ids);
-    return 0;
 }
+
+FUZZ_TARGET(fuzz_one)

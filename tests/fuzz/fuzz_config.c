@@ -36,7 +36,7 @@ static int asks_for_help(int argc, char **argv)
     return argc < 2;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void fuzz_one(const uint8_t *data, size_t size)
 {
     char *text = malloc(size + 1), *argv[MAX_ARGS + 2] = {"shardlora"};
     memcpy(text, data, size);
@@ -47,5 +47,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     config_job job = {.argc = argc, .argv = argv};
     if (!asks_for_help(argc, argv)) fuzz_try(parse, &job);
     free(text);
-    return 0;
 }
+
+FUZZ_TARGET(fuzz_one)

@@ -72,7 +72,7 @@ static void resume(void *arg)
     checkpoint_resume(&R.m, R.roles, &R.cfg, &meta);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void fuzz_one(const uint8_t *data, size_t size)
 {
     static const uint8_t *base;
     static size_t base_size;
@@ -87,5 +87,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fprintf(stderr, "fuzz_h5checkpoint: %zd HDF5 objects left open after %s\n", open_objects, fuzz_outcome());
         __builtin_trap();
     }
-    return 0;
 }
+
+FUZZ_TARGET(fuzz_one)

@@ -30,7 +30,7 @@ static void validate(void *arg)
     data_close(&job->d);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void fuzz_one(const uint8_t *data, size_t size)
 {
     static const uint8_t *bases[2];
     static size_t sizes[2];
@@ -40,10 +40,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         bases[0] = h5edit_base("dataset-plain", write_plain, &sizes[0]);
         bases[1] = h5edit_base("dataset-masked", write_masked, &sizes[1]);
     }
-    if (size < 1) return 0;
+    if (size < 1) return;
     int which = data[0] & 1;
     dataset_job job = {.path = fuzz_scratch_file("dataset.h5", bases[which], sizes[which])};
     h5edit_apply(job.path, data + 1, size - 1, extra_paths, extra_attrs);
     fuzz_try(validate, &job);
-    return 0;
 }
+
+FUZZ_TARGET(fuzz_one)

@@ -17,7 +17,7 @@ static void validate(void *path)
     model_stored_format(path, &fmt);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void fuzz_one(const uint8_t *data, size_t size)
 {
     static const uint8_t *bases[2];
     static size_t sizes[2];
@@ -25,10 +25,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         bases[0] = h5edit_base("model-f32", write_float_model, &sizes[0]);
         bases[1] = h5edit_base("model-nf4", write_nf4_model, &sizes[1]);
     }
-    if (size < 1) return 0;
+    if (size < 1) return;
     int which = data[0] & 1;
     const char *path = fuzz_scratch_file("model.h5", bases[which], sizes[which]);
     h5edit_apply(path, data + 1, size - 1, NULL, NULL);
     fuzz_try(validate, (void *)path);
-    return 0;
 }
+
+FUZZ_TARGET(fuzz_one)

@@ -9,9 +9,10 @@ static void read_config(void *dir)
     hfconfig_read(dir, &cfg);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void fuzz_one(const uint8_t *data, size_t size)
 {
     fuzz_scratch_file("config.json", data, size);
     fuzz_try(read_config, (void *)fuzz_scratch_dir());
-    return 0;
 }
+
+FUZZ_TARGET(fuzz_one)

@@ -27,9 +27,9 @@ static void read_and_write(void *arg)
 
 static void validate(void *path) { data_validate(path, VOCAB); }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void fuzz_one(const uint8_t *data, size_t size)
 {
-    if (size < 1) return 0;
+    if (size < 1) return;
     const char *file = fuzz_scratch_file("input.jsonl", data + 1, size - 1);
     jsonl_job job = {.opts = {.input = INPUT_JSONL, .files = &file, .n_files = 1, .vocab_size = VOCAB},
                      .dataset = fuzz_scratch_file("dataset.h5", "", 0)};
@@ -39,5 +39,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         __builtin_trap();
     }
     corpus_free(&job.c);
-    return 0;
 }
+
+FUZZ_TARGET(fuzz_one)

@@ -15,9 +15,10 @@ static void import(void *arg)
     import_llama2c(job->path, job->out, &opt);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void fuzz_one(const uint8_t *data, size_t size)
 {
     l2c_job job = {fuzz_scratch_file("model.bin", data, size), fuzz_scratch_file("model.h5", "", 0)};
     fuzz_try(import, &job);
-    return 0;
 }
+
+FUZZ_TARGET(fuzz_one)

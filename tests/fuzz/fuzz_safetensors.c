@@ -24,9 +24,10 @@ static void open_and_read_all(void *arg)
     st_close(&job->st);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void fuzz_one(const uint8_t *data, size_t size)
 {
     st_job job = {.path = fuzz_scratch_file("model.safetensors", data, size)};
     fuzz_try(open_and_read_all, &job);
-    return 0;
 }
+
+FUZZ_TARGET(fuzz_one)

@@ -19,7 +19,7 @@ static void load(void *arg)
     vocab_load(&job->v, job->path);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void fuzz_one(const uint8_t *data, size_t size)
 {
     vocab_job job = {.path = fuzz_scratch_file("tokenizer.bin", data, size)};
     if (fuzz_try(load, &job)) {
@@ -33,5 +33,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     vocab_free(&job.v);
-    return 0;
 }
+
+FUZZ_TARGET(fuzz_one)

@@ -36,11 +36,13 @@ static const void *held[HELD_SLOTS]; /* open addressing; TOMBSTONE marks a freed
 static uint32_t used[HELD_MAX]; /* the slots filled since track_start, to clear only those */
 static atomic_flag held_lock = ATOMIC_FLAG_INIT;
 static int tracking, n_used;
+static atomic_llong live_blocks; /* mallocs minus frees, all the time */
 
 static size_t slot_of(const volatile void *p) { return ((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull >> 44; }
 
 static void on_malloc(const volatile void *p, size_t size)
 {
+    if (p) atomic_fetch_add(&live_blocks, 1);
     if (!tracking || !p) return;
     while (atomic_flag_test_and_set(&held_lock)) {}
     if (n_used < HELD_MAX) { /* past that, blocks go unrecorded (and may be reported) */
@@ -54,6 +56,7 @@ static void on_malloc(const volatile void *p, size_t size)
 
 static void on_free(const volatile void *p)
 {
+    if (p) atomic_fetch_sub(&live_blocks, 1);
     if (!tracking || !p) return;
     while (atomic_flag_test_and_set(&held_lock)) {}
     for (size_t s = slot_of(p) & (HELD_SLOTS - 1); held[s]; s = (s + 1) & (HELD_SLOTS - 1))
@@ -64,11 +67,16 @@ static void on_free(const volatile void *p)
     atomic_flag_clear(&held_lock);
 }
 
-static void track_start(void)
+static void install_hooks(void)
 {
     static int installed;
     if (!installed) __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
     installed = 1;
+}
+
+static void track_start(void)
+{
+    install_hooks();
     tracking = 1;
 }
 
@@ -82,9 +90,32 @@ static void track_stop(int forgive)
     }
     n_used = 0;
 }
+static int errors_this_input;
+
+int fuzz_input(void (*fn)(const uint8_t *data, size_t size), const uint8_t *data, size_t size)
+{
+    static int inputs;
+    install_hooks();
+    errors_this_input = 0;
+    long long before = atomic_load(&live_blocks);
+    fn(data, size);
+    /* the first input also makes the target's fixed state (valid files, a loaded tokenizer, MPI) */
+    if (inputs++ && !errors_this_input && atomic_load(&live_blocks) > before && __lsan_do_recoverable_leak_check()) {
+        fprintf(stderr, "fuzz: the input above leaked (it met no error)\n");
+        abort();
+    }
+    return 0;
+}
 #else
+static int errors_this_input;
 static void track_start(void) {}
 static void track_stop(int forgive) {}
+
+int fuzz_input(void (*fn)(const uint8_t *data, size_t size), const uint8_t *data, size_t size)
+{
+    fn(data, size);
+    return 0;
+}
 #endif
 
 /* HDF5 files an interrupted call left open, with their objects: closed, as the real program's exit
@@ -120,7 +151,7 @@ int fuzz_try(void (*fn)(void *), void *arg)
     track_start();
     int ok = rt_try(fn, arg, msg, sizeof msg);
     track_stop(!ok);
-    if (!ok) close_hdf5_leftovers();
+    if (!ok) close_hdf5_leftovers(), errors_this_input++;
     set_outcome(ok ? "accepted" : "rejected: ", ok ? "" : msg);
     return ok;
 }

@@ -13,11 +13,18 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* A target file ends with FUZZ_TARGET(its function of one input). The input runs through
+ * fuzz_input: under the sanitizers, an input that ends with more heap blocks than it began with
+ * and met no error is checked for leaks (libFuzzer's own check, -detect_leaks, is off: it would
+ * also check, and report, every input that ended in an error). */
+#define FUZZ_TARGET(fn) \
+    int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return fuzz_input(fn, data, size); }
+int fuzz_input(void (*fn)(const uint8_t *data, size_t size), const uint8_t *data, size_t size);
+
 /* Run fn(arg) with sl_fatal caught: 1 when it completed, 0 when it reported an error. Either way
  * the outcome is kept for fuzz_outcome. After an error, what the real program's exit would have
  * released is released or forgiven: the HDF5 objects left open are closed, and the heap blocks
- * allocated during the call and still held are not reported as leaks (the leak checker still
- * sees every block a completed call loses). */
+ * allocated during the call and still held are not reported as leaks. */
 int fuzz_try(void (*fn)(void *), void *arg);
 
 /* The last outcome: "accepted", or "rejected: MESSAGE" with the scratch directory written as

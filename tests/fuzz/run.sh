@@ -26,14 +26,14 @@ export SHARDLORA_SHARED=${SHARDLORA_SHARED:-$(cd "$root/.." && pwd)/shared} OMP_
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
   OMPI_MCA_btl_vader_single_copy_mechanism=none
 python3 tests/fuzz/seeds.py "$dir/seeds" $targets || exit 1
-export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
+export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 LSAN_OPTIONS=suppressions=$root/tests/fuzz/lsan.supp
 failed=()
 for t in $targets; do
   mkdir -p "$dir/corpus/$t" "$dir/findings/$t" "$dir/logs"
   log=$dir/logs/$t.log
   export FUZZ_SCRATCH_DIR=$(mktemp -d /dev/shm/shardlora-fuzz.XXXXXX 2>/dev/null || mktemp -d)
   nice -n 19 "$dir/fuzzers/$t" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -close_fd_mask=3 \
-    -print_final_stats=1 -artifact_prefix="$dir/findings/$t/" "$dir/corpus/$t" "$dir/seeds/$t" >"$log" 2>&1
+    -detect_leaks=0 -print_final_stats=1 -artifact_prefix="$dir/findings/$t/" "$dir/corpus/$t" "$dir/seeds/$t" >"$log" 2>&1
   rc=$?
   rm -rf "$FUZZ_SCRATCH_DIR"
   coverage=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 | sed 's/.*DONE *//; s/ exec\/s:.*//')
