@@ -20,6 +20,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FUZZ_TARGET(fn) \
     int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return fuzz_input(fn, data, size); }
 int fuzz_input(void (*fn)(const uint8_t *data, size_t size), const uint8_t *data, size_t size);
+/* No leak checks for this target: LeakSanitizer's stop-the-world tracer crashes among Open MPI's
+ * threads. */
+void fuzz_skip_leak_checks(void);
 
 /* Run fn(arg) with sl_fatal caught: 1 when it completed, 0 when it reported an error. Either way
  * the outcome is kept for fuzz_outcome. After an error, what the real program's exit would have
