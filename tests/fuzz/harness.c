@@ -2,6 +2,7 @@
  * inputs go through. */
 #include "harness.h"
 
+#include <fcntl.h>
 #include <hdf5.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -134,6 +135,23 @@ static void close_hdf5_leftovers(void)
     free(files);
 }
 
+/* File descriptors an interrupted call left open (a FILE of the code under test): closed, as the
+ * real program's exit would; without it a target runs out of descriptors after about a thousand
+ * errors. Those open before the call are noted first. */
+enum { WATCHED_FDS = 1024 };
+static unsigned char fd_was_open[WATCHED_FDS];
+
+static void note_open_fds(void)
+{
+    for (int fd = 0; fd < WATCHED_FDS; fd++) fd_was_open[fd] = fcntl(fd, F_GETFD) != -1;
+}
+
+static void close_new_fds(void)
+{
+    for (int fd = 3; fd < WATCHED_FDS; fd++)
+        if (!fd_was_open[fd] && fcntl(fd, F_GETFD) != -1) close(fd);
+}
+
 /* outcome = prefix + msg, the scratch directory replaced by INPUT. */
 static void set_outcome(const char *prefix, const char *msg)
 {
@@ -152,10 +170,11 @@ static void set_outcome(const char *prefix, const char *msg)
 int fuzz_try(void (*fn)(void *), void *arg)
 {
     char msg[4096];
+    note_open_fds();
     track_start();
     int ok = rt_try(fn, arg, msg, sizeof msg);
     track_stop(!ok);
-    if (!ok) close_hdf5_leftovers(), errors_this_input++;
+    if (!ok) close_hdf5_leftovers(), close_new_fds(), errors_this_input++;
     set_outcome(ok ? "accepted" : "rejected: ", ok ? "" : msg);
     return ok;
 }

@@ -26,8 +26,8 @@ void fuzz_skip_leak_checks(void);
 
 /* Run fn(arg) with sl_fatal caught: 1 when it completed, 0 when it reported an error. Either way
  * the outcome is kept for fuzz_outcome. After an error, what the real program's exit would have
- * released is released or forgiven: the HDF5 objects left open are closed, and the heap blocks
- * allocated during the call and still held are not reported as leaks. */
+ * released is released or forgiven: the HDF5 objects and file descriptors left open are closed,
+ * and the heap blocks allocated during the call and still held are not reported as leaks. */
 int fuzz_try(void (*fn)(void *), void *arg);
 
 /* The last outcome: "accepted", or "rejected: MESSAGE" with the scratch directory written as
