@@ -67,10 +67,10 @@ static void make_checkpoint(void *path)
     if (rename(R.checkpoint, path) != 0) sl_fatal("cannot move %s to %s", R.checkpoint, (const char *)path);
 }
 
-static void resume(void *arg)
+static void resume(void *resumed)
 {
     ckpt_meta meta;
-    checkpoint_resume(&R.m, R.roles, &R.cfg, &meta);
+    *(int *)resumed = checkpoint_resume(&R.m, R.roles, &R.cfg, &meta);
 }
 
 static void fuzz_one(const uint8_t *data, size_t size)
@@ -82,7 +82,8 @@ static void fuzz_one(const uint8_t *data, size_t size)
     FILE *f = fopen(R.checkpoint, "wb");
     if (!f || fwrite(base, 1, base_size, f) != base_size || fclose(f) != 0) sl_fatal("cannot write %s", R.checkpoint);
     h5edit_apply(R.checkpoint, data, size, NULL, extra_attrs);
-    fuzz_try(resume, NULL);
+    int resumed = 0;
+    if (fuzz_try(resume, &resumed)) fuzz_accepted_as(resumed ? "resumed" : "skipped as damaged");
     ssize_t open_objects = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
     if (open_objects > 0) {
         fprintf(stderr, "fuzz_h5checkpoint: %zd HDF5 objects left open after %s\n", open_objects, fuzz_outcome());

@@ -30,9 +30,12 @@ void fuzz_skip_leak_checks(void);
  * and the heap blocks allocated during the call and still held are not reported as leaks. */
 int fuzz_try(void (*fn)(void *), void *arg);
 
-/* The last outcome: "accepted", or "rejected: MESSAGE" with the scratch directory written as
- * INPUT (so a regression's expected message does not depend on the process id). */
+/* The last outcome: "accepted" (or "accepted: WHAT", see fuzz_accepted_as), or "rejected: MESSAGE"
+ * with the scratch directory written as INPUT (so a regression's expected message does not depend
+ * on the process id). */
 const char *fuzz_outcome(void);
+/* After an accepted call: say what it made of the input, for the regression's OUTCOMES. */
+void fuzz_accepted_as(const char *what);
 
 /* Write bytes to the file called name in this process's scratch directory (under
  * $FUZZ_SCRATCH_DIR, else /dev/shm when there is one) and return its path; it is rewritten by each
