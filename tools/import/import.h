@@ -25,6 +25,9 @@ typedef struct {
 
 /* DIR/config.json into cfg: architecture, sizes and HF's defaults; unsupported options are fatal. */
 void hfconfig_read(const char *dir, sl_model_config *cfg);
+/* The same from config.json parsed already (path names it in messages); json stays the caller's,
+ * also after an error caught by rt_try. */
+void hfconfig_from_json(const cJSON *json, const char *path, sl_model_config *cfg);
 
 void import_hf(const char *dir, const char *out_path, const import_options *opt);
 void import_llama2c(const char *bin_path, const char *out_path, const import_options *opt);
@@ -43,7 +46,8 @@ void writer_tensor(import_writer *w, const sl_tensor_spec *spec, sl_dtype src_dt
 /* Close, move into place and print the summary. */
 void writer_finish(import_writer *w);
 
-/* Parse a whole JSON file; a missing file or bad JSON is fatal, "what" names its role. */
+/* Parse a whole JSON file; a missing file or bad JSON is fatal, "what" names its role (and holds
+ * nothing of the file then, for callers that catch the error with rt_try). */
 cJSON *json_read_file(const char *path, const char *what);
 
 #endif

@@ -134,7 +134,7 @@ void st_open(st_file *st, const char *path)
 
 void st_close(st_file *st)
 {
-    fclose(st->f);
+    if (st->f) fclose(st->f); /* NULL when st_open stopped at an error caught by rt_try */
     cJSON_Delete(st->header);
     free(st->path);
     memset(st, 0, sizeof *st);
