@@ -22,22 +22,31 @@
 
 static char scratch[256];
 static char outcome[4096 + 16] = "accepted";
+static int errors_this_input, skip_leak_checks;
 
-/* ---- the heap blocks an interrupted call still holds ----
- * Under the sanitizers, allocator hooks record the blocks allocated while a call runs and drop
- * those it frees; after an sl_fatal the rest are marked for the leak checker to ignore, as the
- * real program's exit would have reclaimed them. */
+void fuzz_skip_leak_checks(void) { skip_leak_checks = 1; }
+
+/* ---- what an interrupted call still holds ----
+ * Under the sanitizers, allocator hooks record the heap blocks allocated while a call runs and drop
+ * those it frees; after an sl_fatal the rest are marked for the leak checker to ignore, as the real
+ * program's exit would have reclaimed them. The streams it opened are closed at the end of the
+ * input, after the target's own clean-up (a FILE and its buffer are some 5 KB, which a million
+ * errors would otherwise pile up): fopen and fclose are wrapped to know them, this build's own (the
+ * sanitizers' interceptors give way to these). */
 #ifdef FUZZ_HAVE_LSAN
+#include <dlfcn.h>
 #include <sanitizer/allocator_interface.h>
 #include <sanitizer/lsan_interface.h>
 
-enum { HELD_SLOTS = 1 << 20, HELD_MAX = HELD_SLOTS / 2 };
+enum { HELD_SLOTS = 1 << 20, HELD_MAX = HELD_SLOTS / 2, MAX_STREAMS = 64 };
 static const void *held[HELD_SLOTS]; /* open addressing; TOMBSTONE marks a freed block's slot */
 #define TOMBSTONE ((const void *)1)
 static uint32_t used[HELD_MAX]; /* the slots filled since track_start, to clear only those */
 static atomic_flag held_lock = ATOMIC_FLAG_INIT;
 static int tracking, n_used;
 static atomic_llong live_blocks; /* mallocs minus frees, all the time */
+static FILE *streams[MAX_STREAMS]; /* opened during a call, until fclose'd */
+static int n_streams, n_call_streams;
 
 static size_t slot_of(const volatile void *p) { return ((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull >> 44; }
 
@@ -78,9 +87,11 @@ static void install_hooks(void)
 static void track_start(void)
 {
     install_hooks();
+    n_call_streams = n_streams;
     tracking = 1;
 }
 
+/* forgive: the call was interrupted; its streams stay listed for close_streams */
 static void track_stop(int forgive)
 {
     tracking = 0;
@@ -90,37 +101,55 @@ static void track_stop(int forgive)
         held[used[i]] = NULL;
     }
     n_used = 0;
+    if (!forgive) n_streams = n_call_streams;
 }
-static int errors_this_input, skip_leak_checks;
 
-void fuzz_skip_leak_checks(void) { skip_leak_checks = 1; }
+FILE *fopen(const char *path, const char *mode)
+{
+    static FILE *(*real_fopen)(const char *, const char *);
+    if (!real_fopen) real_fopen = (FILE * (*)(const char *, const char *)) dlsym(RTLD_NEXT, "fopen");
+    FILE *f = real_fopen(path, mode);
+    if (f && tracking && n_streams < MAX_STREAMS) streams[n_streams++] = f;
+    return f;
+}
 
-int fuzz_input(void (*fn)(const uint8_t *data, size_t size), const uint8_t *data, size_t size)
+int fclose(FILE *f)
+{
+    static int (*real_fclose)(FILE *);
+    if (!real_fclose) real_fclose = (int (*)(FILE *))dlsym(RTLD_NEXT, "fclose");
+    for (int i = 0; i < n_streams; i++)
+        if (streams[i] == f) {
+            streams[i] = streams[--n_streams];
+            break;
+        }
+    return real_fclose(f);
+}
+
+static void close_streams(void)
+{
+    while (n_streams > 0) fclose(streams[n_streams - 1]);
+}
+
+/* An input that met no error and ends with more heap blocks than it began with: checked for leaks
+ * (not the first, which also makes the target's fixed state: valid files, a tokenizer, MPI). */
+static long long blocks_now(void) { return atomic_load(&live_blocks); }
+
+static void check_leaks(long long before)
 {
     static int inputs;
-    install_hooks();
-    errors_this_input = 0;
-    long long before = atomic_load(&live_blocks);
-    fn(data, size);
-    /* the first input also makes the target's fixed state (valid files, a loaded tokenizer, MPI) */
-    if (inputs++ && !skip_leak_checks && !errors_this_input && atomic_load(&live_blocks) > before &&
+    if (inputs++ && !skip_leak_checks && !errors_this_input && blocks_now() > before &&
         __lsan_do_recoverable_leak_check()) {
         fprintf(stderr, "fuzz: the input above leaked (it met no error)\n");
         abort();
     }
-    return 0;
 }
 #else
-static int errors_this_input;
-void fuzz_skip_leak_checks(void) {}
+static void install_hooks(void) {}
 static void track_start(void) {}
 static void track_stop(int forgive) {}
-
-int fuzz_input(void (*fn)(const uint8_t *data, size_t size), const uint8_t *data, size_t size)
-{
-    fn(data, size);
-    return 0;
-}
+static void close_streams(void) {}
+static long long blocks_now(void) { return 0; }
+static void check_leaks(long long before) {}
 #endif
 
 /* HDF5 files an interrupted call left open, with their objects: closed, as the real program's exit
@@ -135,21 +164,37 @@ static void close_hdf5_leftovers(void)
     free(files);
 }
 
-/* File descriptors an interrupted call left open (a FILE of the code under test): closed, as the
- * real program's exit would; without it a target runs out of descriptors after about a thousand
- * errors. Those open before the call are noted first. */
+/* Descriptors an interrupted call opened (not through fopen): closed at the end of the input, or a
+ * target runs out of them after about a thousand errors. */
 enum { WATCHED_FDS = 1024 };
-static unsigned char fd_was_open[WATCHED_FDS];
+static unsigned char fd_open_before[WATCHED_FDS], fd_to_close[WATCHED_FDS];
 
 static void note_open_fds(void)
 {
-    for (int fd = 0; fd < WATCHED_FDS; fd++) fd_was_open[fd] = fcntl(fd, F_GETFD) != -1;
+    for (int fd = 0; fd < WATCHED_FDS; fd++) fd_open_before[fd] = fcntl(fd, F_GETFD) != -1;
 }
 
-static void close_new_fds(void)
+static void mark_new_fds(void)
 {
     for (int fd = 3; fd < WATCHED_FDS; fd++)
-        if (!fd_was_open[fd] && fcntl(fd, F_GETFD) != -1) close(fd);
+        if (!fd_open_before[fd] && fcntl(fd, F_GETFD) != -1) fd_to_close[fd] = 1;
+}
+
+static void close_marked_fds(void)
+{
+    for (int fd = 3; fd < WATCHED_FDS; fd++)
+        if (fd_to_close[fd]) close(fd), fd_to_close[fd] = 0;
+}
+
+int fuzz_input(void (*fn)(const uint8_t *data, size_t size), const uint8_t *data, size_t size)
+{
+    install_hooks();
+    errors_this_input = 0;
+    long long before = blocks_now();
+    fn(data, size);
+    if (errors_this_input) close_streams(), close_marked_fds();
+    check_leaks(before);
+    return 0;
 }
 
 /* outcome = prefix + msg, the scratch directory replaced by INPUT. */
@@ -174,7 +219,7 @@ int fuzz_try(void (*fn)(void *), void *arg)
     track_start();
     int ok = rt_try(fn, arg, msg, sizeof msg);
     track_stop(!ok);
-    if (!ok) close_hdf5_leftovers(), close_new_fds(), errors_this_input++;
+    if (!ok) close_hdf5_leftovers(), mark_new_fds(), errors_this_input++;
     set_outcome(ok ? "accepted" : "rejected: ", ok ? "" : msg);
     return ok;
 }
