@@ -28,6 +28,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=se
 python3 tests/fuzz/seeds.py "$dir/seeds" $targets || exit 1
 export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 LSAN_OPTIONS=suppressions=$root/tests/fuzz/lsan.supp
 failed=()
+trap 'rm -rf "${FUZZ_SCRATCH_DIR:-}"' EXIT # also when the run is stopped part-way
 for t in $targets; do
   mkdir -p "$dir/corpus/$t" "$dir/findings/$t" "$dir/logs"
   log=$dir/logs/$t.log
