@@ -24,8 +24,10 @@ DEP_mpi          := libopenmpi-dev
 DEP_hdf5-openmpi := libhdf5-openmpi-dev
 DEP_openblas     := libopenblas-dev
 DEP_libcjson     := libcjson-dev
+DEP_libpcre2-8   := libpcre2-dev
+DEP_icu-uc       := libicu-dev
 DEP_cmocka       := libcmocka-dev
-LIB_PKGS  := mpi hdf5-openmpi openblas libcjson
+LIB_PKGS  := mpi hdf5-openmpi openblas libcjson libpcre2-8 icu-uc
 TEST_PKGS := cmocka
 
 # These goals install what is missing first and build in a sub-make, which checks then.
@@ -99,6 +101,13 @@ else
   BUILD_LINE := CPU backend only (CUDA backend $(CUDA_WHY))
 endif
 
+# Objects depend on the build's flags, kept in a file rewritten only when they change: switching
+# CUDA=0 and CUDA=1 (or the compilers) rebuilds what they compile, not only what was edited.
+CONFIG_STAMP := $(BUILD)/config.stamp
+BUILD_CONFIG := $(CC) $(CFLAGS) | $(NVCC) $(NVFLAGS) | $(LDLIBS)
+$(shell mkdir -p $(BUILD) && { [ "$$(cat $(CONFIG_STAMP) 2>/dev/null)" = '$(BUILD_CONFIG)' ] || \
+  printf '%s\n' '$(BUILD_CONFIG)' > $(CONFIG_STAMP); })
+
 LIB_SRCS  := $(filter-out src/main.c,$(wildcard src/*.c)) $(wildcard kernels/cpu/*.c)
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB       := $(BUILD)/libshardlora.a
@@ -119,11 +128,11 @@ $(BUILD)/src/runtime.o: CFLAGS += -DSL_VERSION='"$(VERSION)"'
 # sqrtf without errno, so rng_normals' loop vectorises (the values are the same)
 $(BUILD)/src/rng.o: CFLAGS += -fno-math-errno
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/%.o: %.cu
+$(BUILD)/%.o: %.cu $(CONFIG_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 

@@ -55,34 +55,43 @@ typedef struct {
     void *(*mirror_act)(void *mirror_buf, const float *host, int64_t n);
 
     /* out[T, N] (act) = addend + scale * x[T, K] W[N, K]^T + bias[N] (bias may be NULL and is not
-     * scaled). addend: NULL (none), out itself (accumulate), or another [T, N] buffer (a residual
-     * added on the way, saving a copy). Row t of x starts at x + t * ldx (ldx >= K; > K: a column
-     * slice of a wider buffer), as row t of dx below at dx + t * lddx. linear_logits: into fp32
-     * out, no bias, no addend, packed. */
-    void (*linear_fwd)(void *out, const void *x, int ldx, const void *w, const void *bias, int T, int K, int N,
-                       float scale, const void *addend);
+     * scaled). addend: NULL (none), out itself (accumulate), or another buffer of out's layout (a
+     * residual added on the way, saving a copy). Token-major operands have row strides (ldout, ldx,
+     * lddx, lddout: row t of x starts at x + t * ldx; ld >= the row's width, and > it for a column
+     * slice of a wider buffer, such as one projection of the fused q/k/v output). linear_logits:
+     * into fp32 out, no bias, no addend, packed. */
+    void (*linear_fwd)(void *out, int ldout, const void *x, int ldx, const void *w, const void *bias, int T, int K,
+                       int N, float scale, const void *addend);
     void (*linear_logits)(float *out, const void *x, const void *w, int T, int K, int N);
     /* dx[T, K] = (accumulate ? dx : 0) + scale * dout[T, N] W[N, K] */
-    void (*linear_bwd_data)(void *dx, int lddx, const void *dout, const void *w, int T, int K, int N, float scale,
-                            int accumulate);
+    void (*linear_bwd_data)(void *dx, int lddx, const void *dout, int lddout, const void *w, int T, int K, int N,
+                            float scale, int accumulate);
     /* dw[N, K] (f32) += scale * dout[T, N]^T x[T, K] */
-    void (*linear_bwd_weight)(float *dw, const void *dout, const void *x, int ldx, int T, int K, int N, float scale);
+    void (*linear_bwd_weight)(float *dw, const void *dout, int lddout, const void *x, int ldx, int T, int K, int N,
+                              float scale);
 
-    /* RMSNorm with fp32 statistics rstd[T]; backward: dx = (accumulate ? dx : 0) + d/dx (frozen w). */
-    void (*rmsnorm_fwd)(void *out, float *rstd, const void *x, const void *w, int T, int D, float eps);
+    /* RMSNorm with fp32 statistics over T rows of `heads` vectors of D values each, every vector
+     * normalised on its own (heads = 1: a model norm; heads > 1: Qwen3's per-head q/k norms); rows
+     * are ld apart (ld >= heads * D) in x, out, dx and dout alike; rstd[T * heads]. Backward: dx =
+     * (accumulate ? dx : 0) + d/dx (frozen w); dx may be dout itself when not accumulating. */
+    void (*rmsnorm_fwd)(void *out, float *rstd, const void *x, const void *w, int T, int heads, int D, int ld,
+                        float eps);
     void (*rmsnorm_bwd)(void *dx, const void *dout, const void *x, const void *w, const float *rstd, int T,
-                        int D, int accumulate);
-    /* Rotary embedding in place at positions pos[T] from a (cos, sin) table [max_pos][hd/2][2]
-     * (k_rope_table); inverse = 1 is the backward. */
-    void (*rope)(void *x, const int32_t *pos, int T, int n_heads, int head_dim, const float *cos_sin, int inverse);
-    /* Causal GQA attention within packed sequences; seq_start is the HOST array (n_seqs + 1). stats
-     * (attention_stats_bytes) is kept from forward for backward; backward overwrites dq, dk, dv. */
+                        int heads, int D, int ld, int accumulate);
+    /* Rotary embedding in place on T rows of n_heads heads, rows ld apart, at positions pos[T] from a
+     * (cos, sin) table [max_pos][hd/2][2] (k_rope_table); inverse = 1 is the backward. */
+    void (*rope)(void *x, int ld, const int32_t *pos, int T, int n_heads, int head_dim, const float *cos_sin,
+                 int inverse);
+    /* Causal GQA attention within packed sequences; seq_start is the HOST array (n_seqs + 1). q, k
+     * and v (and dq, dk, dv) are column slices of rows ld apart, as the fused q/k/v projection
+     * writes them; out and dout are packed [T, n_heads * head_dim]. stats (attention_stats_bytes)
+     * is kept from forward for backward; backward overwrites dq, dk, dv. */
     size_t (*attention_stats_bytes)(int T, int n_seqs, int max_seq, int n_heads);
-    void (*attention_fwd)(void *out, void *stats, const void *q, const void *k, const void *v,
+    void (*attention_fwd)(void *out, void *stats, const void *q, const void *k, const void *v, int ld,
                           const int32_t *seq_start, int n_seqs, int max_seq, int n_heads, int n_kv_heads,
                           int head_dim, float scale);
     void (*attention_bwd)(void *dq, void *dk, void *dv, const void *dout, const void *out, const void *stats,
-                          const void *q, const void *k, const void *v, const int32_t *seq_start, int n_seqs,
+                          const void *q, const void *k, const void *v, int ld, const int32_t *seq_start, int n_seqs,
                           int max_seq, int n_heads, int n_kv_heads, int head_dim, float scale);
     /* out = silu(gate) * up; backward overwrites dgate and dup, which may be gate and up themselves. */
     void (*swiglu_fwd)(void *out, const void *gate, const void *up, int64_t n);

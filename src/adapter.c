@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "h5io.h"
 #include "runtime.h"
 
@@ -81,4 +82,28 @@ void adapter_load(sl_model *m, const char *path)
         fsdp_pool_load(&m->units[u].train, f);
     }
     h5_close(f);
+}
+
+void adapter_apply(sl_model *m, const char *path, adapter_applied *a)
+{
+    adapter_read_info(path, &a->info);
+    adapter_apply_state(m, path, &a->info.lora, a->info.num_labels, a);
+}
+
+void adapter_apply_state(sl_model *m, const char *path, const sl_lora *lora, int num_labels, adapter_applied *a)
+{
+    model_add_trainable(m, lora, num_labels);
+    const size_t bytes = (size_t)model_trainable_shard_numel(m) * sizeof(float);
+    a->host = sl_calloc(bytes, 1, "adapter");
+    model_bind_trainable(m, a->host, a->host, NULL);
+    adapter_load(m, path);
+    a->dev = BE->mirror_alloc(bytes, "adapter");
+    model_bind_trainable(m, a->host, (float *)BE->mirror(a->dev, a->host, bytes), NULL);
+}
+
+void adapter_applied_free(adapter_applied *a)
+{
+    BE->release(a->dev);
+    free(a->host);
+    a->host = NULL, a->dev = NULL;
 }

@@ -25,4 +25,20 @@ void adapter_read_info(const char *path, adapter_info *info);
 /* Collective: fill the model's trainable shards from an adapter file whose shapes must match. */
 void adapter_load(sl_model *m, const char *path);
 
+/* An adapter applied to a loaded model without training it (eval, generate): its attributes (the
+ * model points at info.lora, so this must outlive the model's use), this rank's shards on the host
+ * and their backend copy. */
+typedef struct {
+    adapter_info info;
+    float *host;
+    void *dev;
+} adapter_applied;
+/* Collective: plan the model's adapters (and head) as the file says, read this rank's shards and
+ * mirror them where the backend computes. */
+void adapter_apply(sl_model *m, const char *path, adapter_applied *a);
+/* The same for trainable state of a given shape (lora NULL: no adapters; num_labels 0: no head),
+ * read from path: a merged model file's classification head. lora must outlive the model. */
+void adapter_apply_state(sl_model *m, const char *path, const sl_lora *lora, int num_labels, adapter_applied *a);
+void adapter_applied_free(adapter_applied *a);
+
 #endif

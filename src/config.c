@@ -16,7 +16,7 @@ typedef enum { OPT_INT, OPT_FLOAT, OPT_BOOL, OPT_STRING, OPT_CHOICE, OPT_INT_CHO
 typedef struct {
     const char *name;
     opt_type type;
-    const char *def;     /* default as text; NULL: required (OPT_PATH) or unset */
+    const char *def;     /* default as text; NULL: unset (REQUIRED names what a command needs) */
     const char *choices; /* OPT_CHOICE, OPT_INT_CHOICE: "a|b|c" */
     int min;             /* OPT_INT: smallest accepted value */
     int commands;        /* CMD_* where the option applies */
@@ -25,30 +25,33 @@ typedef struct {
 } sl_option;
 
 #define BOTH (CMD_TRAIN | CMD_EVAL)
+#define ALL (CMD_TRAIN | CMD_EVAL | CMD_GENERATE)
 #define AT(field) offsetof(sl_config, field)
 
 static const sl_option OPTIONS[] = {
-    {"model", OPT_PATH, NULL, NULL, 0, BOTH, AT(model), "model file (HDF5, from shardlora-import)"},
+    {"model", OPT_PATH, NULL, NULL, 0, ALL, AT(model), "model file (HDF5, from shardlora-import)"},
     {"data", OPT_PATH, NULL, NULL, 0, BOTH, AT(data), "token dataset (HDF5, from shardlora-tokenize)"},
-    {"out", OPT_PATH, NULL, NULL, 0, BOTH, AT(out), "train: output directory; eval: result file (HDF5)"},
+    {"out", OPT_PATH, NULL, NULL, 0, ALL, AT(out),
+     "train: output directory; eval: result file (HDF5); generate: also write the tokens to this file (HDF5)"},
     {"seq-len", OPT_INT, "512", NULL, 2, BOTH, AT(seq_len), "tokens per window (documents are cut into windows)"},
     {"micro-batch", OPT_INT, "4", NULL, 1, BOTH, AT(micro_batch), "windows per rank per forward pass"},
-    {"quant", OPT_CHOICE, "none", "none|nf4|fp4|int8", 0, BOTH, AT(quant),
+    {"quant", OPT_CHOICE, "none", "none|nf4|fp4|int8", 0, ALL, AT(quant),
      "quantization of the frozen base weights"},
-    {"double-quant", OPT_BOOL, "false", NULL, 0, BOTH, AT(double_quant),
+    {"double-quant", OPT_BOOL, "false", NULL, 0, ALL, AT(double_quant),
      "quantize the block absmax values too (QLoRA double quantization)"},
-    {"blocksize", OPT_INT_CHOICE, "64", "64|128|256|4096", 0, BOTH, AT(blocksize), "quantization block size"},
-    {"shard", OPT_CHOICE, "full", "full|grad_op|none", 0, BOTH, AT(shard),
+    {"blocksize", OPT_INT_CHOICE, "64", "64|128|256|4096", 0, ALL, AT(blocksize), "quantization block size"},
+    {"shard", OPT_CHOICE, "full", "full|grad_op|none", 0, ALL, AT(shard),
      "base weights: full (ZeRO-3, gathered per use), grad_op (gathered once per step), none (replicated)"},
-    {"device", OPT_CHOICE, "auto", "auto|cpu|cuda", 0, BOTH, AT(device),
+    {"device", OPT_CHOICE, "auto", "auto|cpu|cuda", 0, ALL, AT(device),
      "compute backend: cuda (bf16, one GPU per local rank) or cpu (fp32); auto: cuda when built and a GPU is visible"},
-    {"comm", OPT_CHOICE, "auto", "auto|nccl|mpi", 0, BOTH, AT(comm),
+    {"comm", OPT_CHOICE, "auto", "auto|nccl|mpi", 0, ALL, AT(comm),
      "collectives of weights and gradients: nccl (CUDA, one GPU per rank) or mpi (host memory; staged through it on "
      "the GPU); auto: nccl when every rank has its own GPU. Named, they run even on one rank"},
-    {"comm-timeout", OPT_FLOAT, "600", NULL, 0, BOTH, AT(comm_timeout),
+    {"comm-timeout", OPT_FLOAT, "600", NULL, 0, ALL, AT(comm_timeout),
      "seconds a collective may make no progress before the job ends with a message (a stuck or dead peer)"},
-    {"task", OPT_CHOICE, "causal_lm", "causal_lm|seq_cls", 0, CMD_TRAIN, AT(task),
-     "causal_lm: next-token loss where /loss_mask allows; seq_cls: classify each document by /labels"},
+    {"task", OPT_CHOICE, "causal_lm", "causal_lm|seq_cls", 0, BOTH, AT(task),
+     "causal_lm: next-token loss where /loss_mask allows; seq_cls: classify each document by /labels (eval: with "
+     "the --adapter's head; accuracy, per-class counts and each document's logits)"},
     {"num-labels", OPT_INT, "0", NULL, 0, CMD_TRAIN, AT(num_labels), "classes for --task=seq_cls (must match the dataset)"},
     {"lora-r", OPT_INT, "16", NULL, 1, CMD_TRAIN, AT(lora_r), "LoRA rank"},
     {"lora-alpha", OPT_FLOAT, "16", NULL, 0, CMD_TRAIN, AT(lora_alpha), "LoRA alpha: the update is scaled by alpha / r"},
@@ -56,8 +59,14 @@ static const sl_option OPTIONS[] = {
     {"lora-targets", OPT_STRING, "all-linear", NULL, 0, CMD_TRAIN, AT(lora_targets),
      "comma-separated module names (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or all-linear"},
     {"rslora", OPT_BOOL, "false", NULL, 0, CMD_TRAIN, AT(rslora), "rank-stabilised LoRA: scale by alpha / sqrt(r)"},
-    {"adapter", OPT_STRING, NULL, NULL, 0, BOTH, AT(adapter),
-     "adapter file (HDF5): eval applies it; train starts from it instead of a fresh adapter"},
+    {"adapter", OPT_STRING, NULL, NULL, 0, ALL, AT(adapter),
+     "adapter file (HDF5): eval and generate apply it; train starts from it instead of a fresh adapter"},
+    {"prompt-ids", OPT_STRING, NULL, NULL, 0, CMD_GENERATE, AT(prompt_ids),
+     "prompts as token ids, comma-separated, prompts separated by ';' (e.g. \"1,403,9;1,17\")"},
+    {"max-new-tokens", OPT_INT, "64", NULL, 1, CMD_GENERATE, AT(max_new_tokens),
+     "tokens to generate after each prompt (greedy; fewer when the model's eos token comes first)"},
+    {"tokenizer", OPT_PATH, NULL, NULL, 0, CMD_GENERATE, AT(tokenizer),
+     "llama2.c tokenizer.bin of the model's vocabulary: also print each prompt and continuation as text"},
     {"lr", OPT_FLOAT, "2e-4", NULL, 0, CMD_TRAIN, AT(lr), "peak learning rate"},
     {"weight-decay", OPT_FLOAT, "0", NULL, 0, CMD_TRAIN, AT(weight_decay), "AdamW decoupled weight decay"},
     {"adam-beta1", OPT_FLOAT, "0.9", NULL, 0, CMD_TRAIN, AT(beta1), "AdamW beta1"},
@@ -92,15 +101,27 @@ static const sl_option OPTIONS[] = {
      "auto: continue from the newest valid checkpoint in OUT (if any); or a checkpoint file"},
     {"overwrite", OPT_BOOL, "false", NULL, 0, CMD_TRAIN, AT(overwrite),
      "replace the state of another run in OUT (its checkpoints, metrics.h5 and adapter.h5), which is an error without it"},
-    {"threads", OPT_INT, "0", NULL, 0, BOTH, AT(threads), "CPU threads per rank (0: OMP_NUM_THREADS or all cores / local ranks)"},
+    {"threads", OPT_INT, "0", NULL, 0, ALL, AT(threads), "CPU threads per rank (0: OMP_NUM_THREADS or all cores / local ranks)"},
     {"dry-run", OPT_BOOL, "false", NULL, 0, BOTH, AT(dry_run),
      "validate every input and print the per-rank memory plan, then stop"},
 };
 #define N_OPTIONS (int)(sizeof OPTIONS / sizeof OPTIONS[0])
 
+/* Options a command cannot run without. */
+static const struct { const char *name; int commands; } REQUIRED[] = {
+    {"model", ALL}, {"data", BOTH}, {"out", BOTH}, {"prompt-ids", CMD_GENERATE}};
+
+static int required(const sl_option *o, int command)
+{
+    for (size_t i = 0; i < sizeof REQUIRED / sizeof *REQUIRED; i++)
+        if (!strcmp(REQUIRED[i].name, o->name)) return (REQUIRED[i].commands & command) != 0;
+    return 0;
+}
+
 static const struct { const char *name; int id; const char *summary; } COMMANDS[] = {
     {"train", CMD_TRAIN, "fine-tune LoRA adapters on a frozen, sharded, quantized base"},
     {"eval", CMD_EVAL, "evaluate next-token loss and perplexity of a model on a dataset"},
+    {"generate", CMD_GENERATE, "continue prompts of token ids greedily (with an adapter or without)"},
 };
 
 /* Errors here are the same on every rank: only rank 0 speaks, all exit. */
@@ -233,8 +254,8 @@ static void unknown_option(const char *arg, size_t len)
     }
     if (best)
         config_error("unknown option '--%.*s' (did you mean --%s?); 'shardlora %s --help' lists the options",
-                     (int)len, arg, best, "train|eval");
-    config_error("unknown option '--%.*s'; 'shardlora train --help' and 'shardlora eval --help' list the options",
+                     (int)len, arg, best, "train|eval|generate");
+    config_error("unknown option '--%.*s'; 'shardlora train|eval|generate --help' lists the options",
                  (int)len, arg);
 }
 
@@ -337,7 +358,7 @@ void config_parse(sl_config *cfg, int argc, char **argv)
         exit(argc < 2 ? 2 : 0);
     }
     cfg->command = find_command(argv[1]);
-    if (!cfg->command) config_error("unknown command '%s' (expected train or eval; see shardlora --help)", argv[1]);
+    if (!cfg->command) config_error("unknown command '%s' (expected train, eval or generate; see shardlora --help)", argv[1]);
     cfg->command_name = argv[1];
     apply_defaults_and_env(cfg);
     warn_unknown_variables(cfg);
@@ -353,7 +374,7 @@ void config_parse(sl_config *cfg, int argc, char **argv)
     }
     for (int i = 0; i < N_OPTIONS; i++) {
         const sl_option *o = &OPTIONS[i];
-        if (o->type == OPT_PATH && (o->commands & cfg->command) && !*(char **)((char *)cfg + o->offset))
+        if (required(o, cfg->command) && !*(char **)((char *)cfg + o->offset))
             config_error("option --%s is required for '%s'", o->name, cfg->command_name);
     }
     imply_act_ckpt(cfg);
@@ -370,7 +391,9 @@ void config_help(int command)
         printf("\n'shardlora COMMAND --help' lists the options of a command.\n");
         return;
     }
-    const char *name = command == CMD_TRAIN ? "train" : "eval";
+    const char *name = "";
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (COMMANDS[i].id == command) name = COMMANDS[i].name;
     printf("usage: shardlora %s [--option=value ...]\n\noptions (environment variable in brackets):\n", name);
     for (int i = 0; i < N_OPTIONS; i++) {
         const sl_option *o = &OPTIONS[i];
@@ -382,7 +405,7 @@ void config_help(int command)
         if (o->type == OPT_CHOICE || o->type == OPT_INT_CHOICE) strncat(flag, o->choices, sizeof flag - strlen(flag) - 1);
         if (o->type == OPT_STRING) snprintf(flag, sizeof flag, "--%s=LIST", o->name);
         printf("  %-32s %s\n  %-32s default: %s  [%s]\n", flag, o->help, "",
-               o->def ? o->def : o->type == OPT_PATH ? "(required)" : "(none)", env);
+               o->def ? o->def : required(o, command) ? "(required)" : "(none)", env);
     }
 }
 
@@ -452,7 +475,7 @@ const char *config_option_name(int command, int i)
 
 void config_check_input_files(const sl_config *cfg)
 {
-    static const char *const INPUTS[] = {"model", "data", "adapter", "resume"};
+    static const char *const INPUTS[] = {"model", "data", "adapter", "resume", "tokenizer"};
     for (size_t i = 0; i < sizeof INPUTS / sizeof *INPUTS; i++) {
         const sl_option *o = find_option(INPUTS[i], strlen(INPUTS[i]));
         const char *path = *(char *const *)((const char *)cfg + o->offset);

@@ -9,13 +9,13 @@
 
 #include "quant.h"
 
-enum { CMD_TRAIN = 1, CMD_EVAL = 2 };
+enum { CMD_TRAIN = 1, CMD_EVAL = 2, CMD_GENERATE = 4 };
 
 /* A boolean option left to the run to decide (its default "auto"). */
 #define CONFIG_AUTO (-1)
 
 typedef struct {
-    int command;          /* CMD_TRAIN or CMD_EVAL */
+    int command;          /* CMD_TRAIN, CMD_EVAL or CMD_GENERATE */
     const char *command_name;
     /* inputs and outputs */
     char *model, *data, *out;
@@ -46,6 +46,10 @@ typedef struct {
     char *resume;         /* NULL, auto or a checkpoint file */
     int overwrite;        /* replace another run's state in OUT */
     int ckpt_every, ckpt_keep, ckpt_before_end;
+    /* generation */
+    char *prompt_ids;     /* prompts of token ids: "1,2,3;1,7" */
+    int max_new_tokens;
+    char *tokenizer;      /* llama2.c tokenizer.bin, to print the text too */
     /* run control */
     int dry_run, threads;
 } sl_config;
@@ -55,7 +59,7 @@ typedef struct {
  * on every rank (rank 0 alone prints). Options that imply another set it: --act-offload sets
  * --act-ckpt=true (and contradicts --act-ckpt=false). */
 void config_parse(sl_config *cfg, int argc, char **argv);
-/* Print --help for a command (CMD_TRAIN, CMD_EVAL, or 0 for the overview). */
+/* Print --help for a command (CMD_TRAIN, CMD_EVAL, CMD_GENERATE, or 0 for the overview). */
 void config_help(int command);
 /* Store every option of the command as attributes of the group at path (created if missing). */
 void config_write(const sl_config *cfg, hid_t file, const char *path);
@@ -66,7 +70,7 @@ int config_value(const sl_config *cfg, const char *name, char *buf, size_t len);
 int config_read_value(hid_t file, const char *path, const char *name, char *buf, size_t len);
 /* The name of the i-th option of a command (CMD_*), or NULL past the last. */
 const char *config_option_name(int command, int i);
-/* Fatal unless every input file option (--model, --data, --adapter, --resume) names a regular
+/* Fatal unless every input file option (--model, --data, --adapter, --resume, --tokenizer) names a regular
  * file or nothing yet: call it before anything opens them. */
 void config_check_input_files(const sl_config *cfg);
 /* The base quantization the options ask for; returns NULL or why it is not supported. */

@@ -118,6 +118,18 @@ int64_t data_eval_windows(const sl_dataset *d, int seq_len, sl_window **out)
     return n;
 }
 
+int64_t data_document_units(const sl_dataset *d, int seq_len, sl_window **out)
+{
+    sl_window *w = sl_malloc((size_t)(d->n_docs ? d->n_docs : 1) * sizeof *w, "document list");
+    int64_t n = 0;
+    for (int64_t doc = 0; doc < d->n_docs; doc++) {
+        int64_t len = d->doc_offsets[doc + 1] - d->doc_offsets[doc];
+        if (len > 0) w[n++] = (sl_window){.doc = doc, .start = d->doc_offsets[doc], .len = len < seq_len ? (int)len : seq_len};
+    }
+    *out = w;
+    return n;
+}
+
 /* ---- contents: every value of every dataset, streamed in chunks ----
  * A chunk is read whole (h5_read_range preads contiguous datasets on every thread), then scanned
  * on every thread; the chunks go in file order and each scan keeps the lowest bad index, so the

@@ -58,5 +58,8 @@ int64_t data_read(const sl_dataset *d, int64_t start, int64_t count, int32_t *to
 /* Cut every document into windows of at most seq_len + 1 tokens that overlap by one token, so
  * each token after a document's first is predicted exactly once. Returns the count. */
 int64_t data_eval_windows(const sl_dataset *d, int seq_len, sl_window **out);
+/* Sequence classification: one unit per non-empty document, its first seq_len tokens (the
+ * classifier pools the last one). Returns the count. */
+int64_t data_document_units(const sl_dataset *d, int seq_len, sl_window **out);
 
 #endif

@@ -10,6 +10,7 @@
 #include "comm.h"
 #include "h5io.h"
 #include "runtime.h"
+#include "synth.h"
 
 void fsdp_pool_add(fsdp_pool *p, const char *path, int ndims, const int64_t *dims)
 {
@@ -63,7 +64,7 @@ static void transfer_shard(const fsdp_pool *p, hid_t file, const char *prefix, f
         /* ranges may be empty, but every rank takes part: the transfers are collective */
         float *buf = shard + (hi > lo ? lo - begin : 0);
         if (writing) h5_write_range(file, path, SL_F32, hi > lo ? lo - m->offset : 0, hi - lo, buf);
-        else h5_read_range(file, path, SL_F32, hi > lo ? lo - m->offset : 0, hi - lo, buf);
+        else weights_read_range(file, path, hi > lo ? lo - m->offset : 0, hi - lo, buf);
     }
 }
 

@@ -509,7 +509,11 @@ void h5_create_dataset(hid_t file, const char *path, sl_dtype file_type, int ndi
     hid_t s = ndims == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(ndims, hd, NULL);
     hid_t ftype = h5_type(file_type);
     if (file_type != SL_BF16 && file_type != SL_F16) ftype = H5Tget_native_type(ftype, H5T_DIR_DEFAULT);
-    hid_t d = H5Dcreate2(file, path, ftype, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    /* no modification times in object headers: the same data gives the same file bytes */
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_obj_track_times(dcpl, 0);
+    hid_t d = H5Dcreate2(file, path, ftype, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    H5Pclose(dcpl);
     if (d < 0) sl_fatal("%s: cannot create dataset %s (does it exist already, or is the disk full?)",
                         h5_name(file), path);
     if (file_type != SL_BF16 && file_type != SL_F16) H5Tclose(ftype);

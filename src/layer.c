@@ -45,10 +45,29 @@ static proj_dims dims_of(const sl_model_config *c, int p)
 
 enum { ATTN_TILE_SLACK = 64 };
 
-/* Projections that read one input: q, k and v (n1); o; gate and up (n2); down. */
-typedef struct { int first, n; } proj_group;
-static const proj_group QKV = {PROJ_Q, 3}, O = {PROJ_O, 1}, GATE_UP = {PROJ_GATE, 2}, DOWN = {PROJ_DOWN, 1};
+/* Projections that read one input: q, k and v (n1); o; gate and up (n2); down. A fused group's
+ * outputs sit side by side in one buffer (q | k | v), so one base GEMM over the members' stacked
+ * weights (consecutive in their unit: modelcfg_tensors) computes them all; gate and up keep
+ * buffers of their own. */
+typedef struct { int first, n, fused; } proj_group;
+static const proj_group QKV = {PROJ_Q, 3, 1}, O = {PROJ_O, 1, 1}, GATE_UP = {PROJ_GATE, 2, 0},
+                        DOWN = {PROJ_DOWN, 1, 1};
 enum { MAX_GROUP = 3 };
+
+static proj_group member(int p) { return (proj_group){p, 1, 1}; }
+
+/* The width of a fused group's output rows, and where member p's columns start in them. */
+static int64_t group_width(const sl_model_config *c, proj_group g)
+{
+    int64_t w = 0;
+    for (int p = g.first; p < g.first + g.n; p++) w += dims_of(c, p).out;
+    return w;
+}
+
+static int64_t column_of(const sl_model_config *c, proj_group g, int p)
+{
+    return group_width(c, (proj_group){g.first, p - g.first, 1});
+}
 
 /* A group whose projections all carry an adapter, with no LoRA dropout (which gives each its own
  * input), stacks their A's: consecutive in the pool (lora_add_to_pool), they act as one [n r, in]
@@ -75,19 +94,18 @@ void layer_acts_alloc(layer_acts *a, const sl_model_config *c, const sl_lora *l,
 {
     memset(a, 0, sizeof *a);
     const size_t t = (size_t)(T > 0 ? T : 1), D = (size_t)c->hidden_size, F = (size_t)c->intermediate_size,
-                 Q = (size_t)c->num_heads * c->head_dim, KV = (size_t)c->num_kv_heads * c->head_dim;
+                 Q = (size_t)c->num_heads * c->head_dim, W = (size_t)group_width(c, QKV);
     a->T = T;
     if ((a->owns_input = own_input)) a->x_in = acts(t, D);
     /* cuDNN's fused attention may read whole 64-row tiles past the last sequence */
     const size_t ta = t + ATTN_TILE_SLACK;
-    a->xn1 = acts(t, D), a->rstd1 = stats(t), a->q = acts(ta, Q), a->k = acts(ta, KV);
-    a->v = acts(ta, KV), a->att = acts(ta, Q);
+    a->xn1 = acts(t, D), a->rstd1 = stats(t), a->qkv = acts(ta, W), a->att = acts(ta, Q);
     /* the most sequences a batch of t rows can hold: one row each */
     a->attn_stats = BE->alloc(BE->attention_stats_bytes((int)t, (int)t, max_seq, c->num_heads), "activations");
     a->x_mid = acts(t, D), a->xn2 = acts(t, D), a->rstd2 = stats(t);
     a->gate = acts(t, F), a->up = acts(t, F), a->act = acts(t, F);
     if (c->qk_norm) {
-        a->q_raw = acts(t, Q), a->k_raw = acts(t, KV);
+        a->qkv_raw = acts(ta, W);
         a->rstd_q = stats(t * (size_t)c->num_heads), a->rstd_k = stats(t * (size_t)c->num_kv_heads);
     }
     for (int p = 0; l && p < N_PROJ; p++) {
@@ -107,8 +125,8 @@ void layer_acts_alloc(layer_acts *a, const sl_model_config *c, const sl_lora *l,
 
 void layer_acts_free(layer_acts *a)
 {
-    void *all[] = {a->xn1, a->rstd1, a->q, a->k, a->v, a->att, a->attn_stats, a->x_mid, a->xn2, a->rstd2,
-                   a->gate, a->up, a->act, a->q_raw, a->k_raw, a->rstd_q, a->rstd_k};
+    void *all[] = {a->xn1, a->rstd1, a->qkv, a->att, a->attn_stats, a->x_mid, a->xn2, a->rstd2,
+                   a->gate, a->up, a->act, a->qkv_raw, a->rstd_q, a->rstd_k};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) BE->release(all[i]);
     for (int p = 0; p < N_PROJ; p++) BE->release(a->lora_u_buf[p]), BE->release(a->lora_x[p]);
     if (a->owns_input) BE->release(a->x_in);
@@ -118,21 +136,19 @@ void layer_acts_free(layer_acts *a)
 void layer_scratch_alloc(layer_scratch *s, const sl_model_config *c, const sl_lora *l, int T)
 {
     const size_t t = (size_t)(T > 0 ? T : 1), D = (size_t)c->hidden_size, F = (size_t)c->intermediate_size,
-                 Q = (size_t)c->num_heads * c->head_dim, KV = (size_t)c->num_kv_heads * c->head_dim;
+                 Q = (size_t)c->num_heads * c->head_dim;
     size_t widest_in = D > Q ? D : Q;
     if (F > widest_in) widest_in = F;
     s->d_act = acts(t, F), s->d_xn = acts(t, D);
     const size_t ta = t + ATTN_TILE_SLACK;
-    s->d_att = acts(ta, Q), s->dq = acts(ta, Q), s->dk = acts(ta, KV), s->dv = acts(ta, KV);
+    s->d_att = acts(ta, Q), s->dqkv = acts(ta, (size_t)group_width(c, QKV));
     s->du = l ? acts(t, (size_t)(MAX_GROUP * l->r)) : NULL; /* a stacked group's [T, n r] */
-    if (c->qk_norm) s->dq_raw = acts(t, Q), s->dk_raw = acts(t, KV);
     s->dxd = l && l->dropout > 0 ? acts(t, widest_in) : NULL;
 }
 
 void layer_scratch_free(layer_scratch *s)
 {
-    void *all[] = {s->d_act, s->d_xn, s->d_att, s->dq, s->dk, s->dv, s->du, s->dxd,
-                   s->dq_raw, s->dk_raw};
+    void *all[] = {s->d_act, s->d_xn, s->d_att, s->dqkv, s->du, s->dxd};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) BE->release(all[i]);
     memset(s, 0, sizeof *s);
 }
@@ -147,7 +163,7 @@ static void proj_adapter_input(const void *x, int p, const layer_pass *ps, const
         BE->dropout_fwd(a->lora_x[p], x, (int64_t)T * d.in, ps->l->dropout, a->dropout_key, (uint64_t)p);
         xd = a->lora_x[p];
     }
-    BE->linear_fwd(a->lora_u[p], xd, (int)d.in, lv->A[p], NULL, T, (int)d.in, ps->l->r, 1.0f, NULL);
+    BE->linear_fwd(a->lora_u[p], a->lora_ld[p], xd, (int)d.in, lv->A[p], NULL, T, (int)d.in, ps->l->r, 1.0f, NULL);
 }
 
 /* A stacked group's A's (and their gradients) must be one matrix in the pool. */
@@ -169,70 +185,119 @@ static void group_adapter_inputs(const void *x, proj_group g, const layer_pass *
             if (lv->A[p]) proj_adapter_input(x, p, ps, lv, a);
         return;
     }
-    const int in = (int)dims_of(ps->c, g.first).in;
+    const int in = (int)dims_of(ps->c, g.first).in, nr = g.n * ps->l->r;
     check_stack(lv, g, ps->l->r, in);
-    BE->linear_fwd(a->lora_u[g.first], x, in, lv->A[g.first], NULL, a->T, in, g.n * ps->l->r, 1.0f, NULL);
+    BE->linear_fwd(a->lora_u[g.first], nr, x, in, lv->A[g.first], NULL, a->T, in, nr, 1.0f, NULL);
 }
 
-/* y = residual (NULL: none) + projection p of x, its adapter input already in a. The thin LoRA
- * product lands in y first and the base GEMM accumulates onto it: the base GEMM is compute-bound,
- * so reading its output operand there costs nothing, while a LoRA product after it would read and
- * write all of y once more. */
-static void proj_forward(void *y, const void *residual, const void *x, int p, const layer_pass *ps,
+/* A fused group's base weights (and biases, if any) as one stacked matrix: its first member's. */
+static const void *stacked_weights(const sl_model_config *c, proj_group g, const void *const *per_proj, int64_t in,
+                                   const char *what)
+{
+    for (int p = g.first + 1; p < g.first + g.n; p++)
+        if (per_proj[p] != (per_proj[g.first] ? act_at(per_proj[g.first], column_of(c, g, p) * in) : NULL))
+            sl_fatal("internal error: the %s of %s do not follow those of %s in their unit", what, PROJ_NAMES[p],
+                     PROJ_NAMES[g.first]);
+    return per_proj[g.first];
+}
+
+static int all_adapted(const lora_view *lv, proj_group g)
+{
+    for (int p = g.first; lv && p < g.first + g.n; p++)
+        if (!lv->A[p]) return 0;
+    return lv != NULL;
+}
+
+/* y (+ residual, NULL: none) = the fused group g's projections of x, side by side in rows of
+ * group_width, their adapter inputs already in a. The thin LoRA products land in y first and the
+ * base GEMM accumulates onto them: the base GEMM is compute-bound, so reading its output operand
+ * there costs nothing, while LoRA products after it would read and write their columns of y once
+ * more. That order needs every column written first, so a group with unadapted members takes the
+ * base GEMM first. */
+static void proj_forward(void *y, const void *residual, const void *x, proj_group g, const layer_pass *ps,
                          const layer_weights *w, const lora_view *lv, layer_acts *a)
 {
-    const int T = a->T, lora = lv && lv->A[p];
-    proj_dims d = dims_of(ps->c, p);
-    if (lora)
-        BE->linear_fwd(y, a->lora_u[p], a->lora_ld[p], lv->B[p], NULL, T, ps->l->r, (int)d.out, ps->l->scale,
-                       residual);
-    BE->linear_fwd(y, x, (int)d.in, w->w[p], w->bias[p], T, (int)d.in, (int)d.out, 1.0f, lora ? y : residual);
-}
-
-/* dx (+)= d/dx of projection p at input x given dy; adapter gradients into lv. */
-static void proj_backward(void *dx, int accumulate, const void *dy, const void *x, int p, const layer_pass *ps,
-                          const layer_weights *w, const lora_view *lv, const layer_acts *a, layer_scratch *s)
-{
-    const int T = a->T, r = ps->l ? ps->l->r : 0, lora = lv && lv->A[p];
-    proj_dims d = dims_of(ps->c, p);
-    const int in = (int)d.in, out = (int)d.out;
-    if (!lora || a->lora_x[p]) BE->linear_bwd_data(dx, in, dy, w->w[p], T, in, out, 1.0f, accumulate);
-    if (!lora) return;
-    BE->linear_bwd_data(s->du, r, dy, lv->B[p], T, r, out, ps->l->scale, 0);
-    BE->linear_bwd_weight(lv->dB[p], dy, a->lora_u[p], a->lora_ld[p], T, r, out, ps->l->scale);
-    if (!a->lora_x[p]) {
-        BE->linear_bwd_data(dx, in, s->du, lv->A[p], T, in, r, 1.0f, accumulate);
-        BE->linear_bwd_weight(lv->dA[p], s->du, x, in, T, in, r, 1.0f);
-        BE->linear_bwd_data(dx, in, dy, w->w[p], T, in, out, 1.0f, 1);
-    } else { /* the dropout mask's backward adds into dx, which the base product has filled */
-        BE->linear_bwd_data(s->dxd, in, s->du, lv->A[p], T, in, r, 1.0f, 0);
-        BE->linear_bwd_weight(lv->dA[p], s->du, a->lora_x[p], in, T, in, r, 1.0f);
-        BE->dropout_bwd(dx, s->dxd, (int64_t)T * d.in, ps->l->dropout, a->dropout_key, (uint64_t)p);
+    const sl_model_config *c = ps->c;
+    const int T = a->T, in = (int)dims_of(c, g.first).in, width = (int)group_width(c, g),
+              lora_first = all_adapted(lv, g);
+    for (int p = g.first; lv && p < g.first + g.n; p++) {
+        if (!lv->A[p] || !lora_first) continue;
+        BE->linear_fwd(act_at(y, column_of(c, g, p)), width, a->lora_u[p], a->lora_ld[p], lv->B[p], NULL, T,
+                       ps->l->r, (int)dims_of(c, p).out, ps->l->scale, residual);
+    }
+    BE->linear_fwd(y, width, x, in, stacked_weights(c, g, w->w, in, "weights"), stacked_weights(c, g, w->bias, 1, "biases"),
+                   T, in, width, 1.0f, lora_first ? y : residual);
+    for (int p = g.first; lv && p < g.first + g.n; p++) {
+        if (!lv->A[p] || lora_first) continue;
+        void *cols = act_at(y, column_of(c, g, p));
+        BE->linear_fwd(cols, width, a->lora_u[p], a->lora_ld[p], lv->B[p], NULL, T, ps->l->r, (int)dims_of(c, p).out,
+                       ps->l->scale, cols);
     }
 }
 
-/* dx (+)= d/dx of group g's projections at their input x, given each one's dy; adapter gradients
- * into lv. Stacked: the rank-r products of every member side by side in du [T, n r], then one
- * product each for dx and dA, and the base GEMMs accumulate onto dx. */
-static void group_backward(void *dx, int accumulate, const void *const *dy, const void *x, proj_group g,
+/* dx (+)= the base part of group g's input gradient, given each member's dy (rows lddy apart):
+ * one product over the stacked weights when the dy's sit side by side (a fused group). */
+static void base_backward(void *dx, int *acc, const void *const *dy, int lddy, proj_group g, const layer_pass *ps,
+                          const layer_weights *w, int T)
+{
+    const sl_model_config *c = ps->c;
+    const int in = (int)dims_of(c, g.first).in;
+    if (g.fused) {
+        BE->linear_bwd_data(dx, in, dy[0], lddy, stacked_weights(c, g, w->w, in, "weights"), T, in,
+                            (int)group_width(c, g), 1.0f, *acc);
+    } else {
+        for (int i = 0; i < g.n; i++, *acc = 1)
+            BE->linear_bwd_data(dx, in, dy[i], lddy, w->w[g.first + i], T, in, (int)dims_of(c, g.first + i).out, 1.0f,
+                                *acc);
+    }
+    *acc = 1;
+}
+
+/* dx (+)= the adapter part of projection p's input gradient at input x given dy; its gradients
+ * into lv. With LoRA dropout the mask's backward adds into dx, which must hold a value already. */
+static void adapter_backward(void *dx, int *acc, const void *dy, int lddy, const void *x, int p, const layer_pass *ps,
+                             const lora_view *lv, const layer_acts *a, layer_scratch *s)
+{
+    const int T = a->T, r = ps->l->r, in = (int)dims_of(ps->c, p).in, out = (int)dims_of(ps->c, p).out;
+    BE->linear_bwd_data(s->du, r, dy, lddy, lv->B[p], T, r, out, ps->l->scale, 0);
+    BE->linear_bwd_weight(lv->dB[p], dy, lddy, a->lora_u[p], a->lora_ld[p], T, r, out, ps->l->scale);
+    if (!a->lora_x[p]) {
+        BE->linear_bwd_data(dx, in, s->du, r, lv->A[p], T, in, r, 1.0f, *acc);
+        BE->linear_bwd_weight(lv->dA[p], s->du, r, x, in, T, in, r, 1.0f);
+        *acc = 1;
+    } else {
+        BE->linear_bwd_data(s->dxd, in, s->du, r, lv->A[p], T, in, r, 1.0f, 0);
+        BE->linear_bwd_weight(lv->dA[p], s->du, r, a->lora_x[p], in, T, in, r, 1.0f);
+        BE->dropout_bwd(dx, s->dxd, (int64_t)T * in, ps->l->dropout, a->dropout_key, (uint64_t)p);
+    }
+}
+
+/* dx (+)= d/dx of group g's projections at their input x, given each one's dy (rows lddy apart);
+ * adapter gradients into lv. Stacked: the rank-r products of every member side by side in du
+ * [T, n r], then one product each for dx and dA; the adapters' dx products land first and the
+ * base GEMMs accumulate onto them, except under LoRA dropout (see adapter_backward). */
+static void group_backward(void *dx, int accumulate, const void *const *dy, int lddy, const void *x, proj_group g,
                            const layer_pass *ps, const layer_weights *w, const lora_view *lv, const layer_acts *a,
                            layer_scratch *s)
 {
-    if (!lv || !stacked(ps->l, g)) {
-        for (int i = 0; i < g.n; i++)
-            proj_backward(dx, accumulate || i > 0, dy[i], x, g.first + i, ps, w, lv, a, s);
-        return;
+    const int T = a->T, base_first = lv && ps->l->dropout > 0;
+    int acc = accumulate;
+    if (base_first) base_backward(dx, &acc, dy, lddy, g, ps, w, T);
+    if (lv && stacked(ps->l, g)) {
+        const int r = ps->l->r, in = (int)dims_of(ps->c, g.first).in, nr = g.n * r;
+        for (int i = 0; i < g.n; i++) {
+            const int p = g.first + i, out = (int)dims_of(ps->c, p).out;
+            BE->linear_bwd_data(act_at(s->du, (int64_t)i * r), nr, dy[i], lddy, lv->B[p], T, r, out, ps->l->scale, 0);
+            BE->linear_bwd_weight(lv->dB[p], dy[i], lddy, a->lora_u[p], a->lora_ld[p], T, r, out, ps->l->scale);
+        }
+        BE->linear_bwd_data(dx, in, s->du, nr, lv->A[g.first], T, in, nr, 1.0f, acc);
+        BE->linear_bwd_weight(lv->dA[g.first], s->du, nr, x, in, T, in, nr, 1.0f);
+        acc = 1;
+    } else {
+        for (int i = 0; lv && i < g.n; i++)
+            if (lv->A[g.first + i]) adapter_backward(dx, &acc, dy[i], lddy, x, g.first + i, ps, lv, a, s);
     }
-    const int T = a->T, r = ps->l->r, in = (int)dims_of(ps->c, g.first).in, nr = g.n * r;
-    for (int i = 0; i < g.n; i++) {
-        const int p = g.first + i, out = (int)dims_of(ps->c, p).out;
-        BE->linear_bwd_data(act_at(s->du, (int64_t)i * r), nr, dy[i], lv->B[p], T, r, out, ps->l->scale, 0);
-        BE->linear_bwd_weight(lv->dB[p], dy[i], a->lora_u[p], a->lora_ld[p], T, r, out, ps->l->scale);
-    }
-    BE->linear_bwd_data(dx, in, s->du, lv->A[g.first], T, in, nr, 1.0f, accumulate);
-    BE->linear_bwd_weight(lv->dA[g.first], s->du, x, in, T, in, nr, 1.0f);
-    for (int i = 0; i < g.n; i++)
-        BE->linear_bwd_data(dx, in, dy[i], w->w[g.first + i], T, in, (int)dims_of(ps->c, g.first + i).out, 1.0f, 1);
+    if (!base_first) base_backward(dx, &acc, dy, lddy, g, ps, w, T);
 }
 
 static float attn_scale(const sl_model_config *c) { return 1.0f / sqrtf((float)c->head_dim); }
@@ -241,32 +306,32 @@ void layer_forward(const layer_pass *ps, const layer_weights *w, const lora_view
 {
     const sl_model_config *c = ps->c;
     const sl_batch *b = ps->b;
-    const int T = b->T, D = c->hidden_size, hd = c->head_dim;
+    const int T = b->T, D = c->hidden_size, F = c->intermediate_size, hd = c->head_dim, nh = c->num_heads,
+              nkv = c->num_kv_heads, W = (int)group_width(c, QKV);
+    const int64_t Q = (int64_t)nh * hd, KV = (int64_t)nkv * hd;
     const float eps = (float)c->rms_norm_eps;
     if (T == 0) return;
-    BE->rmsnorm_fwd(a->xn1, a->rstd1, a->x_in, w->input_norm, T, D, eps);
+    BE->rmsnorm_fwd(a->xn1, a->rstd1, a->x_in, w->input_norm, T, 1, D, D, eps);
     group_adapter_inputs(a->xn1, QKV, ps, lv, a);
-    proj_forward(c->qk_norm ? a->q_raw : a->q, NULL, a->xn1, PROJ_Q, ps, w, lv, a);
-    proj_forward(c->qk_norm ? a->k_raw : a->k, NULL, a->xn1, PROJ_K, ps, w, lv, a);
-    proj_forward(a->v, NULL, a->xn1, PROJ_V, ps, w, lv, a);
-    if (c->qk_norm) { /* each head's vector normalised on its own: rows of head_dim */
-        BE->rmsnorm_fwd(a->q, a->rstd_q, a->q_raw, w->q_norm, T * c->num_heads, hd, eps);
-        BE->rmsnorm_fwd(a->k, a->rstd_k, a->k_raw, w->k_norm, T * c->num_kv_heads, hd, eps);
+    void *proj = c->qk_norm ? a->qkv_raw : a->qkv;
+    proj_forward(proj, NULL, a->xn1, QKV, ps, w, lv, a);
+    if (c->qk_norm) { /* each head's vector normalised on its own */
+        BE->rmsnorm_fwd(a->qkv, a->rstd_q, proj, w->q_norm, T, nh, hd, W, eps);
+        BE->rmsnorm_fwd(act_at(a->qkv, Q), a->rstd_k, act_at(proj, Q), w->k_norm, T, nkv, hd, W, eps);
     }
-    BE->rope(a->q, ps->pos, T, c->num_heads, hd, ps->rope_cs, 0);
-    BE->rope(a->k, ps->pos, T, c->num_kv_heads, hd, ps->rope_cs, 0);
-    BE->attention_fwd(a->att, a->attn_stats, a->q, a->k, a->v, b->seq_start, b->n_seqs, ps->max_seq, c->num_heads,
-                      c->num_kv_heads, hd, attn_scale(c));
+    BE->rope(a->qkv, W, ps->pos, T, nh + nkv, hd, ps->rope_cs, 0); /* q's heads and k's, side by side */
+    BE->attention_fwd(a->att, a->attn_stats, a->qkv, act_at(a->qkv, Q), act_at(proj, Q + KV), W, b->seq_start,
+                      b->n_seqs, ps->max_seq, nh, nkv, hd, attn_scale(c));
     group_adapter_inputs(a->att, O, ps, lv, a);
-    proj_forward(a->x_mid, a->x_in, a->att, PROJ_O, ps, w, lv, a);
-    BE->rmsnorm_fwd(a->xn2, a->rstd2, a->x_mid, w->post_norm, T, D, eps);
+    proj_forward(a->x_mid, a->x_in, a->att, O, ps, w, lv, a);
+    BE->rmsnorm_fwd(a->xn2, a->rstd2, a->x_mid, w->post_norm, T, 1, D, D, eps);
     group_adapter_inputs(a->xn2, GATE_UP, ps, lv, a);
-    proj_forward(a->gate, NULL, a->xn2, PROJ_GATE, ps, w, lv, a);
-    proj_forward(a->up, NULL, a->xn2, PROJ_UP, ps, w, lv, a);
-    BE->swiglu_fwd(a->act, a->gate, a->up, (int64_t)T * c->intermediate_size);
+    proj_forward(a->gate, NULL, a->xn2, member(PROJ_GATE), ps, w, lv, a);
+    proj_forward(a->up, NULL, a->xn2, member(PROJ_UP), ps, w, lv, a);
+    BE->swiglu_fwd(a->act, a->gate, a->up, (int64_t)T * F);
     group_adapter_inputs(a->act, DOWN, ps, lv, a);
     if (!x_out) return; /* a recompute: backward needs the down projection's input, not its output */
-    proj_forward(x_out, a->x_mid, a->act, PROJ_DOWN, ps, w, lv, a);
+    proj_forward(x_out, a->x_mid, a->act, DOWN, ps, w, lv, a);
 }
 
 void layer_backward(const layer_pass *ps, const layer_weights *w, const lora_view *lv, const layer_acts *a,
@@ -274,29 +339,31 @@ void layer_backward(const layer_pass *ps, const layer_weights *w, const lora_vie
 {
     const sl_model_config *c = ps->c;
     const sl_batch *b = ps->b;
-    const int T = b->T, D = c->hidden_size, hd = c->head_dim;
+    const int T = b->T, D = c->hidden_size, F = c->intermediate_size, hd = c->head_dim, nh = c->num_heads,
+              nkv = c->num_kv_heads, W = (int)group_width(c, QKV);
+    const int64_t Q = (int64_t)nh * hd, KV = (int64_t)nkv * hd;
     if (T == 0) return;
     /* MLP: dx already holds d(x_out), which is also the residual part of d(x_mid) */
-    proj_backward(s->d_act, 0, dx, a->act, PROJ_DOWN, ps, w, lv, a, s);
+    const void *const d_out[] = {dx};
+    group_backward(s->d_act, 0, d_out, D, a->act, DOWN, ps, w, lv, a, s);
     /* gate and up are read for the last time here: their gradients take their place */
     void *d_gate = a->gate, *d_up = a->up;
-    BE->swiglu_bwd(d_gate, d_up, s->d_act, a->gate, a->up, (int64_t)T * c->intermediate_size);
+    BE->swiglu_bwd(d_gate, d_up, s->d_act, a->gate, a->up, (int64_t)T * F);
     const void *const d_mlp[] = {d_gate, d_up};
-    group_backward(s->d_xn, 0, d_mlp, a->xn2, GATE_UP, ps, w, lv, a, s);
-    BE->rmsnorm_bwd(dx, s->d_xn, a->x_mid, w->post_norm, a->rstd2, T, D, 1);
+    group_backward(s->d_xn, 0, d_mlp, F, a->xn2, GATE_UP, ps, w, lv, a, s);
+    BE->rmsnorm_bwd(dx, s->d_xn, a->x_mid, w->post_norm, a->rstd2, T, 1, D, D, 1);
     /* attention: dx now holds d(x_mid), the residual part of d(x_in) */
-    proj_backward(s->d_att, 0, dx, a->att, PROJ_O, ps, w, lv, a, s);
-    BE->attention_bwd(s->dq, s->dk, s->dv, s->d_att, a->att, a->attn_stats, a->q, a->k, a->v, b->seq_start,
-                      b->n_seqs, ps->max_seq, c->num_heads, c->num_kv_heads, hd, attn_scale(c));
-    BE->rope(s->dq, ps->pos, T, c->num_heads, hd, ps->rope_cs, 1);
-    BE->rope(s->dk, ps->pos, T, c->num_kv_heads, hd, ps->rope_cs, 1);
-    void *dq = s->dq, *dk = s->dk;
-    if (c->qk_norm) {
-        BE->rmsnorm_bwd(s->dq_raw, s->dq, a->q_raw, w->q_norm, a->rstd_q, T * c->num_heads, hd, 0);
-        BE->rmsnorm_bwd(s->dk_raw, s->dk, a->k_raw, w->k_norm, a->rstd_k, T * c->num_kv_heads, hd, 0);
-        dq = s->dq_raw, dk = s->dk_raw;
+    group_backward(s->d_att, 0, d_out, D, a->att, O, ps, w, lv, a, s);
+    const void *proj = c->qk_norm ? a->qkv_raw : a->qkv;
+    void *dq = s->dqkv, *dk = act_at(s->dqkv, Q), *dv = act_at(s->dqkv, Q + KV);
+    BE->attention_bwd(dq, dk, dv, s->d_att, a->att, a->attn_stats, a->qkv, act_at(a->qkv, Q), act_at(proj, Q + KV), W,
+                      b->seq_start, b->n_seqs, ps->max_seq, nh, nkv, hd, attn_scale(c));
+    BE->rope(s->dqkv, W, ps->pos, T, nh + nkv, hd, ps->rope_cs, 1);
+    if (c->qk_norm) { /* in place: dqkv then holds the gradients of the projections themselves */
+        BE->rmsnorm_bwd(dq, dq, proj, w->q_norm, a->rstd_q, T, nh, hd, W, 0);
+        BE->rmsnorm_bwd(dk, dk, act_at(proj, Q), w->k_norm, a->rstd_k, T, nkv, hd, W, 0);
     }
-    const void *const d_qkv[] = {dq, dk, s->dv};
-    group_backward(s->d_xn, 0, d_qkv, a->xn1, QKV, ps, w, lv, a, s);
-    BE->rmsnorm_bwd(dx, s->d_xn, a->x_in, w->input_norm, a->rstd1, T, D, 1);
+    const void *const d_qkv[] = {dq, dk, dv};
+    group_backward(s->d_xn, 0, d_qkv, W, a->xn1, QKV, ps, w, lv, a, s);
+    BE->rmsnorm_bwd(dx, s->d_xn, a->x_in, w->input_norm, a->rstd1, T, 1, D, D, 1);
 }

@@ -24,9 +24,10 @@ typedef struct {
 /* What backward needs of one layer for one micro-batch (backend buffers, act-typed unless noted). */
 typedef struct {
     int T;
-    void *x_in, *xn1, *q, *k, *v, *att, *x_mid, *xn2, *gate, *up, *act;
+    void *x_in, *xn1, *att, *x_mid, *xn2, *gate, *up, *act;
+    void *qkv;            /* [T, q | k | v] after rotary (and qk_norm), the fused projection's layout */
+    void *qkv_raw;        /* qk_norm: the projections before their per-head norm (v is read from here) */
     float *rstd1, *rstd2; /* f32 */
-    void *q_raw, *k_raw;  /* qk_norm: the projections before their per-head norm */
     float *rstd_q, *rstd_k;
     void *attn_stats;
     void *lora_u[N_PROJ]; /* A x per adapted projection [T, r], row stride lora_ld (a stacked group's slice) */
@@ -39,8 +40,8 @@ typedef struct {
 
 /* Backward's temporaries, shared by all layers of a step. */
 typedef struct {
-    void *d_act, *d_xn, *d_att, *dq, *dk, *dv, *du, *dxd;
-    void *dq_raw, *dk_raw; /* qk_norm */
+    void *d_act, *d_xn, *d_att, *du, *dxd;
+    void *dqkv; /* [T, dq | dk | dv] */
 } layer_scratch;
 
 /* Backend pointers into a gathered decoder-layer unit. */

@@ -3,7 +3,7 @@
  *   runtime  MPI, local rank, logging, fatal errors     config   the option table
  *   h5io     HDF5 helpers                               modelcfg /config and the tensor table
  *   fsdp     sharded flat units, gather and release     model    loading; forward.c the forward pass
- *   data     token datasets and windows                 eval     the eval command
+ *   data     token datasets and windows                 eval     the eval command; generate greedy decoding
  *   memplan  the --dry-run memory plan                  lora     adapters; layer.c one decoder layer
  *   step     one micro-batch forward + backward;        train    the training loop; adapter.c its output
  *            saved_inputs.c the layer inputs --act-ckpt keeps (--act-offload: in host memory)
@@ -23,6 +23,7 @@
 #include "comm.h"
 #include "config.h"
 #include "eval.h"
+#include "generate.h"
 #include "runtime.h"
 #include "train.h"
 
@@ -85,6 +86,7 @@ int main(int argc, char **argv)
     comm_setup(cfg.comm, cfg.comm_timeout, gpu);
     int status = 0;
     if (cfg.command == CMD_EVAL) eval_run(&cfg);
+    else if (cfg.command == CMD_GENERATE) generate_run(&cfg);
     else status = train_run(&cfg);
 #ifdef SL_HAVE_CUDA
     if (BE == &backend_cuda && !cfg.dry_run) k_cuda_backend_report();

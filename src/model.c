@@ -8,6 +8,7 @@
 #include "h5io.h"
 #include "quant_store.h"
 #include "runtime.h"
+#include "synth.h"
 
 int model_stored_format(const char *path, quant_format *fmt)
 {
@@ -33,6 +34,13 @@ const char *model_choose_format(const char *path, const quant_format *asked, qua
     return msg;
 }
 
+void model_load_of_run(sl_model *m, const sl_config *cfg)
+{
+    quant_format fmt;
+    model_format_of_run(cfg, &fmt);
+    model_load(m, cfg->model, &fmt, model_keep_of(cfg->shard));
+}
+
 const char *model_format_of_run(const sl_config *cfg, quant_format *fmt)
 {
     quant_format asked;
@@ -40,14 +48,18 @@ const char *model_format_of_run(const sl_config *cfg, quant_format *fmt)
     return problem ? problem : model_choose_format(cfg->model, &asked, fmt);
 }
 
-void model_validate(const char *path)
+void model_validate(const char *path, sl_model_config *cfg)
 {
     hid_t f = h5_open(path, "model", 0, MPI_COMM_NULL);
-    sl_model_config cfg;
-    modelcfg_read(f, &cfg);
-    int n = modelcfg_tensor_count(&cfg);
+    modelcfg_read(f, cfg);
+    synth_recipe recipe;
+    if (synth_recipe_of(f, &recipe)) { /* no weights to check: they are made at load */
+        h5_close(f);
+        return;
+    }
+    int n = modelcfg_tensor_count(cfg);
     sl_tensor_spec *t = sl_malloc(sizeof *t * (size_t)n, "tensor table");
-    modelcfg_tensors(&cfg, t, n);
+    modelcfg_tensors(cfg, t, n);
     quant_format first = {QUANT_NONE, 0, 0};
     int quantized = 0;
     for (int i = 0; i < n; i++) {

@@ -33,10 +33,10 @@ typedef struct {
     int32_t *seq_start; /* n_seqs + 1 */
 } sl_batch;
 
-/* Check the model file on the calling rank: structure, /config, every tensor present with its
- * shape and a float type, or as a quantized group (all in one format). Errors are fatal and name
- * the file and the dataset. */
-void model_validate(const char *path);
+/* Check the model file on the calling rank: structure, /config (read into cfg), every tensor
+ * present with its shape and a float type, or as a quantized group (all in one format). Errors
+ * are fatal and name the file and the dataset. */
+void model_validate(const char *path, sl_model_config *cfg);
 /* The base format of a run from its options and its model file (calling rank only); NULL or a
  * message naming what does not fit. */
 const char *model_format_of_run(const sl_config *cfg, quant_format *fmt);
@@ -50,6 +50,9 @@ fsdp_keep model_keep_of(const char *shard);
 /* Collective: read this rank's shard of every unit, quantizing the decoder layers' linear weights
  * in fmt (QUANT_NONE: kept in float); gathered weights are kept as `keep` says. */
 void model_load(sl_model *m, const char *path, const quant_format *fmt, fsdp_keep keep);
+/* Collective: model_load of a run's --model in the format model_format_of_run gives (checked on
+ * rank 0 before), kept as its --shard says. */
+void model_load_of_run(sl_model *m, const sl_config *cfg);
 void model_free(sl_model *m);
 
 /* Plan the trainable pools: adapters on every layer unit, and for sequence classification a

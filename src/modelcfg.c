@@ -105,6 +105,7 @@ void modelcfg_read(hid_t f, sl_model_config *c)
     c->rms_norm_eps = h5_attr_double(f, "/config", "rms_norm_eps");
     c->tie_word_embeddings = get_int(f, "tie_word_embeddings");
     c->attention_bias = get_int(f, "attention_bias");
+    c->o_proj_bias = h5_has_attr(f, "/config", "o_proj_bias") ? get_int(f, "o_proj_bias") : 0;
     /* files written before the window was recorded: none */
     c->sliding_window = h5_has_attr(f, "/config", "sliding_window") ? get_int(f, "sliding_window") : 0;
     c->qk_norm = h5_has_attr(f, "/config", "qk_norm") ? get_int(f, "qk_norm") : 0;
@@ -130,6 +131,7 @@ void modelcfg_write(hid_t f, const sl_model_config *c)
     h5_set_attr_double(f, "/config", "rms_norm_eps", c->rms_norm_eps);
     h5_set_attr_int(f, "/config", "tie_word_embeddings", c->tie_word_embeddings);
     h5_set_attr_int(f, "/config", "attention_bias", c->attention_bias);
+    h5_set_attr_int(f, "/config", "o_proj_bias", c->o_proj_bias);
     h5_set_attr_int(f, "/config", "sliding_window", c->sliding_window);
     h5_set_attr_int(f, "/config", "qk_norm", c->qk_norm);
     h5_set_attr_int(f, "/config", "bos_token_id", c->bos_token_id);
@@ -207,10 +209,14 @@ int modelcfg_tensors(const sl_model_config *c, sl_tensor_spec *out, int max)
             snprintf(module, sizeof module, "%s/%s/weight", p < PROJ_GATE ? "self_attn" : "mlp", PROJ_NAMES[p]);
             modelcfg_layer_path(path, sizeof path, l, module);
             ADD(spec(path, TENSOR_LINEAR, l, p, 2, shapes[p][0], shapes[p][1]));
-            if (c->attention_bias && p <= PROJ_V) {
-                snprintf(module, sizeof module, "self_attn/%s/bias", PROJ_NAMES[p]);
+            /* biases after the weights they go with, q's, k's and v's after all three weights: q, k and v
+             * (weights and biases) are then consecutive in their unit, one stacked matrix for the fused
+             * q/k/v product (layer.c) */
+            const int first_bias = p == PROJ_V && c->attention_bias ? PROJ_Q : p == PROJ_O && c->o_proj_bias ? PROJ_O : -1;
+            for (int b = first_bias; b >= 0 && b <= p; b++) {
+                snprintf(module, sizeof module, "self_attn/%s/bias", PROJ_NAMES[b]);
                 modelcfg_layer_path(path, sizeof path, l, module);
-                ADD(spec(path, TENSOR_BIAS, l, p, 1, shapes[p][0], 0));
+                ADD(spec(path, TENSOR_BIAS, l, b, 1, shapes[b][0], 0));
             }
         }
     }

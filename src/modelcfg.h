@@ -15,7 +15,8 @@ typedef struct {
     k_rope_params rope; /* theta and the scaling of the rotary frequencies */
     double rms_norm_eps;
     int tie_word_embeddings; /* the LM head is the embedding table */
-    int attention_bias;      /* q/k/v projections have biases (qwen2) */
+    int attention_bias;      /* q/k/v projections have biases (qwen2; llama and qwen3 when configured) */
+    int o_proj_bias;         /* o_proj has one too (llama and qwen3 with attention_bias, unlike qwen2) */
     int sliding_window;      /* > 0: attention sees at most this many tokens back (mistral); 0: none */
     int qk_norm;             /* per-head RMSNorm of q and k before the rotary embedding (qwen3) */
     int bos_token_id, eos_token_id;

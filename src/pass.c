@@ -84,7 +84,7 @@ void pass_lm_head(sl_pass *p, const sl_model *m, const void *xn, const sl_batch 
         int n = b->T - r < p->chunk ? b->T - r : p->chunk;
         BE->linear_logits(p->logits, act_at(xn, (int64_t)r * D), head_w, n, D, V);
         BE->cross_entropy(p->row_loss_be + r, d_xn ? p->dlogits : NULL, p->logits, p->target + r, weight, n, V);
-        if (d_xn) BE->linear_bwd_data(act_at(d_xn, (int64_t)r * D), D, p->dlogits, head_w, n, D, V, 1.0f, 0);
+        if (d_xn) BE->linear_bwd_data(act_at(d_xn, (int64_t)r * D), D, p->dlogits, V, head_w, n, D, V, 1.0f, 0);
     }
     BE->download(p->row_loss, p->row_loss_be, (size_t)b->T * sizeof(double)); /* one wait per pass, not per chunk */
 }
@@ -100,8 +100,8 @@ void pass_cls_head(sl_pass *p, sl_model *m, const void *xn, const sl_batch *b, f
     BE->cross_entropy(p->row_loss_be, d_xn ? p->dlogits : NULL, p->logits, p->labels, weight, S, K);
     BE->download(p->row_loss, p->row_loss_be, (size_t)S * sizeof(double));
     if (!d_xn) return;
-    BE->linear_bwd_data(p->d_pooled, D, p->dlogits, w, S, D, K, 1.0f, 0);
-    BE->linear_bwd_weight(train->grad_dev + score->offset, p->dlogits, p->pooled, D, S, D, K, 1.0f);
+    BE->linear_bwd_data(p->d_pooled, D, p->dlogits, K, w, S, D, K, 1.0f, 0);
+    BE->linear_bwd_weight(train->grad_dev + score->offset, p->dlogits, K, p->pooled, D, S, D, K, 1.0f);
     BE->zero(d_xn, (size_t)b->T * (size_t)D * (size_t)BE->act_bytes);
     BE->scatter_rows(d_xn, p->d_pooled, p->rows, S, D);
 }

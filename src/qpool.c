@@ -12,6 +12,7 @@
 #include "h5io.h"
 #include "quant_store.h"
 #include "runtime.h"
+#include "synth.h"
 
 static int64_t group_blocks(const qpool *q) { return q->fmt.double_quant ? QUANT_NESTED_BLOCKS : 1; }
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -66,7 +67,7 @@ static void alloc_shard(qpool *q)
 static int64_t read_member(const qpool *q, const qpool_member *m, hid_t file, int64_t b0, int64_t b1, float *x)
 {
     int64_t e0 = b0 * q->fmt.blocksize, count = quant_block_elems(&q->fmt, m->numel, b0, b1);
-    h5_read_range(file, m->path, SL_F32, count ? e0 : 0, count, x);
+    weights_read_range(file, m->path, count ? e0 : 0, count, x);
     int64_t first = count; /* the first non-finite element, found on every thread */
 #pragma omp parallel for schedule(static) reduction(min : first) if (count > 65536)
     for (int64_t i = 0; i < count; i++)

@@ -1,12 +1,14 @@
 /* runtime: MPI start-up, local rank, logging and the fatal-error path. */
 #include "runtime.h"
 
+#include <errno.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "watchdog.h"
 
@@ -197,6 +199,24 @@ void rt_expect_regular_file(const char *option, const char *path)
                        : S_ISSOCK(st.st_mode) ? "a socket"
                                               : "not a file";
     sl_fatal("option %s: '%s' is %s, not a regular file (expected the file itself)", option, path, kind);
+}
+
+void rt_make_directory(const char *dir)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) sl_fatal("output directory name too long: %s", dir);
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != 0) continue;
+        char c = *p;
+        *p = 0;
+        if (mkdir(path, 0755) != 0 && errno != EEXIST)
+            sl_fatal("cannot create output directory '%s': %s", path, strerror(errno));
+        *p = c;
+        if (!c) break;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) sl_fatal("cannot create output directory '%s': a file of that name exists", dir);
+    if (access(dir, W_OK) != 0) sl_fatal("output directory '%s' is not writable: %s", dir, strerror(errno));
 }
 
 static void print_error(const char *msg, ...)

@@ -70,6 +70,9 @@ void *sl_calloc(size_t n, size_t size, const char *what);
  * forever): fatal naming the option, the path and what it is; a missing path passes, for the
  * open that follows to report. */
 void rt_expect_regular_file(const char *option, const char *path);
+/* mkdir -p of an output directory, which must end up a writable directory (fatal otherwise,
+ * naming it and why). */
+void rt_make_directory(const char *dir);
 
 /* Run fn on the calling rank with sl_fatal caught: returns 1 when it completed, else 0 with the
  * error message in msg. For trying inputs that may be damaged (checkpoints) without ending the run. */

@@ -9,19 +9,6 @@
 #include "rng.h"
 #include "runtime.h"
 
-/* seq_cls: each non-empty document's first seq_len tokens. */
-static int64_t document_units(const sl_dataset *d, int seq_len, sl_window **out)
-{
-    sl_window *w = sl_malloc((size_t)(d->n_docs ? d->n_docs : 1) * sizeof *w, "document list");
-    int64_t n = 0;
-    for (int64_t doc = 0; doc < d->n_docs; doc++) {
-        int64_t len = d->doc_offsets[doc + 1] - d->doc_offsets[doc];
-        if (len > 0) w[n++] = (sl_window){.doc = doc, .start = d->doc_offsets[doc], .len = len < seq_len ? (int)len : seq_len};
-    }
-    *out = w;
-    return n;
-}
-
 int64_t sampler_bad_label(const int32_t *labels, int64_t n, int num_labels)
 {
     for (int64_t i = 0; i < n; i++)
@@ -51,7 +38,7 @@ void sampler_init(sl_sampler *s, const sl_dataset *d, const sampler_options *o)
     s->world = RT.world, s->rank = RT.rank;
     int cls = o->task == SAMPLER_SEQ_CLS;
     if (cls) read_labels(s);
-    s->n_units = cls ? document_units(d, o->seq_len, &s->units) : data_eval_windows(d, o->seq_len, &s->units);
+    s->n_units = cls ? data_document_units(d, o->seq_len, &s->units) : data_eval_windows(d, o->seq_len, &s->units);
     if (s->n_units == 0)
         rt_fail_all("%s: nothing to train on: every document is %s", d->path,
                     cls ? "empty" : "shorter than 2 tokens");

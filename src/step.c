@@ -108,13 +108,14 @@ static double head_forward_backward(sl_model *m, step_state *s, const sl_batch *
     const void *norm_w = fsdp_member_dev(&head->frozen, "/model/norm/weight");
     double loss = 0;
     if (b->T > 0) {
-        BE->rmsnorm_fwd(s->xn_final, s->rstd_final, s->x, norm_w, b->T, c->hidden_size, (float)c->rms_norm_eps);
+        BE->rmsnorm_fwd(s->xn_final, s->rstd_final, s->x, norm_w, b->T, 1, c->hidden_size, c->hidden_size,
+                        (float)c->rms_norm_eps);
         const int classify = m->num_labels > 0;
         if (classify) pass_cls_head(&s->pass, m, s->xn_final, b, (float)loss_weight, s->d_xn);
         else pass_lm_head(&s->pass, m, s->xn_final, b, (float)loss_weight, s->d_xn);
         for (int i = 0; i < (classify ? b->n_seqs : b->T); i++)
             if (classify || b->target[i] >= 0) loss += s->pass.row_loss[i] * loss_weight;
-        BE->rmsnorm_bwd(s->dx, s->d_xn, s->x, norm_w, s->rstd_final, b->T, c->hidden_size, 0);
+        BE->rmsnorm_bwd(s->dx, s->d_xn, s->x, norm_w, s->rstd_final, b->T, 1, c->hidden_size, c->hidden_size, 0);
     }
     if (c->tie_word_embeddings) fsdp_release(&m->units[0].frozen);
     fsdp_release(&head->frozen);

@@ -69,11 +69,8 @@ static void check_inputs(void *arg)
 {
     const sl_config *cfg = arg;
     config_check_input_files(cfg);
-    model_validate(cfg->model);
-    hid_t f = h5_open(cfg->model, "model", 0, MPI_COMM_NULL);
     sl_model_config mc;
-    modelcfg_read(f, &mc);
-    h5_close(f);
+    model_validate(cfg->model, &mc);
     data_validate(cfg->data, mc.vocab_size);
     modelcfg_check_seq_len(&mc, cfg->seq_len, cfg->model);
     unsigned mask;

@@ -76,6 +76,21 @@ def finish():
     sys.exit(1 if _failures else 0)
 
 
+def paragraphs(data):
+    """The documents shardlora-tokenize --text cuts bytes into: runs of non-blank lines (blank: only
+    spaces, tabs, CRs), joined by their newlines."""
+    docs, cur = [], []
+    for line in data.split(b"\n"):
+        if line.strip(b" \t\r"):
+            cur.append(line)
+        elif cur:
+            docs.append(b"\n".join(cur))
+            cur = []
+    if cur:
+        docs.append(b"\n".join(cur))
+    return docs
+
+
 def write_tokens(path, docs, vocab, loss_mask=None, labels=None, num_labels=0):
     """A dataset file (README: Dataset file) of the token-id arrays docs; loss_mask: one 0/1 array per
     document; labels: one class per document, for sequence classification."""
@@ -90,6 +105,16 @@ def write_tokens(path, docs, vocab, loss_mask=None, labels=None, num_labels=0):
         if labels is not None:
             f["labels"] = np.array(labels, np.int32)
             f.attrs["num_labels"] = np.int64(num_labels)
+
+
+def eval_windows(doc_offsets, seq_len):
+    """(start, length) of every window shardlora eval cuts (README: eval): at most seq_len + 1 tokens,
+    one every seq_len tokens of each document while two or more are left."""
+    for d in range(len(doc_offsets) - 1):
+        s, e = int(doc_offsets[d]), int(doc_offsets[d + 1])
+        while e - s >= 2:
+            yield s, min(seq_len + 1, e - s)
+            s += seq_len
 
 
 def tiny_run_inputs(vocab, intermediate, seed, doc_len, n_docs, layers=3):

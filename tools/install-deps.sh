@@ -18,7 +18,7 @@ case "${1:-}" in
   *) echo "usage: $0 [--tests | --fuzz]" >&2; exit 2 ;;
 esac
 pkgs=(build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
-      libopenblas-dev libcjson-dev libslurm-dev)
+      libopenblas-dev libcjson-dev libpcre2-dev libicu-dev libslurm-dev)
 if [ "$tests" = 1 ]; then
   # iproute2 (ss: free ports) and procps (pgrep) are used by the Slurm and signal tests, time
   # (GNU /usr/bin/time: peak memory) by the tool tests, valgrind by the memcheck of a 2-rank run.

@@ -17,17 +17,26 @@
 #   RESULT_JSONL=FILE       append the result as one JSON object (bench/gpu/peers.py table reads it)
 #   BUILD_ONLY=1            build (or find) the model file and stop
 #   RANKS=N                 N ranks, one per GPU, under mpirun (micro-batch per rank; tokens/s of the job)
+#   QUANT=nf4-dq|int8       the base (MODEL_SOURCE=init): NF4 + double quantization written pre-quantized
+#                           (the default), or INT8 quantized at load from a shardlora-init
+#                           --generate-at-load file (a 70B-class INT8 base is 70 GB: more than the disk)
 set -euo pipefail
 layers=${LAYERS:-2} steps=${STEPS:-6} seq=${SEQ:-2048} warmup=${WARMUP:-1} shape=${SHAPE:-llama3-8b}
 mb=${MICRO_BATCH:-$(( seq < 16384 ? 16384 / seq : 1 ))}
 dir=${BENCH_DIR:-/tmp/shardlora-bench}
-source_=${MODEL_SOURCE:-init} tie=${TIE:-1} docs=${DOCS:-random} device=${DEVICE:-cuda}
+source_=${MODEL_SOURCE:-init} tie=${TIE:-1} docs=${DOCS:-random} device=${DEVICE:-cuda} quant=${QUANT:-nf4-dq}
+case $quant in
+  nf4-dq) store_flags="--quant nf4 --double-quant" load_flags='' suffix=nf4dq ;;
+  int8) store_flags=--generate-at-load load_flags=--quant=int8 suffix=recipe ;;
+  *) echo "step.sh: QUANT must be nf4-dq or int8, found '$quant'" >&2; exit 2 ;;
+esac
+[ "$quant" = nf4-dq ] || [ "$source_" = init ] || { echo "step.sh: QUANT=$quant needs MODEL_SOURCE=init" >&2; exit 2; }
 mkdir -p "$dir"
 data=$dir/tokens.h5
 py=${PYTHON:-python3}
 
 # The model-building step, kept in one function so a faster writer can replace it: it must leave a
-# pre-quantized (nf4, double quant, blocksize 64) model file at $1.
+# pre-quantized (nf4, double quant, blocksize 64) model file at $1, or with QUANT=int8 the recipe.
 build_model() {
   local out=$1
   case $source_ in
@@ -36,8 +45,7 @@ build_model() {
       [ "$tie" = 1 ] && tie_flag=--tie
       shape_flags=$($py bench/gpu/peers.py shape --init-flags --shape "$shape" --layers "$layers" --seq "$seq")
       # shellcheck disable=SC2086  # several options
-      bin/shardlora-init "$out.part" $shape_flags $tie_flag --std 0.02 --seed 1 --dtype bf16 \
-        --quant nf4 --double-quant ;;
+      bin/shardlora-init "$out.part" $shape_flags $tie_flag --std 0.02 --seed 1 --dtype bf16 $store_flags ;;
     hf:*)
       # The peers' own random weights: every side trains the same model.
       bin/shardlora-import hf "${source_#hf:}" "$out.part" --quantize nf4 --double-quant ;;
@@ -47,7 +55,7 @@ build_model() {
 }
 
 case $source_ in
-  init) qmodel=$dir/$shape-shape-L$layers-tie$tie.nf4dq.h5 ;;
+  init) qmodel=$dir/$shape-shape-L$layers-tie$tie.$suffix.h5 ;;
   *) qmodel=$dir/$(basename "${source_#hf:}").nf4dq.h5 ;;
 esac
 t0=$(date +%s.%N)
@@ -76,7 +84,8 @@ PY
 launch=()
 [ "${RANKS:-1}" -gt 1 ] && launch=(mpirun -np "$RANKS" --bind-to none)
 train=("${launch[@]}" bin/shardlora train --model="$qmodel" --data="$data" --out="$dir/run" --device="$device"
-  --seq-len="$seq" --micro-batch="$mb" --lora-r=16 --lora-alpha=32 --lr=1e-4 --steps="$steps" --log-every=1)
+  --seq-len="$seq" --micro-batch="$mb" --lora-r=16 --lora-alpha=32 --lr=1e-4 --steps="$steps" --log-every=1
+  $load_flags)
 # The plan --dry-run prints, against what the run then holds (in the result below).
 rm -rf "$dir/run"
 # shellcheck disable=SC2086  # EXTRA holds several options

@@ -33,39 +33,54 @@ static void *cpu_mirror_alloc(size_t bytes, const char *what) { return NULL; }
 static const void *cpu_mirror(void *buf, const void *host, size_t bytes) { return host; }
 static void *cpu_mirror_act(void *buf, const float *host, int64_t n) { return (void *)host; }
 
-/* The reference kernels take packed rows: a strided operand (ld > K, a column slice of a wider
- * buffer) is packed into, or unpacked from, one scratch buffer that only grows. */
-static float *strided_scratch(size_t n)
+/* The reference kernels take packed rows. A strided operand (rows ld apart, ld > the row's width:
+ * a column slice of a wider buffer) is packed into, or unpacked from, a scratch buffer; a call
+ * uses one slot per such operand, and each slot only grows. */
+enum { SCRATCH_SLOTS = 6 };
+
+static float *scratch(int slot, size_t n)
 {
-    static float *buf;
-    static size_t cap;
-    if (n > cap) {
-        free(buf);
-        buf = sl_malloc(n * sizeof *buf, "strided operand");
-        cap = n;
+    static float *buf[SCRATCH_SLOTS];
+    static size_t cap[SCRATCH_SLOTS];
+    if (n > cap[slot]) {
+        free(buf[slot]);
+        buf[slot] = sl_malloc(n * sizeof(float), "strided operand");
+        cap[slot] = n;
     }
-    return buf;
+    return buf[slot];
 }
 
-/* Rows [T, K] between a buffer with row stride ld and a packed one. */
+/* Rows [T, K] from a buffer with row stride ld_src into one with ld_dst. */
 static void copy_rows(float *dst, int ld_dst, const float *src, int ld_src, int T, int K)
 {
+    if (dst == src && ld_dst == ld_src) return;
     for (int t = 0; t < T; t++) memcpy(dst + (size_t)t * ld_dst, src + (size_t)t * ld_src, (size_t)K * sizeof(float));
 }
 
-static const float *packed(const void *x, int ldx, int T, int K)
+/* x [T, K] with row stride ld as packed rows: x itself when it is packed. */
+static const float *packed(int slot, const void *x, int ld, int T, int K)
 {
-    if (ldx == K) return x;
-    float *p = strided_scratch((size_t)T * (size_t)K);
-    copy_rows(p, K, x, ldx, T, K);
+    if (ld == K) return x;
+    float *p = scratch(slot, (size_t)T * (size_t)K);
+    copy_rows(p, K, x, ld, T, K);
     return p;
 }
 
-static void cpu_linear_fwd(void *out, const void *x, int ldx, const void *w, const void *bias, int T, int K, int N,
-                           float scale, const void *addend)
+/* Where a kernel writes [T, K] rows that belong in y with row stride ld: y itself when it is packed. */
+static float *packed_out(int slot, void *y, int ld, int T, int K)
 {
-    if (addend) cpu_copy(out, addend, (size_t)T * (size_t)N * sizeof(float));
-    k_linear_fwd(out, packed(x, ldx, T, K), w, bias, T, K, N, scale, addend != NULL);
+    return ld == K ? y : scratch(slot, (size_t)T * (size_t)K);
+}
+
+static void unpack(void *y, int ld, const float *p, int T, int K) { copy_rows(y, ld, p, K, T, K); }
+
+static void cpu_linear_fwd(void *out, int ldout, const void *x, int ldx, const void *w, const void *bias, int T, int K,
+                           int N, float scale, const void *addend)
+{
+    float *o = packed_out(1, out, ldout, T, N);
+    if (addend) copy_rows(o, N, addend, ldout, T, N);
+    k_linear_fwd(o, packed(0, x, ldx, T, K), w, bias, T, K, N, scale, addend != NULL);
+    unpack(out, ldout, o, T, N);
 }
 
 static void cpu_linear_logits(float *out, const void *x, const void *w, int T, int K, int N)
@@ -73,37 +88,57 @@ static void cpu_linear_logits(float *out, const void *x, const void *w, int T, i
     k_linear_fwd(out, x, w, NULL, T, K, N, 1.0f, 0);
 }
 
-static void cpu_linear_bwd_data(void *dx, int lddx, const void *dout, const void *w, int T, int K, int N, float scale,
-                                int accumulate)
+static void cpu_linear_bwd_data(void *dx, int lddx, const void *dout, int lddout, const void *w, int T, int K, int N,
+                                float scale, int accumulate)
 {
-    float *d = lddx == K ? dx : strided_scratch((size_t)T * (size_t)K);
+    float *d = packed_out(1, dx, lddx, T, K);
     if (!accumulate) memset(d, 0, (size_t)T * (size_t)K * sizeof(float));
-    else if (d != dx) copy_rows(d, K, dx, lddx, T, K);
-    k_linear_bwd(d, NULL, NULL, dout, NULL, w, T, K, N, scale);
-    if (d != dx) copy_rows(dx, lddx, d, K, T, K);
+    else copy_rows(d, K, dx, lddx, T, K);
+    k_linear_bwd(d, NULL, NULL, packed(0, dout, lddout, T, N), NULL, w, T, K, N, scale);
+    unpack(dx, lddx, d, T, K);
 }
 
-static void cpu_linear_bwd_weight(float *dw, const void *dout, const void *x, int ldx, int T, int K, int N, float scale)
+static void cpu_linear_bwd_weight(float *dw, const void *dout, int lddout, const void *x, int ldx, int T, int K, int N,
+                                  float scale)
 {
-    k_linear_bwd(NULL, dw, NULL, dout, packed(x, ldx, T, K), NULL, T, K, N, scale);
+    k_linear_bwd(NULL, dw, NULL, packed(0, dout, lddout, T, N), packed(1, x, ldx, T, K), NULL, T, K, N, scale);
 }
 
-static void cpu_rmsnorm_fwd(void *out, float *rstd, const void *x, const void *w, int T, int D, float eps)
+/* Rows of `heads` vectors of D, ld apart, are packed [T, heads * D], which is [T * heads, D]. */
+static void cpu_rmsnorm_fwd(void *out, float *rstd, const void *x, const void *w, int T, int heads, int D, int ld,
+                            float eps)
 {
-    k_rmsnorm_fwd(out, rstd, x, w, T, D, eps);
+    const int width = heads * D;
+    float *o = packed_out(1, out, ld, T, width);
+    k_rmsnorm_fwd(o, rstd, packed(0, x, ld, T, width), w, T * heads, D, eps);
+    unpack(out, ld, o, T, width);
 }
 
 static void cpu_rmsnorm_bwd(void *dx, const void *dout, const void *x, const void *w, const float *rstd, int T,
-                            int D, int accumulate)
+                            int heads, int D, int ld, int accumulate)
 {
-    if (!accumulate) memset(dx, 0, (size_t)T * (size_t)D * sizeof(float));
-    k_rmsnorm_bwd(dx, NULL, dout, x, w, rstd, T, D);
+    const int width = heads * D;
+    /* the reference kernel adds into dx, so a dout that is dx itself is read from a copy */
+    const float *g = packed(0, dout, ld, T, width);
+    if (g == dx) {
+        float *copy = scratch(0, (size_t)T * (size_t)width);
+        copy_rows(copy, width, dout, ld, T, width);
+        g = copy;
+    }
+    float *d = packed_out(1, dx, ld, T, width);
+    if (!accumulate) memset(d, 0, (size_t)T * (size_t)width * sizeof(float));
+    else copy_rows(d, width, dx, ld, T, width);
+    k_rmsnorm_bwd(d, NULL, g, packed(2, x, ld, T, width), w, rstd, T * heads, D);
+    unpack(dx, ld, d, T, width);
 }
 
-static void cpu_rope(void *x, const int32_t *pos, int T, int n_heads, int head_dim, const float *cos_sin,
+static void cpu_rope(void *x, int ld, const int32_t *pos, int T, int n_heads, int head_dim, const float *cos_sin,
                      int inverse)
 {
-    k_rope(x, pos, T, n_heads, head_dim, cos_sin, inverse);
+    const int width = n_heads * head_dim;
+    float *p = (float *)packed(0, x, ld, T, width);
+    k_rope(p, pos, T, n_heads, head_dim, cos_sin, inverse);
+    unpack(x, ld, p, T, width);
 }
 
 /* The log-sum-exp of every score row, [n_heads, T]. */
@@ -112,22 +147,26 @@ static size_t cpu_attention_stats_bytes(int T, int n_seqs, int max_seq, int n_he
     return (size_t)(T > 0 ? T : 1) * (size_t)n_heads * sizeof(float);
 }
 
-static void cpu_attention_fwd(void *out, void *stats, const void *q, const void *k, const void *v,
+static void cpu_attention_fwd(void *out, void *stats, const void *q, const void *k, const void *v, int ld,
                               const int32_t *seq_start, int n_seqs, int max_seq, int nh, int nkv, int hd,
                               float scale)
 {
-    k_attention_fwd(out, stats, q, k, v, seq_start, n_seqs, nh, nkv, hd, scale);
+    const int T = seq_start[n_seqs];
+    k_attention_fwd(out, stats, packed(0, q, ld, T, nh * hd), packed(1, k, ld, T, nkv * hd),
+                    packed(2, v, ld, T, nkv * hd), seq_start, n_seqs, nh, nkv, hd, scale);
 }
 
 static void cpu_attention_bwd(void *dq, void *dk, void *dv, const void *dout, const void *out, const void *stats,
-                              const void *q, const void *k, const void *v, const int32_t *seq_start, int n_seqs,
+                              const void *q, const void *k, const void *v, int ld, const int32_t *seq_start, int n_seqs,
                               int max_seq, int nh, int nkv, int hd, float scale)
 {
-    const size_t T = (size_t)seq_start[n_seqs];
-    memset(dq, 0, T * (size_t)(nh * hd) * sizeof(float));
-    memset(dk, 0, T * (size_t)(nkv * hd) * sizeof(float));
-    memset(dv, 0, T * (size_t)(nkv * hd) * sizeof(float));
-    k_attention_bwd(dq, dk, dv, dout, out, stats, q, k, v, seq_start, n_seqs, nh, nkv, hd, scale);
+    const int T = seq_start[n_seqs];
+    float *d[3] = {packed_out(3, dq, ld, T, nh * hd), packed_out(4, dk, ld, T, nkv * hd),
+                   packed_out(5, dv, ld, T, nkv * hd)};
+    for (int i = 0; i < 3; i++) memset(d[i], 0, (size_t)T * (size_t)((i ? nkv : nh) * hd) * sizeof(float));
+    k_attention_bwd(d[0], d[1], d[2], dout, out, stats, packed(0, q, ld, T, nh * hd), packed(1, k, ld, T, nkv * hd),
+                    packed(2, v, ld, T, nkv * hd), seq_start, n_seqs, nh, nkv, hd, scale);
+    unpack(dq, ld, d[0], T, nh * hd), unpack(dk, ld, d[1], T, nkv * hd), unpack(dv, ld, d[2], T, nkv * hd);
 }
 
 static void cpu_swiglu_fwd(void *out, const void *gate, const void *up, int64_t n) { k_swiglu_fwd(out, gate, up, n); }

@@ -5,9 +5,10 @@
 //
 // The ragged batch: B = n_seqs rounded up to a power of two, the extra sequences of length 0 (as
 // Transformer Engine pads its THD batches), and S = max_seq rounded up to 64. Q, K, V, O and their
-// gradients are declared [B, H, S, D] with the strides of a token-major [T, H*D] tensor; per-sequence
-// lengths (seq_len_q = seq_len_kv, padding mask) and ragged offsets in elements (seq_start * H * D)
-// say where each sequence is. Stats are [B, H, S, 1] with strides (-, 1, H, -) and ragged offsets
+// gradients are declared [B, H, S, D] with the strides of token-major tensors (Q, K, V and their
+// gradients: column slices of the fused [T, ld] q/k/v buffer; O and dO packed [T, H*D]); per-sequence
+// lengths (seq_len_q = seq_len_kv, padding mask) and ragged offsets in elements (seq_start * ld, or
+// seq_start * H * D for O and dO) say where each sequence is. Stats are [B, H, S, 1] with strides (-, 1, H, -) and ragged offsets
 // seq_start * H, that is a token-major fp32 [T, nh] array, the layout the fallback writes too.
 // The backward is cuDNN's deterministic one, which keeps dP in the workspace: B x nh x S^2 x 2 bytes,
 // the largest cost of the padded [B, S] view (17 GiB for 64 short documents of a 2048 window at 32
@@ -15,7 +16,7 @@
 // ATTN_DP_CAP; where one sequence alone exceeds it (long contexts), the whole batch takes cuDNN's
 // non-deterministic backward, which keeps no dP.
 //
-// Per device: one cuDNN handle; a plan cache keyed by (nh, nkv, hd, B, S, scale), so after warm-up
+// Per device: one cuDNN handle; a plan cache keyed by (nh, nkv, hd, ld, B, S, scale), so after warm-up
 // a varying n_seqs builds nothing; one workspace that only grows; and a ring of staging slots for the
 // per-call int32 arrays (pinned host copy, device copy, an event saying when the call that used the
 // slot is done).
@@ -66,18 +67,18 @@ enum : TensorAttrs::uid_t {
 
 // A graph's shape: batch and seq are the bucketed B and S.
 struct Shape {
-    int nh, nkv, hd, batch, seq;
+    int nh, nkv, hd, ld, batch, seq; // ld: the row stride of Q, K, V
     float scale;
     int deterministic; // the backward's algorithm
 };
 
-typedef std::tuple<int, int, int, int, int, uint32_t, int> PlanKey;
+typedef std::tuple<int, int, int, int, int, int, uint32_t, int> PlanKey;
 
 static PlanKey key_of(const Shape &sh)
 {
     uint32_t scale_bits;
     memcpy(&scale_bits, &sh.scale, sizeof scale_bits);
-    return PlanKey(sh.nh, sh.nkv, sh.hd, sh.batch, sh.seq, scale_bits, sh.deterministic);
+    return PlanKey(sh.nh, sh.nkv, sh.hd, sh.ld, sh.batch, sh.seq, scale_bits, sh.deterministic);
 }
 
 #define ATTN_DP_CAP ((size_t)1 << 30) // seq 4096 at 32 heads still deterministic
@@ -104,8 +105,8 @@ static int backward_group(int max_seq, int nh)
 static std::string describe(const Shape &sh)
 {
     char buf[160];
-    snprintf(buf, sizeof buf, "nh %d, nkv %d, head_dim %d, batch bucket %d, max_seq %d", sh.nh, sh.nkv, sh.hd,
-             sh.batch, sh.seq);
+    snprintf(buf, sizeof buf, "nh %d, nkv %d, head_dim %d, rows %d apart, batch bucket %d, max_seq %d", sh.nh, sh.nkv,
+             sh.hd, sh.ld, sh.batch, sh.seq);
     return buf;
 }
 
@@ -130,11 +131,23 @@ static Index index_tensors(Graph &g, int64_t b)
             index_tensor(g, "offsets_stats", U_OFF_STATS, b + 1)};
 }
 
-// [B, heads, S, D] over a token-major packed tensor: the ragged offsets replace the batch stride.
-static TensorAttrs &as_thd(TensorAttrs &t, const Shape &sh, int heads, const Tensor &offsets)
+// [B, heads, S, D] over a token-major tensor whose rows are ld apart: the ragged offsets replace the
+// batch stride.
+static TensorAttrs &as_thd(TensorAttrs &t, const Shape &sh, int heads, int64_t ld, const Tensor &offsets)
 {
     int64_t h = heads, s = sh.seq, d = sh.hd;
-    return t.set_dim({sh.batch, h, s, d}).set_stride({s * h * d, d, h * d, 1}).set_ragged_offset(offsets);
+    return t.set_dim({sh.batch, h, s, d}).set_stride({s * ld, d, ld, 1}).set_ragged_offset(offsets);
+}
+
+// Q, K, V and their gradients sit in the fused q/k/v buffer; O and dO are packed.
+static TensorAttrs &as_qkv(TensorAttrs &t, const Shape &sh, int heads, const Tensor &offsets)
+{
+    return as_thd(t, sh, heads, sh.ld, offsets);
+}
+
+static TensorAttrs &as_o(TensorAttrs &t, const Shape &sh, const Tensor &offsets)
+{
+    return as_thd(t, sh, sh.nh, (int64_t)sh.nh * sh.hd, offsets);
 }
 
 static TensorAttrs &as_stats(TensorAttrs &t, const Shape &sh, const Tensor &offsets)
@@ -144,10 +157,15 @@ static TensorAttrs &as_stats(TensorAttrs &t, const Shape &sh, const Tensor &offs
         .set_ragged_offset(offsets);
 }
 
-static Tensor thd_input(Graph &g, const char *name, TensorAttrs::uid_t uid, const Shape &sh, int heads,
+static Tensor qkv_input(Graph &g, const char *name, TensorAttrs::uid_t uid, const Shape &sh, int heads,
                         const Tensor &offsets)
 {
-    return g.tensor(as_thd(TensorAttrs().set_name(name).set_uid(uid), sh, heads, offsets));
+    return g.tensor(as_qkv(TensorAttrs().set_name(name).set_uid(uid), sh, heads, offsets));
+}
+
+static Tensor o_input(Graph &g, const char *name, TensorAttrs::uid_t uid, const Shape &sh, const Tensor &offsets)
+{
+    return g.tensor(as_o(TensorAttrs().set_name(name).set_uid(uid), sh, offsets));
 }
 
 static std::shared_ptr<Graph> new_graph(void)
@@ -164,9 +182,9 @@ static std::shared_ptr<Graph> forward_graph(const Shape &sh)
 {
     auto g = new_graph();
     Index ix = index_tensors(*g, sh.batch);
-    Tensor q = thd_input(*g, "Q", U_Q, sh, sh.nh, ix.off_q);
-    Tensor k = thd_input(*g, "K", U_K, sh, sh.nkv, ix.off_k);
-    Tensor v = thd_input(*g, "V", U_V, sh, sh.nkv, ix.off_v);
+    Tensor q = qkv_input(*g, "Q", U_Q, sh, sh.nh, ix.off_q);
+    Tensor k = qkv_input(*g, "K", U_K, sh, sh.nkv, ix.off_k);
+    Tensor v = qkv_input(*g, "V", U_V, sh, sh.nkv, ix.off_v);
     auto attrs = fe::graph::SDPA_attributes()
                      .set_name("attention")
                      .set_generate_stats(true)
@@ -177,7 +195,7 @@ static std::shared_ptr<Graph> forward_graph(const Shape &sh)
                      .set_seq_len_q(ix.seq_q)
                      .set_seq_len_kv(ix.seq_kv);
     auto [o, stats] = g->sdpa(q, k, v, std::move(attrs));
-    as_thd(o->set_output(true).set_uid(U_O), sh, sh.nh, ix.off_o);
+    as_o(o->set_output(true).set_uid(U_O), sh, ix.off_o);
     as_stats(stats->set_output(true).set_uid(U_STATS), sh, ix.off_stats);
     return g;
 }
@@ -186,11 +204,11 @@ static std::shared_ptr<Graph> backward_graph(const Shape &sh)
 {
     auto g = new_graph();
     Index ix = index_tensors(*g, sh.batch);
-    Tensor q = thd_input(*g, "Q", U_Q, sh, sh.nh, ix.off_q);
-    Tensor k = thd_input(*g, "K", U_K, sh, sh.nkv, ix.off_k);
-    Tensor v = thd_input(*g, "V", U_V, sh, sh.nkv, ix.off_v);
-    Tensor o = thd_input(*g, "O", U_O, sh, sh.nh, ix.off_o);
-    Tensor dout = thd_input(*g, "dO", U_DO, sh, sh.nh, ix.off_o);
+    Tensor q = qkv_input(*g, "Q", U_Q, sh, sh.nh, ix.off_q);
+    Tensor k = qkv_input(*g, "K", U_K, sh, sh.nkv, ix.off_k);
+    Tensor v = qkv_input(*g, "V", U_V, sh, sh.nkv, ix.off_v);
+    Tensor o = o_input(*g, "O", U_O, sh, ix.off_o);
+    Tensor dout = o_input(*g, "dO", U_DO, sh, ix.off_o);
     Tensor stats = g->tensor(as_stats(TensorAttrs().set_name("Stats").set_uid(U_STATS), sh, ix.off_stats));
     auto attrs = fe::graph::SDPA_backward_attributes()
                      .set_name("attention_backward")
@@ -202,9 +220,9 @@ static std::shared_ptr<Graph> backward_graph(const Shape &sh)
                      .set_seq_len_kv(ix.seq_kv)
                      .set_deterministic_algorithm(sh.deterministic);
     auto [dq, dk, dv] = g->sdpa_backward(q, k, v, o, dout, stats, std::move(attrs));
-    as_thd(dq->set_output(true).set_uid(U_DQ), sh, sh.nh, ix.off_q);
-    as_thd(dk->set_output(true).set_uid(U_DK), sh, sh.nkv, ix.off_k);
-    as_thd(dv->set_output(true).set_uid(U_DV), sh, sh.nkv, ix.off_v);
+    as_qkv(dq->set_output(true).set_uid(U_DQ), sh, sh.nh, ix.off_q);
+    as_qkv(dk->set_output(true).set_uid(U_DK), sh, sh.nkv, ix.off_k);
+    as_qkv(dv->set_output(true).set_uid(U_DV), sh, sh.nkv, ix.off_v);
     return g;
 }
 
@@ -259,7 +277,7 @@ struct Slot {
 struct Device {
     cudnnHandle_t handle = nullptr;
     std::map<PlanKey, Plan> plans;
-    std::map<std::tuple<int, int, int>, bool> takes; // (nh, nkv, hd) -> cuDNN takes it
+    std::map<std::tuple<int, int, int, int>, bool> takes; // (nh, nkv, hd, ld) -> cuDNN takes it
     void *ws = nullptr;
     size_t ws_bytes = 0;
     cudaEvent_t ws_done = nullptr; // recorded after the last call that used ws, on ws_stream
@@ -352,21 +370,22 @@ static Built build_plan(Device &d, const Shape &sh, bool backward, std::string &
     return b;
 }
 
-// Whether cuDNN takes a head configuration, decided once: both plans must build for one small batch.
-static bool cudnn_takes(Device &d, int nh, int nkv, int hd)
+// Whether cuDNN takes a head configuration and row stride, decided once: both plans must build for one
+// small batch.
+static bool cudnn_takes(Device &d, int nh, int nkv, int hd, int ld)
 {
-    auto heads = std::make_tuple(nh, nkv, hd);
+    auto heads = std::make_tuple(nh, nkv, hd, ld);
     auto it = d.takes.find(heads);
     if (it != d.takes.end()) return it->second;
-    Shape probe = {nh, nkv, hd, 1, 64, 1.0f / sqrtf((float)hd), 1};
+    Shape probe = {nh, nkv, hd, ld, 1, 64, 1.0f / sqrtf((float)hd), 1};
     std::string why;
     Plan p;
     p.fwd = build_plan(d, probe, false, why);
     if (p.fwd.graph) p.bwd = build_plan(d, probe, true, why);
     bool ok = p.fwd.graph && p.bwd.graph;
     if (ok) d.plans[key_of(probe)] = p;
-    else log_warn("attention: cuDNN refuses nh %d, nkv %d, head_dim %d (%s); using the fallback kernel", nh, nkv, hd,
-                  why.c_str());
+    else log_warn("attention: cuDNN refuses nh %d, nkv %d, head_dim %d, rows %d apart (%s); using the fallback kernel",
+                  nh, nkv, hd, ld, why.c_str());
     d.takes[heads] = ok;
     return ok;
 }
@@ -388,10 +407,11 @@ static const Built &plan_for(Device &d, const Shape &sh, bool backward)
 
 // ---- one call ----
 
-static void check_heads(int nh, int nkv, int hd)
+static void check_heads(int nh, int nkv, int hd, int ld)
 {
     if (nh < 1 || nkv < 1 || hd < 1 || nh % nkv != 0)
         sl_fatal("attention: nh %d, nkv %d, head_dim %d: heads must be positive and nh a multiple of nkv", nh, nkv, hd);
+    if (ld < nh * hd) sl_fatal("attention: rows %d apart cannot hold %d heads of %d", ld, nh, hd);
 }
 
 // T, after checking the batch against what the graphs assume.
@@ -410,7 +430,7 @@ static size_t align16(size_t n) { return (n + 15) / 16 * 16; }
 
 // Where the int32 arrays of a batch of B sequences sit in a slot (16-element aligned).
 struct Ragged {
-    size_t len, off_q, off_kv, off_stats, total;
+    size_t len, off_qkv, off_o, off_stats, total;
 };
 
 static Ragged ragged_layout(int b)
@@ -428,8 +448,8 @@ static Slot &stage_ragged(Device &d, const Shape &sh, const int32_t *seq_start, 
     for (int b = 0; b <= sh.batch; b++) {
         int64_t row = seq_start[b < n_seqs ? b : n_seqs];
         if (b < sh.batch) h[r.len + b] = b < n_seqs ? seq_start[b + 1] - seq_start[b] : 0;
-        h[r.off_q + b] = (int32_t)(row * sh.nh * sh.hd);
-        h[r.off_kv + b] = (int32_t)(row * sh.nkv * sh.hd);
+        h[r.off_qkv + b] = (int32_t)(row * sh.ld);
+        h[r.off_o + b] = (int32_t)(row * sh.nh * sh.hd);
         h[r.off_stats + b] = (int32_t)(row * sh.nh);
     }
     upload(slot, r.total, stream);
@@ -440,8 +460,8 @@ static void bind_index(VariantPack &pack, const Slot &slot, int b)
 {
     Ragged r = ragged_layout(b);
     pack[U_SEQ_Q] = pack[U_SEQ_KV] = slot.dev + r.len;
-    pack[U_OFF_Q] = pack[U_OFF_O] = slot.dev + r.off_q;
-    pack[U_OFF_K] = pack[U_OFF_V] = slot.dev + r.off_kv;
+    pack[U_OFF_Q] = pack[U_OFF_K] = pack[U_OFF_V] = slot.dev + r.off_qkv;
+    pack[U_OFF_O] = slot.dev + r.off_o;
     pack[U_OFF_STATS] = slot.dev + r.off_stats;
 }
 
@@ -453,13 +473,13 @@ static Slot &stage_seq_start(Device &d, const int32_t *seq_start, int n_seqs, cu
     return slot;
 }
 
-static Shape bucketed(int T, int n_seqs, int max_seq, int nh, int nkv, int hd, float scale)
+static Shape bucketed(int T, int n_seqs, int max_seq, int nh, int nkv, int hd, int ld, float scale)
 {
-    if ((int64_t)T * nh * hd > INT32_MAX)
-        sl_fatal("attention: %d rows of %d heads x %d exceed the int32 ragged offsets given to cuDNN", T, nh, hd);
+    if ((int64_t)T * ld > INT32_MAX)
+        sl_fatal("attention: %d rows %d apart exceed the int32 ragged offsets given to cuDNN", T, ld);
     int b = 1;
     while (b < n_seqs) b *= 2;
-    return {nh, nkv, hd, b, padded_seq(max_seq), scale, 1};
+    return {nh, nkv, hd, ld, b, padded_seq(max_seq), scale, 1};
 }
 
 static void run_plan(Device &d, const Built &plan, VariantPack &pack, const Shape &sh, const char *what,
@@ -491,26 +511,26 @@ extern "C" size_t kc_attention_workspace_held(void) { return device_state().ws_b
 
 extern "C" int kc_attention_bwd_deterministic(int max_seq, int nh) { return backward_group(max_seq, nh) > 0; }
 
-extern "C" const char *kc_attention_impl(int nh, int nkv, int hd)
+extern "C" const char *kc_attention_impl(int nh, int nkv, int hd, int ld)
 {
-    check_heads(nh, nkv, hd);
-    return cudnn_takes(device_state(), nh, nkv, hd) ? "cudnn" : "fallback";
+    check_heads(nh, nkv, hd, ld);
+    return cudnn_takes(device_state(), nh, nkv, hd, ld) ? "cudnn" : "fallback";
 }
 
-extern "C" void kc_attention_fwd(void *out, float *stats, const void *q, const void *k, const void *v,
+extern "C" void kc_attention_fwd(void *out, float *stats, const void *q, const void *k, const void *v, int ld,
                                  const int32_t *seq_start, int n_seqs, int max_seq, int nh, int nkv, int hd,
                                  float scale, cudaStream_t s)
 {
-    check_heads(nh, nkv, hd);
+    check_heads(nh, nkv, hd, ld);
     int T = checked_rows(seq_start, n_seqs, max_seq);
     Device &d = device_state();
-    if (!cudnn_takes(d, nh, nkv, hd)) {
+    if (!cudnn_takes(d, nh, nkv, hd, ld)) {
         Slot &slot = stage_seq_start(d, seq_start, n_seqs, s);
-        kc_attention_fallback_fwd(out, stats, q, k, v, slot.dev, T, n_seqs, nh, nkv, hd, scale, s);
+        kc_attention_fallback_fwd(out, stats, q, k, v, ld, slot.dev, T, n_seqs, nh, nkv, hd, scale, s);
         release_slot(slot, s);
         return;
     }
-    Shape sh = bucketed(T, n_seqs, max_seq, nh, nkv, hd, scale);
+    Shape sh = bucketed(T, n_seqs, max_seq, nh, nkv, hd, ld, scale);
     const Built &plan = plan_for(d, sh, false);
     Slot &slot = stage_ragged(d, sh, seq_start, n_seqs, s);
     VariantPack pack = {{U_Q, (void *)q}, {U_K, (void *)k}, {U_V, (void *)v}, {U_O, out}, {U_STATS, stats}};
@@ -521,37 +541,38 @@ extern "C" void kc_attention_fwd(void *out, float *stats, const void *q, const v
 
 // One cuDNN backward over sequences [s0, s0 + n) of the batch (all of it when not deterministic).
 static void backward_call(Device &d, void *dq, void *dk, void *dv, const void *dout, const void *out,
-                          const float *stats, const void *q, const void *k, const void *v, const int32_t *seq_start,
-                          int s0, int n, int max_seq, int nh, int nkv, int hd, float scale, int deterministic,
-                          cudaStream_t s)
+                          const float *stats, const void *q, const void *k, const void *v, int ld,
+                          const int32_t *seq_start, int s0, int n, int max_seq, int nh, int nkv, int hd, float scale,
+                          int deterministic, cudaStream_t s)
 {
     const int row0 = seq_start[s0];
     std::vector<int32_t> local((size_t)n + 1);
     for (int i = 0; i <= n; i++) local[i] = seq_start[s0 + i] - row0;
-    Shape sh = bucketed(local[n], n, max_seq, nh, nkv, hd, scale);
+    Shape sh = bucketed(local[n], n, max_seq, nh, nkv, hd, ld, scale);
     sh.deterministic = deterministic;
     const Built &plan = plan_for(d, sh, true);
     Slot &slot = stage_ragged(d, sh, local.data(), n, s);
-    const size_t q_at = (size_t)row0 * nh * hd * sizeof(bf16), kv_at = (size_t)row0 * nkv * hd * sizeof(bf16);
+    const size_t qkv_at = (size_t)row0 * ld * sizeof(bf16), o_at = (size_t)row0 * nh * hd * sizeof(bf16);
     auto at = [](const void *p, size_t bytes) { return (void *)((const char *)p + bytes); };
-    VariantPack pack = {{U_Q, at(q, q_at)},       {U_K, at(k, kv_at)},     {U_V, at(v, kv_at)},
-                        {U_O, at(out, q_at)},     {U_DO, at(dout, q_at)},  {U_STATS, (void *)(stats + (size_t)row0 * nh)},
-                        {U_DQ, at(dq, q_at)},     {U_DK, at(dk, kv_at)},   {U_DV, at(dv, kv_at)}};
+    VariantPack pack = {{U_Q, at(q, qkv_at)},   {U_K, at(k, qkv_at)},    {U_V, at(v, qkv_at)},
+                        {U_O, at(out, o_at)},   {U_DO, at(dout, o_at)},  {U_STATS, (void *)(stats + (size_t)row0 * nh)},
+                        {U_DQ, at(dq, qkv_at)}, {U_DK, at(dk, qkv_at)},  {U_DV, at(dv, qkv_at)}};
     bind_index(pack, slot, sh.batch);
     run_plan(d, plan, pack, sh, "backward", s);
     release_slot(slot, s);
 }
 
 extern "C" void kc_attention_bwd(void *dq, void *dk, void *dv, const void *dout, const void *out, const float *stats,
-                                 const void *q, const void *k, const void *v, const int32_t *seq_start, int n_seqs,
-                                 int max_seq, int nh, int nkv, int hd, float scale, cudaStream_t s)
+                                 const void *q, const void *k, const void *v, int ld, const int32_t *seq_start,
+                                 int n_seqs, int max_seq, int nh, int nkv, int hd, float scale, cudaStream_t s)
 {
-    check_heads(nh, nkv, hd);
+    check_heads(nh, nkv, hd, ld);
     int T = checked_rows(seq_start, n_seqs, max_seq);
     Device &d = device_state();
-    if (!cudnn_takes(d, nh, nkv, hd)) {
+    if (!cudnn_takes(d, nh, nkv, hd, ld)) {
         Slot &slot = stage_seq_start(d, seq_start, n_seqs, s);
-        kc_attention_fallback_bwd(dq, dk, dv, dout, out, stats, q, k, v, slot.dev, T, n_seqs, nh, nkv, hd, scale, s);
+        kc_attention_fallback_bwd(dq, dk, dv, dout, out, stats, q, k, v, ld, slot.dev, T, n_seqs, nh, nkv, hd, scale,
+                                  s);
         release_slot(slot, s);
         return;
     }
@@ -565,6 +586,6 @@ extern "C" void kc_attention_bwd(void *dq, void *dk, void *dv, const void *dout,
     }
     const int step = group ? group : n_seqs;
     for (int s0 = 0; s0 < n_seqs; s0 += step)
-        backward_call(d, dq, dk, dv, dout, out, stats, q, k, v, seq_start, s0, std::min(step, n_seqs - s0), max_seq,
-                      nh, nkv, hd, scale, group > 0, s);
+        backward_call(d, dq, dk, dv, dout, out, stats, q, k, v, ld, seq_start, s0, std::min(step, n_seqs - s0),
+                      max_seq, nh, nkv, hd, scale, group > 0, s);
 }

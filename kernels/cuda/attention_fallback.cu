@@ -17,7 +17,7 @@
 typedef struct {
     int T, nh, nkv, hd;
     int group;      // query heads per kv head
-    int64_t qs, ks; // row strides of q/out (nh * hd) and of k/v (nkv * hd)
+    int64_t ld, os; // row strides of q, k, v and their gradients (the fused buffer's), and of out/dout (nh * hd)
     float scale;
 } geom;
 
@@ -90,12 +90,12 @@ __global__ static void fwd_kernel(bf16 *out, float *stats, const bf16 *q, const 
     int t0 = seq_start[seq_of_row(seq_start, n_seqs, t)];
     const bf16 *kh = k + (h / g.group) * g.hd, *vh = v + (h / g.group) * g.hd;
     float *qrow = smem + warp * g.hd;
-    load_row(qrow, q + t * g.qs + h * g.hd, g.hd, g.scale, lane);
+    load_row(qrow, q + t * g.ld + h * g.hd, g.hd, g.scale, lane);
 
     float m = -INFINITY, l = 0.0f, acc[PER_LANE] = {};
     for (int j0 = t0; j0 <= t; j0 += 32) {
         int j = j0 + lane;
-        float s = j <= t ? dot(qrow, kh + j * g.ks, g.hd) : -INFINITY;
+        float s = j <= t ? dot(qrow, kh + j * g.ld, g.hd) : -INFINITY;
         float m_new = fmaxf(m, warp_max(s));
         float rescale = expf(m - m_new); // 0 for the first keys, where m = -inf
         float p = j <= t ? expf(s - m_new) : 0.0f;
@@ -104,9 +104,9 @@ __global__ static void fwd_kernel(bf16 *out, float *stats, const bf16 *q, const 
 #pragma unroll
         for (int i = 0; i < PER_LANE; i++) acc[i] *= rescale;
         int nj = min(32, t - j0 + 1);
-        for (int jj = 0; jj < nj; jj++) axpy(acc, __shfl_sync(FULL_MASK, p, jj), vh + (j0 + jj) * g.ks, g.hd, lane);
+        for (int jj = 0; jj < nj; jj++) axpy(acc, __shfl_sync(FULL_MASK, p, jj), vh + (j0 + jj) * g.ld, g.hd, lane);
     }
-    store_row(out + t * g.qs + h * g.hd, acc, 1.0f / l, g.hd, lane);
+    store_row(out + t * g.os + h * g.hd, acc, 1.0f / l, g.hd, lane);
     if (lane == 0) stats[(int64_t)t * g.nh + h] = m + logf(l);
 }
 
@@ -121,12 +121,12 @@ __global__ static void dq_kernel(bf16 *dq, const bf16 *dout, const bf16 *out, co
     int t = (int)(task / g.nh), h = (int)(task % g.nh);
     int t0 = seq_start[seq_of_row(seq_start, n_seqs, t)];
     const bf16 *kh = k + (h / g.group) * g.hd, *vh = v + (h / g.group) * g.hd;
-    int64_t row = t * g.qs + h * g.hd;
+    const int64_t row = t * g.ld + h * g.hd, orow = t * g.os + h * g.hd;
     float *qrow = smem + warp * 2 * g.hd, *dorow = qrow + g.hd;
     load_row(qrow, q + row, g.hd, g.scale, lane);
-    load_row(dorow, dout + row, g.hd, 1.0f, lane);
+    load_row(dorow, dout + orow, g.hd, 1.0f, lane);
     float part = 0.0f;
-    for (int d = lane; d < g.hd; d += 32) part += dorow[d] * __bfloat162float(out[row + d]);
+    for (int d = lane; d < g.hd; d += 32) part += dorow[d] * __bfloat162float(out[orow + d]);
     float D = warp_sum(part), lse = stats[(int64_t)t * g.nh + h];
 
     float acc[PER_LANE] = {};
@@ -134,11 +134,11 @@ __global__ static void dq_kernel(bf16 *dq, const bf16 *dout, const bf16 *out, co
         int j = j0 + lane;
         float ds = 0.0f;
         if (j <= t) {
-            float p = expf(dot(qrow, kh + j * g.ks, g.hd) - lse);
-            ds = p * (dot(dorow, vh + j * g.ks, g.hd) - D);
+            float p = expf(dot(qrow, kh + j * g.ld, g.hd) - lse);
+            ds = p * (dot(dorow, vh + j * g.ld, g.hd) - D);
         }
         int nj = min(32, t - j0 + 1);
-        for (int jj = 0; jj < nj; jj++) axpy(acc, __shfl_sync(FULL_MASK, ds, jj), kh + (j0 + jj) * g.ks, g.hd, lane);
+        for (int jj = 0; jj < nj; jj++) axpy(acc, __shfl_sync(FULL_MASK, ds, jj), kh + (j0 + jj) * g.ld, g.hd, lane);
     }
     store_row(dq + row, acc, g.scale, g.hd, lane);
 }
@@ -155,7 +155,7 @@ __global__ static void dkv_kernel(bf16 *dk, bf16 *dv, const bf16 *dout, const bf
     if (task >= (int64_t)g.T * g.nkv) return;
     int j = (int)(task / g.nkv), kvh = (int)(task % g.nkv);
     int t1 = seq_start[seq_of_row(seq_start, n_seqs, j) + 1];
-    int64_t row = j * g.ks + kvh * g.hd;
+    const int64_t row = j * g.ld + kvh * g.hd;
     float *krow = smem + warp * 2 * g.hd, *vrow = krow + g.hd;
     load_row(krow, k + row, g.hd, g.scale, lane);
     load_row(vrow, v + row, g.hd, 1.0f, lane);
@@ -167,16 +167,16 @@ __global__ static void dkv_kernel(bf16 *dk, bf16 *dv, const bf16 *dout, const bf
             int t = t0 + lane;
             float p = 0.0f, ds = 0.0f;
             if (t < t1) {
-                const bf16 *dorow = doh + t * g.qs, *orow = oh + t * g.qs;
+                const bf16 *dorow = doh + t * g.os, *orow = oh + t * g.os;
                 float D = 0.0f;
                 for (int d = 0; d < g.hd; d++) D += __bfloat162float(dorow[d]) * __bfloat162float(orow[d]);
-                p = expf(dot(krow, qh + t * g.qs, g.hd) - stats[(int64_t)t * g.nh + h]);
+                p = expf(dot(krow, qh + t * g.ld, g.hd) - stats[(int64_t)t * g.nh + h]);
                 ds = p * (dot(vrow, dorow, g.hd) - D);
             }
             int nt = min(32, t1 - t0);
             for (int tt = 0; tt < nt; tt++) {
-                axpy(dv_acc, __shfl_sync(FULL_MASK, p, tt), doh + (t0 + tt) * g.qs, g.hd, lane);
-                axpy(dk_acc, __shfl_sync(FULL_MASK, ds, tt), qh + (t0 + tt) * g.qs, g.hd, lane);
+                axpy(dv_acc, __shfl_sync(FULL_MASK, p, tt), doh + (t0 + tt) * g.os, g.hd, lane);
+                axpy(dk_acc, __shfl_sync(FULL_MASK, ds, tt), qh + (t0 + tt) * g.ld, g.hd, lane);
             }
         }
     }
@@ -184,20 +184,21 @@ __global__ static void dkv_kernel(bf16 *dk, bf16 *dv, const bf16 *dout, const bf
     store_row(dv + row, dv_acc, 1.0f, g.hd, lane);
 }
 
-static geom geom_of(int T, int nh, int nkv, int hd, float scale)
+static geom geom_of(int T, int nh, int nkv, int hd, int ld, float scale)
 {
     if (hd < 1 || hd > MAX_HD || nh < 1 || nkv < 1 || nh % nkv != 0)
         sl_fatal("attention fallback: unsupported heads (nh %d, nkv %d, head_dim %d; head_dim up to %d and nh a "
                  "multiple of nkv)", nh, nkv, hd, MAX_HD);
-    geom g = {T, nh, nkv, hd, nh / nkv, (int64_t)nh * hd, (int64_t)nkv * hd, scale};
+    if (ld < nh * hd) sl_fatal("attention fallback: rows %d apart cannot hold %d heads of %d", ld, nh, hd);
+    geom g = {T, nh, nkv, hd, nh / nkv, ld, (int64_t)nh * hd, scale};
     return g;
 }
 
 extern "C" void kc_attention_fallback_fwd(void *out, float *stats, const void *q, const void *k, const void *v,
-                                          const int32_t *seq_start_dev, int T, int n_seqs, int nh, int nkv, int hd,
-                                          float scale, cudaStream_t s)
+                                          int ld, const int32_t *seq_start_dev, int T, int n_seqs, int nh, int nkv,
+                                          int hd, float scale, cudaStream_t s)
 {
-    geom g = geom_of(T, nh, nkv, hd, scale);
+    geom g = geom_of(T, nh, nkv, hd, ld, scale);
     size_t smem = WARPS * (size_t)hd * sizeof(float);
     fwd_kernel<<<kc_blocks((int64_t)T * nh, WARPS), WARPS * 32, smem, s>>>(
         (bf16 *)out, stats, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, seq_start_dev, n_seqs, g);
@@ -205,11 +206,11 @@ extern "C" void kc_attention_fallback_fwd(void *out, float *stats, const void *q
 }
 
 extern "C" void kc_attention_fallback_bwd(void *dq, void *dk, void *dv, const void *dout, const void *out,
-                                          const float *stats, const void *q, const void *k, const void *v,
+                                          const float *stats, const void *q, const void *k, const void *v, int ld,
                                           const int32_t *seq_start_dev, int T, int n_seqs, int nh, int nkv, int hd,
                                           float scale, cudaStream_t s)
 {
-    geom g = geom_of(T, nh, nkv, hd, scale);
+    geom g = geom_of(T, nh, nkv, hd, ld, scale);
     size_t smem = WARPS * 2 * (size_t)hd * sizeof(float);
     dq_kernel<<<kc_blocks((int64_t)T * nh, WARPS), WARPS * 32, smem, s>>>(
         (bf16 *)dq, (const bf16 *)dout, (const bf16 *)out, stats, (const bf16 *)q, (const bf16 *)k, (const bf16 *)v,

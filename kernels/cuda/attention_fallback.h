@@ -13,13 +13,13 @@
 extern "C" {
 #endif
 
-void kc_attention_fallback_fwd(void *out, float *stats, const void *q, const void *k, const void *v,
+void kc_attention_fallback_fwd(void *out, float *stats, const void *q, const void *k, const void *v, int ld,
                                const int32_t *seq_start_dev, int T, int n_seqs, int nh, int nkv, int hd,
                                float scale, cudaStream_t s);
 /* dq, dk, dv overwritten; deterministic (each element is summed by one warp in a fixed order). */
 void kc_attention_fallback_bwd(void *dq, void *dk, void *dv, const void *dout, const void *out, const float *stats,
-                               const void *q, const void *k, const void *v, const int32_t *seq_start_dev, int T,
-                               int n_seqs, int nh, int nkv, int hd, float scale, cudaStream_t s);
+                               const void *q, const void *k, const void *v, int ld, const int32_t *seq_start_dev,
+                               int T, int n_seqs, int nh, int nkv, int hd, float scale, cudaStream_t s);
 
 #ifdef __cplusplus
 }

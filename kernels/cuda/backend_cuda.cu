@@ -133,42 +133,44 @@ static void *cu_mirror_act(void *buf, const float *host, int64_t n)
     return buf;
 }
 
-static void cu_linear_fwd(void *out, const void *x, int ldx, const void *w, const void *bias, int T, int K, int N,
-                          float scale, const void *addend)
+static void cu_linear_fwd(void *out, int ldout, const void *x, int ldx, const void *w, const void *bias, int T, int K,
+                          int N, float scale, const void *addend)
 {
-    PROFILED(gemm_part(K, N), kc_linear_fwd(out, 0, x, ldx, w, bias, T, K, N, scale, addend, stream));
+    PROFILED(gemm_part(K, N), kc_linear_fwd(out, 0, ldout, x, ldx, w, bias, T, K, N, scale, addend, stream));
 }
 
 static void cu_linear_logits(float *out, const void *x, const void *w, int T, int K, int N)
 {
-    PROFILED(PROF_LOGITS, kc_linear_fwd(out, 1, x, K, w, nullptr, T, K, N, 1.0f, nullptr, stream));
+    PROFILED(PROF_LOGITS, kc_linear_fwd(out, 1, N, x, K, w, nullptr, T, K, N, 1.0f, nullptr, stream));
 }
 
-static void cu_linear_bwd_data(void *dx, int lddx, const void *dout, const void *w, int T, int K, int N, float scale,
-                               int accumulate)
+static void cu_linear_bwd_data(void *dx, int lddx, const void *dout, int lddout, const void *w, int T, int K, int N,
+                               float scale, int accumulate)
 {
-    PROFILED(gemm_part(K, N), kc_linear_bwd_data(dx, lddx, dout, w, T, K, N, scale, accumulate, stream));
+    PROFILED(gemm_part(K, N), kc_linear_bwd_data(dx, lddx, dout, lddout, w, T, K, N, scale, accumulate, stream));
 }
 
-static void cu_linear_bwd_weight(float *dw, const void *dout, const void *x, int ldx, int T, int K, int N, float scale)
+static void cu_linear_bwd_weight(float *dw, const void *dout, int lddout, const void *x, int ldx, int T, int K, int N,
+                                 float scale)
 {
-    PROFILED(gemm_part(K, N), kc_linear_bwd_weight(dw, dout, x, ldx, T, K, N, scale, stream));
+    PROFILED(gemm_part(K, N), kc_linear_bwd_weight(dw, dout, lddout, x, ldx, T, K, N, scale, stream));
 }
 
-static void cu_rmsnorm_fwd(void *out, float *rstd, const void *x, const void *w, int T, int D, float eps)
+static void cu_rmsnorm_fwd(void *out, float *rstd, const void *x, const void *w, int T, int heads, int D, int ld,
+                           float eps)
 {
-    PROFILED(PROF_ELEMENTWISE, kc_rmsnorm_fwd(out, rstd, x, w, T, D, eps, stream));
+    PROFILED(PROF_ELEMENTWISE, kc_rmsnorm_fwd(out, rstd, x, w, T, heads, D, ld, eps, stream));
 }
 
-static void cu_rmsnorm_bwd(void *dx, const void *dout, const void *x, const void *w, const float *rstd, int T, int D,
-                           int accumulate)
+static void cu_rmsnorm_bwd(void *dx, const void *dout, const void *x, const void *w, const float *rstd, int T,
+                           int heads, int D, int ld, int accumulate)
 {
-    PROFILED(PROF_ELEMENTWISE, kc_rmsnorm_bwd(dx, dout, x, w, rstd, T, D, accumulate, stream));
+    PROFILED(PROF_ELEMENTWISE, kc_rmsnorm_bwd(dx, dout, x, w, rstd, T, heads, D, ld, accumulate, stream));
 }
 
-static void cu_rope(void *x, const int32_t *pos, int T, int nh, int hd, const float *cos_sin, int inverse)
+static void cu_rope(void *x, int ld, const int32_t *pos, int T, int nh, int hd, const float *cos_sin, int inverse)
 {
-    PROFILED(PROF_ELEMENTWISE, kc_rope(x, pos, T, nh, hd, cos_sin, inverse, stream));
+    PROFILED(PROF_ELEMENTWISE, kc_rope(x, ld, pos, T, nh, hd, cos_sin, inverse, stream));
 }
 
 static size_t cu_attention_stats_bytes(int T, int n_seqs, int max_seq, int nh)
@@ -176,17 +178,18 @@ static size_t cu_attention_stats_bytes(int T, int n_seqs, int max_seq, int nh)
     return kc_attention_stats_bytes(T, n_seqs, max_seq, nh);
 }
 
-static void cu_attention_fwd(void *out, void *stats, const void *q, const void *k, const void *v,
+static void cu_attention_fwd(void *out, void *stats, const void *q, const void *k, const void *v, int ld,
                              const int32_t *seq_start, int n_seqs, int max_seq, int nh, int nkv, int hd, float scale)
 {
-    PROFILED(PROF_ATTENTION, kc_attention_fwd(out, (float *)stats, q, k, v, seq_start, n_seqs, max_seq, nh, nkv, hd, scale, stream));
+    PROFILED(PROF_ATTENTION, kc_attention_fwd(out, (float *)stats, q, k, v, ld, seq_start, n_seqs, max_seq, nh, nkv, hd,
+                                              scale, stream));
 }
 
 static void cu_attention_bwd(void *dq, void *dk, void *dv, const void *dout, const void *out, const void *stats,
-                             const void *q, const void *k, const void *v, const int32_t *seq_start, int n_seqs,
+                             const void *q, const void *k, const void *v, int ld, const int32_t *seq_start, int n_seqs,
                              int max_seq, int nh, int nkv, int hd, float scale)
 {
-    PROFILED(PROF_ATTENTION, kc_attention_bwd(dq, dk, dv, dout, out, (const float *)stats, q, k, v, seq_start,
+    PROFILED(PROF_ATTENTION, kc_attention_bwd(dq, dk, dv, dout, out, (const float *)stats, q, k, v, ld, seq_start,
                                               n_seqs, max_seq, nh, nkv, hd, scale, stream));
 }
 

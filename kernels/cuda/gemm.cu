@@ -3,8 +3,8 @@
 //   forward          out^T = W x^T       N x T = (K x N stored, transposed) (K x T)
 //   backward data    dx^T  = W^T dout^T  K x T = (K x N) (N x T)
 //   backward weight  dw^T  = x^T dout    K x N = (K x T) (N x T stored, transposed)
-// Stored matrices are packed (leading dimension = its column-major row count), except that the
-// token-major operand x (or dx) may have rows longer than K: a slice of a wider buffer. Plans (the
+// Weights are packed (leading dimension = its column-major row count); the token-major operands (x,
+// out, dx, dout) may have rows longer than their width: column slices of a wider buffer. Plans (the
 // descriptors, layouts and chosen algorithm) are cached per problem key, with the token count T
 // rounded up to a bucket (a quarter of an octave): packed batches vary T from one micro-batch to the
 // next, and a heuristic query per new T costs a millisecond or more. A call sets its own T on the
@@ -227,44 +227,45 @@ static __global__ void add_bias_f32(float *out, const bf16 *bias, int64_t total,
     if (i < total) out[i] += __bfloat162float(bias[i % N]);
 }
 
-extern "C" void kc_linear_fwd(void *out, int out_f32, const void *x, int ldx, const void *w, const void *bias, int T,
-                              int K, int N, float scale, const void *addend, cudaStream_t s)
+extern "C" void kc_linear_fwd(void *out, int out_f32, int ldout, const void *x, int ldx, const void *w,
+                              const void *bias, int T, int K, int N, float scale, const void *addend, cudaStream_t s)
 {
     if (T == 0) return;
     const gemm_call call = {"kc_linear_fwd", T, K, N};
     const int fused_bias = bias && !out_f32;
     // out^T (N x T) = op(A) op(B) with A = W stored as W^T (K x N), transposed, and B = x^T (K x T).
     gemm_key key = {};
-    key.m = N, key.k = K, key.trans_a = 1, key.trans_b = 0, key.lda = K, key.ldb = ldx, key.ldd = N;
+    key.m = N, key.k = K, key.trans_a = 1, key.trans_b = 0, key.lda = K, key.ldb = ldx, key.ldd = ldout;
     key.d_type = out_f32 ? CUDA_R_32F : CUDA_R_16BF, key.bias = fused_bias;
     gemm_run(&key, w, x, addend, out, fused_bias ? bias : NULL, scale, s, &call);
     if (bias && out_f32) {
+        if (ldout != N) sl_fatal("internal error: kc_linear_fwd adds an fp32 output's bias to packed rows only");
         const int64_t total = (int64_t)T * N;
         add_bias_f32<<<kc_blocks(total, 256), 256, 0, s>>>((float *)out, (const bf16 *)bias, total, N);
         CUDA_LAUNCHED();
     }
 }
 
-extern "C" void kc_linear_bwd_data(void *dx, int lddx, const void *dout, const void *w, int T, int K, int N,
-                                   float scale, int accumulate, cudaStream_t s)
+extern "C" void kc_linear_bwd_data(void *dx, int lddx, const void *dout, int lddout, const void *w, int T, int K,
+                                   int N, float scale, int accumulate, cudaStream_t s)
 {
     if (T == 0) return;
     const gemm_call call = {"kc_linear_bwd_data", T, K, N};
     // dx^T (K x T) = op(A) op(B) with A = W stored as W^T (K x N) and B = dout^T (N x T), neither transposed.
     gemm_key key = {};
-    key.m = K, key.k = N, key.trans_a = 0, key.trans_b = 0, key.lda = K, key.ldb = N, key.ldd = lddx;
+    key.m = K, key.k = N, key.trans_a = 0, key.trans_b = 0, key.lda = K, key.ldb = lddout, key.ldd = lddx;
     key.d_type = CUDA_R_16BF, key.bias = 0;
     gemm_run(&key, w, dout, accumulate ? dx : NULL, dx, NULL, scale, s, &call);
 }
 
-extern "C" void kc_linear_bwd_weight(float *dw, const void *dout, const void *x, int ldx, int T, int K, int N,
-                                     float scale, cudaStream_t s)
+extern "C" void kc_linear_bwd_weight(float *dw, const void *dout, int lddout, const void *x, int ldx, int T, int K,
+                                     int N, float scale, cudaStream_t s)
 {
     if (T == 0) return;
     const gemm_call call = {"kc_linear_bwd_weight", T, K, N};
     // dw^T (K x N) = op(A) op(B) with A = x^T (K x T) and B = dout^T (N x T), transposed to dout (T x N).
     gemm_key key = {};
-    key.m = K, key.n = N, key.t_in_k = 1, key.trans_a = 0, key.trans_b = 1, key.lda = ldx, key.ldb = N, key.ldd = K;
+    key.m = K, key.n = N, key.t_in_k = 1, key.trans_a = 0, key.trans_b = 1, key.lda = ldx, key.ldb = lddout, key.ldd = K;
     key.d_type = CUDA_R_32F, key.bias = 0;
     gemm_run(&key, x, dout, dw, dw, NULL, scale, s, &call);
 }

@@ -13,17 +13,20 @@
 extern "C" {
 #endif
 
-/* RMSNorm: rstd[t] = 1/sqrt(mean_d(x^2) + eps) in fp32; out = bf16(x * rstd * w). x, w, out bf16 [T, D]. */
-void kc_rmsnorm_fwd(void *out, float *rstd, const void *x, const void *w, int T, int D, float eps, cudaStream_t s);
-/* dx = (accumulate ? dx : 0) + d/dx of the above given dout (weights frozen: no dw). */
-void kc_rmsnorm_bwd(void *dx, const void *dout, const void *x, const void *w, const float *rstd, int T, int D,
-                    int accumulate, cudaStream_t s);
+/* RMSNorm over T rows of `heads` vectors of D (heads > 1: per-head norms), rows ld apart in x, out, dx and dout:
+ * rstd[i] = 1/sqrt(mean_d(x_i^2) + eps) in fp32 for vector i (head i % heads of row i / heads); out =
+ * bf16(x * rstd * w). x, w, out bf16. */
+void kc_rmsnorm_fwd(void *out, float *rstd, const void *x, const void *w, int T, int heads, int D, int ld, float eps,
+                    cudaStream_t s);
+/* dx = (accumulate ? dx : 0) + d/dx of the above given dout (weights frozen: no dw); dx may be dout. */
+void kc_rmsnorm_bwd(void *dx, const void *dout, const void *x, const void *w, const float *rstd, int T, int heads,
+                    int D, int ld, int accumulate, cudaStream_t s);
 
 /* Rotary embedding, Hugging Face convention (element i pairs with i + head_dim/2 in each head), in place on
- * x[T, n_heads*head_dim] bf16 at positions pos[T] (device, each below the table's max_pos). cos_sin: device
- * table [max_pos][head_dim/2][2] of (cos, sin) from k_rope_table (kernels.h). inverse = 1 applies the transposed
- * rotation (backward). */
-void kc_rope(void *x, const int32_t *pos, int T, int n_heads, int head_dim, const float *cos_sin, int inverse,
+ * T rows of n_heads*head_dim bf16, rows ld apart, at positions pos[T] (device, each below the table's max_pos).
+ * cos_sin: device table [max_pos][head_dim/2][2] of (cos, sin) from k_rope_table (kernels.h). inverse = 1 applies
+ * the transposed rotation (backward). */
+void kc_rope(void *x, int ld, const int32_t *pos, int T, int n_heads, int head_dim, const float *cos_sin, int inverse,
              cudaStream_t s);
 /* Host: fill cos_sin_host[max_pos][head_dim/2][2] with the angles k_rope forms (in double, then rounded). */
 

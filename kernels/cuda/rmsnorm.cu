@@ -1,5 +1,5 @@
-// rmsnorm: LLaMA's RMSNorm on bf16 rows with fp32 statistics (twin: kernels/cpu/rmsnorm.c).
-// One block per row. A thread holds its share of the row in registers, U groups of N elements strided
+// rmsnorm: LLaMA's RMSNorm on bf16 rows with fp32 statistics (twin: kernels/cpu/rmsnorm.c), or on each of
+// a row's heads (Qwen3's q/k norms), rows ld apart. One block per vector normalised. A thread holds its share of the row in registers, U groups of N elements strided
 // across the block (so a warp's accesses are contiguous), and so reads x once with all its loads in
 // flight together. The row sum is reduced in a fixed order: results do not depend on timing.
 #include "ops.h"
@@ -28,12 +28,18 @@ __device__ float block_sum(float v)
     return v;
 }
 
+// Where this block's vector starts: vector i is head i % heads of row i / heads.
+__device__ int64_t vector_at(int heads, int D, int64_t ld)
+{
+    return (int64_t)(blockIdx.x / heads) * ld + (int64_t)(blockIdx.x % heads) * D;
+}
+
 template <int N, int U>
 __global__ void __launch_bounds__(MAX_THREADS)
-    rmsnorm_fwd_kernel(bf16 *out, float *rstd, const bf16 *x, const bf16 *w, int D, float eps)
+    rmsnorm_fwd_kernel(bf16 *out, float *rstd, const bf16 *x, const bf16 *w, int heads, int D, int64_t ld, float eps)
 {
     const int groups = D / N;
-    const int64_t row = (int64_t)blockIdx.x * D;
+    const int64_t row = vector_at(heads, D, ld);
     float xv[U][N], wv[U][N], ss = 0.0f;
 #pragma unroll
     for (int j = 0; j < U; j++) {
@@ -63,11 +69,11 @@ __global__ void __launch_bounds__(MAX_THREADS)
 // With g = w * dout: dx = rstd * (g - x * rstd^2 * mean(g * x)).
 template <int N, int U>
 __global__ void __launch_bounds__(MAX_THREADS) rmsnorm_bwd_kernel(bf16 *dx, const bf16 *dout, const bf16 *x,
-                                                                  const bf16 *w, const float *rstd, int D,
-                                                                  int accumulate)
+                                                                  const bf16 *w, const float *rstd, int heads,
+                                                                  int D, int64_t ld, int accumulate)
 {
     const int groups = D / N;
-    const int64_t row = (int64_t)blockIdx.x * D;
+    const int64_t row = vector_at(heads, D, ld);
     const float r = rstd[blockIdx.x];
     float xv[U][N], gv[U][N], dot = 0.0f;
 #pragma unroll
@@ -115,31 +121,35 @@ int row_threads(int D, int n_per_thread)
 
 } // namespace
 
-extern "C" void kc_rmsnorm_fwd(void *out, float *rstd, const void *x, const void *w, int T, int D, float eps,
-                               cudaStream_t s)
+extern "C" void kc_rmsnorm_fwd(void *out, float *rstd, const void *x, const void *w, int T, int heads, int D, int ld,
+                               float eps, cudaStream_t s)
 {
-    if (T <= 0 || D <= 0) return;
+    if (T <= 0 || heads <= 0 || D <= 0) return;
     bf16 *o = static_cast<bf16 *>(out);
     const bf16 *xb = static_cast<const bf16 *>(x), *wb = static_cast<const bf16 *>(w);
-    if (D % 8 == 0 && kc_aligned16(out) && kc_aligned16(x) && kc_aligned16(w))
-        rmsnorm_fwd_kernel<8, VEC_GROUPS><<<T, row_threads(D, 8 * VEC_GROUPS), 0, s>>>(o, rstd, xb, wb, D, eps);
+    const unsigned vectors = (unsigned)T * (unsigned)heads;
+    if (D % 8 == 0 && ld % 8 == 0 && kc_aligned16(out) && kc_aligned16(x) && kc_aligned16(w))
+        rmsnorm_fwd_kernel<8, VEC_GROUPS>
+            <<<vectors, row_threads(D, 8 * VEC_GROUPS), 0, s>>>(o, rstd, xb, wb, heads, D, ld, eps);
     else
-        rmsnorm_fwd_kernel<1, SCALAR_GROUPS><<<T, row_threads(D, SCALAR_GROUPS), 0, s>>>(o, rstd, xb, wb, D, eps);
+        rmsnorm_fwd_kernel<1, SCALAR_GROUPS>
+            <<<vectors, row_threads(D, SCALAR_GROUPS), 0, s>>>(o, rstd, xb, wb, heads, D, ld, eps);
     CUDA_LAUNCHED();
 }
 
 extern "C" void kc_rmsnorm_bwd(void *dx, const void *dout, const void *x, const void *w, const float *rstd, int T,
-                               int D, int accumulate, cudaStream_t s)
+                               int heads, int D, int ld, int accumulate, cudaStream_t s)
 {
-    if (T <= 0 || D <= 0) return;
+    if (T <= 0 || heads <= 0 || D <= 0) return;
     bf16 *d = static_cast<bf16 *>(dx);
     const bf16 *g = static_cast<const bf16 *>(dout), *xb = static_cast<const bf16 *>(x),
                *wb = static_cast<const bf16 *>(w);
-    if (D % 8 == 0 && kc_aligned16(dx) && kc_aligned16(dout) && kc_aligned16(x) && kc_aligned16(w))
+    const unsigned vectors = (unsigned)T * (unsigned)heads;
+    if (D % 8 == 0 && ld % 8 == 0 && kc_aligned16(dx) && kc_aligned16(dout) && kc_aligned16(x) && kc_aligned16(w))
         rmsnorm_bwd_kernel<8, VEC_GROUPS>
-            <<<T, row_threads(D, 8 * VEC_GROUPS), 0, s>>>(d, g, xb, wb, rstd, D, accumulate);
+            <<<vectors, row_threads(D, 8 * VEC_GROUPS), 0, s>>>(d, g, xb, wb, rstd, heads, D, ld, accumulate);
     else
         rmsnorm_bwd_kernel<1, SCALAR_GROUPS>
-            <<<T, row_threads(D, SCALAR_GROUPS), 0, s>>>(d, g, xb, wb, rstd, D, accumulate);
+            <<<vectors, row_threads(D, SCALAR_GROUPS), 0, s>>>(d, g, xb, wb, rstd, heads, D, ld, accumulate);
     CUDA_LAUNCHED();
 }

@@ -68,6 +68,15 @@ fi
 echo "127.0.0.1 localhost" >"$dir/etc/hosts"
 echo "127.0.1.1 $(hostname)" >>"$dir/etc/hosts"
 cp -L /etc/resolv.conf "$dir/etc/resolv.conf"
+# ... and it trusts what its network needs: where the egress re-signs TLS with a CA of its own (added
+# under /usr/local/share/ca-certificates, named in /etc/pip.conf), a machine on it has that CA too,
+# or no PyPI download (tools/hf-venv.sh) could verify.
+if [ -f /etc/pip.conf ]; then
+  mkdir -p "$dir/usr/local/share/ca-certificates" "$dir/etc/ssl/certs"
+  cp -L /usr/local/share/ca-certificates/*.crt "$dir/usr/local/share/ca-certificates/" 2>/dev/null || true
+  cp -L /etc/ssl/certs/ca-certificates.crt "$dir/etc/ssl/certs/" 2>/dev/null || true
+  cp -L /etc/pip.conf "$dir/etc/pip.conf"
+fi
 mount -t proc proc "$dir/proc" || die "cannot mount $dir/proc"
 for d in dev sys; do
   mount --rbind "/$d" "$dir/$d" && mount --make-rslave "$dir/$d" || die "cannot bind-mount /$d"

@@ -10,12 +10,9 @@ def rel(a, b):
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
-def peft_model(weights, c, r, alpha, targets, device, dtype, dropout=0.0):
-    """(model, {adapter path: parameter}): the base of weights (as load_quantized gives them; config
-    attributes c) in dtype on device, LoRA r / alpha / dropout on targets. The adapters are float32
-    whatever dtype is (PEFT's autocast_adapter_dtype, as in QLoRA); PEFT draws their values (A
-    random, B zero), so copy into the parameters to start from a given adapter."""
-    from peft import LoraConfig, get_peft_model
+def base_model(weights, c):
+    """transformers' LlamaForCausalLM (float32, on the CPU) holding weights ({HF name: tensor}, as
+    load_quantized gives them) of a model with config attributes c."""
     from transformers import LlamaConfig, LlamaForCausalLM
     assert c["architecture"] == "llama" and c["rope_type"] == "default" and not int(c["attention_bias"]), c
     cfg = LlamaConfig(hidden_size=int(c["hidden_size"]), intermediate_size=int(c["intermediate_size"]),
@@ -24,7 +21,7 @@ def peft_model(weights, c, r, alpha, targets, device, dtype, dropout=0.0):
                       vocab_size=int(c["vocab_size"]), max_position_embeddings=int(c["max_position_embeddings"]),
                       rope_theta=float(c["rope_theta"]), rms_norm_eps=float(c["rms_norm_eps"]),
                       tie_word_embeddings=bool(c["tie_word_embeddings"]), attention_bias=False, mlp_bias=False,
-                      hidden_act="silu")
+                      hidden_act="silu", bos_token_id=int(c["bos_token_id"]), eos_token_id=int(c["eos_token_id"]))
     torch.manual_seed(0)
     base = LlamaForCausalLM(cfg)
     state = {k: v.to(torch.float32) for k, v in weights.items()}
@@ -32,7 +29,16 @@ def peft_model(weights, c, r, alpha, targets, device, dtype, dropout=0.0):
     tied = bool(c["tie_word_embeddings"])  # then the file has no lm_head: HF's head is the embedding
     assert not unexpected and all("rotary" in k or (tied and k == "lm_head.weight") for k in missing), (missing, unexpected)
     assert not tied or base.lm_head.weight.data_ptr() == base.model.embed_tokens.weight.data_ptr()
-    base = base.to(device=device, dtype=dtype)
+    return base
+
+
+def peft_model(weights, c, r, alpha, targets, device, dtype, dropout=0.0):
+    """(model, {adapter path: parameter}): the base of weights (as load_quantized gives them; config
+    attributes c) in dtype on device, LoRA r / alpha / dropout on targets. The adapters are float32
+    whatever dtype is (PEFT's autocast_adapter_dtype, as in QLoRA); PEFT draws their values (A
+    random, B zero), so copy into the parameters to start from a given adapter."""
+    from peft import LoraConfig, get_peft_model
+    base = base_model(weights, c).to(device=device, dtype=dtype)
     model = get_peft_model(base, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none",
                                             target_modules=list(targets)))
     params = {}

@@ -1,6 +1,7 @@
 // test_attention: causal GQA attention on packed documents, kc_attention_fwd/bwd (cuDNN, or the
 // fallback where cuDNN refuses) and the fallback called directly, against the CPU twin
-// k_attention_fwd/bwd on the same bf16 inputs. Checks out, the saved log-sum-exp, dq, dk and dv; a
+// k_attention_fwd/bwd on the same bf16 inputs. q, k and v (and dq, dk, dv) sit side by side in rows
+// of one buffer, as the fused q/k/v projection writes them. Checks out, the saved log-sum-exp, dq, dk and dv; a
 // deterministic backward run twice, at once on two streams, must be bit-identical; later batches with
 // other numbers of documents reuse (or add to) the plan cache of the first.
 #include "gpu_test.h"
@@ -19,6 +20,7 @@ struct Problem {
     const char *name;
     std::vector<int32_t> seq_start;
     int n_seqs, T, max_seq, nh, nkv, hd;
+    int pad; // columns after v in each q/k/v row
     float scale;
     std::vector<float> q, k, v, dout;
     std::vector<float> out, lse, dq, dk, dv; // lse as the twin keeps it, [nh, T]
@@ -28,7 +30,7 @@ static Problem make_problem(const char *name, const std::vector<int> &lens, int 
                             uint64_t seed)
 {
     Problem p;
-    p.name = name, p.max_seq = max_seq, p.nh = nh, p.nkv = nkv, p.hd = hd;
+    p.name = name, p.max_seq = max_seq, p.nh = nh, p.nkv = nkv, p.hd = hd, p.pad = 0;
     p.scale = 1.0f / sqrtf((float)hd);
     p.seq_start.push_back(0);
     for (int len : lens) p.seq_start.push_back(p.seq_start.back() + len);
@@ -57,50 +59,82 @@ struct Result {
     Grads first, second; // second: the same backward again, on another stream at the same time
 };
 
+// Rows of the fused q/k/v buffer: q's heads, k's, v's, then p.pad columns.
+static int qkv_ld(const Problem &p) { return (p.nh + 2 * p.nkv) * p.hd + p.pad; }
+
+// cuDNN may read whole 64-row tiles past the last sequence (as src/layer.c allocates)
+#define TILE_SLACK 64
+
+static std::vector<float> fused(const Problem &p, const std::vector<float> &q, const std::vector<float> &k,
+                                const std::vector<float> &v)
+{
+    const size_t ld = qkv_ld(p), Q = (size_t)p.nh * p.hd, KV = (size_t)p.nkv * p.hd;
+    std::vector<float> rows(((size_t)p.T + TILE_SLACK) * ld, 0.5f);
+    for (size_t t = 0; t < (size_t)p.T; t++) {
+        memcpy(&rows[t * ld], &q[t * Q], Q * sizeof(float));
+        memcpy(&rows[t * ld + Q], &k[t * KV], KV * sizeof(float));
+        memcpy(&rows[t * ld + Q + KV], &v[t * KV], KV * sizeof(float));
+    }
+    return rows;
+}
+
+static Grads unfused(const Problem &p, const std::vector<float> &rows)
+{
+    const size_t ld = qkv_ld(p), Q = (size_t)p.nh * p.hd, KV = (size_t)p.nkv * p.hd;
+    Grads g = {std::vector<float>(p.T * Q), std::vector<float>(p.T * KV), std::vector<float>(p.T * KV)};
+    for (size_t t = 0; t < (size_t)p.T; t++) {
+        memcpy(&g.dq[t * Q], &rows[t * ld], Q * sizeof(float));
+        memcpy(&g.dk[t * KV], &rows[t * ld + Q], KV * sizeof(float));
+        memcpy(&g.dv[t * KV], &rows[t * ld + Q + KV], KV * sizeof(float));
+    }
+    return g;
+}
+
 struct Device {
-    __nv_bfloat16 *q, *k, *v, *dout, *out;
+    __nv_bfloat16 *qkv, *dout, *out;
     float *stats;
     int32_t *seq_start; // device copy, for the fallback's own entry points
 };
 
-static void backward(const Problem &p, Path path, const Device &d, cudaStream_t s, __nv_bfloat16 *const *grads)
+// The q, k and v (or dq, dk, dv) columns of a fused buffer.
+static __nv_bfloat16 *k_of(const Problem &p, __nv_bfloat16 *qkv) { return qkv + (size_t)p.nh * p.hd; }
+static __nv_bfloat16 *v_of(const Problem &p, __nv_bfloat16 *qkv) { return qkv + (size_t)(p.nh + p.nkv) * p.hd; }
+
+static void backward(const Problem &p, Path path, const Device &d, cudaStream_t s, __nv_bfloat16 *g)
 {
     if (path == API)
-        kc_attention_bwd(grads[0], grads[1], grads[2], d.dout, d.out, d.stats, d.q, d.k, d.v, p.seq_start.data(),
-                         p.n_seqs, p.max_seq, p.nh, p.nkv, p.hd, p.scale, s);
+        kc_attention_bwd(g, k_of(p, g), v_of(p, g), d.dout, d.out, d.stats, d.qkv, k_of(p, d.qkv), v_of(p, d.qkv),
+                         qkv_ld(p), p.seq_start.data(), p.n_seqs, p.max_seq, p.nh, p.nkv, p.hd, p.scale, s);
     else
-        kc_attention_fallback_bwd(grads[0], grads[1], grads[2], d.dout, d.out, d.stats, d.q, d.k, d.v, d.seq_start,
-                                  p.T, p.n_seqs, p.nh, p.nkv, p.hd, p.scale, s);
+        kc_attention_fallback_bwd(g, k_of(p, g), v_of(p, g), d.dout, d.out, d.stats, d.qkv, k_of(p, d.qkv),
+                                  v_of(p, d.qkv), qkv_ld(p), d.seq_start, p.T, p.n_seqs, p.nh, p.nkv, p.hd, p.scale, s);
     GT_CUDA(cudaGetLastError());
 }
 
 static Result run(const Problem &p, Path path, cudaStream_t s1, cudaStream_t s2)
 {
-    size_t nq = (size_t)p.T * p.nh * p.hd, nk = (size_t)p.T * p.nkv * p.hd;
+    size_t nq = (size_t)p.T * p.nh * p.hd, n_fused = ((size_t)p.T + TILE_SLACK) * qkv_ld(p);
     size_t n_stats = kc_attention_stats_bytes(p.T, p.n_seqs, p.max_seq, p.nh) / sizeof(float);
-    Device d = {gt_upload_bf16(p.q), gt_upload_bf16(p.k), gt_upload_bf16(p.v), gt_upload_bf16(p.dout),
-                gt_device<__nv_bfloat16>(nq), gt_device<float>(n_stats), gt_upload(p.seq_start)};
+    Device d = {gt_upload_bf16(fused(p, p.q, p.k, p.v)), gt_upload_bf16(p.dout), gt_device<__nv_bfloat16>(nq),
+                gt_device<float>(n_stats), gt_upload(p.seq_start)};
     if (path == API)
-        kc_attention_fwd(d.out, d.stats, d.q, d.k, d.v, p.seq_start.data(), p.n_seqs, p.max_seq, p.nh, p.nkv, p.hd,
-                         p.scale, s1);
+        kc_attention_fwd(d.out, d.stats, d.qkv, k_of(p, d.qkv), v_of(p, d.qkv), qkv_ld(p), p.seq_start.data(), p.n_seqs,
+                         p.max_seq, p.nh, p.nkv, p.hd, p.scale, s1);
     else
-        kc_attention_fallback_fwd(d.out, d.stats, d.q, d.k, d.v, d.seq_start, p.T, p.n_seqs, p.nh, p.nkv, p.hd,
-                                  p.scale, s1);
+        kc_attention_fallback_fwd(d.out, d.stats, d.qkv, k_of(p, d.qkv), v_of(p, d.qkv), qkv_ld(p), d.seq_start, p.T,
+                                  p.n_seqs, p.nh, p.nkv, p.hd, p.scale, s1);
     GT_CUDA(cudaStreamSynchronize(s1));
 
     Result r;
     // Both sets of poisoned gradients exist before either backward starts, so the two overlap.
-    __nv_bfloat16 *g1[3] = {gt_device<__nv_bfloat16>(nq), gt_device<__nv_bfloat16>(nk), gt_device<__nv_bfloat16>(nk)};
-    __nv_bfloat16 *g2[3] = {gt_device<__nv_bfloat16>(nq), gt_device<__nv_bfloat16>(nk), gt_device<__nv_bfloat16>(nk)};
+    __nv_bfloat16 *g1 = gt_device<__nv_bfloat16>(n_fused), *g2 = gt_device<__nv_bfloat16>(n_fused);
     GT_CUDA(cudaDeviceSynchronize());
     backward(p, path, d, s1, g1);
     backward(p, path, d, s2, g2);
     r.out = gt_download_bf16(d.out, nq), r.stats = gt_download(d.stats, n_stats);
-    r.first = {gt_download_bf16(g1[0], nq), gt_download_bf16(g1[1], nk), gt_download_bf16(g1[2], nk)};
-    r.second = {gt_download_bf16(g2[0], nq), gt_download_bf16(g2[1], nk), gt_download_bf16(g2[2], nk)};
-    for (void *ptr : {(void *)d.q, (void *)d.k, (void *)d.v, (void *)d.dout, (void *)d.out, (void *)d.stats,
-                      (void *)d.seq_start, (void *)g1[0], (void *)g1[1], (void *)g1[2], (void *)g2[0], (void *)g2[1],
-                      (void *)g2[2]})
+    r.first = unfused(p, gt_download_bf16(g1, n_fused)), r.second = unfused(p, gt_download_bf16(g2, n_fused));
+    for (void *ptr : {(void *)d.qkv, (void *)d.dout, (void *)d.out, (void *)d.stats, (void *)d.seq_start, (void *)g1,
+                      (void *)g2})
         GT_CUDA(cudaFree(ptr));
     return r;
 }
@@ -112,9 +146,9 @@ static bool same_bits(const std::vector<float> &a, const std::vector<float> &b)
 
 static void check(const Problem &p, Path path, cudaStream_t s1, cudaStream_t s2)
 {
-    const char *impl = path == API ? kc_attention_impl(p.nh, p.nkv, p.hd) : "fallback direct";
-    printf("# %s: %d documents, %d rows, nh %d, nkv %d, head_dim %d: %s\n", p.name, p.n_seqs, p.T, p.nh, p.nkv, p.hd,
-           impl);
+    const char *impl = path == API ? kc_attention_impl(p.nh, p.nkv, p.hd, qkv_ld(p)) : "fallback direct";
+    printf("# %s: %d documents, %d rows, nh %d, nkv %d, head_dim %d, q/k/v rows %d apart: %s\n", p.name, p.n_seqs, p.T,
+           p.nh, p.nkv, p.hd, qkv_ld(p), impl);
     Result r = run(p, path, s1, s2);
     char what[256];
     // The stats are token-major [T, nh] (kernels/cuda/attention_fallback.h); the twin keeps [nh, T].
@@ -146,8 +180,8 @@ int main(void)
     GT_CUDA(cudaStreamCreate(&s2));
 
     // The shapes this work is for run on cuDNN on an H200 (sm_90); a refusal is logged with cuDNN's reason.
-    gt_check(!strcmp(kc_attention_impl(32, 8, 128), "cudnn"), "GQA 32/8, head_dim 128 runs on cuDNN");
-    gt_check(!strcmp(kc_attention_impl(16, 4, 64), "cudnn"), "GQA 16/4, head_dim 64 runs on cuDNN");
+    gt_check(!strcmp(kc_attention_impl(32, 8, 128, 6144), "cudnn"), "GQA 32/8, head_dim 128 runs on cuDNN");
+    gt_check(!strcmp(kc_attention_impl(16, 4, 64, 1536), "cudnn"), "GQA 16/4, head_dim 64 runs on cuDNN");
 
     // GQA 32/8, head_dim 128, max_seq 2048: batches of 4, then 3 (padded to the same bucket of 4), then
     // 6 documents (a bucket of 8).
@@ -180,6 +214,12 @@ int main(void)
     Problem hd8 = make_problem("GQA 8/4 hd8", {256, 100, 1, 155}, 256, 8, 4, 8, 9);
     check(hd8, API, s1, s2);
     check(hd8, FALLBACK, s1, s2);
+
+    // q/k/v rows wider than the three (columns after v): the strides, not the head counts, place them.
+    Problem padded = make_problem("GQA 16/4 hd64, q/k/v rows padded", {500, 3, 260}, 512, 16, 4, 64, 12);
+    padded.pad = 64;
+    check(padded, API, s1, s2);
+    check(padded, FALLBACK, s1, s2);
 
     GT_CUDA(cudaStreamDestroy(s1));
     GT_CUDA(cudaStreamDestroy(s2));

@@ -3,7 +3,9 @@
 // (bias, accumulate, bf16 or fp32 output), the step's real shapes (T = 2048 through the LLaMA
 // projections and LoRA ranks, the 128256-wide LM head) and odd small ones. Large products are
 // checked on a random sample of output rows (the CPU runs them single-threaded); every element of
-// every output must still be written. A repeated GEMM must reproduce its bits.
+// every output must still be written. Token-major operands may be column slices of wider rows (the
+// fused q/k/v output, a stacked LoRA group): the other columns must keep their values. A repeated GEMM
+// must reproduce its bits.
 #include "gpu_test.h"
 
 #include "cuda/gemm.h"
@@ -22,9 +24,11 @@ typedef struct {
     int accumulate, bias, out_f32;
     int weight_grad; // run kc_linear_bwd_weight (not for the frozen LM head)
     int ld;          // > K: x and dx are the last K columns of [T, ld] buffers (a stacked group's slice)
+    int ldn;         // > N: out and dout are the last N columns of [T, ldn] buffers (one of fused q/k/v)
 } gemm_case;
 
 static int ld_of(const gemm_case &c) { return c.ld ? c.ld : c.K; }
+static int ldn_of(const gemm_case &c) { return c.ldn ? c.ldn : c.N; }
 
 // Rows [T, K] placed as the last K columns of [T, ld] rows over a background.
 static vec widen(const vec &x, int T, int K, int ld, vec wide)
@@ -102,27 +106,40 @@ static void expect_rows(const char *what, const gemm_case &c, const vec &got, in
     }
 }
 
+// A device copy of host rows, bf16 or fp32.
+static void *upload_as(const vec &v, int f32) { return f32 ? (void *)gt_upload(v) : (void *)gt_upload_bf16(v); }
+
+static vec download_as(const void *p, size_t n, int f32)
+{
+    return f32 ? gt_download((const float *)p, n) : gt_download_bf16((const __nv_bfloat16 *)p, n);
+}
+
 static void check_forward(const gemm_case &c, const vec &x, const vec &w, const vec &bias, const void *d_x,
                           const void *d_w, const void *d_bias)
 {
-    const size_t n_out = (size_t)c.T * c.N;
-    vec out0;
+    const int ldn = ldn_of(c);
+    const size_t n_out = (size_t)c.T * c.N, n_wide = (size_t)c.T * ldn, elem = c.out_f32 ? 4 : 2;
+    vec out0, background = c.out_f32 ? gt_random(n_wide, -1.0, 1.0) : bf16_random(n_wide);
     void *addend = NULL;
     if (c.accumulate) {
         out0 = c.out_f32 ? gt_random(n_out, -1.0, 1.0) : bf16_random(n_out);
-        addend = c.out_f32 ? (void *)gt_upload(out0) : (void *)gt_upload_bf16(out0);
+        addend = upload_as(widen(out0, c.T, c.N, ldn, background), c.out_f32);
     }
-    // accumulate 2: the addend is a buffer of its own (a residual), which must come out untouched
-    void *out = c.accumulate == 1 ? addend
-                : c.out_f32       ? (void *)gt_device<float>(n_out)
-                                  : (void *)gt_device<__nv_bfloat16>(n_out);
-    kc_linear_fwd(out, c.out_f32, d_x, ld_of(c), d_w, d_bias, c.T, c.K, c.N, c.scale, addend, 0);
-    vec got = c.out_f32 ? gt_download((const float *)out, n_out) : gt_download_bf16((const __nv_bfloat16 *)out, n_out);
+    // accumulate 2: the addend is a buffer of its own (a residual), which must come out untouched. Columns
+    // the call must write start as NaN.
+    const vec wide0 = widen(c.accumulate == 1 ? out0 : vec(n_out, NAN), c.T, c.N, ldn, background);
+    void *out = c.accumulate == 1 ? addend : upload_as(wide0, c.out_f32);
+    const size_t skip = (size_t)(ldn - c.N) * elem;
+    kc_linear_fwd((char *)out + skip, c.out_f32, ldn, d_x, ld_of(c), d_w, d_bias, c.T, c.K, c.N, c.scale,
+                  addend ? (char *)addend + skip : NULL, 0);
+    const vec wide = download_as(out, n_wide, c.out_f32);
+    vec got = narrow(wide, c.T, c.N, ldn);
+    if (ldn > c.N)
+        gt_check(widen(got, c.T, c.N, ldn, wide0) == wide, "%s forward (T=%d K=%d N=%d) into columns of rows of %d: "
+                 "the other columns keep their values", c.name, c.T, c.K, c.N, ldn);
     if (c.accumulate == 2) {
-        vec kept = c.out_f32 ? gt_download((const float *)addend, n_out)
-                             : gt_download_bf16((const __nv_bfloat16 *)addend, n_out);
-        gt_check(kept == out0, "%s forward (T=%d K=%d N=%d): the residual addend is left as it was", c.name, c.T,
-                 c.K, c.N);
+        gt_check(narrow(download_as(addend, n_wide, c.out_f32), c.T, c.N, ldn) == out0,
+                 "%s forward (T=%d K=%d N=%d): the residual addend is left as it was", c.name, c.T, c.K, c.N);
         dev_free(addend);
     }
 
@@ -144,7 +161,7 @@ static void check_backward_data(const gemm_case &c, const vec &w, const vec &dou
     // The wide buffer's other columns (the rest of the group's slices) must come out untouched.
     const vec wide0 = widen(dx0, c.T, c.K, ld, background);
     __nv_bfloat16 *dx = gt_upload_bf16(wide0);
-    kc_linear_bwd_data(dx + (ld - c.K), ld, d_dout, d_w, c.T, c.K, c.N, c.scale, c.accumulate, 0);
+    kc_linear_bwd_data(dx + (ld - c.K), ld, d_dout, ldn_of(c), d_w, c.T, c.K, c.N, c.scale, c.accumulate, 0);
     const vec wide = gt_download_bf16(dx, (size_t)c.T * ld);
     vec got = narrow(wide, c.T, c.K, ld);
     if (ld > c.K)
@@ -165,7 +182,7 @@ static void check_backward_weight(const gemm_case &c, const vec &x, const vec &d
     const size_t n_dw = (size_t)c.N * c.K;
     vec dw0 = gt_random(n_dw, -1.0, 1.0); // fp32 master gradients, already holding an earlier term
     float *dw = gt_upload(dw0);
-    kc_linear_bwd_weight(dw, d_dout, d_x, ld_of(c), c.T, c.K, c.N, c.scale, 0);
+    kc_linear_bwd_weight(dw, d_dout, ldn_of(c), d_x, ld_of(c), c.T, c.K, c.N, c.scale, 0);
     vec got = gt_download(dw, n_dw);
 
     std::vector<int> rows = sample_rows(c.N); // rows of dw are columns of dout
@@ -182,14 +199,15 @@ static void run_case(const gemm_case &c)
 {
     vec x = bf16_random((size_t)c.T * c.K), w = bf16_random((size_t)c.N * c.K);
     vec dout = bf16_random((size_t)c.T * c.N), bias = c.bias ? bf16_random((size_t)c.N) : vec();
-    const int ld = ld_of(c);
+    const int ld = ld_of(c), ldn = ldn_of(c);
     __nv_bfloat16 *d_wide = gt_upload_bf16(widen(x, c.T, c.K, ld, bf16_random((size_t)c.T * ld)));
-    __nv_bfloat16 *d_x = d_wide + (ld - c.K), *d_w = gt_upload_bf16(w), *d_dout = gt_upload_bf16(dout);
+    __nv_bfloat16 *d_dout_wide = gt_upload_bf16(widen(dout, c.T, c.N, ldn, bf16_random((size_t)c.T * ldn)));
+    __nv_bfloat16 *d_x = d_wide + (ld - c.K), *d_w = gt_upload_bf16(w), *d_dout = d_dout_wide + (ldn - c.N);
     __nv_bfloat16 *d_bias = c.bias ? gt_upload_bf16(bias) : NULL;
     check_forward(c, x, w, bias, d_x, d_w, d_bias);
     check_backward_data(c, w, dout, d_w, d_dout);
     if (c.weight_grad) check_backward_weight(c, x, dout, d_x, d_dout);
-    dev_free(d_wide), dev_free(d_w), dev_free(d_dout);
+    dev_free(d_wide), dev_free(d_w), dev_free(d_dout_wide);
     if (d_bias) dev_free(d_bias);
 }
 
@@ -201,10 +219,10 @@ static void check_repeatable(int T, int K, int N)
     __nv_bfloat16 *y1 = gt_device<__nv_bfloat16>((size_t)T * N), *y2 = gt_device<__nv_bfloat16>((size_t)T * N);
     vec dw0 = gt_random((size_t)N * K, -1.0, 1.0);
     float *dw1 = gt_upload(dw0), *dw2 = gt_upload(dw0);
-    kc_linear_fwd(y1, 0, x, K, w, NULL, T, K, N, 1.0f, NULL, 0);
-    kc_linear_fwd(y2, 0, x, K, w, NULL, T, K, N, 1.0f, NULL, 0);
-    kc_linear_bwd_weight(dw1, dout, x, K, T, K, N, 1.0f, 0);
-    kc_linear_bwd_weight(dw2, dout, x, K, T, K, N, 1.0f, 0);
+    kc_linear_fwd(y1, 0, N, x, K, w, NULL, T, K, N, 1.0f, NULL, 0);
+    kc_linear_fwd(y2, 0, N, x, K, w, NULL, T, K, N, 1.0f, NULL, 0);
+    kc_linear_bwd_weight(dw1, dout, N, x, K, T, K, N, 1.0f, 0);
+    kc_linear_bwd_weight(dw2, dout, N, x, K, T, K, N, 1.0f, 0);
     vec a = gt_download_bf16(y1, (size_t)T * N), b = gt_download_bf16(y2, (size_t)T * N);
     vec c = gt_download(dw1, (size_t)N * K), d = gt_download(dw2, (size_t)N * K);
     gt_check(!memcmp(a.data(), b.data(), a.size() * sizeof(float)) && !memcmp(c.data(), d.data(), c.size() * sizeof(float)),
@@ -219,9 +237,9 @@ static void check_empty(void)
     const int K = 64, N = 32;
     __nv_bfloat16 *w = gt_upload_bf16(bf16_random((size_t)N * K)), *y = gt_device<__nv_bfloat16>(N * K);
     float *dw = gt_device<float>(N * K);
-    kc_linear_fwd(y, 0, y, K, w, NULL, 0, K, N, 1.0f, NULL, 0);
-    kc_linear_bwd_data(y, K, y, w, 0, K, N, 1.0f, 0, 0);
-    kc_linear_bwd_weight(dw, y, y, K, 0, K, N, 1.0f, 0);
+    kc_linear_fwd(y, 0, N, y, K, w, NULL, 0, K, N, 1.0f, NULL, 0);
+    kc_linear_bwd_data(y, K, y, N, w, 0, K, N, 1.0f, 0, 0);
+    kc_linear_bwd_weight(dw, y, N, y, K, 0, K, N, 1.0f, 0);
     std::vector<uint16_t> yb = gt_download((const uint16_t *)y, N * K);
     std::vector<uint32_t> db = gt_download((const uint32_t *)dw, N * K);
     size_t changed = 0;
@@ -251,6 +269,11 @@ int main(void)
         {"o + residual", 2048, 4096, 4096, 1.0f, 2, 0, 0, 1}, {"LoRA B + residual", 2048, 16, 4096, 2.0f, 2, 0, 0, 1},
         // k's adapter in a stacked q/k/v group: A x, and du in backward, are slices of [T, 48] rows
         {"LoRA B, stacked", 2048, 16, 1024, 2.0f, 0, 0, 0, 1, 48}, {"LoRA B, stacked, odd T", 1801, 16, 4096, 2.0f, 1, 0, 0, 1, 32},
+        // fused q/k/v: the base product over the stacked weights (with Qwen2's biases), and v's LoRA B
+        // into the last columns of the [T, 6144] rows (dout in backward likewise)
+        {"q/k/v fused", 2048, 4096, 6144, 1.0f, 1, 1, 0, 1},
+        {"LoRA B into v's columns", 2048, 16, 1024, 2.0f, 1, 0, 0, 1, 48, 6144},
+        {"LoRA B into v's columns, odd T", 1801, 16, 1024, 2.0f, 0, 0, 0, 1, 0, 6144},
     };
     for (const gemm_case &c : real) run_case(c);
     // Packed batches vary T: these share T = 2048's plans (its bucket, 1793..2048) at their own T,

@@ -4,6 +4,8 @@
 // and dropout masks must match exactly; arithmetic within the bf16 or fp32 tolerance.
 #include "gpu_test.h"
 
+#include <string>
+
 #include <initializer_list>
 #include <utility>
 
@@ -60,37 +62,78 @@ static void expect_equal(const char *what, const std::vector<float> &got, const 
     gt_check(bad == 0, "%s: %zu of %zu elements differ", what, bad, want.size());
 }
 
-static void test_rmsnorm(int T, int D, float eps)
+// Rows [T, width] as the last width columns of [T, ld] rows over a background, and back.
+static std::vector<float> widen(const std::vector<float> &x, int T, int width, int ld, std::vector<float> wide)
 {
-    const size_t n = (size_t)T * D;
-    std::vector<float> x = random_bf16(n, -2, 2), w = random_bf16((size_t)D, 0.5, 1.5), out(n), rstd((size_t)T);
-    k_rmsnorm_fwd(out.data(), rstd.data(), x.data(), w.data(), T, D, eps);
-    bf16 *d_x = gt_upload_bf16(x), *d_w = gt_upload_bf16(w), *d_out = gt_device<bf16>(n);
-    float *d_rstd = gt_device<float>((size_t)T);
-    kc_rmsnorm_fwd(d_out, d_rstd, d_x, d_w, T, D, eps, S);
-    gt_expect_close(name("rmsnorm forward T=%d D=%d: out", T, D), gt_download_bf16(d_out, n), out, GT_BF16_RTOL);
-    gt_expect_close(name("rmsnorm forward T=%d D=%d: rstd", T, D), gt_download(d_rstd, (size_t)T), rstd,
-                    GT_F32_RTOL);
+    for (int t = 0; t < T; t++)
+        memcpy(&wide[(size_t)t * ld + (ld - width)], &x[(size_t)t * width], (size_t)width * sizeof(float));
+    return wide;
+}
 
-    // Backward from the CPU's statistics, so that only the backward's own arithmetic differs.
+static std::vector<float> narrow(const std::vector<float> &wide, int T, int width, int ld)
+{
+    std::vector<float> x((size_t)T * width);
+    for (int t = 0; t < T; t++)
+        memcpy(&x[(size_t)t * width], &wide[(size_t)t * ld + (ld - width)], (size_t)width * sizeof(float));
+    return x;
+}
+
+// The columns of [T, ld] rows that are not the last width must keep the background.
+static void expect_background(const char *what, const std::vector<float> &wide, const std::vector<float> &background,
+                              int T, int width, int ld)
+{
+    if (ld == width) return;
+    expect_equal(name("%s: the other columns of rows %d apart", what, ld),
+                 widen(narrow(wide, T, width, ld), T, width, ld, background), wide);
+}
+
+// T rows of `heads` vectors of D, rows ld apart (heads > 1: Qwen3's per-head norms on a slice of q/k/v).
+static void test_rmsnorm(int T, int heads, int D, int ld, float eps)
+{
+    const int width = heads * D;
+    const size_t n = (size_t)T * width, n_wide = (size_t)T * ld;
+    std::vector<float> x = random_bf16(n, -2, 2), w = random_bf16((size_t)D, 0.5, 1.5), out(n), rstd((size_t)T * heads);
+    k_rmsnorm_fwd(out.data(), rstd.data(), x.data(), w.data(), T * heads, D, eps);
+    const std::vector<float> background = random_bf16(n_wide, -1, 1);
+    bf16 *d_x = gt_upload_bf16(widen(x, T, width, ld, background)), *d_w = gt_upload_bf16(w);
+    bf16 *d_out = gt_upload_bf16(widen(std::vector<float>(n, NAN), T, width, ld, background));
+    float *d_rstd = gt_device<float>((size_t)T * heads);
+    kc_rmsnorm_fwd(d_out + (ld - width), d_rstd, d_x + (ld - width), d_w, T, heads, D, ld, eps, S);
+    const std::string fwd = name("rmsnorm forward T=%d heads=%d D=%d ld=%d", T, heads, D, ld);
+    std::vector<float> wide = gt_download_bf16(d_out, n_wide);
+    gt_expect_close(name("%s: out", fwd.c_str()), narrow(wide, T, width, ld), out, GT_BF16_RTOL);
+    expect_background(fwd.c_str(), wide, background, T, width, ld);
+    gt_expect_close(name("%s: rstd", fwd.c_str()), gt_download(d_rstd, (size_t)T * heads), rstd, GT_F32_RTOL);
+
+    // Backward from the CPU's statistics, so that only the backward's own arithmetic differs; then in
+    // place (dx is dout), as the per-head norms run.
     std::vector<float> dout = random_bf16(n, -1, 1), dx0 = random_bf16(n, -0.5, 0.5);
-    bf16 *d_dout = gt_upload_bf16(dout);
+    bf16 *d_dout = gt_upload_bf16(widen(dout, T, width, ld, background));
     float *d_rstd_cpu = gt_upload(rstd);
-    for (int accumulate = 0; accumulate < 2; accumulate++) {
+    for (int mode = 0; mode < 3; mode++) {
+        const int accumulate = mode == 1, in_place = mode == 2;
         std::vector<float> want = accumulate ? dx0 : std::vector<float>(n, 0.0f);
-        k_rmsnorm_bwd(want.data(), NULL, dout.data(), x.data(), w.data(), rstd.data(), T, D);
-        bf16 *d_dx = accumulate ? gt_upload_bf16(dx0) : gt_device<bf16>(n); // poisoned: must be overwritten
-        kc_rmsnorm_bwd(d_dx, d_dout, d_x, d_w, d_rstd_cpu, T, D, accumulate, S);
-        gt_expect_close(name("rmsnorm backward T=%d D=%d%s: dx", T, D, accumulate ? " accumulating" : ""),
-                        gt_download_bf16(d_dx, n), want, GT_BF16_RTOL);
-        release({d_dx});
+        k_rmsnorm_bwd(want.data(), NULL, dout.data(), x.data(), w.data(), rstd.data(), T * heads, D);
+        // poisoned unless accumulating: must be overwritten
+        bf16 *d_dx = in_place ? d_dout : gt_upload_bf16(widen(accumulate ? dx0 : std::vector<float>(n, NAN), T, width,
+                                                              ld, background));
+        kc_rmsnorm_bwd(d_dx + (ld - width), d_dout + (ld - width), d_x + (ld - width), d_w, d_rstd_cpu, T, heads, D,
+                       ld, accumulate, S);
+        const std::string bwd = name("rmsnorm backward T=%d heads=%d D=%d ld=%d%s", T, heads, D, ld,
+                               accumulate ? " accumulating" : in_place ? " in place" : "");
+        wide = gt_download_bf16(d_dx, n_wide);
+        gt_expect_close(name("%s: dx", bwd.c_str()), narrow(wide, T, width, ld), want, GT_BF16_RTOL);
+        expect_background(bwd.c_str(), wide, background, T, width, ld);
+        if (!in_place) release({d_dx});
     }
     release({d_x, d_w, d_out, d_rstd, d_dout, d_rstd_cpu});
 }
 
-static void test_rope(int T, int n_heads, int head_dim, double theta, int max_pos)
+// T rows of n_heads heads, rows ld apart (q's and k's heads side by side in the fused q/k/v rows).
+static void test_rope(int T, int n_heads, int head_dim, int ld, double theta, int max_pos)
 {
-    const size_t n = (size_t)T * n_heads * head_dim;
+    const int width = n_heads * head_dim;
+    const size_t n = (size_t)T * width, n_wide = (size_t)T * ld;
     std::vector<int32_t> pos((size_t)T);
     for (int32_t &p : pos) p = (int32_t)gt_uniform(0, max_pos);
     pos[(size_t)T - 1] = max_pos - 1; // the table's last row
@@ -100,14 +143,17 @@ static void test_rope(int T, int n_heads, int head_dim, double theta, int max_po
     k_rope_table(table.data(), max_pos, head_dim, &rope);
     int32_t *d_pos = gt_upload(pos);
     float *d_table = gt_upload(table);
+    const std::vector<float> background = random_bf16(n_wide, -1, 1);
     for (int inverse = 0; inverse < 2; inverse++) {
         std::vector<float> x = random_bf16(n, -1, 1), want = x;
         k_rope(want.data(), pos.data(), T, n_heads, head_dim, table.data(), inverse);
-        bf16 *d_x = gt_upload_bf16(x);
-        kc_rope(d_x, d_pos, T, n_heads, head_dim, d_table, inverse, S);
-        gt_expect_close(name("rope%s T=%d heads=%d head_dim=%d theta=%g", inverse ? " inverse" : "", T, n_heads,
-                             head_dim, theta),
-                        gt_download_bf16(d_x, n), want, GT_BF16_RTOL);
+        bf16 *d_x = gt_upload_bf16(widen(x, T, width, ld, background));
+        kc_rope(d_x + (ld - width), ld, d_pos, T, n_heads, head_dim, d_table, inverse, S);
+        const std::string what = name("rope%s T=%d heads=%d head_dim=%d ld=%d theta=%g", inverse ? " inverse" : "", T,
+                                n_heads, head_dim, ld, theta);
+        std::vector<float> wide = gt_download_bf16(d_x, n_wide);
+        gt_expect_close(what.c_str(), narrow(wide, T, width, ld), want, GT_BF16_RTOL);
+        expect_background(what.c_str(), wide, background, T, width, ld);
         release({d_x});
     }
     release({d_pos, d_table});
@@ -259,9 +305,9 @@ static void test_casts(int64_t n)
 // A size of 0 launches nothing, even with NULL pointers.
 static void test_zero_sizes(void)
 {
-    kc_rmsnorm_fwd(NULL, NULL, NULL, NULL, 0, 4096, 1e-5f, S);
-    kc_rmsnorm_bwd(NULL, NULL, NULL, NULL, NULL, 0, 4096, 1, S);
-    kc_rope(NULL, NULL, 0, 32, 128, NULL, 0, S);
+    kc_rmsnorm_fwd(NULL, NULL, NULL, NULL, 0, 1, 4096, 4096, 1e-5f, S);
+    kc_rmsnorm_bwd(NULL, NULL, NULL, NULL, NULL, 0, 1, 4096, 4096, 1, S);
+    kc_rope(NULL, 4096, NULL, 0, 32, 128, NULL, 0, S);
     kc_swiglu_fwd(NULL, NULL, NULL, 0, S);
     kc_swiglu_bwd(NULL, NULL, NULL, NULL, NULL, 0, S);
     kc_embedding_fwd(NULL, NULL, NULL, 0, 4096, S);
@@ -283,17 +329,22 @@ int main(void)
     GT_CUDA(cudaStreamCreate(&S));
     gt_seed(20261201);
 
-    test_rmsnorm(2048, 4096, 1e-5f);
-    test_rmsnorm(1, 4096, 1e-6f);
-    test_rmsnorm(4, 16384, 1e-5f); // the widest row the vector path holds
-    test_rmsnorm(3, 1003, 1e-5f);  // D % 8 != 0: scalar path
-    test_rmsnorm(5, 8, 1e-5f);
+    test_rmsnorm(2048, 1, 4096, 4096, 1e-5f);
+    test_rmsnorm(1, 1, 4096, 4096, 1e-6f);
+    test_rmsnorm(4, 1, 16384, 16384, 1e-5f); // the widest row the vector path holds
+    test_rmsnorm(3, 1, 1003, 1003, 1e-5f);   // D % 8 != 0: scalar path
+    test_rmsnorm(5, 1, 8, 8, 1e-5f);
+    test_rmsnorm(2048, 32, 128, 6144, 1e-6f); // Qwen3's q norm on the fused q/k/v rows
+    test_rmsnorm(37, 8, 128, 6144, 1e-6f);    // its k norm
+    test_rmsnorm(9, 3, 64, 1001, 1e-6f);      // rows an odd distance apart: scalar path
 
-    test_rope(2048, 32, 128, 500000.0, 8192);
-    test_rope(2048, 8, 128, 500000.0, 8192); // k of grouped-query attention
-    test_rope(1, 32, 128, 10000.0, 4096);
-    test_rope(33, 3, 16, 10000.0, 64); // one vector a half-head
-    test_rope(17, 5, 8, 10000.0, 40);  // head_dim % 16 != 0: scalar path
+    test_rope(2048, 32, 128, 4096, 500000.0, 8192);
+    test_rope(2048, 8, 128, 1024, 500000.0, 8192); // k of grouped-query attention
+    test_rope(2048, 40, 128, 6144, 500000.0, 8192); // q's and k's heads in the fused q/k/v rows
+    test_rope(1, 32, 128, 4096, 10000.0, 4096);
+    test_rope(33, 3, 16, 48, 10000.0, 64);   // one vector a half-head
+    test_rope(33, 3, 16, 52, 10000.0, 64);   // rows 52 apart: not 16-byte aligned, the scalar path
+    test_rope(17, 5, 8, 40, 10000.0, 40);    // head_dim % 16 != 0: scalar path
 
     test_swiglu((int64_t)2048 * 14336, 0);
     test_swiglu(1001, 0); // odd: groups of eight and a tail

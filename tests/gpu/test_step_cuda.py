@@ -1,7 +1,7 @@
 """The CUDA backend against the CPU backend on the same inputs (run on a GPU host): one training
 step's loss and every LoRA gradient (NF4 + double quantization with a loss mask, an INT8 base,
-sequence classification), eval of the real stories260K model, 2 ranks on one GPU, checkpoints
-moving between the backends and bit-identical resumed GPU runs. The 300-step stories260K curve
+sequence classification, LoRA dropout, Qwen3's per-head q/k norms), eval --task seq_cls of that
+classifier, eval of the real stories260K model, 2 ranks on one GPU, checkpoints moving between the backends and bit-identical resumed GPU runs. The 300-step stories260K curve
 against the CPU's is test_hf_curve.py's, bounded by how far bf16 strays in transformers + PEFT.
 Tolerances: bf16 compute against the fp32 CPU backend, loss 2e-3 relative, gradients 2e-2 relative
 norm at the median and 3e-2 at worst (bf16 reaches no better: see the gradient check)."""
@@ -27,19 +27,24 @@ def rel(a, b):
 # head_dim 64: the shapes cuDNN's fused attention takes
 run([f"{BIN}/shardlora-init", "model.h5", "--hidden", "256", "--heads", "4", "--kv-heads", "2", "--intermediate",
      "688", "--layers", "2", "--vocab", str(V), "--max-pos", "256", "--std", "0.05", "--seed", "3"])
+run([f"{BIN}/shardlora-init", "qwen3.h5", "--arch", "qwen3", "--hidden", "256", "--heads", "4", "--kv-heads", "2",
+     "--intermediate", "688", "--layers", "2", "--vocab", str(V), "--max-pos", "256", "--std", "0.05", "--seed", "4"])
 docs = [np.concatenate([[1], rng.integers(3, V, rng.integers(8, 120))]) for _ in range(64)]
 # the first third of each document is prompt: no loss there
 write_tokens("lm.h5", docs, V, loss_mask=[np.arange(len(d)) >= len(d) // 3 for d in docs])
 write_tokens("cls.h5", docs, V, labels=list(rng.integers(0, 3, len(docs))), num_labels=3)
 
-one_step = ["--model=model.h5", "--seq-len=128", "--micro-batch=4", "--global-batch=8", "--lora-r=8",
+one_step = ["--seq-len=128", "--micro-batch=4", "--global-batch=8", "--lora-r=8",
             "--lora-alpha=16", "--steps=1", "--dump-grads", "--log-every=1"]
-cases = {"nf4 + double quant, masked causal LM": ["--data=lm.h5", "--quant=nf4", "--double-quant"],
-         "int8 base": ["--data=lm.h5", "--quant=int8", "--blocksize=256"],
-         "sequence classification": ["--data=cls.h5", "--quant=nf4", "--task=seq_cls", "--num-labels=3"],
-         "LoRA dropout 0.1 (the same masks)": ["--data=lm.h5", "--quant=nf4", "--lora-dropout=0.1"]}
+cases = {"nf4 + double quant, masked causal LM": ["--model=model.h5", "--data=lm.h5", "--quant=nf4", "--double-quant"],
+         "int8 base": ["--model=model.h5", "--data=lm.h5", "--quant=int8", "--blocksize=256"],
+         "sequence classification": ["--model=model.h5", "--data=cls.h5", "--quant=nf4", "--task=seq_cls",
+                                     "--num-labels=3"],
+         "LoRA dropout 0.1 (the same masks)": ["--model=model.h5", "--data=lm.h5", "--quant=nf4", "--lora-dropout=0.1"],
+         "qwen3 (per-head q/k norms), nf4": ["--model=qwen3.h5", "--data=lm.h5", "--quant=nf4", "--double-quant"]}
+trained = {}
 for name, extra in cases.items():
-    outs = {}
+    outs = trained[name] = {}
     for dev in ("cpu", "cuda"):
         outs[dev] = f"step_{dev}_{len(outs)}_{abs(hash(name)) % 1000}"
         run([SL, "train", *one_step, *extra, f"--device={dev}", f"--out={outs[dev]}"], np=1)
@@ -56,6 +61,19 @@ for name, extra in cases.items():
     # from fp32 on this shape; so the median must meet 2e-2 and the worst 3e-2.
     check(f"{name}: {len(gc)} gradients, median {np.median(errors):.2e} within 2e-2 and worst {worst[0]:.2e} "
           f"({worst[1]}) within 3e-2 relative norm", set(gc) == set(gg) and np.median(errors) <= 2e-2 and worst[0] <= 3e-2)
+
+# eval --task seq_cls of the classifier trained on the CPU: the GPU's logits, loss and accuracy
+cls_eval = {}
+for dev in ("cpu", "cuda"):
+    run([SL, "eval", "--task=seq_cls", "--model=model.h5", "--data=cls.h5", "--quant=nf4", "--seq-len=128",
+         f"--adapter={trained['sequence classification']['cpu']}/adapter.h5", f"--device={dev}", f"--out=cls_{dev}.h5"], np=1)
+    with h5py.File(f"cls_{dev}.h5", "r") as f:
+        cls_eval[dev] = {k: f["eval"][k][()] for k in ("loss", "logits", "correct")}
+c, g = cls_eval["cpu"], cls_eval["cuda"]
+check(f"eval --task seq_cls on the GPU: loss {float(g['loss']):.6f} equals the CPU's {float(c['loss']):.6f} within 2e-3, "
+      f"logits within 2e-2 relative norm ({rel(g['logits'], c['logits']):.2e}), correct documents {int(g['correct'])} "
+      f"within 2 of {int(c['correct'])}", abs(float(g["loss"]) - float(c["loss"])) <= 2e-3 * float(c["loss"]) and
+      rel(g["logits"], c["logits"]) <= 2e-2 and abs(int(g["correct"]) - int(c["correct"])) <= 2)
 
 # eval of a real pretrained model (stories260K: head_dim 8, the fallback attention)
 run([f"{BIN}/shardlora-import", "llama2c", f"{SHARED}/models/stories260K.bin", "stories.h5"])

@@ -29,7 +29,8 @@ QWEN2 = dict(model_type="qwen2", architectures=["Qwen2ForCausalLM"], hidden_size
 
 
 def random_model(cfg, dtype, seed):
-    """HF-named random tensors of the config's shapes (norm weights near 1, biases for qwen2)."""
+    """HF-named random tensors of the config's shapes (norm weights near 1; biases where transformers
+    builds them: qwen2's on q, k and v, those of llama and qwen3 with attention_bias on q, k, v and o)."""
     g = torch.Generator().manual_seed(seed)
     D, F, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     hd = cfg.get("head_dim") or D // cfg["num_attention_heads"]
@@ -37,6 +38,9 @@ def random_model(cfg, dtype, seed):
 
     def rnd(*shape, scale=0.2, mean=0.0):
         return (mean + scale * torch.randn(*shape, generator=g, dtype=torch.float64)).to(dtype)
+    biased = ("q_proj", "k_proj", "v_proj") if cfg["model_type"] == "qwen2" else \
+        ("q_proj", "k_proj", "v_proj", "o_proj") if cfg["model_type"] in ("llama", "qwen3") and cfg.get("attention_bias") \
+        else ()
     w = {"model.embed_tokens.weight": rnd(V, D, scale=1.0), "model.norm.weight": rnd(D, mean=1.0, scale=0.1)}
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
@@ -44,7 +48,7 @@ def random_model(cfg, dtype, seed):
         w[p + "post_attention_layernorm.weight"] = rnd(D, mean=1.0, scale=0.1)
         for name, shape in (("q_proj", (Q, D)), ("k_proj", (KV, D)), ("v_proj", (KV, D)), ("o_proj", (D, Q))):
             w[p + f"self_attn.{name}.weight"] = rnd(*shape)
-            if cfg["model_type"] == "qwen2" and name != "o_proj":
+            if name in biased:
                 w[p + f"self_attn.{name}.bias"] = rnd(shape[0], scale=0.5)
         if cfg["model_type"] == "qwen3":
             w[p + "self_attn.q_norm.weight"] = rnd(hd, mean=1.0, scale=0.3)
@@ -175,7 +179,7 @@ c = attrs("llama.h5", "config")
 want = dict(architecture="llama", hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, head_dim=16, vocab_size=300, max_position_embeddings=128, rope_theta=10000.0,
             rms_norm_eps=1e-5, tie_word_embeddings=0, attention_bias=0, bos_token_id=1, eos_token_id=2,
-            rope_type="default", sliding_window=0, qk_norm=0)
+            o_proj_bias=0, rope_type="default", sliding_window=0, qk_norm=0)
 check("llama: /config attributes", c == want, f"{c}\nwant {want}")
 r = attrs("llama.h5", "/")
 check("llama: root attributes", r == dict(shardlora_kind="model", format_version=1, source_format="hf-safetensors",
@@ -266,6 +270,22 @@ no_norm = dict(qwen3)
 no_norm["model.layers.0.self_attn.q_norm.weight"] = torch.ones_like(no_norm["model.layers.0.self_attn.q_norm.weight"])
 check("qwen3: the reference's loss depends on the q/k norm weights (the check above can fail)",
       abs(reference_loss(no_norm, QWEN3) / reference_loss(qwen3, QWEN3) - 1) > 1e-4)
+
+# --- attention_bias: llama's (and qwen3's) covers o_proj too, unlike qwen2's; MistralAttention has none,
+# whatever the config says ---
+for name, cfg, biases in (("llama", dict(LLAMA, attention_bias=True), 4),
+                          ("qwen3", dict(QWEN3, attention_bias=True), 4),
+                          ("mistral", dict(LLAMA, model_type="mistral", attention_bias=True), 0)):
+    tensors = random_model(cfg, torch.float32, seed=9)
+    d = f"{name}-attention-bias"
+    write_checkpoint(d, cfg, tensors)
+    run([IMPORT, "hf", d, f"{d}.h5"])
+    c = attrs(f"{d}.h5", "config")
+    check(f"{name} with attention_bias: {biases} biases a layer, /config attention_bias and o_proj_bias say so",
+          sum(k.startswith("model.layers.0.") and k.endswith(".bias") for k in tensors) == biases
+          and (c["attention_bias"], c["o_proj_bias"]) == ((1, 1) if biases else (0, 0)), c)
+    check_tensors(f"{name} with attention_bias", f"{d}.h5", tensors, torch.float32)
+    check_eval_loss(f"{name} with attention_bias", f"{d}.h5", tensors, cfg)
 
 # --- sliding windows: Mistral's is recorded (null: none), Qwen2's only with use_sliding_window; windows
 # longer than it are refused by name (windowed attention is not implemented), shorter ones evaluate

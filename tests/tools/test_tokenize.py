@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.environ["SHARDLORA_ROOT"], "tests"))
-from testlib import BIN, SHARED, TMP, check, expect_fail, finish, run  # noqa: E402
+from testlib import BIN, SHARED, TMP, check, expect_fail, finish, paragraphs, run  # noqa: E402
 
 TOOL = os.path.join(BIN, "shardlora-tokenize")
 TOKENIZER = os.path.join(SHARED, "data", "llama2c_tokenizer.bin")
@@ -71,20 +71,6 @@ def encode(text, vocab):
                 cand[k] = pair(k)
                 sc[k] = cand[k][0]
     return toks
-
-
-def paragraphs(data):
-    """Runs of non-blank lines (blank: only spaces, tabs, CRs), joined by their newlines."""
-    docs, cur = [], []
-    for line in data.split(b"\n"):
-        if line.strip(b" \t\r"):
-            cur.append(line)
-        elif cur:
-            docs.append(b"\n".join(cur))
-            cur = []
-    if cur:
-        docs.append(b"\n".join(cur))
-    return docs
 
 
 def reference(docs, vocab, bos=False, eos=False):

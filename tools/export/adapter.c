@@ -11,8 +11,6 @@
 #include "model.h"
 #include "runtime.h"
 
-_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian; add a byte swap");
-
 #define LORA_GROUP "/lora"
 #define PEFT_PREFIX "base_model.model."
 

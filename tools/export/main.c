@@ -58,30 +58,11 @@ static void install(int which, const char *dir, const char *name)
     temp_paths[which][0] = 0;
 }
 
-/* mkdir -p */
-static void make_directory(const char *dir)
-{
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) sl_fatal("output directory name too long: %s", dir);
-    for (char *p = path + 1;; p++) {
-        if (*p != '/' && *p != 0) continue;
-        char c = *p;
-        *p = 0;
-        if (mkdir(path, 0755) != 0 && errno != EEXIST)
-            sl_fatal("cannot create output directory '%s': %s", path, strerror(errno));
-        *p = c;
-        if (!c) break;
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) sl_fatal("cannot create output directory '%s': a file of that name exists", dir);
-    if (access(dir, W_OK) != 0) sl_fatal("output directory '%s' is not writable: %s", dir, strerror(errno));
-}
-
 static void export_peft(const char *src, const char *dir, const char *base_override)
 {
     export_adapter a;
     export_adapter_open(src, &a);
-    make_directory(dir);
+    rt_make_directory(dir);
     atexit(remove_temporaries);
 
     FILE *st = open_temporary(OUT_SAFETENSORS, dir, "adapter_model.safetensors");

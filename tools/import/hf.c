@@ -1,6 +1,7 @@
 /* hf: import a Hugging Face checkpoint directory (config.json and model.safetensors, or shards
- * listed by model.safetensors.index.json). Every tensor is located and checked before the output
- * is created; then tensors are copied one at a time. */
+ * listed by model.safetensors.index.json), float or with bitsandbytes 4-bit or 8-bit projections (bnb.c).
+ * Every tensor is located and checked before the output is created; then tensors are copied one
+ * at a time. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -8,23 +9,17 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "import.h"
+#include "hf.h"
 #include "runtime.h"
-#include "safetensors.h"
 
-typedef struct {
+struct hf_checkpoint {
     const char *dir;
     cJSON *index;     /* model.safetensors.index.json, or NULL for a single model.safetensors */
     char index_path[PATH_MAX];
     st_file *shards;
     char **shard_names; /* as the index names them */
     int n_shards;
-} hf_checkpoint;
-
-typedef struct {
-    const st_file *shard;
-    st_tensor t;
-} hf_source;
+};
 
 static void add_shard(hf_checkpoint *ck, const char *name)
 {
@@ -88,8 +83,15 @@ static const st_file *shard_for(const hf_checkpoint *ck, const char *name)
     return NULL;
 }
 
-/* "/model/layers/0/self_attn/q_proj/weight" -> "model.layers.0.self_attn.q_proj.weight" */
-static void hf_name(char *buf, size_t len, const char *path)
+int hf_find(const hf_checkpoint *ck, const char *name, hf_source *src)
+{
+    src->shard = shard_for(ck, name);
+    return src->shard && st_find(src->shard, name, &src->t);
+}
+
+const char *hf_listing(const hf_checkpoint *ck) { return ck->index ? ck->index_path : ck->shards[0].path; }
+
+void hf_name(char *buf, size_t len, const char *path)
 {
     snprintf(buf, len, "%s", path + 1);
     for (char *p = buf; *p; p++)
@@ -119,12 +121,11 @@ static hf_source locate(const hf_checkpoint *ck, const sl_tensor_spec *spec)
 {
     char name[128];
     hf_name(name, sizeof name, spec->path);
-    hf_source src = {shard_for(ck, name), {0}};
-    const char *where = ck->index ? ck->index_path : ck->shards[0].path;
+    hf_source src;
     const char *hint = spec->kind == TENSOR_LM_HEAD ? " (config.json has tie_word_embeddings false, so the "
                                                       "LM head must be stored)" : "";
-    if (!src.shard || !st_find(src.shard, name, &src.t))
-        sl_fatal("%s: tensor %s is missing%s", src.shard ? src.shard->path : where, name, hint);
+    if (!hf_find(ck, name, &src))
+        sl_fatal("%s: tensor %s is missing%s", src.shard ? src.shard->path : hf_listing(ck), name, hint);
     if (src.t.dtype == SL_DTYPE_OTHER)
         sl_fatal("%s: tensor %s has dtype %s (supported: F32, F16, BF16)", src.shard->path, name, src.t.dtype_name);
     check_shape(src.shard, &src.t, spec);
@@ -138,14 +139,64 @@ static void check_directory(const char *dir)
     if (!S_ISDIR(sb.st_mode)) sl_fatal("%s is not a directory (expected a Hugging Face model directory)", dir);
 }
 
-static void copy_tensors(const hf_source *src, const sl_tensor_spec *specs, int n, import_writer *w)
+/* Where each tensor of the table comes from: a float tensor, or (bnb[i] set) a bitsandbytes weight. */
+typedef struct {
+    hf_source *src;
+    bnb_weight *bnb; /* NULL for a float checkpoint */
+    int bits;           /* 4 or 8 with bnb */
+    quant_format quant; /* the 4-bit weights' common format */
+    int used;           /* stored tensors the model reads */
+} hf_plan;
+
+static void plan_bnb_weight(const hf_checkpoint *ck, const sl_tensor_spec *spec, hf_plan *p, int i,
+                            const import_options *opt)
+{
+    bnb_locate(ck, spec, p->bits, &p->bnb[i]);
+    p->used += bnb_tensor_count(&p->bnb[i]);
+    if (p->bits == 8) return; /* dequantized: a float weight from here on */
+    const quant_format *f = &p->bnb[i].info.fmt;
+    char first[32], here[32];
+    if (opt->quant.type != QUANT_NONE)
+        sl_fatal("%s: the checkpoint is already quantized (%s, bitsandbytes); --quantize applies to float "
+                 "checkpoints only", hf_listing(ck), quant_format_name(f, here, sizeof here));
+    if (p->quant.type == QUANT_NONE) p->quant = *f;
+    else if (memcmp(&p->quant, f, sizeof *f) != 0)
+        sl_fatal("%s: tensor %s is quantized as %s but the ones before it as %s (a model file holds one format)",
+                 p->bnb[i].packed.shard->path, p->bnb[i].packed.t.name, quant_format_name(f, here, sizeof here),
+                 quant_format_name(&p->quant, first, sizeof first));
+}
+
+static void plan_sources(const hf_checkpoint *ck, const sl_tensor_spec *specs, int n, int bnb_bits,
+                         const import_options *opt, hf_plan *p)
+{
+    p->src = sl_calloc((size_t)n, sizeof *p->src, "tensor sources");
+    p->bnb = bnb_bits ? sl_calloc((size_t)n, sizeof *p->bnb, "bitsandbytes weights") : NULL;
+    p->bits = bnb_bits;
+    p->quant = (quant_format){.type = QUANT_NONE};
+    p->used = 0;
+    for (int i = 0; i < n; i++) {
+        if (bnb_bits && specs[i].kind == TENSOR_LINEAR) {
+            plan_bnb_weight(ck, &specs[i], p, i, opt);
+            continue;
+        }
+        p->src[i] = locate(ck, &specs[i]);
+        p->used++;
+    }
+}
+
+static void copy_tensors(const hf_plan *p, const sl_tensor_spec *specs, int n, import_writer *w)
 {
     for (int i = 0; i < n; i++) {
-        void *buf = sl_malloc((size_t)src[i].t.nbytes, specs[i].path);
-        st_read(src[i].shard, &src[i].t, buf);
+        if (p->bnb && specs[i].kind == TENSOR_LINEAR) {
+            bnb_copy(&p->bnb[i], &specs[i], w);
+            continue;
+        }
+        const hf_source *src = &p->src[i];
+        void *buf = sl_malloc((size_t)src->t.nbytes, specs[i].path);
+        st_read(src->shard, &src->t, buf);
         char where[PATH_MAX + 160];
-        snprintf(where, sizeof where, "%s: tensor %s", src[i].shard->path, src[i].t.name);
-        writer_tensor(w, &specs[i], src[i].t.dtype, buf, where);
+        snprintf(where, sizeof where, "%s: tensor %s", src->shard->path, src->t.name);
+        writer_tensor(w, &specs[i], src->t.dtype, buf, where);
         free(buf);
     }
 }
@@ -172,19 +223,23 @@ void import_hf(const char *dir, const char *out_path, const import_options *opt)
     int n = modelcfg_tensor_count(&cfg);
     sl_tensor_spec *specs = sl_malloc(sizeof *specs * (size_t)n, "tensor table");
     modelcfg_tensors(&cfg, specs, n);
-    hf_source *src = sl_malloc(sizeof *src * (size_t)n, "tensor sources");
-    for (int i = 0; i < n; i++) src[i] = locate(&ck, &specs[i]);
+    hf_plan plan;
+    plan_sources(&ck, specs, n, bnb_checkpoint(dir), opt, &plan);
 
     char source[PATH_MAX], *name = dir_basename(dir);
     import_origin origin = {realpath(dir, source) ? source : dir, "hf-safetensors", name};
-    import_writer *w = writer_open(out_path, opt, &origin, &cfg);
-    copy_tensors(src, specs, n, w);
+    import_options out_opt = *opt;
+    if (plan.bits == 4) out_opt.quant = plan.quant; /* the file is pre-quantized in the checkpoint's format */
+    import_writer *w = writer_open(out_path, &out_opt, &origin, &cfg);
+    copy_tensors(&plan, specs, n, w);
     int stored = 0;
     for (int i = 0; i < ck.n_shards; i++) stored += ck.shards[i].n_tensors;
-    if (stored > n) log_info("ignored %d tensors that the model does not use (e.g. rotary tables)", stored - n);
+    if (stored > plan.used)
+        log_info("ignored %d tensors that the model does not use (e.g. rotary tables)", stored - plan.used);
     writer_finish(w);
     free(name);
-    free(src);
+    free(plan.src);
+    free(plan.bnb);
     free(specs);
     close_checkpoint(&ck);
 }

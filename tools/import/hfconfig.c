@@ -201,8 +201,11 @@ void hfconfig_from_json(const cJSON *json, const char *path, sl_model_config *c)
     read_rope(&j, c);
     c->rms_norm_eps = get_double(&j, "rms_norm_eps", NULL);
     c->tie_word_embeddings = get_bool(&j, "tie_word_embeddings", 0);
-    /* Qwen2 always has q/k/v biases; llama and mistral only when the config says so */
-    c->attention_bias = strcmp(c->architecture, "qwen2") == 0 || get_bool(&j, "attention_bias", 0);
+    /* Biases as transformers builds them: Qwen2 always on q, k and v; llama and qwen3 with
+     * attention_bias on q, k, v and o; mistral never (MistralAttention has no attention_bias) */
+    const int qwen2 = !strcmp(c->architecture, "qwen2"), mistral = !strcmp(c->architecture, "mistral");
+    c->o_proj_bias = !qwen2 && !mistral && get_bool(&j, "attention_bias", 0);
+    c->attention_bias = qwen2 || c->o_proj_bias;
     c->qk_norm = strcmp(c->architecture, "qwen3") == 0;
     /* Mistral's window applies when set (null: none); Qwen's only with use_sliding_window */
     const int none = 0;

@@ -8,6 +8,7 @@
 #include "dtype.h"
 #include "modelcfg.h"
 #include "quant.h"
+#include "quant_store.h"
 
 typedef struct {
     sl_dtype out_dtype; /* SL_DTYPE_OTHER: keep each tensor's stored type */
@@ -43,6 +44,10 @@ import_writer *writer_open(const char *out_path, const import_options *opt, cons
  * --quantize, projection weights are converted to the output dtype, then quantized. */
 void writer_tensor(import_writer *w, const sl_tensor_spec *spec, sl_dtype src_dtype, const void *data,
                    const char *where);
+/* Write one projection weight already quantized in the file's format (a bitsandbytes checkpoint's
+ * bytes, kept as they are). */
+void writer_quantized(import_writer *w, const sl_tensor_spec *spec, const quant_store_info *info,
+                      const quant_view *q);
 /* Close, move into place and print the summary. */
 void writer_finish(import_writer *w);
 

@@ -48,7 +48,8 @@ static void usage(FILE *out)
     fprintf(out, "usage: shardlora-import hf DIR OUT.h5 [options]\n"
                  "       shardlora-import llama2c FILE.bin OUT.h5 [options]\n"
                  "  hf       a Hugging Face directory: config.json and model.safetensors (or shards listed\n"
-                 "           by model.safetensors.index.json); architectures llama, mistral, qwen2\n"
+                 "           by model.safetensors.index.json); architectures llama, mistral, qwen2, qwen3;\n"
+                 "           float; bitsandbytes 4-bit (NF4/FP4) kept as they are, pre-quantized; 8-bit dequantized\n"
                  "  llama2c  a legacy llama2.c checkpoint (rotary rows are permuted to the HF convention)\n"
                  "options:\n");
     char form[64];

@@ -118,6 +118,16 @@ void writer_tensor(import_writer *w, const sl_tensor_spec *spec, sl_dtype src_dt
     w->tensors++;
 }
 
+void writer_quantized(import_writer *w, const sl_tensor_spec *spec, const quant_store_info *info,
+                      const quant_view *q)
+{
+    if (memcmp(&info->fmt, &w->quant, sizeof w->quant) != 0)
+        sl_fatal("internal error: %s is not in the file's quantized format", spec->path);
+    quant_store_write(w->file, spec->path, info, q);
+    w->quantized++;
+    w->tensors++;
+}
+
 static void dtype_summary(const import_writer *w, char *buf, size_t len)
 {
     buf[0] = 0;

@@ -18,6 +18,7 @@
 #include "modelcfg.h"
 #include "quant_store.h"
 #include "rng.h"
+#include "synth.h"
 #include "runtime.h"
 #include "writer.h"
 
@@ -25,18 +26,22 @@ static const char *USAGE =
     "usage: shardlora-init OUT.h5 [--arch llama|mistral|qwen2|qwen3] [--hidden N] [--intermediate N]\n"
     "                      [--layers N] [--heads N] [--kv-heads N] [--vocab N] [--max-pos N]\n"
     "                      [--rope-theta X] [--tie] [--std X] [--seed N] [--dtype f32|bf16]\n"
-    "                      [--quant nf4|fp4|int8 [--double-quant] [--blocksize N]]\n"
+    "                      [--quant nf4|fp4|int8 [--double-quant] [--blocksize N]] [--generate-at-load]\n"
     "Writes a model file with random weights (normal(0, std), default std 0.02; each value a function\n"
     "of --seed, the tensor's name and its index). With --quant the projections are stored quantized:\n"
     "the same file as shardlora-init followed by shardlora-quantize with these options, without the\n"
-    "full-precision file in between.\n";
+    "full-precision file in between. With --generate-at-load the file keeps the configuration and the\n"
+    "seed only: every run makes the weights as it loads them (the same values), for benchmarks of\n"
+    "models larger than the disk.\n";
 
 typedef struct {
     const char *out, *dtype, *quant;
     double std;
     uint64_t seed;
     int double_quant, blocksize;
+    int generate_at_load; /* write the recipe, not the weights */
     quant_format fmt;
+    synth_recipe recipe;
 } init_options;
 
 static int int_arg(const char *flag, const char *v)
@@ -60,6 +65,7 @@ static void parse(int argc, char **argv, sl_model_config *c, init_options *o)
         if (a[0] != '-') { o->out = a; continue; }
         if (!strcmp(a, "--tie")) { c->tie_word_embeddings = 1; continue; }
         if (!strcmp(a, "--double-quant")) { o->double_quant = 1; continue; }
+        if (!strcmp(a, "--generate-at-load")) { o->generate_at_load = 1; continue; }
         if (!v) sl_usage_error("option %s needs a value\n%s", a, USAGE);
         i++;
         if (!strcmp(a, "--arch")) snprintf(c->architecture, sizeof c->architecture, "%s", v);
@@ -83,6 +89,10 @@ static void parse(int argc, char **argv, sl_model_config *c, init_options *o)
         sl_usage_error("option --arch: expected llama, mistral, qwen2 or qwen3, found '%s'", c->architecture);
     if (strcmp(o->dtype, "f32") && strcmp(o->dtype, "bf16"))
         sl_usage_error("option --dtype: expected f32 or bf16, found '%s'", o->dtype);
+    if (o->generate_at_load && o->quant)
+        sl_usage_error("option --generate-at-load keeps no weights, so none are stored quantized: drop --quant and "
+                       "give the run its --quant (it quantizes them as it loads them)");
+    o->recipe = (synth_recipe){.seed = o->seed, .std = o->std, .bf16 = !strcmp(o->dtype, "bf16")};
     if (!o->quant && (o->double_quant || o->blocksize))
         sl_usage_error("option %s needs --quant (nf4, fp4 or int8)", o->double_quant ? "--double-quant" : "--blocksize");
     o->fmt = (quant_format){QUANT_NONE, 0, 0};
@@ -106,26 +116,6 @@ enum {
     PIECE = 1 << 14, /* elements a thread makes at a time, in its own cache, before they move on */
     CHUNK = 1 << 24  /* elements per write of a tensor that is not quantized */
 };
-
-/* Values [e0, e0 + count) of tensor t, on the calling thread: normal(0, std) for matrices, ones
- * for norms, zeros for biases. With words (bf16) also their bf16 words, and w then holds what a
- * reader of the bf16 file gets. */
-static void fill(const sl_tensor_spec *t, const init_options *o, int64_t e0, int64_t count, float *w, uint16_t *words)
-{
-    if (t->kind == TENSOR_NORM || t->kind == TENSOR_BIAS) {
-        const float v = t->kind == TENSOR_NORM ? 1.0f : 0.0f;
-        for (int64_t i = 0; i < count; i++) w[i] = v;
-    } else {
-        /* the stream of the path: a value depends on the seed, the name and the index alone (the same
-         * in a file of any number of layers) */
-        rng_normals(o->seed, rng_name_hash(t->path), (uint64_t)e0, count, w);
-        const float std = (float)o->std;
-        for (int64_t i = 0; i < count; i++) w[i] *= std;
-    }
-    if (!words) return;
-    sl_from_f32(words, w, SL_BF16, (size_t)count);
-    sl_to_f32(w, words, SL_BF16, (size_t)count);
-}
 
 /* What the writer holds of one tensor: a range of values, or the whole tensor quantized. Two
  * slots, filled in turn, each sized for the largest tensor or chunk. */
@@ -182,8 +172,8 @@ static void make_chunk(slot *s, const init_options *o)
 #pragma omp for schedule(static)
         for (int64_t p = 0; p < pieces; p++) {
             int64_t i0 = p * PIECE, len = s->count - i0 < PIECE ? s->count - i0 : PIECE;
-            if (bf16) fill(s->t, o, s->e0 + i0, len, w, (uint16_t *)s->values + i0);
-            else fill(s->t, o, s->e0 + i0, len, (float *)s->values + i0, NULL);
+            if (bf16) synth_values(&o->recipe, s->t->kind, s->t->path, s->e0 + i0, len, w, (uint16_t *)s->values + i0);
+            else synth_values(&o->recipe, s->t->kind, s->t->path, s->e0 + i0, len, (float *)s->values + i0, NULL);
         }
         free(w);
     }
@@ -207,7 +197,7 @@ static void make_quantized(slot *s, const init_options *o)
 #pragma omp for schedule(static)
         for (int64_t p = 0; p < pieces; p++) {
             int64_t b0 = p * per, b1 = b0 + per < nb ? b0 + per : nb;
-            fill(s->t, o, b0 * bs, quant_block_elems(f, n, b0, b1), w, words);
+            synth_values(&o->recipe, s->t->kind, s->t->path, b0 * bs, quant_block_elems(f, n, b0, b1), w, words);
             quant_block_absmax(f, w, n, b0, b1, s->block_absmax + b0);
             if (f->double_quant) quant_sum_add(&mine, s->block_absmax + b0, b1 - b0);
             quant_encode_codes(f, w, n, b0, b1, s->block_absmax + b0, s->q.codes + quant_code_bytes(f, n, 0, b0));
@@ -288,8 +278,9 @@ int main(int argc, char **argv)
     int n = modelcfg_tensor_count(&c);
     sl_tensor_spec *t = sl_malloc(sizeof *t * (size_t)n, "tensor table");
     modelcfg_tensors(&c, t, n);
-    writer wr;
-    write_tensors(f, t, n, &o, &wr);
+    writer wr = {0};
+    if (o.generate_at_load) synth_write_recipe(f, &o.recipe);
+    else write_tensors(f, t, n, &o, &wr);
     char qname[32] = "";
     if (o.fmt.type != QUANT_NONE) h5_set_attr_string(f, "/", "quantization", quant_format_name(&o.fmt, qname, sizeof qname));
     h5_close(f);

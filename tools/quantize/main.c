@@ -9,6 +9,7 @@
 #include "modelcfg.h"
 #include "quant_store.h"
 #include "runtime.h"
+#include "synth.h"
 
 static const char *USAGE =
     "usage: shardlora-quantize IN.h5 OUT.h5 --quant nf4|fp4|int8 [--double-quant] [--blocksize N]\n"
@@ -189,6 +190,7 @@ int main(int argc, char **argv)
     options o;
     copy_state st = {.fmt = parse(argc, argv, &o)};
     hid_t in = h5_open(o.in, "model", 0, MPI_COMM_NULL);
+    synth_refuse(in, "shardlora-quantize");
     sl_tensor_spec *linear = linear_weights(in, &st.n_linear);
     st.linear = linear;
     char *partial = sl_malloc(strlen(o.out) + 9, "path");

@@ -1,13 +1,24 @@
-/* bpe: llama2.c / sentencepiece-style encoding of text with a vocab: a dummy-prefix space, one
- * token per UTF-8 character (byte fallback when absent), then greedy merges by score. */
+/* bpe: byte-pair encoding of one word by the tokenizer's merge rule. */
 #ifndef SL_BPE_H
 #define SL_BPE_H
 
 #include <stdint.h>
 
-#include "vocab.h"
+#include "ids.h"
+#include "tokenizer.h"
 
-/* Encode text[0..len) into ids (room for len + 1 ids); returns the number of ids. */
-int64_t bpe_encode(const vocab *v, const char *text, int64_t len, int32_t *ids);
+typedef struct bpe_pair bpe_pair;
+typedef struct bpe_cached bpe_cached;
+typedef struct {
+    int32_t *start, *len, *id, *prev, *next;
+    uint8_t *frozen;
+    bpe_pair *heap;
+    int64_t n_heap, cap;
+    bpe_cached *cache; /* recent short words and their ids (words repeat: most are found here) */
+} bpe_scratch;
+
+/* Append the ids of the word w[0..n) (valid UTF-8) to out. */
+void bpe_word(const tokenizer *t, bpe_scratch *s, const char *w, int64_t n, id_list *out);
+void bpe_scratch_free(bpe_scratch *s);
 
 #endif

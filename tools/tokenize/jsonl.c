@@ -1,5 +1,6 @@
 /* JSONL input: one document per line, {"input_ids": [...], "loss_mask": [...], "label": k}, the
- * last two optional. Ids are taken verbatim; labels must be on every line or on none. */
+ * last two optional, or {"text": ...} or {"messages": [...]} (records.c) with --tokenizer. Ids
+ * are taken verbatim; labels must be on every line or on none. */
 #include <cJSON.h>
 #include <ctype.h>
 #include <errno.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "records.h"
 #include "runtime.h"
 #include "tokenize.h"
 
@@ -15,6 +17,7 @@ typedef struct {
     const char *path;
     long line;
     int64_t vocab_size;
+    text_records *texts;
     int32_t *ids;
     uint8_t *mask;
     int cap;
@@ -57,8 +60,17 @@ static void fit(jsonl_ctx *x, int n)
 static void add_record(jsonl_ctx *x, const cJSON *obj, corpus *c, int *has_label)
 {
     if (!cJSON_IsObject(obj)) sl_fatal("%s line %ld: expected a JSON object", x->path, x->line);
+    const cJSON *label = cJSON_GetObjectItemCaseSensitive(obj, "label");
+    *has_label = label != NULL;
+    int32_t k = label ? (int32_t)int_in(x, label, "label", -1, 0, 2147483647.0) : -1;
+    char where[4200];
+    snprintf(where, sizeof where, "%s line %ld", x->path, x->line);
+    const int32_t *text_ids;
+    const uint8_t *text_mask;
+    int64_t n_text;
+    if (text_record(x->texts, obj, where, &text_ids, &text_mask, &n_text)) return corpus_add(c, text_ids, n_text, text_mask, k);
     const cJSON *ids = array_field(x, obj, "input_ids"), *mask = array_field(x, obj, "loss_mask");
-    if (!ids) sl_fatal("%s line %ld: \"input_ids\" is missing", x->path, x->line);
+    if (!ids) sl_fatal("%s line %ld: \"input_ids\" is missing (expected \"input_ids\", \"text\" or \"messages\")", x->path, x->line);
     int n = cJSON_GetArraySize(ids);
     if (mask && cJSON_GetArraySize(mask) != n)
         sl_fatal("%s line %ld: \"loss_mask\" has %d entries but \"input_ids\" has %d (expected the same length)",
@@ -70,9 +82,6 @@ static void add_record(jsonl_ctx *x, const cJSON *obj, corpus *c, int *has_label
     i = 0;
     for (const cJSON *e = mask ? mask->child : NULL; e; e = e->next, i++)
         x->mask[i] = (uint8_t)int_in(x, e, "loss_mask", i, 0, 2);
-    const cJSON *label = cJSON_GetObjectItemCaseSensitive(obj, "label");
-    *has_label = label != NULL;
-    int32_t k = label ? (int32_t)int_in(x, label, "label", -1, 0, 2147483647.0) : -1;
     corpus_add(c, x->ids, n, mask ? x->mask : NULL, k);
 }
 
@@ -91,17 +100,36 @@ static void check_labels(jsonl_ctx *x, int has_label)
                  x->first_has_label ? "has one" : "does not");
 }
 
-static void read_jsonl_file(jsonl_ctx *x, corpus *c)
+/* The records of path[from..to), which starts at a line's start; line numbers count from the
+ * file's start, so they are found by counting the lines before from. */
+static long lines_before(const char *path, int64_t from)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) sl_fatal("cannot open JSONL file '%s': %s", path, strerror(errno));
+    long lines = 0;
+    char buf[1 << 16];
+    for (int64_t left = from; left > 0;) {
+        size_t n = fread(buf, 1, left < (int64_t)sizeof buf ? (size_t)left : sizeof buf, f);
+        if (n == 0) break;
+        for (size_t i = 0; i < n; i++) lines += buf[i] == '\n';
+        left -= (int64_t)n;
+    }
+    fclose(f);
+    return lines;
+}
+
+static void read_jsonl_part(jsonl_ctx *x, int64_t from, int64_t to, corpus *c, progress *prog)
 {
     FILE *f = fopen(x->path, "r");
-    if (!f) sl_fatal("cannot open JSONL file '%s': %s", x->path, strerror(errno));
+    if (!f || fseeko(f, from, SEEK_SET) != 0) sl_fatal("cannot open JSONL file '%s': %s", x->path, strerror(errno));
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
     int has_label;
-    x->line = 0;
-    while (!corpus_full(c) && (len = getline(&line, &cap, f)) >= 0) {
+    x->line = from ? lines_before(x->path, from) : 0;
+    for (int64_t pos = from; pos < to && !corpus_full(c) && (len = getline(&line, &cap, f)) >= 0; pos += len) {
         x->line++;
+        progress_add(prog, len, c);
         if (is_blank(line)) continue;
         cJSON *obj = cJSON_ParseWithLength(line, (size_t)len);
         if (!obj) sl_fatal("%s line %ld: malformed JSON near byte %ld (expected one JSON object per line)",
@@ -115,13 +143,21 @@ static void read_jsonl_file(jsonl_ctx *x, corpus *c)
     free(line);
 }
 
-void read_jsonl(const tk_options *opts, corpus *c)
+void read_jsonl(const tk_options *opts, const tokenizer *tok, corpus *c, progress *prog)
 {
-    jsonl_ctx x = {.vocab_size = opts->vocab_size};
+    text_records texts;
+    text_records_init(&texts, tok, opts->chat_template, opts->train_on);
+    jsonl_ctx x = {.vocab_size = tok ? tok->vocab_size : opts->vocab_size, .texts = &texts};
+    input_range r;
+    input_range_plan(&r, opts->files, opts->n_files, ALIGN_LINE, "--jsonl");
+    progress_start(prog, r.end - r.start);
     for (int i = 0; i < opts->n_files && !corpus_full(c); i++) {
+        int64_t from, to;
         x.path = opts->files[i];
-        read_jsonl_file(&x, c);
+        if (input_range_part(&r, i, ALIGN_LINE, &from, &to)) read_jsonl_part(&x, from, to, c, prog);
     }
+    input_range_free(&r);
     free(x.ids);
     free(x.mask);
+    text_records_free(&texts);
 }

@@ -10,15 +10,25 @@
 static const char USAGE[] =
     "usage: shardlora-tokenize INPUT --out D.h5 [--bos] [--eos] [--vocab-size V] [--max-docs N]\n"
     "INPUT is one of:\n"
-    "  --text FILE... --tokenizer TOK.bin [--doc-per-file]\n"
-    "      plain UTF-8 text encoded with a llama2.c tokenizer; one document per paragraph (runs of\n"
-    "      non-blank lines; blank lines hold only spaces, tabs or CRs), or per file\n"
-    "  --jsonl FILE... --vocab-size V\n"
+    "  --text FILE... --tokenizer TOK [--pattern P] [--doc-per-file]\n"
+    "      plain UTF-8 text; one document per paragraph (runs of non-blank lines; blank lines hold\n"
+    "      only spaces, tabs or CRs), or per file. TOK is recognised by its content: a Hugging Face\n"
+    "      tokenizer.json (BPE), a SentencePiece .model (BPE), a tiktoken rank file (with --pattern:\n"
+    "      llama3, qwen2, qwen3.5, cl100k or a regular expression) or a llama2.c tokenizer.bin\n"
+    "  --jsonl FILE... --vocab-size V | --jsonl FILE... --tokenizer TOK [--chat-template T] [--train-on W]\n"
     "      one document per line: {\"input_ids\": [...], \"loss_mask\": [0/1...], \"label\": k}\n"
-    "      (loss_mask and label optional; labels on every line or none)\n"
+    "      (loss_mask and label optional; labels on every line or none); with --tokenizer also\n"
+    "      {\"text\": \"...\"} and {\"messages\": [{\"role\": ..., \"content\": ...}, ...]}, rendered with the\n"
+    "      chat template T (llama3, chatml, mistral; default: tokenizer_config.json's beside TOK when it\n"
+    "      is one of them); --train-on assistant (default: the assistant turns and their end tokens\n"
+    "      are the loss targets), last (the last assistant turn only) or all\n"
     "  --tokens-u16 FILE... --vocab-size V | --tokens-u32 FILE... --vocab-size V\n"
     "      little-endian token ids, one document per file\n"
-    "--bos / --eos add ids 1 / 2 around every document; --max-docs N keeps the first N documents.\n";
+    "  --decode D.h5 --tokenizer TOK [--max-docs N]\n"
+    "      print a dataset's documents as text, the loss targets between \u27e6 and \u27e7 (no --out)\n"
+    "--bos / --eos add the tokenizer's BOS / EOS (ids 1 / 2 without one) around every document;\n"
+    "--max-docs N keeps the first N documents. Under mpirun -np N every rank tokenizes a part of the\n"
+    "inputs into the same file as one rank writes.\n";
 
 static int64_t parse_count(const char *opt, const char *s, int64_t min)
 {
@@ -28,6 +38,21 @@ static int64_t parse_count(const char *opt, const char *s, int64_t min)
     if (errno || end == s || *end || v < min || v > INT32_MAX)
         sl_usage_error("option %s: expected an integer from %lld to %d, found '%s'", opt, (long long)min, INT32_MAX, s);
     return v;
+}
+
+static chat_template template_option(const char *s)
+{
+    chat_template t = chat_template_named(s);
+    if (t == CHAT_NONE) sl_usage_error("option --chat-template: expected llama3, chatml or mistral, found '%s'", s);
+    return t;
+}
+
+static train_on train_on_option(const char *s)
+{
+    if (!strcmp(s, "assistant")) return TRAIN_ON_ASSISTANT;
+    if (!strcmp(s, "last")) return TRAIN_ON_LAST;
+    if (!strcmp(s, "all")) return TRAIN_ON_ALL;
+    sl_usage_error("option --train-on: expected assistant, last or all, found '%s'", s);
 }
 
 static const char *value_of(int argc, char **argv, int *i)
@@ -54,16 +79,30 @@ static void check_input_files(const tk_options *o)
     if (o->tokenizer) rt_expect_regular_file("--tokenizer", o->tokenizer);
 }
 
+static void check_decode(const tk_options *o)
+{
+    if (!o->tokenizer) sl_usage_error("--decode needs --tokenizer TOK, the tokenizer the dataset was made with");
+    if (o->out) sl_usage_error("--decode prints to standard output; --out is not used with it");
+    rt_expect_regular_file("--decode", o->decode);
+    rt_expect_regular_file("--tokenizer", o->tokenizer);
+}
+
 static void check_options(const tk_options *o)
 {
-    if (o->input == INPUT_NONE) sl_usage_error("no input given: use --text, --jsonl, --tokens-u16 or --tokens-u32 (see --help)");
+    if (o->decode) return check_decode(o);
+    if (o->input == INPUT_NONE)
+        sl_usage_error("no input given: use --text, --jsonl, --tokens-u16, --tokens-u32 or --decode (see --help)");
     if (!o->out) sl_usage_error("no output given: use --out D.h5");
-    if (o->input == INPUT_TEXT && !o->tokenizer) sl_usage_error("--text needs --tokenizer TOK.bin (a llama2.c tokenizer file)");
-    if (o->input != INPUT_TEXT && o->tokenizer) sl_usage_error("--tokenizer is only used with --text");
+    if (o->input == INPUT_TEXT && !o->tokenizer) sl_usage_error("--text needs --tokenizer TOK (see --help for the formats)");
+    if (o->input != INPUT_TEXT && o->input != INPUT_JSONL && o->tokenizer)
+        sl_usage_error("--tokenizer is only used with --text and --jsonl");
+    if ((o->chat_template != CHAT_NONE || o->train_on_given) && !(o->input == INPUT_JSONL && o->tokenizer))
+        sl_usage_error("--chat-template and --train-on are only used with --jsonl and --tokenizer");
+    if (o->pattern && !o->tokenizer) sl_usage_error("--pattern is only used with --tokenizer (a tiktoken file)");
     if (o->input != INPUT_TEXT && o->doc_per_file) sl_usage_error("--doc-per-file is only used with --text");
-    if (o->input != INPUT_TEXT && !o->vocab_size)
+    if (o->input != INPUT_TEXT && !o->tokenizer && !o->vocab_size)
         sl_usage_error("--jsonl, --tokens-u16 and --tokens-u32 need --vocab-size V to check the token ids");
-    if ((o->bos || o->eos) && o->vocab_size && o->vocab_size <= EOS_ID)
+    if ((o->bos || o->eos) && !o->tokenizer && o->vocab_size && o->vocab_size <= EOS_ID)
         sl_usage_error("--bos/--eos add ids %d/%d, but --vocab-size is %lld", BOS_ID, EOS_ID, (long long)o->vocab_size);
     check_input_files(o);
 }
@@ -78,7 +117,11 @@ void tk_parse_options(int argc, char **argv, tk_options *o)
         else if (!strcmp(a, "--jsonl")) take_files(argc, argv, &i, o, INPUT_JSONL);
         else if (!strcmp(a, "--tokens-u16")) take_files(argc, argv, &i, o, INPUT_U16);
         else if (!strcmp(a, "--tokens-u32")) take_files(argc, argv, &i, o, INPUT_U32);
+        else if (!strcmp(a, "--decode")) o->decode = value_of(argc, argv, &i), o->input = INPUT_DECODE;
         else if (!strcmp(a, "--tokenizer")) o->tokenizer = value_of(argc, argv, &i);
+        else if (!strcmp(a, "--pattern")) o->pattern = value_of(argc, argv, &i);
+        else if (!strcmp(a, "--chat-template")) o->chat_template = template_option(value_of(argc, argv, &i));
+        else if (!strcmp(a, "--train-on")) o->train_on = train_on_option(value_of(argc, argv, &i)), o->train_on_given = 1;
         else if (!strcmp(a, "--out")) o->out = value_of(argc, argv, &i);
         else if (!strcmp(a, "--vocab-size")) o->vocab_size = parse_count(a, value_of(argc, argv, &i), 1);
         else if (!strcmp(a, "--max-docs")) o->max_docs = parse_count(a, value_of(argc, argv, &i), 1);

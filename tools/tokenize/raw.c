@@ -33,8 +33,17 @@ static void add_raw_file(const char *path, int width, int64_t vocab_size, corpus
     free(buf);
 }
 
-void read_raw(const tk_options *opts, corpus *c)
+void read_raw(const tk_options *opts, corpus *c, progress *prog)
 {
     int width = opts->input == INPUT_U16 ? 2 : 4;
-    for (int i = 0; i < opts->n_files && !corpus_full(c); i++) add_raw_file(opts->files[i], width, opts->vocab_size, c);
+    input_range r;
+    input_range_plan(&r, opts->files, opts->n_files, ALIGN_FILE, opts->input == INPUT_U16 ? "--tokens-u16" : "--tokens-u32");
+    progress_start(prog, r.end - r.start);
+    for (int i = 0; i < opts->n_files && !corpus_full(c); i++) {
+        int64_t from, to;
+        if (!input_range_part(&r, i, ALIGN_FILE, &from, &to)) continue;
+        add_raw_file(opts->files[i], width, opts->vocab_size, c);
+        progress_add(prog, to - from, c);
+    }
+    input_range_free(&r);
 }

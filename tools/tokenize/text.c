@@ -1,16 +1,27 @@
-/* Text input: documents are paragraphs (or whole files with --doc-per-file), encoded with a
- * llama2.c tokenizer.
+/* Text input: documents are paragraphs (or whole files with --doc-per-file), encoded with the
+ * tokenizer of --tokenizer, read line by line from this rank's part of the inputs.
  *
  * Paragraph rule: a line is blank when it holds only spaces, tabs and carriage returns (or
  * nothing). A document is a maximal run of non-blank lines, taken verbatim from its first byte to
  * the end of its last line, without that line's newline; the newlines between its lines stay.
  * Blank lines only separate documents, so a file of blank lines gives none. */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "bpe.h"
+#include "encode.h"
 #include "runtime.h"
 #include "tokenize.h"
+
+typedef struct {
+    const tokenizer *tok;
+    encoder enc;
+    id_list ids;
+    char *doc;
+    size_t len, cap;
+    progress *prog;
+} text_ctx;
 
 static int line_is_blank(const char *s, size_t n)
 {
@@ -19,60 +30,77 @@ static int line_is_blank(const char *s, size_t n)
     return 1;
 }
 
-/* The line at *pos: its length without the newline; *pos moves past the newline. */
-static size_t next_line(const char *buf, size_t len, size_t *pos)
+static void add_text(text_ctx *x, const char *text, size_t len, corpus *c)
 {
-    const char *nl = memchr(buf + *pos, '\n', len - *pos);
-    size_t n = nl ? (size_t)(nl - (buf + *pos)) : len - *pos;
-    *pos += n + (nl != NULL);
-    return n;
+    x->ids.n = 0;
+    encode_text(x->tok, &x->enc, text, len, 1, &x->ids);
+    corpus_add(c, x->ids.v, x->ids.n, NULL, -1);
 }
 
-/* Find the next paragraph at or after *pos: returns 0 when none is left. */
-static int next_paragraph(const char *buf, size_t len, size_t *pos, size_t *start, size_t *end)
+static void append(text_ctx *x, const char *s, size_t n)
 {
-    int found = 0;
-    while (*pos < len) {
-        size_t line_start = *pos, n = next_line(buf, len, pos);
-        if (line_is_blank(buf + line_start, n)) {
-            if (found) return 1;
+    if (x->len + n + 1 > x->cap) {
+        x->cap = 2 * (x->len + n + 1);
+        x->doc = realloc(x->doc, x->cap);
+        if (!x->doc) sl_fatal("out of memory for a paragraph of %zu bytes", x->len + n);
+    }
+    memcpy(x->doc + x->len, s, n);
+    x->len += n;
+}
+
+static void end_paragraph(text_ctx *x, corpus *c)
+{
+    if (x->len && !corpus_full(c)) add_text(x, x->doc, x->len, c);
+    x->len = 0;
+}
+
+/* The paragraphs of path[from..to), which starts at a line after a blank line (or the file's start). */
+static void add_paragraphs(text_ctx *x, const char *path, int64_t from, int64_t to, corpus *c)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f || fseeko(f, from, SEEK_SET) != 0) sl_fatal("cannot open text file '%s': %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    int in_paragraph = 0;
+    ssize_t n;
+    for (int64_t pos = from; pos < to && !corpus_full(c) && (n = getline(&line, &cap, f)) > 0; pos += n) {
+        size_t body = (size_t)n - (line[n - 1] == '\n');
+        if (line_is_blank(line, body)) end_paragraph(x, c), in_paragraph = 0;
+        else {
+            if (in_paragraph) append(x, "\n", 1);
+            append(x, line, body);
+            in_paragraph = 1;
+        }
+        progress_add(x->prog, n, c);
+    }
+    if (ferror(f)) sl_fatal("error reading text file '%s'", path);
+    end_paragraph(x, c);
+    free(line);
+    fclose(f);
+}
+
+void read_text(const tk_options *opts, const tokenizer *tok, corpus *c, progress *prog)
+{
+    text_ctx x = {.tok = tok, .prog = prog};
+    doc_align align = opts->doc_per_file ? ALIGN_FILE : ALIGN_PARAGRAPH;
+    input_range r;
+    input_range_plan(&r, opts->files, opts->n_files, align, "--text");
+    progress_start(prog, r.end - r.start);
+    for (int i = 0; i < opts->n_files && !corpus_full(c); i++) {
+        int64_t from, to;
+        if (!input_range_part(&r, i, align, &from, &to)) continue;
+        if (!opts->doc_per_file) {
+            add_paragraphs(&x, opts->files[i], from, to, c);
             continue;
         }
-        if (!found) *start = line_start;
-        found = 1;
-        *end = line_start + n;
+        size_t len;
+        char *buf = read_whole_file(opts->files[i], "text", &len);
+        add_text(&x, buf, len, c);
+        progress_add(prog, (int64_t)len, c);
+        free(buf);
     }
-    return found;
-}
-
-static void add_text(const vocab *v, const char *text, size_t len, corpus *c)
-{
-    int32_t *ids = sl_malloc((len + 1) * sizeof *ids, "token ids");
-    int64_t n = bpe_encode(v, text, (int64_t)len, ids);
-    corpus_add(c, ids, n, NULL, -1);
-    free(ids);
-}
-
-static void add_file(const vocab *v, const char *path, int doc_per_file, corpus *c)
-{
-    size_t len, pos = 0, start, end;
-    char *buf = read_whole_file(path, "text", &len);
-    if (doc_per_file) add_text(v, buf, len, c);
-    else
-        while (!corpus_full(c) && next_paragraph(buf, len, &pos, &start, &end))
-            add_text(v, buf + start, end - start, c);
-    free(buf);
-}
-
-int64_t read_text(const tk_options *opts, corpus *c)
-{
-    vocab v;
-    vocab_load(&v, opts->tokenizer);
-    if (opts->vocab_size && opts->vocab_size != v.n)
-        sl_fatal("--vocab-size %lld does not match tokenizer '%s', which has %d tokens",
-                 (long long)opts->vocab_size, opts->tokenizer, v.n);
-    for (int i = 0; i < opts->n_files && !corpus_full(c); i++) add_file(&v, opts->files[i], opts->doc_per_file, c);
-    int64_t n = v.n;
-    vocab_free(&v);
-    return n;
+    input_range_free(&r);
+    encoder_free(&x.enc);
+    free(x.ids.v);
+    free(x.doc);
 }

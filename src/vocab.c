@@ -1,19 +1,14 @@
-/* vocab: reading and checking llama2.c tokenizer files, and piece lookup by hashing. */
+/* vocab: reading and checking llama2.c tokenizer files, piece lookup by hashing, and decoding. */
 #include "vocab.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "readall.h"
 #include "runtime.h"
-#include "tokenize.h"
 
-typedef struct {
-    const char *path, *buf;
-    size_t len, pos;
-} reader;
-
-static void take(reader *r, void *dst, size_t n, const char *what, int entry)
+void vocab_take(vocab_reader *r, void *dst, size_t n, const char *what, int entry)
 {
     if (r->len - r->pos < n)
         sl_fatal("tokenizer file '%s' is truncated: %s of token %d needs %zu bytes at offset %zu, "
@@ -69,7 +64,7 @@ static void check_byte_fallback(const vocab *v, const char *path)
     }
 }
 
-static void read_entries(vocab *v, reader *r)
+static void read_entries(vocab *v, vocab_reader *r)
 {
     int cap = 1024;
     v->scores = sl_malloc((size_t)cap * sizeof *v->scores, "tokenizer scores");
@@ -83,8 +78,8 @@ static void read_entries(vocab *v, reader *r)
             v->lens = realloc(v->lens, (size_t)cap * sizeof *v->lens);
             if (!v->scores || !v->starts || !v->lens) sl_fatal("out of memory reading tokenizer '%s'", r->path);
         }
-        take(r, &v->scores[v->n], 4, "the score", v->n);
-        take(r, &v->lens[v->n], 4, "the length", v->n);
+        vocab_take(r, &v->scores[v->n], 4, "the score", v->n);
+        vocab_take(r, &v->lens[v->n], 4, "the length", v->n);
         if (v->lens[v->n] < 0 || v->lens[v->n] > v->max_len)
             sl_fatal("tokenizer file '%s': token %d has length %d (expected 0..%d, the max_token_length "
                      "in its header)", r->path, v->n, v->lens[v->n], v->max_len);
@@ -100,7 +95,7 @@ void vocab_load(vocab *v, const char *path)
 {
     memset(v, 0, sizeof *v);
     size_t len;
-    reader r = {.path = path, .buf = read_whole_file(path, "tokenizer", &len)};
+    vocab_reader r = {.path = path, .buf = read_whole_file(path, "tokenizer", &len)};
     r.len = len;
     v->bytes = (char *)r.buf; /* v's from here, so vocab_free releases it after a caught error too */
     if (len < 4) sl_fatal("tokenizer file '%s' is truncated: %zu bytes, too short for its 4-byte header", path, len);
@@ -122,4 +117,17 @@ void vocab_free(vocab *v)
     free(v->bytes);
     free(v->slots);
     memset(v, 0, sizeof *v);
+}
+
+const char *vocab_decode(const vocab *v, int32_t prev, int32_t id, int *len, char *byte)
+{
+    if (id >= VOCAB_BYTE_FALLBACK && id < VOCAB_BYTE_FALLBACK + 256) {
+        *byte = (char)(id - VOCAB_BYTE_FALLBACK);
+        *len = 1;
+        return byte;
+    }
+    const char *s = vocab_piece(v, id);
+    *len = v->lens[id];
+    if (prev == VOCAB_BOS && *len > 0 && s[0] == ' ') s++, (*len)--; /* as sentencepiece after BOS */
+    return s;
 }

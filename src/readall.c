@@ -1,10 +1,10 @@
-/* Whole-file reads for the tokenize inputs, with messages that name the file. */
+/* readall: whole-file reads (tokenizers, the tokenize inputs), with messages that name the file. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "readall.h"
 #include "runtime.h"
-#include "tokenize.h"
 
 char *read_whole_file(const char *path, const char *what, size_t *len)
 {
