@@ -12,7 +12,8 @@ static void write_nf4_model(void *path) { tiny_model_write(path, "nf4"); }
 
 static void validate(void *path)
 {
-    model_validate(path);
+    sl_model_config cfg;
+    model_validate(path, &cfg);
     quant_format fmt;
     model_stored_format(path, &fmt);
 }

@@ -26,6 +26,16 @@ static int errors_this_input, skip_leak_checks;
 
 void fuzz_skip_leak_checks(void) { skip_leak_checks = 1; }
 
+void fuzz_start_mpi(const char *program)
+{
+    static int started;
+    if (started++) return;
+    int argc = 0;
+    char **argv = NULL;
+    rt_init(&argc, &argv, program);
+    fuzz_skip_leak_checks();
+}
+
 /* ---- what an interrupted call still holds ----
  * Under the sanitizers, allocator hooks record the heap blocks allocated while a call runs and drop
  * those it frees; after an sl_fatal the rest are marked for the leak checker to ignore, as the real

@@ -23,6 +23,9 @@ int fuzz_input(void (*fn)(const uint8_t *data, size_t size), const uint8_t *data
 /* No leak checks for this target: LeakSanitizer's stop-the-world tracer crashes among Open MPI's
  * threads. */
 void fuzz_skip_leak_checks(void);
+/* MPI as one rank (a singleton), started once, for the targets that call collective code (the
+ * checkpoint and dataset writers); their leak checks are skipped (fuzz_skip_leak_checks). */
+void fuzz_start_mpi(const char *program);
 
 /* Run fn(arg) with sl_fatal caught: 1 when it completed, 0 when it reported an error. Either way
  * the outcome is kept for fuzz_outcome. After an error, what the real program's exit would have

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "corpus.h"
+#include "harness.h"
 #include "import.h"
 
 static const sl_model_config TINY = {
@@ -32,8 +33,9 @@ void tiny_model_write(const char *path, const char *quantize)
 
 void tiny_dataset_write(const char *path, int masked)
 {
+    fuzz_start_mpi("fuzz-dataset"); /* corpus_write is collective */
     corpus c;
-    corpus_init(&c, 0, 1, 1);
+    corpus_init(&c, 0, BOS_ID, EOS_ID, path);
     for (int doc = 0; doc < 5; doc++) {
         int32_t ids[12];
         uint8_t mask[12];
@@ -44,6 +46,7 @@ void tiny_dataset_write(const char *path, int masked)
     }
     const corpus_meta meta = {.vocab_size = TINY_VOCAB, .bos_id = BOS_ID, .eos_id = EOS_ID, .pad_id = 0,
                               .tokenizer = "fuzz", .source = "fuzz"};
-    corpus_write(&c, path, &meta);
+    int64_t tokens;
+    corpus_write(&c, path, &meta, &tokens);
     corpus_free(&c);
 }

@@ -9,7 +9,7 @@ enum { TINY_VOCAB = 32, TINY_LABELS = 3 };
  * NULL: its projections quantized, with double quantization, in blocks of 64. */
 void tiny_model_write(const char *path, const char *quantize);
 /* Five documents of 1 to 9 tokens with BOS and EOS; masked: with a loss mask and labels in
- * [0, TINY_LABELS). */
+ * [0, TINY_LABELS). It starts MPI as one rank (fuzz_start_mpi) for the collective writer. */
 void tiny_dataset_write(const char *path, int masked);
 
 #endif
