@@ -12,6 +12,10 @@
 #include "regex.h"
 #include "pieces.h"
 
+/* Token ids lie below this (16,777,216, far above any published vocabulary): the piece table is
+ * indexed by id, so an id read from a file is checked against it before anything is allocated. */
+#define TOKENIZER_MAX_IDS (1 << 24)
+
 /* How BPE picks the next merge of two adjacent symbols; ties go to the leftmost pair. */
 typedef enum {
     MERGE_PAIR_RANK,   /* tokenizer.json: the lowest rank in the merges list */
