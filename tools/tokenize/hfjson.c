@@ -107,6 +107,7 @@ static void read_metaspace(tokenizer *t, const cJSON *p)
 {
     pre_step *st = tokenizer_add_pre(t, PRE_METASPACE);
     st->replacement = strdup(string_field(t, p, "replacement", "the Metaspace pre-tokenizer"));
+    tokenizer_require_utf8(t, st->replacement, "the Metaspace pre-tokenizer's replacement");
     if (!st->replacement[0])
         sl_fatal("tokenizer '%s': the Metaspace pre-tokenizer's replacement is empty (expected the text that stands "
                  "for a space, such as U+2581)", t->path);

@@ -7,6 +7,7 @@
 
 #include "runtime.h"
 #include "tokenize.h"
+#include "utf8.h"
 
 static int looks_like_json(const char *b, size_t n)
 {
@@ -60,8 +61,21 @@ void tokenizer_load(tokenizer *t, const char *path, const char *pattern)
         if (t->special[i].id >= t->vocab_size) t->vocab_size = t->special[i].id + 1;
 }
 
+void tokenizer_require_utf8(const tokenizer *t, const char *s, const char *what)
+{
+    for (size_t i = 0, n = strlen(s); i < n;) {
+        int k = utf8_valid_len((const unsigned char *)s + i, n - i);
+        if (k <= 0)
+            sl_fatal("tokenizer '%s': %s \"%s\" is not valid UTF-8 at byte %zu (expected UTF-8: it is put into the "
+                     "text, which the encoder keeps valid)", t->path, what, s, i);
+        i += (size_t)k;
+    }
+}
+
 void tokenizer_add_norm(tokenizer *t, norm_kind kind, const char *a, const char *b)
 {
+    tokenizer_require_utf8(t, a ? a : "", "a normalizer's text");
+    tokenizer_require_utf8(t, b ? b : "", "a normalizer's replacement");
     t->norm = realloc(t->norm, (size_t)(t->n_norm + 1) * sizeof *t->norm);
     if (!t->norm) sl_fatal("out of memory reading tokenizer '%s'", t->path);
     t->norm[t->n_norm++] = (norm_step){kind, strdup(a ? a : ""), b ? strdup(b) : NULL};

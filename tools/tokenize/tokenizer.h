@@ -89,6 +89,8 @@ void load_sentencepiece(tokenizer *t, const char *buf, size_t len);
 void load_tiktoken(tokenizer *t, const char *buf, size_t len, const char *pattern);
 
 /* Helpers shared by the loaders. */
+/* Fatal, naming the file and what s is, unless s is valid UTF-8 (text a step puts into the text). */
+void tokenizer_require_utf8(const tokenizer *t, const char *s, const char *what);
 void tokenizer_add_norm(tokenizer *t, norm_kind kind, const char *a, const char *b);
 pre_step *tokenizer_add_pre(tokenizer *t, pre_kind kind);
 void tokenizer_add_special(tokenizer *t, const char *text, int len, int32_t id, int matched_in_text);
