@@ -338,7 +338,7 @@ static void read_config(tokenizer *t)
 void load_hf_json(tokenizer *t, const char *buf, size_t len)
 {
     t->format = "tokenizer.json";
-    cJSON *root = cJSON_ParseWithLength(buf, len);
+    cJSON *root = t->json = cJSON_ParseWithLength(buf, len); /* t's, for tokenizer_free after an error */
     if (!cJSON_IsObject(root))
         sl_fatal("tokenizer '%s': malformed JSON near byte %ld (expected a tokenizer.json object)", t->path,
                  (long)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - buf : 0) + 1);
@@ -351,4 +351,5 @@ void load_hf_json(tokenizer *t, const char *buf, size_t len)
     t->bos_id = template_bos(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
     read_config(t);
     cJSON_Delete(root);
+    t->json = NULL;
 }

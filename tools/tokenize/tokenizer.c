@@ -1,6 +1,7 @@
 /* tokenizer: recognising a tokenizer file by its content, and what the loaders share. */
 #include "tokenizer.h"
 
+#include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +46,7 @@ void tokenizer_load(tokenizer *t, const char *path, const char *pattern)
     memset(t->byte_id, 0xff, sizeof t->byte_id);
     pieces_init(&t->v);
     size_t len;
-    char *buf = read_whole_file(path, "tokenizer", &len);
+    char *buf = t->file = read_whole_file(path, "tokenizer", &len); /* t's, for tokenizer_free after an error */
     if (looks_like_json(buf, len)) load_hf_json(t, buf, len);
     else if (looks_like_sentencepiece((const unsigned char *)buf, len)) load_sentencepiece(t, buf, len);
     else if (looks_like_tiktoken(buf, len)) load_tiktoken(t, buf, len, pattern);
@@ -54,6 +55,7 @@ void tokenizer_load(tokenizer *t, const char *path, const char *pattern)
         sl_usage_error("option --pattern is for tiktoken files, but '%s' is a %s tokenizer (its pre-tokenizer is in the file)",
                        path, t->format);
     free(buf);
+    t->file = NULL;
     t->vocab_size = t->v.n;
     for (int i = 0; i < t->n_added; i++)
         if (t->added[i].id >= t->vocab_size) t->vocab_size = t->added[i].id + 1;
@@ -142,5 +144,7 @@ void tokenizer_free(tokenizer *t)
     for (int i = 0; i < t->n_added; i++) free(t->added[i].text);
     for (int i = 0; i < t->n_special; i++) free(t->special[i].text);
     free(t->norm), free(t->pre), free(t->added), free(t->special), free(t->atomic), free(t->chat_template);
+    free(t->file);
+    cJSON_Delete(t->json);
     memset(t, 0, sizeof *t);
 }

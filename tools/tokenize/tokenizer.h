@@ -72,11 +72,14 @@ typedef struct {
     int32_t bos_id, eos_id, pad_id; /* -1 when none */
     char *chat_template;            /* tokenizer_config.json's, or NULL */
     int64_t vocab_size;             /* the largest id + 1 */
+    char *file;                     /* while loading: the file's bytes */
+    struct cJSON *json;             /* while loading a tokenizer.json: its parsed tree */
 } tokenizer;
 
 /* Load a tokenizer file, recognised by its content. pattern: the tiktoken pre-tokenizer (a
  * preset name or a regular expression; NULL for the other formats). Every problem is fatal and
- * names the file and what was expected. */
+ * names the file and what was expected. After an error caught by rt_try, tokenizer_free releases
+ * what was loaded, the file's bytes and a tokenizer.json's tree included. */
 void tokenizer_load(tokenizer *t, const char *path, const char *pattern);
 void tokenizer_free(tokenizer *t);
 /* The id of a named special or added token, or -1. */
