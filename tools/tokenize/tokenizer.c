@@ -68,8 +68,8 @@ void tokenizer_require_utf8(const tokenizer *t, const char *s, const char *what)
     for (size_t i = 0, n = strlen(s); i < n;) {
         int k = utf8_valid_len((const unsigned char *)s + i, n - i);
         if (k <= 0)
-            sl_fatal("tokenizer '%s': %s \"%s\" is not valid UTF-8 at byte %zu (expected UTF-8: it is put into the "
-                     "text, which the encoder keeps valid)", t->path, what, s, i);
+            sl_fatal("tokenizer '%s': %s (%zu bytes) is not valid UTF-8 at byte %zu, 0x%02X (expected UTF-8: it is put "
+                     "into the text, which the encoder keeps valid)", t->path, what, n, i, (unsigned char)s[i]);
         i += (size_t)k;
     }
 }
