@@ -145,7 +145,7 @@ def bpe_seeds():
 
 # The text the tokenizer-file targets encode (tests/fuzz/tokenizer_file.c), for seeds whose pieces
 # cover parts of it.
-TEXT = "Once upon a time,  \u00e9t\u00e9 \u20ac\U0001F642\tit's 2024!\n\n <0x4G> end"
+TEXT = "Once upon a time,  \u00e9t\u00e9 \u20ac\U0001F642\tit's 2024!\n\n <0x41> end"
 WORDS = ["Once", " upon", " a", " time", ",", " end", "it", "'s", " 20", "24"]
 
 
@@ -271,7 +271,7 @@ def spmodel_seeds():
     merged, _ = merges_of(words, list)
     normal = [(c, -100.0 - i, 1) for i, c in enumerate(chars)] + [(p, -float(i), 1) for i, p in enumerate(merged)]
     yield "llama_style", sp_model(base + byte_pieces + normal)
-    yield "user_defined_and_control", sp_model(base + [("[INST]", 0.0, 3), ("<0x4G>", 0.0, 4)] + byte_pieces + normal)
+    yield "user_defined_and_control", sp_model(base + [("[INST]", 0.0, 3), ("<0x41>", 0.0, 4)] + byte_pieces + normal)
     yield "no_byte_fallback_no_prefix", sp_model(base + normal, byte_fallback=False, dummy_prefix=False)
 
 

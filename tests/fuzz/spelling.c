@@ -99,11 +99,6 @@ static const char *unpromised(const tokenizer *t, const char *text, size_t len, 
 {
     for (int i = 0; i < t->n_added; i++)
         if (memmem(text, len, t->added[i].text, (size_t)t->added[i].len)) return "not checked: an added token is in the text";
-    for (int b = 0; t->byte_fallback && b < 256; b++) {
-        int32_t id = t->byte_id[b];
-        if (id >= 0 && memmem(want->s, want->n, pieces_text(&t->v, id), (size_t)t->v.lens[id]))
-            return "not checked: the text holds a byte-fallback piece's spelling";
-    }
     for (size_t i = 0; i < want->n;) {
         int n = t->units_are_bytes ? 1 : utf8_group_len(want->s + i, (int64_t)(want->n - i));
         if (pieces_find(&t->v, want->s + i, n) < 0 && !has_fallback(t, want->s + i, n))
@@ -113,20 +108,40 @@ static const char *unpromised(const tokenizer *t, const char *text, size_t len, 
     return NULL;
 }
 
-/* The bytes ids spell into *got; 0 when an id spells nothing (no piece). */
-static int spell(const tokenizer *t, const id_list *ids, text_buf *got)
+/* The byte a byte-fallback token stands for, or -1. */
+static int fallback_byte(const tokenizer *t, int32_t id)
 {
-    put(got, "", 0);
-    for (int64_t i = 0; i < ids->n; i++) {
-        int32_t id = ids->v[i];
-        int byte = -1;
-        for (int b = 0; t->byte_fallback && b < 256 && byte < 0; b++)
-            if (t->byte_id[b] == id) byte = b;
-        if (byte >= 0) put(got, &(char){(char)byte}, 1);
-        else if (pieces_has(&t->v, id)) put(got, pieces_text(&t->v, id), (size_t)t->v.lens[id]);
+    for (int b = 0; t->byte_fallback && b < 256; b++)
+        if (t->byte_id[b] == id) return b;
+    return -1;
+}
+
+/* Whether ids spell want: each its piece's bytes, a byte-fallback token also its byte (its piece,
+ * <0xNN>, may come from text that reads so). Else *bad is the first id that does not fit and *at
+ * where it stands in want (ids->n when they end early or run past it). */
+static int spells(const tokenizer *t, const id_list *ids, const text_buf *want, int64_t *bad, size_t *at)
+{
+    *at = 0;
+    for (*bad = 0; *bad < ids->n; ++*bad) {
+        int32_t id = ids->v[*bad];
+        if (!pieces_has(&t->v, id)) return 0;
+        size_t n = (size_t)t->v.lens[id];
+        int byte = fallback_byte(t, id);
+        if (*at + n <= want->n && !memcmp(want->s + *at, pieces_text(&t->v, id), n)) *at += n;
+        else if (byte >= 0 && *at < want->n && (uint8_t)want->s[*at] == byte) ++*at;
         else return 0;
     }
-    return 1;
+    return *at == want->n;
+}
+
+/* What did not fit, on stderr before the target stops. */
+static void report(const tokenizer *t, const id_list *ids, const text_buf *want, int64_t bad, size_t at)
+{
+    int32_t id = bad < ids->n ? ids->v[bad] : -1;
+    int known = pieces_has(&t->v, id);
+    fprintf(stderr, "spelling: id %lld of %lld (%d, %s '%.*s') does not fit at byte %zu of the %zu expected: '%.*s'\n",
+            (long long)bad, (long long)ids->n, id, known ? "piece" : "no piece", known ? t->v.lens[id] : 0,
+            known ? pieces_text(&t->v, id) : "", at, want->n, (int)(want->n < 200 ? want->n : 200), want->s);
 }
 
 spelling_verdict spelling_check(const tokenizer *t, const char *text, size_t len, const char **why)
@@ -135,23 +150,17 @@ spelling_verdict spelling_check(const tokenizer *t, const char *text, size_t len
     id_list ids = {0};
     encode_text(t, &e, text, len, 1, &ids);
     encoder_free(&e);
-    text_buf want = {0}, got = {0};
+    text_buf want = {0};
     put(&want, text, len);
     if (len > 0) normalize(t, &want); /* an empty text is no segment: nothing is prepended */
-    spelling_verdict v = SPELLS_BACK;
-    *why = "spelled back";
-    if (len > 0 && !pre_tokenize(t, &want)) v = SPELLING_NOT_PROMISED, *why = "not checked: a pre-tokenizer rewrites cut pieces";
-    else if ((*why = unpromised(t, text, len, &want))) v = SPELLING_NOT_PROMISED;
-    else if (!spell(t, &ids, &got)) v = SPELLS_OTHERWISE, *why = "an id is no piece";
-    else if (len == 0 ? ids.n != 0 : got.n != want.n || memcmp(got.s, want.s, got.n) != 0)
-        v = SPELLS_OTHERWISE, *why = "the ids spell other bytes";
-    else
-        *why = "spelled back";
-    if (v == SPELLS_OTHERWISE)
-        fprintf(stderr, "spelling: %lld ids spell %zu bytes '%.*s'; expected %zu bytes '%.*s'\n", (long long)ids.n,
-                got.n, (int)(got.n < 200 ? got.n : 200), got.s ? got.s : "", want.n, (int)(want.n < 200 ? want.n : 200),
-                want.s);
-    free(want.s), free(got.s), free(ids.v);
+    spelling_verdict v = SPELLING_NOT_PROMISED;
+    int64_t bad = 0;
+    size_t at = 0;
+    if (len > 0 && !pre_tokenize(t, &want)) *why = "not checked: a pre-tokenizer rewrites cut pieces";
+    else if (!(*why = unpromised(t, text, len, &want))) v = spells(t, &ids, &want, &bad, &at) ? SPELLS_BACK : SPELLS_OTHERWISE;
+    if (v == SPELLS_BACK) *why = "spelled back";
+    if (v == SPELLS_OTHERWISE) report(t, &ids, &want, bad, at), *why = "the ids spell other bytes";
+    free(want.s), free(ids.v);
     return v;
 }
 

@@ -1,6 +1,7 @@
 /* spelling: whether a tokenization spells its text back, the oracle of the tokenizer targets.
  *
- * The bytes ids spell are their pieces' bytes, a byte-fallback token standing for its byte. What
+ * The bytes ids spell are their pieces' bytes, a byte-fallback token standing for its byte (or for
+ * its piece, <0xNN>, when the text reads so). What
  * they must spell is the text as the tokenizer's normalizers and pre-tokenizers rewrite it (a
  * prepended space or U+2581, spaces replaced, NFC), worked out here on the whole text. That is
  * only what the tokenizer promises when nothing else intervenes, so the check is skipped when an

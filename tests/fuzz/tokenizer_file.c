@@ -9,8 +9,8 @@
 #include "spelling.h"
 
 /* Words, punctuation, runs of spaces, a tab and newlines, digits, 2-, 3- and 4-byte characters
- * (precomposed, so NFC leaves them), and the start of a byte-fallback piece's spelling. */
-static const char TEXT[] = "Once upon a time,  \xc3\xa9t\xc3\xa9 \xe2\x82\xac\xf0\x9f\x99\x82\tit's 2024!\n\n <0x4G> end";
+ * (precomposed, so NFC leaves them), and a byte-fallback piece's own spelling. */
+static const char TEXT[] = "Once upon a time,  \xc3\xa9t\xc3\xa9 \xe2\x82\xac\xf0\x9f\x99\x82\tit's 2024!\n\n <0x41> end";
 
 typedef struct {
     const char *path, *pattern;
