@@ -8,7 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Apply the edits ops[0..n) spells to the HDF5 file at path (edits HDF5 refuses are skipped).
+/* Apply the edits ops[0..n) spells to the HDF5 file at path (edits HDF5 refuses are skipped), in a
+ * child process, so that a file HDF5 fails to close is never left open in this one.
  * extra_paths and extra_attrs (NULL-terminated, or NULL) name objects and attributes the file does
  * not hold but that edits may create. */
 void h5edit_apply(const char *path, const uint8_t *ops, size_t n, const char *const *extra_paths,
