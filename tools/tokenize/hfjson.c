@@ -156,7 +156,8 @@ static char *fit_buf(char_buf *b, size_t n)
     return b->s;
 }
 
-/* A vocabulary entry as raw bytes: byte-level tokens spell each byte as one character. */
+/* A vocabulary entry as raw bytes: byte-level tokens spell each byte as one character; -1 when s
+ * is not spelled so. */
 static int piece_bytes(const tokenizer *t, const char *s, char *out)
 {
     if (!t->units_are_bytes) {
@@ -166,8 +167,8 @@ static int piece_bytes(const tokenizer *t, const char *s, char *out)
     }
     int o = 0;
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        int n;
-        int b = bytelevel_byte(utf8_decode(p, &n));
+        int n = utf8_valid_len(p, strlen((const char *)p)); /* JSON text may hold ill-formed bytes */
+        int b = n > 0 ? bytelevel_byte(utf8_decode(p, &n)) : -1;
         if (b < 0) return -1;
         out[o++] = (char)b;
         p += n;
