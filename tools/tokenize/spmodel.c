@@ -79,6 +79,8 @@ static void read_piece(tokenizer *t, pb b, int32_t id, uint8_t *types)
         if (f == 1 && wire == 2) piece = (const char *)sub.p, len = (int)(sub.end - sub.p);
         else if (f == 2 && wire == 5) memcpy(&score, &(uint32_t){(uint32_t)v}, 4);
         else if (f == 3 && wire == 0) type = (int)v;
+    if (len == 0) /* as sentencepiece refuses it: an empty user-defined piece would match everywhere */
+        sl_fatal("SentencePiece model '%s': piece %d is empty (expected its text)", t->path, id);
     pieces_put(&t->v, id, piece, len, score);
     types[id] = (uint8_t)type;
 }
