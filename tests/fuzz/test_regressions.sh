@@ -24,8 +24,8 @@ for dir in "$root"/tests/fuzz/regressions/*/; do
   fi
   for f in "${inputs[@]}"; do
     name=$(basename "$f")
-    want=$(grep -m1 "^$name: " "$dir/OUTCOMES" 2>/dev/null | cut -d' ' -f2-)
-    got=$(printf '%s\n' "$out" | grep -m1 "^$name: " | cut -d' ' -f2-)
+    want=$(grep -a -m1 "^$name: " "$dir/OUTCOMES" 2>/dev/null | cut -d' ' -f2-)
+    got=$(printf '%s\n' "$out" | grep -a -m1 "^$name: " | cut -d' ' -f2-)
     if [ -z "$want" ]; then
       echo "not ok - $target/$name: no line for it in $dir""OUTCOMES (got '$got')"
       failures=$((failures + 1))

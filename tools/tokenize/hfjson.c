@@ -176,6 +176,13 @@ static int piece_bytes(const tokenizer *t, const char *s, char *out)
     return o;
 }
 
+static int is_utf8(const char *s)
+{
+    for (size_t i = 0, n = strlen(s), k; i < n; i += k)
+        if ((k = (size_t)utf8_valid_len((const unsigned char *)s + i, n - i)) == 0) return 0;
+    return 1;
+}
+
 /* A token id of the file: an integer in [0, TOKENIZER_MAX_IDS); what names the token's field. */
 static int32_t token_id(const tokenizer *t, const cJSON *id, const char *what, const char *token)
 {
@@ -196,9 +203,12 @@ static void read_vocab(tokenizer *t, const cJSON *vocab_json)
         char *bytes = fit_buf(&buf, strlen(e->string));
         int32_t id = token_id(t, e, "model.vocab token", e->string);
         int len = piece_bytes(t, e->string, bytes);
-        if (len < 0)
-            sl_fatal("tokenizer '%s': model.vocab token \"%s\" is not spelled in the byte-level alphabet "
-                     "(expected by its ByteLevel pre-tokenizer)", t->path, e->string);
+        if (len < 0) {
+            int shown = is_utf8(e->string);
+            sl_fatal("tokenizer '%s': model.vocab token %d (%s%s%s) is not spelled in the byte-level alphabet (expected "
+                     "by its ByteLevel pre-tokenizer)", t->path, id, shown ? "\"" : "", shown ? e->string : "ill-formed UTF-8",
+                     shown ? "\"" : "");
+        }
         pieces_put(&t->v, id, bytes, len, 0);
     }
     free(buf.s);
