@@ -260,8 +260,10 @@ void h5edit_apply(const char *path, const uint8_t *ops, size_t n, const char *co
     if (child < 0) sl_fatal("h5edit: cannot fork to edit %s: %s", path, strerror(errno));
     if (child == 0) _exit(edit_file(path, ops, n, extra_paths, extra_attrs) ? 0 : 1); /* no exit handlers */
     int status;
-    if (waitpid(child, &status, 0) != child) sl_fatal("h5edit: waiting for the edit of %s failed: %s", path, strerror(errno));
-    if (WIFSIGNALED(status)) fprintf(stderr, "h5edit: the edit of %s ended on signal %d\n", path, WTERMSIG(status));
+    pid_t got;
+    while ((got = waitpid(child, &status, 0)) < 0 && errno == EINTR) {} /* libFuzzer's -timeout alarm */
+    if (got < 0 && errno != ECHILD) sl_fatal("h5edit: waiting for the edit of %s failed: %s", path, strerror(errno));
+    if (got == child && WIFSIGNALED(status)) fprintf(stderr, "h5edit: the edit of %s ended on signal %d\n", path, WTERMSIG(status));
 }
 
 const uint8_t *h5edit_base(const char *name, void (*make)(void *path), size_t *size)
