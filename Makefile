@@ -6,6 +6,7 @@
 #   make test-gpu   build and run the GPU tests (tests/gpu) on a machine with a GPU
 #   make test-fresh the README's two commands in a bare Debian 12 chroot, as root (tests/fresh; 6-11 min)
 #   make test-asan  the suite against an AddressSanitizer + UBSan build of HEAD (tests/asan; about 30 min)
+#   make fuzz       each libFuzzer target of tests/fuzz for FUZZ_SECONDS (default 600), one at a time (clang)
 #   make demo       install what the demo needs (as root), build, run jobs/demo.sh
 CC       ?= gcc
 NVCC     ?= nvcc
@@ -116,7 +117,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 GPU_BINS  := $(if $(filter 1,$(CUDA)),$(GPU_TEST_SRCS:tests/gpu/%.cu=$(BUILD)/tests/gpu/%))
 
-.PHONY: all build-line deps test test-gpu test-fresh test-asan demo clean help tests-bin bench-gpu-bins
+.PHONY: all build-line deps test test-gpu test-fresh test-asan fuzz demo clean help tests-bin bench-gpu-bins
 all: build-line $(BIN)/shardlora $(TOOLS)
 
 build-line:
@@ -158,7 +159,28 @@ $(BUILD)/tests/gpu/test_%: $(BUILD)/tests/gpu/test_%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $^ -o $@ $(LDLIBS)
 
-tests-bin: all $(UNIT_BINS) $(GPU_BINS)
+# The tools' objects but their main, for programs that call into a tool (the fuzz targets).
+$(BUILD)/tools/%.a: $$(addprefix $(BUILD)/,$$(addsuffix .o,$$(basename $$(filter-out tools/$$*/main.c,$$(wildcard tools/$$*/*.c)))))
+	$(AR) rcs $@ $^
+
+# Fuzz targets (tests/fuzz/fuzz_NAME.c) as $(BUILD)/fuzzers/NAME: here each is linked with replay.c,
+# which tests/fuzz/test_regressions.sh runs on the regression inputs; make fuzz links them with
+# libFuzzer instead (FUZZ_MAIN empty, FUZZ_LDFLAGS=-fsanitize=fuzzer, see tests/fuzz/run.sh).
+FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS    := $(FUZZ_NAMES:%=$(BUILD)/fuzzers/%)
+FUZZ_SUPPORT := $(patsubst %.c,$(BUILD)/%.o,$(filter-out tests/fuzz/fuzz_%.c tests/fuzz/replay.c,$(wildcard tests/fuzz/*.c)))
+FUZZ_MAIN    ?= $(BUILD)/tests/fuzz/replay.o
+$(BUILD)/tests/fuzz/%.o: CFLAGS += -Itools/import -Itools/tokenize
+$(BUILD)/fuzzers/%: $(BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_SUPPORT) $(FUZZ_MAIN) $(BUILD)/tools/import.a \
+                    $(BUILD)/tools/tokenize.a $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(FUZZ_LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# kept, not deleted as intermediates of the chain above
+.SECONDARY: $(BUILD)/tools/import.a $(BUILD)/tools/tokenize.a $(FUZZ_SUPPORT) \
+            $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/fuzz_%.o)
+
+tests-bin: all $(UNIT_BINS) $(GPU_BINS) $(FUZZ_BINS)
 
 # GPU benchmarks (bench/gpu/NAME.cu): standalone programs build/bench/gpu/NAME.
 BENCH_GPU_BINS := $(if $(filter 1,$(CUDA)),$(patsubst bench/gpu/%.cu,$(BUILD)/bench/gpu/%,$(wildcard bench/gpu/*.cu)))
@@ -187,6 +209,9 @@ test-fresh:
 test-asan:
 	@tests/asan/run.sh
 
+fuzz:
+	@tests/fuzz/run.sh
+
 demo:
 	@tools/install-deps.sh
 	@$(MAKE) --no-print-directory all
@@ -197,6 +222,6 @@ clean:
 	find $(BUILD) -mindepth 1 -maxdepth 1 ! -name deps -exec rm -rf {} + 2>/dev/null; rm -rf $(BIN)
 
 help:
-	@sed -n '1,9p' Makefile
+	@sed -n '1,10p' Makefile
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

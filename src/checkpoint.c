@@ -142,16 +142,18 @@ void checkpoint_save(const sl_model *m, float *const roles[CKPT_ROLES], const sl
 typedef struct {
     const sl_model *m;
     const char *path;
+    hid_t f; /* the candidate while a probe has it open: try_probe closes it when the probe fails */
 } probe_arg;
 
 /* A candidate's identity (calling rank): a damaged or partial file fails here. */
 static void probe(void *arg)
 {
-    const probe_arg *a = arg;
-    hid_t f = h5_open(a->path, "checkpoint", 0, MPI_COMM_NULL);
-    char *kind = h5_attr_string(f, "/", "shardlora_kind");
+    probe_arg *a = arg;
+    hid_t f = a->f = h5_open(a->path, "checkpoint", 0, MPI_COMM_NULL);
+    char kind[64], *stored = h5_attr_string(f, "/", "shardlora_kind");
+    snprintf(kind, sizeof kind, "%s", stored);
+    free(stored);
     if (strcmp(kind, "checkpoint") != 0) sl_fatal("%s: not a checkpoint (shardlora_kind is '%s')", a->path, kind);
-    free(kind);
     h5_attr_int(f, "/", "step");
     h5_attr_int(f, "/", "lora_r");
     free(h5_attr_string(f, "/", "quantization"));
@@ -159,13 +161,14 @@ static void probe(void *arg)
     free(h5_attr_string(f, "/", "model_signature"));
     if (!h5_is_group(f, "/shardlora/options")) sl_fatal("%s: group /shardlora/options (the run's options) is missing", a->path);
     h5_close(f);
+    a->f = -1;
 }
 
 /* A candidate's datasets, once its options are known to match: missing ones mean damage. */
 static void probe_datasets(void *arg)
 {
-    const probe_arg *a = arg;
-    hid_t f = h5_open(a->path, "checkpoint", 0, MPI_COMM_NULL);
+    probe_arg *a = arg;
+    hid_t f = a->f = h5_open(a->path, "checkpoint", 0, MPI_COMM_NULL);
     char path[256];
     for (int r = 0; r < CKPT_ROLES; r++)
         for (int u = 0; u < a->m->n_units; u++) {
@@ -179,6 +182,17 @@ static void probe_datasets(void *arg)
             }
         }
     h5_close(f);
+    a->f = -1;
+}
+
+/* A probe under rt_try: a damaged candidate is skipped, so what the failed probe had open is
+ * closed here (the run goes on past any number of them). */
+static int try_probe(void (*fn)(void *), probe_arg *a, char *why, size_t len)
+{
+    int ok = rt_try(fn, a, why, len);
+    if (!ok && a->f >= 0) h5_close_all(a->f);
+    a->f = -1;
+    return ok;
 }
 
 typedef struct {
@@ -268,13 +282,13 @@ int checkpoint_resume(sl_model *m, float *const roles[CKPT_ROLES], const sl_conf
     char (*list)[4096], why[4096] = "";
     int n = candidates(cfg, &list), explicit = strcmp(cfg->resume, "auto") != 0;
     for (int i = 0; i < n; i++) {
-        probe_arg pa = {.m = m, .path = list[i]};
-        int ok = RT.rank != 0 || rt_try(probe, &pa, why, sizeof why);
+        probe_arg pa = {.m = m, .path = list[i], .f = -1};
+        int ok = RT.rank != 0 || try_probe(probe, &pa, why, sizeof why);
         MPI_CHECK(MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD));
         if (ok) {
             compat_arg ca = {.probe = &pa, .cfg = cfg};
             rt_rank0_checks(check_compatible, &ca); /* a mismatch is the user's to fix: fatal */
-            ok = RT.rank != 0 || rt_try(probe_datasets, &pa, why, sizeof why);
+            ok = RT.rank != 0 || try_probe(probe_datasets, &pa, why, sizeof why);
             MPI_CHECK(MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD));
         }
         if (ok) ok = load_verified(m, roles, list[i], meta, why, sizeof why);

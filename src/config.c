@@ -128,9 +128,12 @@ static const struct { const char *name; int id; const char *summary; } COMMANDS[
 noreturn static void config_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 noreturn static void config_error(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    rt_trap_error(fmt, ap); /* caught under rt_try (the option parser's fuzz target) */
+    va_end(ap);
     if (RT.rank == 0) {
         char msg[1024];
-        va_list ap;
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);

@@ -102,6 +102,17 @@ void h5_close(hid_t file)
     if (file >= 0 && H5Fclose(file) < 0) sl_fatal("closing HDF5 file failed (disk full or I/O error?)");
 }
 
+void h5_close_all(hid_t file)
+{
+    const unsigned kinds = H5F_OBJ_DATASET | H5F_OBJ_GROUP | H5F_OBJ_DATATYPE | H5F_OBJ_ATTR | H5F_OBJ_LOCAL;
+    ssize_t n = H5Fget_obj_count(file, kinds);
+    hid_t *ids = n > 0 ? sl_malloc((size_t)n * sizeof *ids, "open HDF5 objects") : NULL;
+    if (n > 0) n = H5Fget_obj_ids(file, kinds, (size_t)n, ids);
+    for (ssize_t i = 0; i < n; i++) H5Idec_ref(ids[i]);
+    free(ids);
+    H5Fclose(file); /* its own error, if any, adds nothing to the one being handled */
+}
+
 int h5_has(hid_t file, const char *path)
 {
     char buf[1024];
@@ -211,8 +222,11 @@ h5_shape h5_shape_of(hid_t file, const char *path)
     hid_t t = H5Dget_type(d), s = H5Dget_space(d);
     h5_shape sh = {.dtype = classify(t)};
     sh.ndims = H5Sget_simple_extent_ndims(s);
-    if (sh.ndims > H5IO_MAXDIMS) sl_fatal("%s: dataset %s has %d dimensions (at most %d supported)",
-                                          h5_name(file), path, sh.ndims, H5IO_MAXDIMS);
+    if (sh.ndims > H5IO_MAXDIMS) {
+        H5Tclose(t), H5Sclose(s), H5Dclose(d); /* before the error: the checkpoint probes catch it */
+        sl_fatal("%s: dataset %s has %d dimensions (at most %d supported)", h5_name(file), path, sh.ndims,
+                 H5IO_MAXDIMS);
+    }
     hsize_t dims[H5IO_MAXDIMS];
     H5Sget_simple_extent_dims(s, dims, NULL);
     sh.n = 1;
@@ -613,13 +627,36 @@ static H5T_class_t attr_class(hid_t a)
     return c;
 }
 
+/* The single-value getters read into one variable: an attribute of several values (an array, as an
+ * edited file may hold) would overflow it. */
+/* An attribute getter's error, after closing the attribute (and its type, when t >= 0): the
+ * checkpoint probes run under rt_try, where what an error leaves open stays open. */
+static noreturn void attr_error(hid_t file, hid_t a, hid_t t, const char *obj, const char *name, const char *what)
+{
+    char msg[4352];
+    snprintf(msg, sizeof msg, "%s: attribute '%s' of %s %s", h5_name(file), name, obj, what);
+    if (t >= 0) H5Tclose(t);
+    H5Aclose(a);
+    sl_fatal("%s", msg);
+}
+
+static void expect_one_value(hid_t file, hid_t a, const char *obj, const char *name)
+{
+    hid_t s = H5Aget_space(a);
+    hssize_t n = H5Sget_simple_extent_npoints(s);
+    H5Sclose(s);
+    char what[96];
+    snprintf(what, sizeof what, "holds %lld values (expected a single value)", (long long)n);
+    if (n != 1) attr_error(file, a, -1, obj, name, what);
+}
+
 int64_t h5_attr_int(hid_t file, const char *obj, const char *name)
 {
     hid_t a = open_attr(file, obj, name);
-    if (attr_class(a) != H5T_INTEGER)
-        sl_fatal("%s: attribute '%s' of %s must be an integer", h5_name(file), name, obj);
+    expect_one_value(file, a, obj, name);
+    if (attr_class(a) != H5T_INTEGER) attr_error(file, a, -1, obj, name, "must be an integer");
     int64_t v = 0;
-    if (H5Aread(a, H5T_NATIVE_INT64, &v) < 0) sl_fatal("%s: cannot read attribute '%s' of %s", h5_name(file), name, obj);
+    if (H5Aread(a, H5T_NATIVE_INT64, &v) < 0) attr_error(file, a, -1, obj, name, "cannot be read");
     H5Aclose(a);
     return v;
 }
@@ -627,11 +664,11 @@ int64_t h5_attr_int(hid_t file, const char *obj, const char *name)
 double h5_attr_double(hid_t file, const char *obj, const char *name)
 {
     hid_t a = open_attr(file, obj, name);
+    expect_one_value(file, a, obj, name);
     H5T_class_t c = attr_class(a);
-    if (c != H5T_FLOAT && c != H5T_INTEGER)
-        sl_fatal("%s: attribute '%s' of %s must be a number", h5_name(file), name, obj);
+    if (c != H5T_FLOAT && c != H5T_INTEGER) attr_error(file, a, -1, obj, name, "must be a number");
     double v = 0;
-    if (H5Aread(a, H5T_NATIVE_DOUBLE, &v) < 0) sl_fatal("%s: cannot read attribute '%s' of %s", h5_name(file), name, obj);
+    if (H5Aread(a, H5T_NATIVE_DOUBLE, &v) < 0) attr_error(file, a, -1, obj, name, "cannot be read");
     H5Aclose(a);
     return v;
 }
@@ -639,8 +676,9 @@ double h5_attr_double(hid_t file, const char *obj, const char *name)
 char *h5_attr_string(hid_t file, const char *obj, const char *name)
 {
     hid_t a = open_attr(file, obj, name);
+    expect_one_value(file, a, obj, name);
     hid_t t = H5Aget_type(a);
-    if (H5Tget_class(t) != H5T_STRING) sl_fatal("%s: attribute '%s' of %s must be a string", h5_name(file), name, obj);
+    if (H5Tget_class(t) != H5T_STRING) attr_error(file, a, t, obj, name, "must be a string");
     char *out;
     if (H5Tis_variable_str(t) > 0) {
         char *vs = NULL;

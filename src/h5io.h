@@ -24,6 +24,9 @@ typedef struct {
 hid_t h5_open(const char *path, const char *what, int writable, MPI_Comm comm);
 hid_t h5_create(const char *path, const char *what, MPI_Comm comm);
 void h5_close(hid_t file);
+/* Close the file and every object of it still open: after an error caught by rt_try, which leaves
+ * open what the failed check had opened (and the file with them). */
+void h5_close_all(hid_t file);
 /* The file's path, for messages. Valid until the file is closed. */
 const char *h5_name(hid_t file);
 

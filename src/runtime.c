@@ -85,12 +85,16 @@ void log_warn(const char *fmt, ...)
 static jmp_buf *check_trap;
 static char trapped_msg[4096];
 
+void rt_trap_error(const char *fmt, va_list ap)
+{
+    if (!check_trap) return;
+    vsnprintf(trapped_msg, sizeof trapped_msg, fmt, ap);
+    longjmp(*check_trap, 1);
+}
+
 noreturn void sl_vfatal(const char *fmt, va_list ap)
 {
-    if (check_trap) {
-        vsnprintf(trapped_msg, sizeof trapped_msg, fmt, ap);
-        longjmp(*check_trap, 1);
-    }
+    rt_trap_error(fmt, ap);
     print_prefixed("error", fmt, ap);
     if (RT.mpi && RT.world > 1) MPI_Abort(MPI_COMM_WORLD, 1);
     if (RT.mpi) MPI_Finalize();
@@ -108,6 +112,9 @@ noreturn void sl_usage_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    rt_trap_error(fmt, ap);
+    va_end(ap);
+    va_start(ap, fmt);
     print_prefixed("error", fmt, ap);
     va_end(ap);
     rt_finalize();
@@ -117,6 +124,10 @@ noreturn void sl_usage_error(const char *fmt, ...)
 /* Every rank ends cleanly (no abort), after those that speak have printed the message. */
 noreturn static void end_all(int speak, const char *fmt, va_list ap)
 {
+    va_list trapped;
+    va_copy(trapped, ap);
+    rt_trap_error(fmt, trapped); /* under rt_try (the fuzz targets) the error is caught instead */
+    va_end(trapped);
     if (speak) print_prefixed("error", fmt, ap);
     rt_finalize();
     exit(1);
@@ -216,6 +227,14 @@ static void print_error(const char *msg, ...)
     va_end(ap);
 }
 
+static void trap_text(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    rt_trap_error(fmt, ap);
+    va_end(ap);
+}
+
 int rt_try(void (*fn)(void *), void *arg, char *msg, size_t len)
 {
     jmp_buf trap, *volatile outer = check_trap;
@@ -236,7 +255,12 @@ void rt_rank0_checks(void (*fn)(void *), void *arg)
     if (RT.rank == 0) failed = !rt_try(fn, arg, trapped_msg, sizeof trapped_msg);
     if (RT.mpi) MPI_CHECK(MPI_Bcast(&failed, 1, MPI_INT, 0, MPI_COMM_WORLD));
     if (!failed) return;
-    if (RT.rank == 0) print_error("%s", trapped_msg);
+    if (RT.rank == 0) {
+        char msg[sizeof trapped_msg];
+        snprintf(msg, sizeof msg, "%s", trapped_msg);
+        trap_text("%s", msg); /* inside an outer rt_try, caught there */
+        print_error("%s", msg);
+    }
     rt_finalize();
     exit(1);
 }

@@ -78,6 +78,12 @@ void rt_make_directory(const char *dir);
  * error message in msg. For trying inputs that may be damaged (checkpoints) without ending the run. */
 int rt_try(void (*fn)(void *), void *arg, char *msg, size_t len);
 
+/* Inside rt_try: record the error and jump back to it. Outside: return, for the caller to report
+ * it. Every path that ends the process on an error calls it first (sl_fatal, sl_usage_error,
+ * rt_agree, rt_fail_all, rt_rank0_checks, the option parser's usage errors), so the fuzz targets
+ * can run them in one process; a normal run never calls those under rt_try. */
+void rt_trap_error(const char *fmt, va_list ap);
+
 /* Run checks on rank 0 alone (collective): an sl_fatal raised inside fn is caught, printed once
  * by rank 0, and every rank exits with status 1 without an abort. Use it to validate inputs that
  * every rank would find equally bad (options, file structure) before any collective I/O. */

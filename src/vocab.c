@@ -97,6 +97,7 @@ void vocab_load(vocab *v, const char *path)
     size_t len;
     vocab_reader r = {.path = path, .buf = read_whole_file(path, "tokenizer", &len)};
     r.len = len;
+    v->bytes = (char *)r.buf; /* v's from here, so vocab_free releases it after a caught error too */
     if (len < 4) sl_fatal("tokenizer file '%s' is truncated: %zu bytes, too short for its 4-byte header", path, len);
     memcpy(&v->max_len, r.buf, 4);
     r.pos = 4;
@@ -104,7 +105,6 @@ void vocab_load(vocab *v, const char *path)
         sl_fatal("tokenizer file '%s': max_token_length is %d (expected 1..4096; is this a llama2.c "
                  "tokenizer.bin?)", path, v->max_len);
     read_entries(v, &r);
-    v->bytes = (char *)r.buf;
     check_byte_fallback(v, path);
     build_index(v);
 }

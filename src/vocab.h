@@ -26,7 +26,8 @@ typedef struct {
 } vocab_reader;
 void vocab_take(vocab_reader *r, void *dst, size_t n, const char *what, int entry);
 
-/* Load and check a tokenizer file; every problem is fatal and names the file. */
+/* Load and check a tokenizer file; every problem is fatal and names the file. After an error
+ * caught by rt_try, vocab_free releases what was loaded. */
 void vocab_load(vocab *v, const char *path);
 /* The id of the piece s[0..len), or -1. With duplicate pieces the lowest id wins. */
 int32_t vocab_find(const vocab *v, const char *s, int len);

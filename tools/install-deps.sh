@@ -6,14 +6,16 @@
 #                                   the Hugging Face stack from PyPI that tests/hf checks against
 #                                   (tools/hf-venv.sh, cached outside the checkout) and, with nvcc on
 #                                   the PATH, the cuDNN frontend headers (from PyPI)
+#   tools/install-deps.sh --fuzz    also what make fuzz needs: clang with libFuzzer and LLVM's OpenMP
 # Without root, a missing package stops it with the apt-get line to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tests=0
+tests=0 fuzz=0
 case "${1:-}" in
   "") ;;
   --tests) tests=1 ;;
-  *) echo "usage: $0 [--tests]" >&2; exit 2 ;;
+  --fuzz) fuzz=1 ;;
+  *) echo "usage: $0 [--tests | --fuzz]" >&2; exit 2 ;;
 esac
 pkgs=(build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
       libopenblas-dev libcjson-dev libpcre2-dev libicu-dev libslurm-dev)
@@ -24,6 +26,8 @@ if [ "$tests" = 1 ]; then
         slurmctld slurmd slurm-client munge libpmix-dev iproute2 procps time valgrind python3-venv)
   command -v nvcc >/dev/null && ! python3 -m pip --version >/dev/null 2>&1 && pkgs+=(python3-pip)
 fi
+# the fuzz build only (make fuzz); the normal build is gcc's
+[ "$fuzz" = 1 ] && pkgs+=(clang-14 libclang-rt-14-dev libomp-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

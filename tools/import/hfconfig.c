@@ -1,4 +1,5 @@
 /* hfconfig: a Hugging Face config.json read into the model config, with HF's defaults. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,14 +25,20 @@ static const cJSON *field(const hf_json *j, const char *name)
     return cJSON_IsNull(v) ? NULL : v;
 }
 
+/* A whole number that fits an int, tested before converting (a larger one has no int). */
+static int is_int(const cJSON *v)
+{
+    return cJSON_IsNumber(v) && v->valuedouble >= INT_MIN && v->valuedouble <= INT_MAX &&
+           v->valuedouble == floor(v->valuedouble);
+}
+
 /* An integer field; required when dflt is NULL. */
 static int get_int(const hf_json *j, const char *name, const int *dflt)
 {
     const cJSON *v = field(j, name);
     if (!v && dflt) return *dflt;
     if (!v) sl_fatal("%s: '%s%s' is missing", j->path, j->object, name);
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble)
-        sl_fatal("%s: '%s%s' must be an integer", j->path, j->object, name);
+    if (!is_int(v)) sl_fatal("%s: '%s%s' must be an integer", j->path, j->object, name);
     return (int)v->valuedouble;
 }
 
@@ -58,8 +65,7 @@ static int get_token_id(const hf_json *j, const char *name, int dflt)
     const cJSON *v = field(j, name);
     if (cJSON_IsArray(v)) {
         v = v->child;
-        if (!cJSON_IsNumber(v))
-            sl_fatal("%s: '%s' must be an integer or a non-empty list of integers", j->path, name);
+        if (!is_int(v)) sl_fatal("%s: '%s' must be an integer or a non-empty list of integers", j->path, name);
         return (int)v->valuedouble;
     }
     return get_int(j, name, &dflt);
@@ -173,6 +179,12 @@ void hfconfig_read(const char *dir, sl_model_config *c)
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     cJSON *json = json_read_file(path, "model config");
+    hfconfig_from_json(json, path, c);
+    cJSON_Delete(json);
+}
+
+void hfconfig_from_json(const cJSON *json, const char *path, sl_model_config *c)
+{
     hf_json j = {json, path, ""};
     memset(c, 0, sizeof *c);
     snprintf(c->architecture, sizeof c->architecture, "%s", architecture(&j));
@@ -203,5 +215,4 @@ void hfconfig_read(const char *dir, sl_model_config *c)
     c->eos_token_id = get_token_id(&j, "eos_token_id", 2);
     const char *problem = modelcfg_problem(c);
     if (problem) sl_fatal("%s: %s", path, problem);
-    cJSON_Delete(json);
 }

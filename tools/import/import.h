@@ -26,6 +26,9 @@ typedef struct {
 
 /* DIR/config.json into cfg: architecture, sizes and HF's defaults; unsupported options are fatal. */
 void hfconfig_read(const char *dir, sl_model_config *cfg);
+/* The same from config.json parsed already (path names it in messages); json stays the caller's,
+ * also after an error caught by rt_try. */
+void hfconfig_from_json(const cJSON *json, const char *path, sl_model_config *cfg);
 
 void import_hf(const char *dir, const char *out_path, const import_options *opt);
 void import_llama2c(const char *bin_path, const char *out_path, const import_options *opt);
@@ -76,7 +79,8 @@ void import_agree(import_writer *w, int64_t key, const char *msg);
  * and agree on its outcome: a failure is printed once, by the lowest rank, and ends every rank. */
 void import_checked(void (*fn)(void *), void *arg);
 
-/* Parse a whole JSON file; a missing file or bad JSON is fatal, "what" names its role. */
+/* Parse a whole JSON file; a missing file or bad JSON is fatal, "what" names its role (and holds
+ * nothing of the file then, for callers that catch the error with rt_try). */
 cJSON *json_read_file(const char *path, const char *what);
 
 #endif

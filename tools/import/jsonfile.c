@@ -15,15 +15,14 @@ cJSON *json_read_file(const char *path, const char *what)
     long long size = (long long)ftello(f);
     rewind(f);
     char *text = sl_malloc((size_t)size + 1, path);
-    if (fread(text, 1, (size_t)size, f) != (size_t)size) sl_fatal("%s: read error", path);
+    size_t got = fread(text, 1, (size_t)size, f);
     fclose(f);
-    text[size] = 0;
-    cJSON *json = cJSON_ParseWithLength(text, (size_t)size);
-    if (!json) {
-        const char *at = cJSON_GetErrorPtr();
-        long long pos = at && at >= text && at <= text + size ? (long long)(at - text) : -1;
-        sl_fatal("%s: %s is not valid JSON (error near byte %lld)", path, what, pos);
-    }
+    text[got] = 0;
+    cJSON *json = got == (size_t)size ? cJSON_ParseWithLength(text, (size_t)size) : NULL;
+    const char *at = cJSON_GetErrorPtr();
+    long long pos = at && at >= text && at <= text + size ? (long long)(at - text) : -1;
     free(text);
+    if (got != (size_t)size) sl_fatal("%s: read error", path);
+    if (!json) sl_fatal("%s: %s is not valid JSON (error near byte %lld)", path, what, pos);
     return json;
 }

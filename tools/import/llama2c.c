@@ -37,7 +37,8 @@ static l2c_header read_header(int fd, const char *path, int64_t file_size)
     if (h[0] == 0x616b3432)
         sl_fatal("%s: this is a versioned llama2.c export (magic 'ak42'); expected the legacy format "
                  "(export with --version 0)", path);
-    l2c_header hd = {h[0], h[1], h[2], h[3], h[4], abs(h[5]), h[6], h[5] > 0};
+    /* abs(INT_MIN) does not exist: that vocab_size is refused as 0 */
+    l2c_header hd = {h[0], h[1], h[2], h[3], h[4], h[5] == INT_MIN ? 0 : abs(h[5]), h[6], h[5] > 0};
     if (hd.dim <= 0 || hd.hidden_dim <= 0 || hd.n_layers <= 0 || hd.n_heads <= 0 || hd.n_kv_heads <= 0 ||
         hd.vocab_size <= 0 || hd.seq_len <= 0 || hd.dim % hd.n_heads != 0 || hd.n_heads % hd.n_kv_heads != 0)
         sl_fatal("%s: header (dim %d, hidden_dim %d, n_layers %d, n_heads %d, n_kv_heads %d, vocab_size %d, "
@@ -58,24 +59,38 @@ static sl_model_config config_of(const l2c_header *h)
     return c;
 }
 
-/* Fills the region table in file order; returns the total number of floats after the header. */
+/* a * b and a + b, or INT64_MAX when they overflow: the layout a damaged header describes can
+ * exceed any file, and is then reported as not matching the file's size. */
+static int64_t mul_or_max(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+}
+static int64_t add_or_max(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
+/* Fills the region table in file order; returns the total number of floats after the header
+ * (INT64_MAX when that overflows). */
 static int64_t layout(const l2c_header *h, l2c_region r[L2C_N_REGIONS])
 {
     const int64_t D = h->dim, F = h->hidden_dim, L = h->n_layers, V = h->vocab_size,
                   KV = (int64_t)h->n_kv_heads * (D / h->n_heads);
     const struct { const char *module; int64_t floats; } order[L2C_N_REGIONS] = {
         {"/model/embed_tokens/weight", V * D}, {"input_layernorm/weight", L * D},
-        {"self_attn/q_proj/weight", L * D * D}, {"self_attn/k_proj/weight", L * KV * D},
-        {"self_attn/v_proj/weight", L * KV * D}, {"self_attn/o_proj/weight", L * D * D},
-        {"post_attention_layernorm/weight", L * D}, {"mlp/gate_proj/weight", L * F * D},
-        {"mlp/down_proj/weight", L * D * F}, {"mlp/up_proj/weight", L * F * D}, {"/model/norm/weight", D},
-        {"legacy rotary tables", (int64_t)h->seq_len * (D / h->n_heads)},
+        {"self_attn/q_proj/weight", mul_or_max(L, D * D)}, {"self_attn/k_proj/weight", mul_or_max(L, KV * D)},
+        {"self_attn/v_proj/weight", mul_or_max(L, KV * D)}, {"self_attn/o_proj/weight", mul_or_max(L, D * D)},
+        {"post_attention_layernorm/weight", L * D}, {"mlp/gate_proj/weight", mul_or_max(L, F * D)},
+        {"mlp/down_proj/weight", mul_or_max(L, D * F)}, {"mlp/up_proj/weight", mul_or_max(L, F * D)},
+        {"/model/norm/weight", D}, {"legacy rotary tables", (int64_t)h->seq_len * (D / h->n_heads)},
         {"/lm_head/weight", h->shared_classifier ? 0 : V * D},
     };
     int64_t at = 0;
     for (int i = 0; i < L2C_N_REGIONS; i++) {
         r[i] = (l2c_region){order[i].module, at};
-        at += order[i].floats;
+        at = add_or_max(at, order[i].floats);
     }
     return at;
 }
@@ -157,13 +172,16 @@ static void open_checkpoint(void *arg)
         sl_fatal("llama2.c checkpoint %s is not a regular file (expected the file itself)", im->path);
     int64_t file_size = (int64_t)sb.st_size;
     im->h = read_header(im->fd, im->path, file_size);
-    int64_t expected = L2C_HEADER_BYTES + 4 * layout(&im->h, im->regions);
+    int64_t expected = add_or_max(L2C_HEADER_BYTES, mul_or_max(4, layout(&im->h, im->regions)));
     if (file_size != expected)
-        sl_fatal("%s: %s: expected %lld bytes for dim %d, %d layers, vocab %d%s, found %lld", im->path,
+        sl_fatal("%s: %s: expected %s%lld bytes for dim %d, %d layers, vocab %d%s, found %lld", im->path,
                  file_size < expected ? "file is truncated" : "file is longer than its header says",
-                 (long long)expected, im->h.dim, im->h.n_layers, im->h.vocab_size,
-                 im->h.shared_classifier ? "" : " with a separate classifier", (long long)file_size);
+                 expected == INT64_MAX ? "more than " : "", (long long)expected, im->h.dim, im->h.n_layers,
+                 im->h.vocab_size, im->h.shared_classifier ? "" : " with a separate classifier", (long long)file_size);
     im->cfg = config_of(&im->h);
+    /* as hfconfig does: an odd head_dim, say, would not survive the rotary permutation */
+    const char *problem = modelcfg_problem(&im->cfg);
+    if (problem) sl_fatal("%s: the header describes no valid model: %s", im->path, problem);
     im->n = modelcfg_tensor_count(&im->cfg);
     im->specs = sl_malloc(sizeof *im->specs * (size_t)im->n, "tensor table");
     modelcfg_tensors(&im->cfg, im->specs, im->n);

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -48,10 +49,13 @@ static void parse_header(st_file *st, uint64_t len)
                  st->path, (unsigned long long)len);
 }
 
+/* A count or offset: a whole number in [0, 2^63), tested as a double before converting (a larger one
+ * does not fit an int64_t). */
 static int64_t json_count(const st_file *st, const char *tensor, const char *field, const cJSON *v)
 {
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble != (double)(int64_t)v->valuedouble)
-        sl_fatal("%s: tensor %s: %s must hold non-negative integers", st->path, tensor, field);
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble < 0x1p63) ||
+        v->valuedouble != floor(v->valuedouble))
+        sl_fatal("%s: tensor %s: %s must hold non-negative integers below 2^63", st->path, tensor, field);
     return (int64_t)v->valuedouble;
 }
 
@@ -70,7 +74,13 @@ static void parse_shape(const st_file *st, const char *name, const cJSON *shape,
         sl_fatal("%s: tensor %s has %d dimensions (at most %d supported)", st->path, name, t->ndims, ST_MAXDIMS);
     t->n = 1;
     int d = 0;
-    for (const cJSON *v = shape->child; v; v = v->next) t->n *= t->dims[d++] = json_count(st, name, "shape", v);
+    for (const cJSON *v = shape->child; v; v = v->next, d++) {
+        t->dims[d] = json_count(st, name, "shape", v);
+        if (t->dims[d] > 0 && t->n > INT64_MAX / t->dims[d])
+            sl_fatal("%s: tensor %s: shape dimension %d (%lld) makes more than 2^63 elements (damaged header)",
+                     st->path, name, d, (long long)t->dims[d]);
+        t->n *= t->dims[d];
+    }
 }
 
 /* Fill t from one header entry, checking everything against the file. */
@@ -97,9 +107,13 @@ static void parse_entry(const st_file *st, const cJSON *e, st_tensor *t)
                  st->path, name, (long long)begin, (long long)end, (long long)area);
     t->offset = st->data_start + begin;
     t->nbytes = end - begin;
-    if (t->nbytes != t->n * ST_DTYPES[di].size)
+    const int size = ST_DTYPES[di].size;
+    if (t->n > INT64_MAX / size)
+        sl_fatal("%s: tensor %s: %lld elements of %s are more than 2^63 bytes (damaged header)", st->path, name,
+                 (long long)t->n, t->dtype_name);
+    if (t->nbytes != t->n * size)
         sl_fatal("%s: tensor %s: data_offsets span %lld bytes, expected %lld (%lld elements of %s)", st->path,
-                 name, (long long)t->nbytes, (long long)(t->n * ST_DTYPES[di].size), (long long)t->n, t->dtype_name);
+                 name, (long long)t->nbytes, (long long)(t->n * size), (long long)t->n, t->dtype_name);
 }
 
 void st_open(st_file *st, const char *path)
@@ -126,7 +140,7 @@ void st_open(st_file *st, const char *path)
 
 void st_close(st_file *st)
 {
-    close(st->fd);
+    if (st->path && st->fd >= 0) close(st->fd); /* unopened when st_open stopped at an error caught by rt_try */
     cJSON_Delete(st->header);
     free(st->path);
     memset(st, 0, sizeof *st);

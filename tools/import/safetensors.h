@@ -27,6 +27,7 @@ typedef struct {
 } st_tensor;
 
 void st_open(st_file *st, const char *path);
+/* Also after st_open stopped at an error caught by rt_try: st holds what it had opened. */
 void st_close(st_file *st);
 /* Find a tensor by name; returns 0 when the file has no such tensor. */
 int st_find(const st_file *st, const char *name, st_tensor *t);

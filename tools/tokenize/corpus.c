@@ -61,9 +61,11 @@ void corpus_add(corpus *c, const int32_t *ids, int64_t n, const uint8_t *mask, i
     fit_scratch(c, n + 2);
     int64_t k = 0;
     if (c->bos_id >= 0) c->scratch[k] = c->bos_id, c->scratch_mask[k++] = 0;
-    memcpy(c->scratch + k, ids, (size_t)n * sizeof *ids);
-    if (mask) memcpy(c->scratch_mask + k, mask, (size_t)n);
-    else memset(c->scratch_mask + k, 1, (size_t)n);
+    if (n > 0) { /* an empty document may come with no ids array at all */
+        memcpy(c->scratch + k, ids, (size_t)n * sizeof *ids);
+        if (mask) memcpy(c->scratch_mask + k, mask, (size_t)n);
+        else memset(c->scratch_mask + k, 1, (size_t)n);
+    }
     k += n;
     if (c->eos_id >= 0) c->scratch[k] = c->eos_id, c->scratch_mask[k++] = 1;
     spill(c->tokens, c->scratch, sizeof *c->scratch, (size_t)k);

@@ -107,6 +107,10 @@ static void read_metaspace(tokenizer *t, const cJSON *p)
 {
     pre_step *st = tokenizer_add_pre(t, PRE_METASPACE);
     st->replacement = strdup(string_field(t, p, "replacement", "the Metaspace pre-tokenizer"));
+    tokenizer_require_utf8(t, st->replacement, "the Metaspace pre-tokenizer's replacement");
+    if (!st->replacement[0])
+        sl_fatal("tokenizer '%s': the Metaspace pre-tokenizer's replacement is empty (expected the text that stands "
+                 "for a space, such as U+2581)", t->path);
     const cJSON *scheme = cJSON_GetObjectItemCaseSensitive(p, "prepend_scheme");
     const char *s = cJSON_IsString(scheme) ? scheme->valuestring : bool_field(p, "add_prefix_space", 1) ? "always" : "never";
     if (!strcmp(s, "always")) st->prepend = PREPEND_ALWAYS;
@@ -136,7 +140,24 @@ static void read_pre_tokenizer(tokenizer *t, const cJSON *p)
 
 /* ---- the BPE model ---- */
 
-/* A vocabulary entry as raw bytes: byte-level tokens spell each byte as one character. */
+typedef struct {
+    char *s;
+    size_t cap;
+} char_buf;
+
+/* Room for n bytes and a terminator. */
+static char *fit_buf(char_buf *b, size_t n)
+{
+    if (n + 1 > b->cap) {
+        b->cap = 2 * n + 16;
+        b->s = realloc(b->s, b->cap);
+        if (!b->s) sl_fatal("out of memory reading a tokenizer (%zu bytes for a token)", b->cap);
+    }
+    return b->s;
+}
+
+/* A vocabulary entry as raw bytes: byte-level tokens spell each byte as one character; -1 when s
+ * is not spelled so. */
 static int piece_bytes(const tokenizer *t, const char *s, char *out)
 {
     if (!t->units_are_bytes) {
@@ -146,8 +167,8 @@ static int piece_bytes(const tokenizer *t, const char *s, char *out)
     }
     int o = 0;
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        int n;
-        int b = bytelevel_byte(utf8_decode(p, &n));
+        int n = utf8_valid_len(p, strlen((const char *)p)); /* JSON text may hold ill-formed bytes */
+        int b = n > 0 ? bytelevel_byte(utf8_decode(p, &n)) : -1;
         if (b < 0) return -1;
         out[o++] = (char)b;
         p += n;
@@ -155,30 +176,48 @@ static int piece_bytes(const tokenizer *t, const char *s, char *out)
     return o;
 }
 
+static int is_utf8(const char *s)
+{
+    for (size_t i = 0, n = strlen(s), k; i < n; i += k)
+        if ((k = (size_t)utf8_valid_len((const unsigned char *)s + i, n - i)) == 0) return 0;
+    return 1;
+}
+
+/* A token id of the file: an integer in [0, TOKENIZER_MAX_IDS); what names the token's field. */
+static int32_t token_id(const tokenizer *t, const cJSON *id, const char *what, const char *token)
+{
+    if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= TOKENIZER_MAX_IDS ||
+        id->valuedouble != (double)(int32_t)id->valuedouble)
+        sl_fatal("tokenizer '%s': %s \"%s\" has no valid id (expected an integer from 0 to %d)", t->path, what, token,
+                 TOKENIZER_MAX_IDS - 1);
+    return (int32_t)id->valuedouble;
+}
+
 static void read_vocab(tokenizer *t, const cJSON *vocab_json)
 {
     if (!cJSON_IsObject(vocab_json)) sl_fatal("tokenizer '%s': model.vocab must be an object of token -> id", t->path);
-    char *buf = NULL;
-    size_t cap = 0;
+    char_buf buf = {0};
     const cJSON *e;
     cJSON_ArrayForEach(e, vocab_json)
     {
-        size_t n = strlen(e->string);
-        if (n + 1 > cap) cap = 2 * n + 16, buf = realloc(buf, cap);
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= INT32_MAX)
-            sl_fatal("tokenizer '%s': model.vocab[\"%s\"] is not a valid id", t->path, e->string);
-        int len = piece_bytes(t, e->string, buf);
-        if (len < 0)
-            sl_fatal("tokenizer '%s': model.vocab token \"%s\" is not spelled in the byte-level alphabet "
-                     "(expected by its ByteLevel pre-tokenizer)", t->path, e->string);
-        pieces_put(&t->v, (int32_t)e->valuedouble, buf, len, 0);
+        char *bytes = fit_buf(&buf, strlen(e->string));
+        int32_t id = token_id(t, e, "model.vocab token", e->string);
+        int len = piece_bytes(t, e->string, bytes);
+        if (len < 0) {
+            int shown = is_utf8(e->string);
+            sl_fatal("tokenizer '%s': model.vocab token %d (%s%s%s) is not spelled in the byte-level alphabet (expected "
+                     "by its ByteLevel pre-tokenizer)", t->path, id, shown ? "\"" : "", shown ? e->string : "ill-formed UTF-8",
+                     shown ? "\"" : "");
+        }
+        pieces_put(&t->v, id, bytes, len, 0);
     }
-    free(buf);
+    free(buf.s);
     pieces_index(&t->v, NULL);
 }
 
-/* A merge is "left right" (older files) or ["left", "right"]. */
-static void merge_sides(const tokenizer *t, const cJSON *m, long rank, const char **l, const char **r, char *tmp)
+/* A merge is "left right" (older files) or ["left", "right"]; *tmp (grown as needed) holds the
+ * left side of the older form. */
+static void merge_sides(const tokenizer *t, const cJSON *m, long rank, const char **l, const char **r, char_buf *tmp)
 {
     if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) && cJSON_IsString(m->child->next)) {
         *l = m->child->valuestring, *r = m->child->next->valuestring;
@@ -187,38 +226,34 @@ static void merge_sides(const tokenizer *t, const cJSON *m, long rank, const cha
     const char *sp = cJSON_IsString(m) ? strchr(m->valuestring, ' ') : NULL;
     if (!sp) sl_fatal("tokenizer '%s': model.merges[%ld] is not \"left right\" or [left, right]", t->path, rank);
     size_t n = (size_t)(sp - m->valuestring);
-    memcpy(tmp, m->valuestring, n);
-    tmp[n] = '\0';
-    *l = tmp, *r = sp + 1;
-}
-
-static int32_t find_piece(const tokenizer *t, const char *s, char *buf)
-{
-    int n = piece_bytes(t, s, buf);
-    return n < 0 ? -1 : pieces_find(&t->v, buf, n);
+    char *left = fit_buf(tmp, n);
+    memcpy(left, m->valuestring, n);
+    left[n] = '\0';
+    *l = left, *r = sp + 1;
 }
 
 static void read_merges(tokenizer *t, const cJSON *merges)
 {
     int64_t n = cJSON_GetArraySize(merges);
     pairs_init(&t->pairs, n);
-    char *tmp = sl_malloc(4 * (size_t)t->v.max_len + 64, "merge"), *a = sl_malloc(2 * (size_t)t->v.max_len + 64, "merge");
+    char_buf tmp = {0}, a = {0}; /* the left side; both sides' bytes, one after the other */
     long rank = 0;
     const cJSON *m;
     cJSON_ArrayForEach(m, merges)
     {
         const char *l, *r;
-        merge_sides(t, m, rank, &l, &r, tmp);
-        int32_t li = find_piece(t, l, a), ri = find_piece(t, r, a);
-        int nl = piece_bytes(t, l, a), nr = piece_bytes(t, r, a + (nl > 0 ? nl : 0));
-        int32_t merged = li >= 0 && ri >= 0 && nl >= 0 && nr >= 0 ? pieces_find(&t->v, a, nl + nr) : -1;
+        merge_sides(t, m, rank, &l, &r, &tmp);
+        char *both = fit_buf(&a, strlen(l) + strlen(r)); /* piece_bytes writes at most a byte per byte */
+        int nl = piece_bytes(t, l, both), nr = nl < 0 ? -1 : piece_bytes(t, r, both + nl);
+        int32_t li = nl < 0 ? -1 : pieces_find(&t->v, both, nl), ri = nr < 0 ? -1 : pieces_find(&t->v, both + nl, nr);
+        int32_t merged = li >= 0 && ri >= 0 ? pieces_find(&t->v, both, nl + nr) : -1;
         if (merged < 0)
             sl_fatal("tokenizer '%s': model.merges[%ld] (\"%s\" + \"%s\") names a token missing from model.vocab", t->path,
                      rank, l, r);
         pairs_put(&t->pairs, li, ri, (int32_t)rank++, merged);
     }
-    free(tmp);
-    free(a);
+    free(tmp.s);
+    free(a.s);
 }
 
 static void read_model(tokenizer *t, const cJSON *model)
@@ -253,9 +288,7 @@ static void read_added_tokens(tokenizer *t, const cJSON *added)
     cJSON_ArrayForEach(a, added)
     {
         const char *content = string_field(t, a, "content", "an added token");
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
-        if (!cJSON_IsNumber(id) || id->valuedouble < 0)
-            sl_fatal("tokenizer '%s': added token \"%s\" has no valid id", t->path, content);
+        int32_t id = token_id(t, cJSON_GetObjectItemCaseSensitive(a, "id"), "added token", content);
         static const char *const FLAGS[] = {"single_word", "lstrip", "rstrip"};
         for (int i = 0; i < 3; i++)
             if (bool_field(a, FLAGS[i], 0))
@@ -264,7 +297,7 @@ static void read_added_tokens(tokenizer *t, const cJSON *added)
         if (bool_field(a, "normalized", 0) && t->n_norm > 0)
             sl_fatal("tokenizer '%s': added token \"%s\" is matched after normalization (\"normalized\": true), "
                      "which is not supported with a normalizer", t->path, content);
-        tokenizer_add_special(t, content, (int)strlen(content), (int32_t)id->valuedouble, 1);
+        tokenizer_add_special(t, content, (int)strlen(content), id, 1);
     }
 }
 
@@ -316,7 +349,7 @@ static void read_config(tokenizer *t)
 void load_hf_json(tokenizer *t, const char *buf, size_t len)
 {
     t->format = "tokenizer.json";
-    cJSON *root = cJSON_ParseWithLength(buf, len);
+    cJSON *root = t->json = cJSON_ParseWithLength(buf, len); /* t's, for tokenizer_free after an error */
     if (!cJSON_IsObject(root))
         sl_fatal("tokenizer '%s': malformed JSON near byte %ld (expected a tokenizer.json object)", t->path,
                  (long)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - buf : 0) + 1);
@@ -329,4 +362,5 @@ void load_hf_json(tokenizer *t, const char *buf, size_t len)
     t->bos_id = template_bos(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
     read_config(t);
     cJSON_Delete(root);
+    t->json = NULL;
 }

@@ -30,7 +30,7 @@ static void fit_ids(piece_table *v, int32_t id)
 void pieces_put(piece_table *v, int32_t id, const char *s, int len, float score)
 {
     fit_ids(v, id);
-    if (v->n_bytes + len > v->cap_bytes) {
+    if (!v->bytes || v->n_bytes + len > v->cap_bytes) { /* allocated also for a first piece that is empty */
         int64_t cap = v->cap_bytes ? v->cap_bytes : 1 << 16;
         while (cap < v->n_bytes + len) cap *= 2;
         v->bytes = resize(v->bytes, (size_t)cap, "piece bytes");

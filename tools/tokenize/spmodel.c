@@ -79,6 +79,8 @@ static void read_piece(tokenizer *t, pb b, int32_t id, uint8_t *types)
         if (f == 1 && wire == 2) piece = (const char *)sub.p, len = (int)(sub.end - sub.p);
         else if (f == 2 && wire == 5) memcpy(&score, &(uint32_t){(uint32_t)v}, 4);
         else if (f == 3 && wire == 0) type = (int)v;
+    if (len == 0) /* as sentencepiece refuses it: an empty user-defined piece would match everywhere */
+        sl_fatal("SentencePiece model '%s': piece %d is empty (expected its text)", t->path, id);
     pieces_put(&t->v, id, piece, len, score);
     types[id] = (uint8_t)type;
 }
@@ -148,6 +150,15 @@ static void classify_pieces(tokenizer *t, const uint8_t *types, const sp_specs *
     else memset(t->byte_id, 0xff, sizeof t->byte_id);
 }
 
+/* A trainer spec's id: -1 (none) or a piece's. */
+static int32_t special_id(const tokenizer *t, int32_t id, const char *field)
+{
+    if (id != -1 && !pieces_has(&t->v, id))
+        sl_fatal("SentencePiece model '%s': its trainer spec's %s is %d, which is no piece (expected -1 or 0..%d)",
+                 t->path, field, id, t->v.n - 1);
+    return id;
+}
+
 void load_sentencepiece(tokenizer *t, const char *buf, size_t len)
 {
     t->format = "sentencepiece";
@@ -168,7 +179,8 @@ void load_sentencepiece(tokenizer *t, const char *buf, size_t len)
     free(types);
     t->rule = MERGE_PIECE_SCORE;
     t->byte_fallback = s.byte_fallback;
-    t->unk_id = s.unk_id, t->bos_id = s.bos_id, t->eos_id = s.eos_id, t->pad_id = s.pad_id;
+    t->unk_id = special_id(t, s.unk_id, "unk_id"), t->bos_id = special_id(t, s.bos_id, "bos_id");
+    t->eos_id = special_id(t, s.eos_id, "eos_id"), t->pad_id = special_id(t, s.pad_id, "pad_id");
     if (s.add_dummy_prefix) tokenizer_add_norm(t, NORM_PREPEND, META_SPACE, NULL);
     if (s.escape_whitespaces) tokenizer_add_norm(t, NORM_REPLACE, " ", META_SPACE);
 }

@@ -49,9 +49,12 @@ static void read_ranks(tokenizer *t, const char *buf, size_t len)
         char *stop;
         long rank = sp ? strtol(sp + 1, &stop, 10) : -1;
         int n = sp ? b64_decode(buf + pos, (size_t)(sp - (buf + pos)), piece) : -1;
-        if (!sp || n < 0 || stop != buf + end || rank < 0 || rank >= INT32_MAX)
+        if (!sp || n < 0 || stop != buf + end || stop == sp + 1 || rank < 0)
             sl_fatal("tiktoken file '%s' line %ld: expected a base64 token, a space and a rank, found '%.*s'", t->path,
                      line, (int)(end - pos < 80 ? end - pos : 80), buf + pos);
+        if (rank >= TOKENIZER_MAX_IDS)
+            sl_fatal("tiktoken file '%s' line %ld: rank %ld is too large (expected below %d)", t->path, line, rank,
+                     TOKENIZER_MAX_IDS);
         if (pieces_has(&t->v, (int32_t)rank))
             sl_fatal("tiktoken file '%s' line %ld: rank %ld appears twice", t->path, line, rank);
         pieces_put(&t->v, (int32_t)rank, piece, n, 0);

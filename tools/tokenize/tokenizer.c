@@ -1,12 +1,14 @@
 /* tokenizer: recognising a tokenizer file by its content, and what the loaders share. */
 #include "tokenizer.h"
 
+#include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime.h"
 #include "tokenize.h"
+#include "utf8.h"
 
 static int looks_like_json(const char *b, size_t n)
 {
@@ -44,7 +46,7 @@ void tokenizer_load(tokenizer *t, const char *path, const char *pattern)
     memset(t->byte_id, 0xff, sizeof t->byte_id);
     pieces_init(&t->v);
     size_t len;
-    char *buf = read_whole_file(path, "tokenizer", &len);
+    char *buf = t->file = read_whole_file(path, "tokenizer", &len); /* t's, for tokenizer_free after an error */
     if (looks_like_json(buf, len)) load_hf_json(t, buf, len);
     else if (looks_like_sentencepiece((const unsigned char *)buf, len)) load_sentencepiece(t, buf, len);
     else if (looks_like_tiktoken(buf, len)) load_tiktoken(t, buf, len, pattern);
@@ -53,6 +55,7 @@ void tokenizer_load(tokenizer *t, const char *path, const char *pattern)
         sl_usage_error("option --pattern is for tiktoken files, but '%s' is a %s tokenizer (its pre-tokenizer is in the file)",
                        path, t->format);
     free(buf);
+    t->file = NULL;
     t->vocab_size = t->v.n;
     for (int i = 0; i < t->n_added; i++)
         if (t->added[i].id >= t->vocab_size) t->vocab_size = t->added[i].id + 1;
@@ -60,8 +63,21 @@ void tokenizer_load(tokenizer *t, const char *path, const char *pattern)
         if (t->special[i].id >= t->vocab_size) t->vocab_size = t->special[i].id + 1;
 }
 
+void tokenizer_require_utf8(const tokenizer *t, const char *s, const char *what)
+{
+    for (size_t i = 0, n = strlen(s); i < n;) {
+        int k = utf8_valid_len((const unsigned char *)s + i, n - i);
+        if (k <= 0)
+            sl_fatal("tokenizer '%s': %s (%zu bytes) is not valid UTF-8 at byte %zu, 0x%02X (expected UTF-8: it is put "
+                     "into the text, which the encoder keeps valid)", t->path, what, n, i, (unsigned char)s[i]);
+        i += (size_t)k;
+    }
+}
+
 void tokenizer_add_norm(tokenizer *t, norm_kind kind, const char *a, const char *b)
 {
+    tokenizer_require_utf8(t, a ? a : "", "a normalizer's text");
+    tokenizer_require_utf8(t, b ? b : "", "a normalizer's replacement");
     t->norm = realloc(t->norm, (size_t)(t->n_norm + 1) * sizeof *t->norm);
     if (!t->norm) sl_fatal("out of memory reading tokenizer '%s'", t->path);
     t->norm[t->n_norm++] = (norm_step){kind, strdup(a ? a : ""), b ? strdup(b) : NULL};
@@ -128,5 +144,7 @@ void tokenizer_free(tokenizer *t)
     for (int i = 0; i < t->n_added; i++) free(t->added[i].text);
     for (int i = 0; i < t->n_special; i++) free(t->special[i].text);
     free(t->norm), free(t->pre), free(t->added), free(t->special), free(t->atomic), free(t->chat_template);
+    free(t->file);
+    cJSON_Delete(t->json);
     memset(t, 0, sizeof *t);
 }

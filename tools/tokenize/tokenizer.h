@@ -12,6 +12,10 @@
 #include "regex.h"
 #include "pieces.h"
 
+/* Token ids lie below this (16,777,216, far above any published vocabulary): the piece table is
+ * indexed by id, so an id read from a file is checked against it before anything is allocated. */
+#define TOKENIZER_MAX_IDS (1 << 24)
+
 /* How BPE picks the next merge of two adjacent symbols; ties go to the leftmost pair. */
 typedef enum {
     MERGE_PAIR_RANK,   /* tokenizer.json: the lowest rank in the merges list */
@@ -68,11 +72,14 @@ typedef struct {
     int32_t bos_id, eos_id, pad_id; /* -1 when none */
     char *chat_template;            /* tokenizer_config.json's, or NULL */
     int64_t vocab_size;             /* the largest id + 1 */
+    char *file;                     /* while loading: the file's bytes */
+    struct cJSON *json;             /* while loading a tokenizer.json: its parsed tree */
 } tokenizer;
 
 /* Load a tokenizer file, recognised by its content. pattern: the tiktoken pre-tokenizer (a
  * preset name or a regular expression; NULL for the other formats). Every problem is fatal and
- * names the file and what was expected. */
+ * names the file and what was expected. After an error caught by rt_try, tokenizer_free releases
+ * what was loaded, the file's bytes and a tokenizer.json's tree included. */
 void tokenizer_load(tokenizer *t, const char *path, const char *pattern);
 void tokenizer_free(tokenizer *t);
 /* The id of a named special or added token, or -1. */
@@ -85,6 +92,8 @@ void load_sentencepiece(tokenizer *t, const char *buf, size_t len);
 void load_tiktoken(tokenizer *t, const char *buf, size_t len, const char *pattern);
 
 /* Helpers shared by the loaders. */
+/* Fatal, naming the file and what s is, unless s is valid UTF-8 (text a step puts into the text). */
+void tokenizer_require_utf8(const tokenizer *t, const char *s, const char *what);
 void tokenizer_add_norm(tokenizer *t, norm_kind kind, const char *a, const char *b);
 pre_step *tokenizer_add_pre(tokenizer *t, pre_kind kind);
 void tokenizer_add_special(tokenizer *t, const char *text, int len, int32_t id, int matched_in_text);
