@@ -17,6 +17,7 @@ static void import(void *arg)
 
 static void fuzz_one(const uint8_t *data, size_t size)
 {
+    fuzz_start_mpi("fuzz-llama2c"); /* the import is collective (one rank here) */
     l2c_job job = {fuzz_scratch_file("model.bin", data, size), fuzz_scratch_file("model.h5", "", 0)};
     fuzz_try(import, &job);
 }

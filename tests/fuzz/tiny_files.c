@@ -1,7 +1,9 @@
 /* tiny_files: written with distinct, finite values so validators meet real content. */
 #include "tiny_files.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "corpus.h"
 #include "harness.h"
@@ -13,8 +15,17 @@ static const sl_model_config TINY = {
     .rms_norm_eps = 1e-5, .bos_token_id = 1, .eos_token_id = 2,
 };
 
+/* The writer's source of one tensor's values, from memory. */
+static int read_floats(const import_source *s, int64_t first, int64_t count, void *dst, char *err, size_t len)
+{
+    (void)err, (void)len;
+    memcpy(dst, (const float *)s->ctx + first, (size_t)count * sizeof(float));
+    return 0;
+}
+
 void tiny_model_write(const char *path, const char *quantize)
 {
+    fuzz_start_mpi("fuzz-model"); /* the model writer is collective */
     import_options opt = {.out_dtype = SL_F32, .quantize = quantize};
     if (quantize) quant_format_make(quantize, 1, 64, &opt.quant);
     const import_origin origin = {"fuzz", "llama2c", "tiny"};
@@ -25,7 +36,9 @@ void tiny_model_write(const char *path, const char *quantize)
         int64_t count = specs[i].ndims == 2 ? specs[i].dims[0] * specs[i].dims[1] : specs[i].dims[0];
         float *x = malloc((size_t)count * sizeof *x);
         for (int64_t k = 0; k < count; k++) x[k] = (float)((k * 7 + i) % 13 - 6) / 8;
-        writer_tensor(w, &specs[i], SL_F32, x, specs[i].path);
+        import_source src = {.dtype = SL_F32, .read = read_floats, .ctx = x};
+        snprintf(src.where, sizeof src.where, "tiny model: %.256s", specs[i].path);
+        writer_tensor(w, &specs[i], &src);
         free(x);
     }
     writer_finish(w);
