@@ -2,7 +2,6 @@
 #include "fsdp.h"
 
 #include <math.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,8 +116,6 @@ typedef struct {
     weights_source src;
     float *host;       /* element 0 of the range in the host shard, or NULL */
     void *stage;       /* element 0 of the range in the staging buffer */
-    int64_t bad;       /* the first non-finite element of the range, INT64_MAX if none */
-    float bad_value;
 } frozen_range;
 
 /* Elements [e0, e0 + n) of the range (e0 from its start, which is tensor element t0). */
@@ -126,11 +123,6 @@ static void load_piece(frozen_range *r, int64_t t0, int64_t e0, int64_t n, float
 {
     float *x = r->host ? r->host + e0 : w;
     weights_source_read(&r->src, t0 + e0, n, x, words);
-    const int64_t i = sl_first_nonfinite_f32(x, n);
-    if (i < n) {
-#pragma omp critical(fsdp_nonfinite)
-        if (t0 + e0 + i < r->bad) r->bad = t0 + e0 + i, r->bad_value = x[i];
-    }
     if (r->host) return;
     if (BE->act_bytes == 2) sl_from_f32((uint16_t *)r->stage + e0, x, SL_BF16, (size_t)n);
     else memcpy((float *)r->stage + e0, x, (size_t)n * sizeof(float));
@@ -166,14 +158,12 @@ void fsdp_pool_load_frozen(fsdp_pool *p, hid_t file, staging *st)
         const int64_t valid = p->numel - begin < p->shard_numel ? (p->numel > begin ? p->numel - begin : 0) : p->shard_numel;
         BE->zero(act_at(p->shard_act, valid), (size_t)(p->shard_numel - valid) * act); /* the padding */
     }
-    int bad_member = -1;
-    int64_t bad = 0;
-    float bad_value = 0.0f;
+    weights_first_bad bad = weights_no_bad();
     for (int i = 0; i < p->n_members; i++) {
         const fsdp_member *m = &p->members[i];
         int64_t lo, hi;
         shard_overlap(p, m, &lo, &hi);
-        frozen_range r = {.bad = INT64_MAX};
+        frozen_range r = {0};
         weights_source_open(&r.src, file, m->path, hi > lo ? lo - m->offset : 0, hi - lo); /* collective */
         for (int64_t e = lo; e < hi;) {
             const int64_t most = (int64_t)(st->bytes / act), n = BE->host_memory || hi - e < most ? hi - e : most;
@@ -184,10 +174,9 @@ void fsdp_pool_load_frozen(fsdp_pool *p, hid_t file, staging *st)
             e += n;
         }
         weights_source_close(&r.src);
-        if (r.bad != INT64_MAX && bad_member < 0) bad_member = i, bad = r.bad, bad_value = r.bad_value;
+        weights_note_bad(&bad, &r.src);
     }
-    rt_agree(bad_member < 0, "%s: dataset %s holds a non-finite value (%g) at element %lld (expected finite weights)",
-             h5_name(file), bad_member >= 0 ? p->members[bad_member].path : "?", (double)bad_value, (long long)bad);
+    weights_agree_finite(file, &bad);
 }
 
 void fsdp_pool_write(const fsdp_pool *p, hid_t file) { transfer_shard(p, file, "", p->shard, 1); }

@@ -72,39 +72,27 @@ static quant_view shard_view(qpool *q, const qpool_member *m, int64_t b0)
     return v;
 }
 
-/* The values a member is quantized from, checked on the way: a non-finite value is noted (the
- * first by index, with its value) and passed on as 0, so the encoder only sees finite values and
- * the error is told after, by every rank. */
-typedef struct {
-    weights_source src;
-    int64_t bad;
-    float bad_value;
-} checked_values;
-
+/* The values a member is quantized from: a non-finite one, noted by the source, is passed on as
+ * 0, so the encoder only sees finite values and the error is told after, by every rank. */
 static void read_checked(void *ctx, int64_t e0, int64_t count, float *w, uint16_t *words)
 {
-    checked_values *c = ctx;
-    weights_source_read(&c->src, e0, count, w, words);
-    const int64_t first = sl_first_nonfinite_f32(w, count);
-    if (first == count) return;
-#pragma omp critical(qpool_nonfinite)
-    if (e0 + first < c->bad) c->bad = e0 + first, c->bad_value = w[first];
-    for (int64_t i = first; i < count; i++)
+    for (int64_t i = weights_source_read(ctx, e0, count, w, words); i < count; i++)
         if (!isfinite(w[i])) w[i] = 0.0f;
 }
 
 /* Phase 1 and the codes of member m's blocks [b0, b1) of this rank, read piece by piece
- * (collective: empty ranges too); c->bad says where a non-finite value was. */
+ * (collective: empty ranges too); a non-finite value is noted in bad. */
 static void encode_member(qpool *q, qpool_member *m, hid_t file, int64_t b0, int64_t b1, float *absmax,
-                          quant_sum *sum, checked_values *c)
+                          quant_sum *sum, weights_first_bad *bad)
 {
     const int64_t e0 = b0 * q->fmt.blocksize, count = quant_block_elems(&q->fmt, m->numel, b0, b1);
-    *c = (checked_values){.bad = INT64_MAX};
-    weights_source_open(&c->src, file, m->path, count ? e0 : 0, count);
+    weights_source src;
+    weights_source_open(&src, file, m->path, count ? e0 : 0, count);
     if (b1 > b0)
-        quant_encode_from(&q->fmt, m->numel, b0, b1, read_checked, c, absmax, shard_view(q, m, b0).codes,
+        quant_encode_from(&q->fmt, m->numel, b0, b1, read_checked, &src, absmax, shard_view(q, m, b0).codes,
                           q->fmt.double_quant ? sum : NULL);
-    weights_source_close(&c->src);
+    weights_source_close(&src);
+    weights_note_bad(bad, &src);
 }
 
 /* Member i of a pre-quantized file as stored, and this rank's blocks of it. */
@@ -163,19 +151,15 @@ static void quantize_blocks(qpool *q, hid_t file)
 {
     float *am[QPOOL_MAX_MEMBERS] = {0};
     quant_sum *sums = sl_calloc((size_t)q->n_members, sizeof *sums, "quantization sums");
-    checked_values first = {.bad = INT64_MAX};
-    const char *bad_path = "?";
+    weights_first_bad bad = weights_no_bad();
     for (int i = 0; i < q->n_members; i++) { /* phase 1 and the codes: own blocks, partial sums */
         qpool_member *m = &q->members[i];
         int64_t b0, b1;
         my_blocks(q, m, &b0, &b1);
         am[i] = sl_malloc((size_t)(b1 - b0 + 1) * sizeof(float), "block absmax");
-        checked_values c;
-        encode_member(q, m, file, b0, b1, am[i], &sums[i], &c);
-        if (c.bad != INT64_MAX && first.bad == INT64_MAX) first = c, bad_path = m->path;
+        encode_member(q, m, file, b0, b1, am[i], &sums[i], &bad);
     }
-    rt_agree(first.bad == INT64_MAX, "%s: dataset %s holds a non-finite value (%g) at element %lld (expected finite weights)",
-             h5_name(file), bad_path, (double)first.bad_value, (long long)first.bad);
+    weights_agree_finite(file, &bad);
     if (q->fmt.double_quant) { /* phase 2: exact whole-tensor means */
         comm_allreduce_sum_i64(&sums[0].v[0], (int64_t)q->n_members * QUANT_SUM_LEN);
         for (int i = 0; i < q->n_members; i++) q->members[i].dq_offset = quant_sum_offset(&sums[i]);
