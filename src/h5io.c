@@ -30,26 +30,63 @@ const char *h5_name(hid_t file)
     return buf;
 }
 
-/* Files open with a communicator, whose transfers are collective. Asking HDF5 (H5Fget_access_plist)
- * would duplicate the communicator, itself a collective, on every read and write. */
-enum { MAX_MPI_FILES = 64 };
-static hid_t mpi_files[MAX_MPI_FILES];
-static int n_mpi_files;
-
-static void note_mpi_file(hid_t f)
+/* The file a location (the file, or a group opened in it) belongs to, whose properties say how
+ * its datasets are read. */
+static hid_t file_of(hid_t loc)
 {
-    if (n_mpi_files == MAX_MPI_FILES) sl_fatal("internal error: more than %d HDF5 files open with MPI", MAX_MPI_FILES);
-    mpi_files[n_mpi_files++] = f;
+    if (H5Iget_type(loc) == H5I_FILE) return loc;
+    hid_t f = H5Iget_file_id(loc); /* the file's own id, with one more reference */
+    H5Idec_ref(f);
+    return f;
 }
 
-static int is_mpi_file(hid_t f, int forget)
+const char *h5_object_name(hid_t loc, const char *path)
 {
-    for (int i = 0; i < n_mpi_files; i++)
-        if (mpi_files[i] == f) {
-            if (forget) mpi_files[i] = mpi_files[--n_mpi_files];
-            return 1;
-        }
-    return 0;
+    if (H5Iget_type(loc) == H5I_FILE) return path;
+    static char names[4][1280];
+    static int next;
+    char *buf = names[next++ % 4], group[1024];
+    if (H5Iget_name(loc, group, sizeof group) < 0) strcpy(group, "(unknown group)");
+    if (strcmp(path, ".") == 0) snprintf(buf, sizeof names[0], "%s", group);
+    else snprintf(buf, sizeof names[0], "%s/%s", group, path);
+    return buf;
+}
+
+/* What the program needs to know of the files it opened, noted once at open: asking HDF5 each time
+ * would cost a collective (H5Fget_access_plist duplicates the communicator) or a copy of the
+ * file's creation properties, on every read. */
+typedef struct {
+    hid_t id;
+    int mpi;    /* open with a communicator: transfers are collective */
+    int direct; /* open read-only, no user block: contiguous datasets are where H5Dget_offset says */
+} open_file;
+enum { MAX_OPEN_FILES = 256 };
+static open_file open_files[MAX_OPEN_FILES];
+static int n_open_files;
+
+static void note_file(hid_t f, int mpi, int writable)
+{
+    if (n_open_files == MAX_OPEN_FILES) sl_fatal("internal error: more than %d HDF5 files open", MAX_OPEN_FILES);
+    hsize_t userblock = 1;
+    if (!writable) {
+        hid_t fcpl = H5Fget_create_plist(f);
+        H5Pget_userblock(fcpl, &userblock);
+        H5Pclose(fcpl);
+    }
+    open_files[n_open_files++] = (open_file){.id = f, .mpi = mpi, .direct = !writable && userblock == 0};
+}
+
+static open_file noted_file(hid_t f)
+{
+    for (int i = 0; i < n_open_files; i++)
+        if (open_files[i].id == f) return open_files[i];
+    return (open_file){.id = f};
+}
+
+static void forget_file(hid_t f)
+{
+    for (int i = 0; i < n_open_files; i++)
+        if (open_files[i].id == f) open_files[i] = open_files[--n_open_files];
 }
 
 static hid_t file_access(MPI_Comm comm)
@@ -77,7 +114,7 @@ hid_t h5_open(const char *path, const char *what, int writable, MPI_Comm comm)
     hid_t f = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
     if (f < 0) sl_fatal("cannot open %s file '%s' with HDF5 (damaged or locked file?)", what, path);
-    if (comm != MPI_COMM_NULL) note_mpi_file(f);
+    note_file(f, comm != MPI_COMM_NULL, writable);
     return f;
 }
 
@@ -87,7 +124,7 @@ hid_t h5_create(const char *path, const char *what, MPI_Comm comm)
     hid_t fapl = file_access(comm);
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
-    if (f >= 0 && comm != MPI_COMM_NULL) note_mpi_file(f);
+    if (f >= 0) note_file(f, comm != MPI_COMM_NULL, 1);
     if (f < 0) {
         const char *slash = strrchr(path, '/');
         sl_fatal("cannot create %s file '%s'%s", what, path,
@@ -98,7 +135,7 @@ hid_t h5_create(const char *path, const char *what, MPI_Comm comm)
 
 void h5_close(hid_t file)
 {
-    is_mpi_file(file, 1);
+    forget_file(file);
     if (file >= 0 && H5Fclose(file) < 0) sl_fatal("closing HDF5 file failed (disk full or I/O error?)");
 }
 
@@ -110,26 +147,24 @@ void h5_close_all(hid_t file)
     if (n > 0) n = H5Fget_obj_ids(file, kinds, (size_t)n, ids);
     for (ssize_t i = 0; i < n; i++) H5Idec_ref(ids[i]);
     free(ids);
+    forget_file(file);
     H5Fclose(file); /* its own error, if any, adds nothing to the one being handled */
 }
 
 int h5_has(hid_t file, const char *path)
 {
-    char buf[1024];
-    if (strlen(path) >= sizeof buf) return 0;
-    strcpy(buf, path);
-    /* H5Lexists fails on a missing parent, so test each prefix in turn. */
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char saved = *p;
-            *p = 0;
-            if (H5Lexists(file, buf, H5P_DEFAULT) <= 0) return 0;
-            if (saved == 0) break;
-            *p = saved;
-        }
-    }
+    /* One lookup of the whole path: it fails (errors are quiet) where a parent is missing. */
     return strcmp(path, "/") == 0 || H5Oexists_by_name(file, path, H5P_DEFAULT) > 0;
 }
+
+hid_t h5_open_group(hid_t file, const char *path)
+{
+    hid_t g = H5Gopen2(file, path, H5P_DEFAULT);
+    if (g < 0) sl_fatal("%s: group %s is missing", h5_name(file), h5_object_name(file, path));
+    return g;
+}
+
+void h5_close_group(hid_t group) { H5Gclose(group); }
 
 int h5_is_group(hid_t file, const char *path)
 {
@@ -210,9 +245,11 @@ hid_t h5_type(sl_dtype t)
 
 static hid_t open_dataset(hid_t file, const char *path)
 {
-    if (!h5_has(file, path)) sl_fatal("%s: dataset %s is missing", h5_name(file), path);
-    hid_t d = H5Dopen2(file, path, H5P_DEFAULT);
-    if (d < 0) sl_fatal("%s: %s is not a dataset (expected a dataset, found a group or link)", h5_name(file), path);
+    hid_t d = H5Dopen2(file, path, H5P_DEFAULT); /* why it failed is asked after */
+    if (d < 0 && !h5_has(file, path)) sl_fatal("%s: dataset %s is missing", h5_name(file), h5_object_name(file, path));
+    if (d < 0)
+        sl_fatal("%s: %s is not a dataset (expected a dataset, found a group or link)", h5_name(file),
+                 h5_object_name(file, path));
     return d;
 }
 
@@ -224,7 +261,8 @@ h5_shape h5_shape_of(hid_t file, const char *path)
     sh.ndims = H5Sget_simple_extent_ndims(s);
     if (sh.ndims > H5IO_MAXDIMS) {
         H5Tclose(t), H5Sclose(s), H5Dclose(d); /* before the error: the checkpoint probes catch it */
-        sl_fatal("%s: dataset %s has %d dimensions (at most %d supported)", h5_name(file), path, sh.ndims,
+        sl_fatal("%s: dataset %s has %d dimensions (at most %d supported)", h5_name(file),
+                 h5_object_name(file, path), sh.ndims,
                  H5IO_MAXDIMS);
     }
     hsize_t dims[H5IO_MAXDIMS];
@@ -255,7 +293,8 @@ h5_shape h5_expect_shape(hid_t file, const char *path, int ndims, const int64_t 
         char want[256], got[256];
         format_dims(want, sizeof want, ndims, dims);
         format_dims(got, sizeof got, sh.ndims, sh.dims);
-        sl_fatal("%s: dataset %s has the wrong shape (expected %s, found %s)", h5_name(file), path, want, got);
+        sl_fatal("%s: dataset %s has the wrong shape (expected %s, found %s)", h5_name(file),
+                 h5_object_name(file, path), want, got);
     }
     return sh;
 }
@@ -263,7 +302,7 @@ h5_shape h5_expect_shape(hid_t file, const char *path, int ndims, const int64_t 
 static hid_t transfer_plist(hid_t file)
 {
     hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
-    if (is_mpi_file(file, 0)) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    if (noted_file(file_of(file)).mpi) H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
     return dxpl;
 }
 
@@ -284,10 +323,11 @@ static void check_convertible(hid_t file, const char *path, hid_t t, sl_dtype st
         char found[256];
         describe_float(t, found, sizeof found);
         sl_fatal("%s: dataset %s is %s (expected IEEE float16, or bfloat16 stored as sign bit 15, exponent "
-                 "8 bits at bit 7, mantissa 7 bits at bit 0, bias 127, little-endian)", h5_name(file), path, found);
+                 "8 bits at bit 7, mantissa 7 bits at bit 0, bias 127, little-endian)", h5_name(file),
+                 h5_object_name(file, path), found);
     }
     if (stored == SL_DTYPE_OTHER || sl_dtype_is_float(stored) != sl_dtype_is_float(mem))
-        sl_fatal("%s: dataset %s has type %s (expected %s data)", h5_name(file), path,
+        sl_fatal("%s: dataset %s has type %s (expected %s data)", h5_name(file), h5_object_name(file, path),
                  stored == SL_DTYPE_OTHER ? "unsupported" : sl_dtype_name(stored),
                  sl_dtype_is_float(mem) ? "floating-point" : "integer");
 }
@@ -354,14 +394,9 @@ static void widen_in_place(float *buf, int64_t n, sl_dtype t)
 /* The file offset of the dataset's first byte, or -1 when it cannot be read directly. */
 static int64_t direct_address(hid_t file, hid_t d)
 {
-    unsigned intent = 0;
-    if (H5Fget_intent(file, &intent) < 0 || intent != H5F_ACC_RDONLY) return -1;
-    hid_t fcpl = H5Fget_create_plist(file);
-    hsize_t userblock = 1;
-    H5Pget_userblock(fcpl, &userblock);
-    H5Pclose(fcpl);
+    if (!noted_file(file_of(file)).direct) return -1;
     hid_t dcpl = H5Dget_create_plist(d);
-    int ok = userblock == 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0;
+    int ok = H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0 && H5Pget_external_count(dcpl) == 0;
     H5Pclose(dcpl);
     haddr_t a = ok ? H5Dget_offset(d) : HADDR_UNDEF;
     return a == HADDR_UNDEF ? -1 : (int64_t)a;
@@ -373,7 +408,7 @@ static void direct_init(h5_direct *r, hid_t file, const char *path, int64_t addr
                         int64_t n)
 {
     *r = (h5_direct){.addr = addr, .n = n, .stored = stored, .elem_size = elem_size, .file = h5_name(file)};
-    snprintf(r->path, sizeof r->path, "%s", path);
+    snprintf(r->path, sizeof r->path, "%s", h5_object_name(file, path));
     r->fd = open(r->file, O_RDONLY);
     if (r->fd < 0) sl_fatal("%s: cannot open the file again to read dataset %s: %s", r->file, path, strerror(errno));
 }
@@ -443,10 +478,10 @@ static void transfer_range(hid_t file, const char *path, sl_dtype mem, int64_t s
     for (int i = 0; i < ndims; i++) n *= (int64_t)dims[i];
     if (ndims > 2 && !(start == 0 && count == n))
         sl_fatal("%s: dataset %s has %d dimensions; ranges are read only from 1-D or 2-D datasets",
-                 h5_name(file), path, ndims);
+                 h5_name(file), h5_object_name(file, path), ndims);
     if (start < 0 || count < 0 || start + count > n)
         sl_fatal("%s: dataset %s: elements [%lld, %lld) requested, but it holds %lld", h5_name(file),
-                 path, (long long)start, (long long)(start + count), (long long)n);
+                 h5_object_name(file, path), (long long)start, (long long)(start + count), (long long)n);
     int words = stored == SL_F16 || stored == SL_BF16;
     int64_t addr = !writing && ndims >= 1 && ndims <= 2 ? direct_address(file, d) : -1; /* not on count: see above */
     hid_t native = mem == stored && !words && stored != SL_DTYPE_OTHER ? h5_type(mem) : -1;
@@ -478,8 +513,8 @@ static void transfer_range(hid_t file, const char *path, sl_dtype mem, int64_t s
     herr_t rc = writing ? H5Dwrite(d, mtype, ms, fs, dxpl, data) : H5Dread(d, mtype, ms, fs, dxpl, data);
     if (narrow) free(data);
     if (rc < 0)
-        sl_fatal("%s: %s dataset %s failed (%s)", h5_name(file), writing ? "writing" : "reading", path,
-                 writing ? "disk full or quota exceeded?" : "damaged file or I/O error?");
+        sl_fatal("%s: %s dataset %s failed (%s)", h5_name(file), writing ? "writing" : "reading",
+                 h5_object_name(file, path), writing ? "disk full or quota exceeded?" : "damaged file or I/O error?");
     if (widen) widen_in_place(buf, count, stored);
     if (!writing) bytes_read_total += count * (int64_t)H5Tget_size(t);
     H5Pclose(dxpl);
@@ -569,10 +604,11 @@ static int64_t create_dataset(hid_t file, const char *path, sl_dtype file_type, 
     hid_t d = H5Dcreate2(file, path, ftype, s, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     H5Pclose(dcpl);
     if (d < 0) sl_fatal("%s: cannot create dataset %s (does it exist already, or is the disk full?)",
-                        h5_name(file), path);
+                        h5_name(file), h5_object_name(file, path));
     haddr_t addr = at_offset ? H5Dget_offset(d) : 0;
     if (addr == HADDR_UNDEF)
-        sl_fatal("%s: dataset %s has no storage in the file after its creation (expected it allocated)", h5_name(file), path);
+        sl_fatal("%s: dataset %s has no storage in the file after its creation (expected it allocated)",
+                 h5_name(file), h5_object_name(file, path));
     if (file_type != SL_BF16 && file_type != SL_F16) H5Tclose(ftype);
     H5Dclose(d);
     H5Sclose(s);
@@ -613,9 +649,9 @@ int h5_has_attr(hid_t file, const char *obj, const char *name)
 static hid_t open_attr(hid_t file, const char *obj, const char *name)
 {
     if (!h5_has_attr(file, obj, name))
-        sl_fatal("%s: attribute '%s' of %s is missing", h5_name(file), name, obj);
+        sl_fatal("%s: attribute '%s' of %s is missing", h5_name(file), name, h5_object_name(file, obj));
     hid_t a = H5Aopen_by_name(file, obj, name, H5P_DEFAULT, H5P_DEFAULT);
-    if (a < 0) sl_fatal("%s: cannot open attribute '%s' of %s", h5_name(file), name, obj);
+    if (a < 0) sl_fatal("%s: cannot open attribute '%s' of %s", h5_name(file), name, h5_object_name(file, obj));
     return a;
 }
 
@@ -634,7 +670,7 @@ static H5T_class_t attr_class(hid_t a)
 static noreturn void attr_error(hid_t file, hid_t a, hid_t t, const char *obj, const char *name, const char *what)
 {
     char msg[4352];
-    snprintf(msg, sizeof msg, "%s: attribute '%s' of %s %s", h5_name(file), name, obj, what);
+    snprintf(msg, sizeof msg, "%s: attribute '%s' of %s %s", h5_name(file), name, h5_object_name(file, obj), what);
     if (t >= 0) H5Tclose(t);
     H5Aclose(a);
     sl_fatal("%s", msg);
@@ -685,7 +721,8 @@ char *h5_attr_string(hid_t file, const char *obj, const char *name)
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, H5T_VARIABLE);
         H5Tset_cset(mt, H5Tget_cset(t));
-        if (H5Aread(a, mt, &vs) < 0) sl_fatal("%s: cannot read attribute '%s' of %s", h5_name(file), name, obj);
+        if (H5Aread(a, mt, &vs) < 0)
+            sl_fatal("%s: cannot read attribute '%s' of %s", h5_name(file), name, h5_object_name(file, obj));
         out = strdup(vs ? vs : "");
         H5free_memory(vs);
         H5Tclose(mt);
@@ -693,7 +730,8 @@ char *h5_attr_string(hid_t file, const char *obj, const char *name)
         size_t len = H5Tget_size(t);
         out = sl_calloc(len + 1, 1, "string attribute");
         hid_t mt = H5Tcopy(t);
-        if (H5Aread(a, mt, out) < 0) sl_fatal("%s: cannot read attribute '%s' of %s", h5_name(file), name, obj);
+        if (H5Aread(a, mt, out) < 0)
+            sl_fatal("%s: cannot read attribute '%s' of %s", h5_name(file), name, h5_object_name(file, obj));
         H5Tclose(mt);
     }
     H5Tclose(t);
@@ -705,12 +743,13 @@ int h5_attr_ints(hid_t file, const char *obj, const char *name, int64_t *v, int 
 {
     hid_t a = open_attr(file, obj, name);
     if (attr_class(a) != H5T_INTEGER)
-        sl_fatal("%s: attribute '%s' of %s must be integers", h5_name(file), name, obj);
+        sl_fatal("%s: attribute '%s' of %s must be integers", h5_name(file), name, h5_object_name(file, obj));
     hid_t s = H5Aget_space(a);
     hssize_t n = H5Sget_simple_extent_npoints(s);
     if (n > max) sl_fatal("%s: attribute '%s' of %s has %lld values (at most %d expected)", h5_name(file),
-                          name, obj, (long long)n, max);
-    if (H5Aread(a, H5T_NATIVE_INT64, v) < 0) sl_fatal("%s: cannot read attribute '%s' of %s", h5_name(file), name, obj);
+                          name, h5_object_name(file, obj), (long long)n, max);
+    if (H5Aread(a, H5T_NATIVE_INT64, v) < 0)
+        sl_fatal("%s: cannot read attribute '%s' of %s", h5_name(file), name, h5_object_name(file, obj));
     H5Sclose(s);
     H5Aclose(a);
     return (int)n;
@@ -723,7 +762,7 @@ static void write_attr_n(hid_t file, const char *obj, const char *name, hid_t ty
     hid_t s = n < 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &len, NULL);
     hid_t a = H5Acreate_by_name(file, obj, name, type, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (a < 0 || H5Awrite(a, type, v) < 0)
-        sl_fatal("%s: cannot write attribute '%s' of %s", h5_name(file), name, obj);
+        sl_fatal("%s: cannot write attribute '%s' of %s", h5_name(file), name, h5_object_name(file, obj));
     H5Aclose(a);
     H5Sclose(s);
 }

@@ -29,8 +29,16 @@ void h5_close(hid_t file);
 void h5_close_all(hid_t file);
 /* The file's path, for messages. Valid until the file is closed. */
 const char *h5_name(hid_t file);
+/* path as messages name it: with the group's own path before it where loc is a group (h5_open_group;
+ * "." names the group). Valid until four more calls. */
+const char *h5_object_name(hid_t loc, const char *path);
 
 int h5_has(hid_t file, const char *path); /* a dataset or group exists at path */
+/* A group, open, in place of the file for the functions here (and h5_name): its members are named
+ * relative to it, each found with one lookup rather than from the root; messages name them in full.
+ * Fatal when path is no group. */
+hid_t h5_open_group(hid_t file, const char *path);
+void h5_close_group(hid_t group);
 int h5_is_group(hid_t file, const char *path);
 h5_shape h5_shape_of(hid_t file, const char *path); /* fatal when missing or not a dataset */
 /* Fatal unless the dataset has this many dimensions and these sizes (dims[i] < 0: any). */

@@ -95,13 +95,15 @@ static void encode_member(qpool *q, qpool_member *m, hid_t file, int64_t b0, int
     weights_note_bad(bad, &src);
 }
 
-/* Member i of a pre-quantized file as stored, and this rank's blocks of it. */
+/* Member i of a pre-quantized file as stored (the model's validation probed it), and this rank's
+ * blocks of it. */
 static qpool_member *stored_member(qpool *q, int i, hid_t file, quant_store_info *info, int64_t *b0, int64_t *b1)
 {
     qpool_member *m = &q->members[i];
-    if (!quant_store_probe(file, m->path, info))
+    if (!h5_is_group(file, m->path))
         sl_fatal("%s: %s is not quantized, but other weights of the file are (expected every projection quantized)",
                  h5_name(file), m->path);
+    quant_store_read_info(file, m->path, info);
     my_blocks(q, m, b0, b1);
     return m;
 }

@@ -18,110 +18,132 @@ static void member_path(char *buf, size_t len, const char *group, const char *na
     if ((size_t)snprintf(buf, len, "%s/%s", group, name) >= len) sl_fatal("HDF5 path too long: %s/%s", group, name);
 }
 
-static noreturn void malformed(hid_t file, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static noreturn void malformed(hid_t file, const char *path, const char *fmt, ...)
+/* The probe and the reads look a group's members up relative to the group, opened once: from the
+ * root each lookup walks the whole path (a load probes hundreds of groups). */
+
+static noreturn void malformed(hid_t group, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static noreturn void malformed(hid_t group, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    sl_fatal("%s: quantized weight %s: %s", h5_name(file), path, msg);
+    sl_fatal("%s: quantized weight %s: %s", h5_name(group), h5_object_name(group, "."), msg);
 }
 
-static void need_attr(hid_t file, const char *path, const char *name)
+static void need_attr(hid_t group, const char *name)
 {
-    if (!h5_has_attr(file, path, name))
-        malformed(file, path, "attribute '%s' is missing (a quantized group has quant_type, blocksize, "
-                  "shape and dtype)", name);
+    if (!h5_has_attr(group, ".", name))
+        malformed(group, "attribute '%s' is missing (a quantized group has quant_type, blocksize, shape and dtype)",
+                  name);
 }
 
 /* The member's stored shape; missing members are fatal, naming what the format needs. */
-static h5_shape member_shape(hid_t file, const char *path, const char *name, const char *expected)
+static h5_shape member_shape(hid_t group, const char *name, const char *expected)
 {
-    char p[1024];
-    member_path(p, sizeof p, path, name);
-    if (!h5_has(file, p)) malformed(file, path, "dataset '%s' is missing (expected %s)", name, expected);
-    return h5_shape_of(file, p);
+    if (!h5_has(group, name)) malformed(group, "dataset '%s' is missing (expected %s)", name, expected);
+    return h5_shape_of(group, name);
 }
 
-static void expect_member(hid_t file, const char *path, const char *name, sl_dtype t, int64_t count)
+static void expected_name(char *buf, size_t len, sl_dtype t, int64_t count)
+{
+    snprintf(buf, len, "%s [%lld]", sl_dtype_name(t), (long long)count);
+}
+
+/* Member name, whose shape s is read, must be 1-D, of type t and count elements. */
+static void expect_shape(hid_t group, const char *name, h5_shape s, sl_dtype t, int64_t count)
 {
     char expected[64];
-    snprintf(expected, sizeof expected, "%s [%lld]", sl_dtype_name(t), (long long)count);
-    h5_shape s = member_shape(file, path, name, expected);
+    expected_name(expected, sizeof expected, t, count);
     if (s.dtype != t || s.ndims != 1 || s.n != count)
-        malformed(file, path, "dataset '%s' is %s with %d dimension(s) and %lld elements (expected %s)", name,
+        malformed(group, "dataset '%s' is %s with %d dimension(s) and %lld elements (expected %s)", name,
                   s.dtype == SL_DTYPE_OTHER ? "of an unsupported type" : sl_dtype_name(s.dtype), s.ndims,
                   (long long)s.n, expected);
 }
 
-/* Stored tables must be the built-in ones, which are what every decoder here uses. */
-static void expect_table(hid_t file, const char *path, const char *name, const float *want, int len)
+static void expect_member(hid_t group, const char *name, sl_dtype t, int64_t count)
 {
-    expect_member(file, path, name, SL_F32, len);
-    char p[1024];
-    member_path(p, sizeof p, path, name);
-    float got[256];
-    h5_read(file, p, SL_F32, got);
-    for (int i = 0; i < len; i++)
-        if (memcmp(&got[i], &want[i], sizeof got[i]) != 0)
-            malformed(file, path, "dataset '%s' entry %d is %.9g, expected %.9g (bitsandbytes' table)", name, i,
-                      got[i], want[i]);
+    char expected[64];
+    expected_name(expected, sizeof expected, t, count);
+    expect_shape(group, name, member_shape(group, name, expected), t, count);
 }
 
-/* Format, shape and dtype from the attributes; double quantization from absmax being uint8. */
-static void read_format(hid_t file, const char *path, quant_store_info *info)
+/* Stored tables must be the built-in ones, which are what every decoder here uses. */
+static void expect_table(hid_t group, const char *name, const float *want, int len)
+{
+    expect_member(group, name, SL_F32, len);
+    float got[256];
+    h5_read_range(group, name, SL_F32, 0, len, got);
+    for (int i = 0; i < len; i++)
+        if (memcmp(&got[i], &want[i], sizeof got[i]) != 0)
+            malformed(group, "dataset '%s' entry %d is %.9g, expected %.9g (bitsandbytes' table)", name, i, got[i],
+                      want[i]);
+}
+
+/* Format, shape and dtype from the attributes; double quantization from absmax being uint8, whose
+ * shape is returned. */
+static h5_shape read_format(hid_t group, quant_store_info *info)
 {
     const char *attrs[] = {"quant_type", "blocksize", "shape", "dtype"};
-    for (int i = 0; i < 4; i++) need_attr(file, path, attrs[i]);
-    int n_dims = h5_attr_ints(file, path, "shape", info->shape, 2);
+    for (int i = 0; i < 4; i++) need_attr(group, attrs[i]);
+    int n_dims = h5_attr_ints(group, ".", "shape", info->shape, 2);
     if (n_dims != 2 || info->shape[0] <= 0 || info->shape[1] <= 0)
-        malformed(file, path, "attribute 'shape' must hold two positive sizes [out, in] (found %d values)", n_dims);
+        malformed(group, "attribute 'shape' must hold two positive sizes [out, in] (found %d values)", n_dims);
     info->n = info->shape[0] * info->shape[1];
-    h5_shape absmax = member_shape(file, path, "absmax", "float32, or uint8 with double quantization");
+    h5_shape absmax = member_shape(group, "absmax", "float32, or uint8 with double quantization");
     if (absmax.dtype != SL_F32 && absmax.dtype != SL_U8)
-        malformed(file, path, "dataset 'absmax' must be float32 or uint8 (found %s)",
+        malformed(group, "dataset 'absmax' must be float32 or uint8 (found %s)",
                   absmax.dtype == SL_DTYPE_OTHER ? "an unsupported type" : sl_dtype_name(absmax.dtype));
-    char *type = h5_attr_string(file, path, "quant_type");
-    int64_t bs = h5_attr_int(file, path, "blocksize");
+    char *type = h5_attr_string(group, ".", "quant_type");
+    int64_t bs = h5_attr_int(group, ".", "blocksize");
     const char *problem = bs > 0 && bs < 1 << 20 ? quant_format_make(type, absmax.dtype == SL_U8, (int)bs, &info->fmt)
                                                  : "blocksize must be positive";
-    if (problem) malformed(file, path, "quant_type '%s', blocksize %lld: %s", type, (long long)bs, problem);
+    if (problem) malformed(group, "quant_type '%s', blocksize %lld: %s", type, (long long)bs, problem);
     free(type);
-    char *dtype = h5_attr_string(file, path, "dtype");
+    char *dtype = h5_attr_string(group, ".", "dtype");
     snprintf(info->dtype, sizeof info->dtype, "%s", dtype);
     free(dtype);
     info->nblocks = quant_nblocks(&info->fmt, info->n);
+    return absmax;
 }
 
-static void check_double_quant(hid_t file, const char *path, const quant_store_info *info)
+static void check_double_quant(hid_t group, const quant_store_info *info)
 {
-    expect_member(file, path, "nested_absmax", SL_F32, quant_nested_count(&info->fmt, 0, info->nblocks));
-    expect_table(file, path, "nested_code", quant_dynamic_code(), 256);
-    if (!h5_has_attr(file, path, "offset") || !h5_has_attr(file, path, "nested_blocksize"))
-        malformed(file, path, "attributes 'offset' and 'nested_blocksize' are needed with double quantization "
+    expect_member(group, "nested_absmax", SL_F32, quant_nested_count(&info->fmt, 0, info->nblocks));
+    expect_table(group, "nested_code", quant_dynamic_code(), 256);
+    if (!h5_has_attr(group, ".", "offset") || !h5_has_attr(group, ".", "nested_blocksize"))
+        malformed(group, "attributes 'offset' and 'nested_blocksize' are needed with double quantization "
                   "(absmax is uint8)");
-    int64_t nested_bs = h5_attr_int(file, path, "nested_blocksize");
+    int64_t nested_bs = h5_attr_int(group, ".", "nested_blocksize");
     if (nested_bs != QUANT_NESTED_BLOCKS)
-        malformed(file, path, "attribute 'nested_blocksize' is %lld (expected %d)", (long long)nested_bs,
+        malformed(group, "attribute 'nested_blocksize' is %lld (expected %d)", (long long)nested_bs,
                   QUANT_NESTED_BLOCKS);
-    double offset = h5_attr_double(file, path, "offset");
+    double offset = h5_attr_double(group, ".", "offset");
     if (!isfinite(offset) || (double)(float)offset != offset)
-        malformed(file, path, "attribute 'offset' is %.17g (expected a finite float32 value)", offset);
+        malformed(group, "attribute 'offset' is %.17g (expected a finite float32 value)", offset);
+}
+
+void quant_store_read_info(hid_t file, const char *path, quant_store_info *info)
+{
+    *info = (quant_store_info){0};
+    hid_t group = h5_open_group(file, path);
+    read_format(group, info);
+    h5_close_group(group);
 }
 
 int quant_store_probe(hid_t file, const char *path, quant_store_info *info)
 {
     if (!h5_is_group(file, path)) return 0;
     *info = (quant_store_info){0};
-    read_format(file, path, info);
+    hid_t group = h5_open_group(file, path);
+    h5_shape absmax = read_format(group, info);
     const quant_format *f = &info->fmt;
-    expect_member(file, path, codes_name(f), SL_U8, quant_code_bytes(f, info->n, 0, info->nblocks));
-    expect_member(file, path, "absmax", f->double_quant ? SL_U8 : SL_F32, info->nblocks);
-    expect_table(file, path, "code", quant_code(f->type), quant_code_len(f->type));
-    if (f->double_quant) check_double_quant(file, path, info);
+    expect_member(group, codes_name(f), SL_U8, quant_code_bytes(f, info->n, 0, info->nblocks));
+    expect_shape(group, "absmax", absmax, f->double_quant ? SL_U8 : SL_F32, info->nblocks);
+    expect_table(group, "code", quant_code(f->type), quant_code_len(f->type));
+    if (f->double_quant) check_double_quant(group, info);
+    h5_close_group(group);
     return 1;
 }
 
@@ -212,14 +234,6 @@ void quant_store_quantize(hid_t file, const char *path, const quant_format *f, c
     free(q.codes), free(q.absmax), free(q.absmax_u8), free(q.nested_absmax);
 }
 
-static void read_member(hid_t file, const char *path, const char *name, sl_dtype t, int64_t start,
-                        int64_t count, void *buf)
-{
-    char p[1024];
-    member_path(p, sizeof p, path, name);
-    h5_read_range(file, p, t, start, count, buf);
-}
-
 void quant_store_read(hid_t file, const char *path, const quant_store_info *info, int64_t b0, int64_t b1,
                       quant_view *q)
 {
@@ -233,13 +247,15 @@ void quant_store_read(hid_t file, const char *path, const quant_store_info *info
     int empty = b1 == b0; /* still makes every read, for collective files */
     int64_t code_start = empty ? 0 : quant_code_bytes(f, info->n, 0, b0);
     int64_t code_count = empty ? 0 : quant_code_bytes(f, info->n, b0, b1);
-    read_member(file, path, codes_name(f), SL_U8, code_start, code_count, q->codes);
+    hid_t group = h5_open_group(file, path);
+    h5_read_range(group, codes_name(f), SL_U8, code_start, code_count, q->codes);
     if (!f->double_quant) {
-        read_member(file, path, "absmax", SL_F32, b0, b1 - b0, q->absmax);
-        return;
+        h5_read_range(group, "absmax", SL_F32, b0, b1 - b0, q->absmax);
+    } else {
+        h5_read_range(group, "absmax", SL_U8, b0, b1 - b0, q->absmax_u8);
+        h5_read_range(group, "nested_absmax", SL_F32, b0 / QUANT_NESTED_BLOCKS, quant_nested_count(f, b0, b1),
+                      q->nested_absmax);
+        q->offset = (float)h5_attr_double(group, ".", "offset");
     }
-    read_member(file, path, "absmax", SL_U8, b0, b1 - b0, q->absmax_u8);
-    read_member(file, path, "nested_absmax", SL_F32, b0 / QUANT_NESTED_BLOCKS, quant_nested_count(f, b0, b1),
-                q->nested_absmax);
-    q->offset = (float)h5_attr_double(file, path, "offset");
+    h5_close_group(group);
 }

@@ -5,9 +5,10 @@
  *   Attributes: quant_type ("nf4", "fp4", "int8"), blocksize, shape (int64 [out, in]), dtype (the
  *   original dtype's name); with double quantization offset (float64, exactly the float32 value)
  *   and nested_blocksize (256).
- * Sharded loading: every rank probes the group, then reads only its own block range with
- * quant_store_read. On a file opened with a communicator the reads are collective: every rank makes
- * the same calls, with empty ranges (b0 == b1) where it owns nothing. */
+ * Sharded loading: one rank probes every group (the model's validation), then every rank reads
+ * its info (quant_store_read_info) and only its own block range with quant_store_read. On a file
+ * opened with a communicator the reads are collective: every rank makes the same calls, with empty
+ * ranges (b0 == b1) where it owns nothing. */
 #ifndef SL_QUANT_STORE_H
 #define SL_QUANT_STORE_H
 
@@ -26,6 +27,10 @@ typedef struct {
 /* 1 when path is a quantized group (info filled in), 0 when it is missing or a dataset. A group
  * with missing or ill-sized members, or an unknown format, is fatal, naming the file and path. */
 int quant_store_probe(hid_t file, const char *path, quant_store_info *info);
+
+/* The info of a group quant_store_probe has accepted, from its attributes alone: for a load, after
+ * the model's validation probed every weight (on one rank, where every rank would repeat it). */
+void quant_store_read_info(hid_t file, const char *path, quant_store_info *info);
 
 /* Write a whole quantized tensor (q holds blocks [0, info->nblocks)) as a group at path. */
 void quant_store_write(hid_t file, const char *path, const quant_store_info *info, const quant_view *q);

@@ -4,7 +4,8 @@
  * ranges of 1-D and 2-D ones; float32 written into them narrows to nearest even and round-trips
  * exactly; a 16-bit float of another layout is refused, naming the file and the dataset. Files
  * open read-only are read directly (pread on every thread) where the dataset allows: the values
- * equal HDF5's own reads for every type and range, and other datasets still go through HDF5. */
+ * equal HDF5's own reads for every type and range, and other datasets still go through HDF5; the
+ * same through a group opened in place of the file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -237,6 +238,55 @@ static void test_direct_reads_match_hdf5(void **state)
     free(x), free(u8), free(w), free(got), free(want);
 }
 
+static void read_missing_member(void *group)
+{
+    float x[4];
+    h5_read_range(*(hid_t *)group, "missing", SL_F32, 0, 4, x);
+}
+
+static void read_missing_attr(void *group) { h5_attr_int(*(hid_t *)group, ".", "absent"); }
+
+/* A group open in place of the file: members by relative name, read directly from a read-only
+ * file as they are from the file itself, through HDF5 when it is open for writing; messages name
+ * the member by its whole path. */
+static void test_group_relative(void **state)
+{
+    const char *dir = getenv("TEST_TMP");
+    char path[512];
+    snprintf(path, sizeof path, "%s/h5io_group.h5", dir ? dir : ".");
+    enum { N = 5000 };
+    float x[N], got[N];
+    for (int i = 0; i < N; i++) x[i] = (float)cos(i * 0.37) * 2.5f;
+    hid_t f = h5_create(path, "test file", MPI_COMM_NULL);
+    int64_t n = N;
+    h5_write(f, "/a/b/w", SL_F32, SL_F32, 1, &n, x);
+    write_special(f, "/a/b/chunked", 1, x, N);
+    h5_set_attr_int(f, "/a/b", "answer", 42);
+    h5_close(f);
+    for (int writable = 0; writable < 2; writable++) {
+        f = h5_open(path, "test file", writable, MPI_COMM_NULL);
+        assert_false(h5_has(f, "/a/x/w")); /* a missing parent */
+        hid_t g = h5_open_group(f, "/a/b");
+        assert_true(h5_has(g, "w"));
+        assert_false(h5_has(g, "v"));
+        assert_int_equal(h5_shape_of(g, "w").n, N);
+        assert_int_equal(h5_attr_int(g, ".", "answer"), 42);
+        int64_t direct0 = h5_bytes_read_direct();
+        h5_read_range(g, "w", SL_F32, 7, N - 7, got);
+        assert_memory_equal(got, x + 7, (N - 7) * sizeof *got);
+        assert_int_equal(h5_bytes_read_direct() - direct0, writable ? 0 : (N - 7) * 4);
+        h5_read_range(g, "chunked", SL_F32, 0, N, got);
+        assert_memory_equal(got, x, N * sizeof *got);
+        char msg[1024];
+        child_error(read_missing_member, &g, msg, sizeof msg);
+        assert_non_null(strstr(msg, "h5io_group.h5: dataset /a/b/missing is missing"));
+        child_error(read_missing_attr, &g, msg, sizeof msg);
+        assert_non_null(strstr(msg, "attribute 'absent' of /a/b is missing"));
+        h5_close_group(g);
+        h5_close(f);
+    }
+}
+
 static void test_bf16_words(void **state) { check_type(SL_BF16, "bf16"); }
 static void test_f16_words(void **state) { check_type(SL_F16, "f16"); }
 
@@ -283,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_f16_words),
         cmocka_unit_test(test_foreign_layout_refused),
         cmocka_unit_test(test_direct_reads_match_hdf5),
+        cmocka_unit_test(test_group_relative),
     };
     test_filter_from_env();
     return cmocka_run_group_tests(tests, setup, teardown);
