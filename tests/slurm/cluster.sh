@@ -110,6 +110,14 @@ start_munge() {
   show_logs; die "munged does not answer on $SOCK"
 }
 
+# running DAEMON SECONDS: its process is alive; a daemon that has not yet written its pid file (it
+# writes it after detaching: late, or empty for a moment, on a loaded machine) counts as running
+# for its first 20 s.
+running() {
+  [ -s "$RUN/$1.pid" ] || [ "$2" -ge 20 ] || return 0
+  alive "$RUN/$1.pid"
+}
+
 cmd_start() {
   command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null ||
     die "slurmctld, slurmd and munged are needed (apt-get install slurmctld slurmd slurm-client munge)"
@@ -123,12 +131,11 @@ cmd_start() {
   if ! alive "$RUN/slurmd.pid"; then
     slurmd -f "$CONF" || { show_logs; die "slurmd failed to start"; }
   fi
-  local wait=${SLURM_TEST_WAIT:-60} t0=$SECONDS state=
+  local wait=${SLURM_TEST_WAIT:-60} t0=$SECONDS state= d
   while [ $((SECONDS - t0)) -lt "$wait" ]; do
     state=$(sinfo -h -N -o '%t' 2>/dev/null | head -n 1)
     case "$state" in idle|mix|alloc) echo "export SLURM_CONF=$CONF"; return 0 ;; esac
-    alive "$RUN/slurmctld.pid" || { show_logs; die "slurmctld exited"; }
-    alive "$RUN/slurmd.pid" || { show_logs; die "slurmd exited"; }
+    for d in slurmctld slurmd; do running "$d" $((SECONDS - t0)) || { show_logs; die "$d exited"; }; done
     sleep 0.5
   done
   sinfo -N -l >&2; show_logs
