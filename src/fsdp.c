@@ -36,20 +36,23 @@ static void shard_overlap(const fsdp_pool *p, const fsdp_member *m, int64_t *lo,
 }
 
 /* Report the first non-finite value of this rank's shard, naming the dataset; all ranks agree. */
-static void check_finite(const fsdp_pool *p, const char *file)
+static void check_finite(const fsdp_pool *p, hid_t file)
 {
-    int64_t begin = (int64_t)RT.rank * p->shard_numel, bad = -1;
+    int64_t begin = (int64_t)RT.rank * p->shard_numel;
     int64_t valid = p->numel - begin < p->shard_numel ? p->numel - begin : p->shard_numel, first = valid;
     const float *x = p->shard;
 #pragma omp parallel for schedule(static) reduction(min : first) if (valid > 65536)
     for (int64_t i = 0; i < valid; i++) /* the first non-finite element, found on every thread */
         if (!isfinite(x[i]) && i < first) first = i;
-    if (first < valid) bad = begin + first;
-    const fsdp_member *m = NULL;
-    for (int i = 0; bad >= 0 && i < p->n_members; i++)
-        if (bad >= p->members[i].offset && bad < p->members[i].offset + p->members[i].numel) m = &p->members[i];
-    rt_agree(bad < 0, "%s: dataset %s holds a non-finite value (%g) at element %lld (expected finite weights)",
-             file, m ? m->path : "?", bad >= 0 ? p->shard[bad - begin] : 0.0, m ? (long long)(bad - m->offset) : -1LL);
+    weights_first_bad bad = weights_no_bad();
+    for (int i = 0; first < valid && i < p->n_members; i++) {
+        const fsdp_member *m = &p->members[i];
+        if (begin + first >= m->offset && begin + first < m->offset + m->numel) {
+            snprintf(bad.path, sizeof bad.path, "%s", m->path);
+            bad.at = begin + first - m->offset, bad.value = x[first];
+        }
+    }
+    weights_agree_finite(file, &bad);
 }
 
 static void transfer_shard(const fsdp_pool *p, hid_t file, const char *prefix, float *shard, int writing)
@@ -107,7 +110,7 @@ void fsdp_pool_load(fsdp_pool *p, hid_t file)
         p->owns_shard = 1;
     }
     transfer_shard(p, file, "", p->shard, 0);
-    check_finite(p, h5_name(file));
+    check_finite(p, file);
 }
 
 /* Where a frozen shard's values go as they are read: the host shard (a backend computing there),

@@ -91,6 +91,20 @@ expect_fail("non-finite projection quantized at load on 2 threads: the first of 
             evaluate("wide_up.h5", "data.h5", "--quant=nf4", "--threads=2"),
             r"dataset /model/layers/0/mlp/up_proj/weight holds a non-finite value \(inf\) at element 643", np=1)
 os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def poison_adapter(f):
+    b = f["lora/model/layers/1/self_attn/v_proj/lora_B"]
+    a = b[...]
+    a[9, 4] = -np.inf
+    b[...] = a
+
+
+run([SL, "train", "--model=model.h5", "--data=data.h5", "--seq-len=32", "--steps=2", "--out=run"])
+variant("run/adapter.h5", "inf_adapter.h5", poison_adapter)
+expect_fail("non-finite adapter weight, on the last rank's shard", evaluate("model.h5", "data.h5", "--adapter=inf_adapter.h5"),
+            r"inf_adapter.h5: dataset /lora/model/layers/1/self_attn/v_proj/lora_B holds a non-finite value \(-inf\) at "
+            r"element 148 \(expected finite weights\)", np=2)
 variant("model.h5", "arch.h5", lambda f: f["config"].attrs.__setitem__("architecture", "gpt2"))
 expect_fail("unknown architecture", evaluate("arch.h5"), r"unknown architecture 'gpt2'.*expected llama, mistral, qwen2 or qwen3", np=2)
 
