@@ -196,6 +196,14 @@ def sentencepiece_style(metaspace):
                                                            special_tokens=["<unk>", "<s>", "</s>"])))
 
 
+def without_unk():
+    """Metaspace BPE with neither an unk token nor byte fallback: a symbol outside the vocabulary
+    (the multilingual documents have many) is dropped, as Hugging Face's BPE drops it."""
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    return train(tok, trainers.BpeTrainer(vocab_size=1000, show_progress=False))
+
+
 def tokenizer_json_files():
     DOCS["added tokens in the text"] = b"<|begin_of_text|>Hello<|eot_id|> <s>world</s><|endoftext|>x<unk>"
     PATHS.append(os.path.join(TMP, "special.txt"))
@@ -205,7 +213,8 @@ def tokenizer_json_files():
              ("byte-level BPE, GPT-2 ByteLevel regex, prefix space", byte_level_gpt2()),
              ("byte-level BPE, Qwen2 layout: NFC, Qwen split", byte_level_qwen2()),
              ("SentencePiece-style BPE, byte fallback, Prepend + Replace", sentencepiece_style(False)),
-             ("SentencePiece-style BPE, byte fallback, Metaspace", sentencepiece_style(True))]
+             ("SentencePiece-style BPE, byte fallback, Metaspace", sentencepiece_style(True)),
+             ("Metaspace BPE without unk or byte fallback: unknown symbols dropped", without_unk())]
     for k, (label, tok) in enumerate(cases):
         path = os.path.join(TMP, f"tok{k}", "tokenizer.json")
         os.makedirs(os.path.dirname(path), exist_ok=True)

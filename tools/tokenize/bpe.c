@@ -2,7 +2,8 @@
  * merges sit in a heap ordered by priority (lower first), then by leftmost position, which is the
  * order every reference library merges in (rank for tokenizer.json and tiktoken, score for
  * SentencePiece). A popped pair whose spans have changed since it was pushed is stale and skipped.
- * Symbols that are no piece at the end become byte-fallback tokens, or unk. */
+ * Symbols that are no piece become byte-fallback tokens, or unk: before the merges for tokenizer.json
+ * (as Hugging Face does), after them for SentencePiece. */
 #include "bpe.h"
 
 #include <stdlib.h>
@@ -101,15 +102,46 @@ static int32_t atomic_at(const tokenizer *t, const char *w, int64_t i, int64_t n
     return best;
 }
 
+/* Symbol k: the span [start, start + len) of the word, as piece id (-1: none yet). */
+static void add_symbol(bpe_scratch *s, int64_t k, int64_t start, int32_t len, int32_t id, int frozen)
+{
+    s->start[k] = (int32_t)start, s->len[k] = len, s->id[k] = id, s->frozen[k] = (uint8_t)frozen;
+    s->prev[k] = (int32_t)k - 1, s->next[k] = (int32_t)k + 1;
+}
+
+/* Hugging Face's BPE (pair ranks) settles a symbol that is no piece before merging, as k's: its
+ * bytes' fallback tokens, else unk (one for a run of them with fuse_unk), else nothing, so that its
+ * neighbours may merge. Returns the symbols that stand for it. */
+static int64_t settle_unknown(const tokenizer *t, bpe_scratch *s, int64_t k, const char *w, int64_t i, int32_t len,
+                              int *last_unk)
+{
+    int fallback = t->byte_fallback;
+    for (int32_t b = 0; fallback && b < len; b++) fallback = t->byte_id[(uint8_t)w[i + b]] >= 0;
+    if (fallback) {
+        for (int32_t b = 0; b < len; b++) add_symbol(s, k + b, i + b, 1, t->byte_id[(uint8_t)w[i + b]], 0);
+        *last_unk = 0;
+        return len;
+    }
+    if (t->unk_id < 0) return 0;
+    if (t->fuse_unk && *last_unk) {
+        s->len[k - 1] += len;
+        return 0;
+    }
+    add_symbol(s, k, i, len, t->unk_id, 0);
+    *last_unk = 1;
+    return 1;
+}
+
 static int64_t initial_symbols(const tokenizer *t, bpe_scratch *s, const char *w, int64_t n)
 {
     int64_t k = 0;
-    for (int64_t i = 0; i < n; k++) {
+    int last_unk = 0;
+    for (int64_t i = 0; i < n;) {
         int32_t atom = t->n_atomic ? atomic_at(t, w, i, n) : -1;
         int32_t len = atom >= 0 ? t->v.lens[atom] : t->units_are_bytes ? 1 : utf8_group_len(w + i, n - i);
-        s->start[k] = (int32_t)i, s->len[k] = len, s->frozen[k] = atom >= 0;
-        s->id[k] = atom >= 0 ? atom : pieces_find(&t->v, w + i, len);
-        s->prev[k] = (int32_t)k - 1, s->next[k] = (int32_t)k + 1;
+        int32_t id = atom >= 0 ? atom : pieces_find(&t->v, w + i, len);
+        if (id < 0 && t->rule == MERGE_PAIR_RANK) k += settle_unknown(t, s, k, w, i, len, &last_unk);
+        else add_symbol(s, k++, i, len, id, atom >= 0), last_unk = 0;
         i += len;
     }
     if (k > 0) s->next[k - 1] = -1;
@@ -184,6 +216,7 @@ static void encode_word(const tokenizer *t, bpe_scratch *s, const char *w, int64
     }
     fit(s, n);
     int64_t k = initial_symbols(t, s, w, n);
+    if (k == 0) return; /* every symbol unknown, and dropped */
     merge_all(t, s, w, k);
     int last_unk = 0;
     for (int32_t i = 0; i >= 0; i = s->next[i]) {

@@ -58,7 +58,7 @@ typedef struct {
     int byte_fallback;     /* a symbol that is no piece becomes its bytes' <0xNN> tokens */
     int fuse_unk;          /* consecutive unknown symbols become one unk */
     int32_t byte_id[256];  /* byte_fallback's ids, -1 when absent */
-    int32_t unk_id;        /* -1: none (an unknown symbol is then an error) */
+    int32_t unk_id;        /* -1: none (an unknown symbol is then dropped, as Hugging Face's BPE drops it) */
     norm_step *norm;
     int n_norm;
     pre_step *pre;
