@@ -5,7 +5,8 @@
 # tests/*/test_*.py (python3; those in tests/hf with the Hugging Face stack's python,
 # $SHARDLORA_HF_PYTHON, default the environment tools/hf-venv.sh makes); on a machine where `nvidia-smi -L` lists a GPU also
 # build/tests/gpu/test_* and tests/gpu/test_*, elsewhere each of those prints "skipped: no GPU"
-# (tests/gpu/test_multi_gpu* need two GPUs: "skipped: fewer than 2 GPUs").
+# (tests/gpu/test_multi_gpu* need two GPUs: "skipped: fewer than 2 GPUs"); with SHARDLORA_SANITIZED
+# set (make test-asan), test_valgrind.sh prints "skipped: sanitized build".
 # Each test reports its cases as TAP lines ("ok - name" / "not ok - name"). A test that exits
 # nonzero without a "not ok" line counts as one failure, and so does one that reports no cases.
 #   tests/run.sh PATTERN   only the tests whose path contains PATTERN, and the cmocka cases whose
@@ -49,6 +50,8 @@ for t in "$tree"/build/tests/test_* "$tree"/build/tests/gpu/test_* "$tree"/tests
     */gpu/*)
       [ "$gpus" -ge 1 ] || { skips+=("no GPU  $(basename "$t")"); continue; }
       case "$rel" in */gpu/test_multi_gpu*) [ "$gpus" -ge 2 ] || { skips+=("fewer than 2 GPUs  $(basename "$t")"); continue; } ;; esac ;;
+    */test_valgrind.sh) # memcheck cannot run a binary built with AddressSanitizer (make test-asan)
+      [ -z "${SHARDLORA_SANITIZED:-}" ] || { skips+=("sanitized build  $(basename "$t")"); continue; } ;;
   esac
   tests+=("$t") filters+=("$filter")
 done

@@ -19,5 +19,5 @@ echo "test-asan: building HEAD $(git rev-parse --short HEAD) with $CC"
 CFLAGS="-O1 -g" make -j"$(nproc)" CUDA=0 CC="$CC" all tests-bin >"$root/build/asan-build.log" 2>&1 ||
   { tail -n 20 "$root/build/asan-build.log"; exit 1; }
 export SHARDLORA_SHARED=${SHARDLORA_SHARED:-$(cd "$root/.." && pwd)/shared}
-export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
+export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 SHARDLORA_SANITIZED=1
 tests/run.sh "$@"
