@@ -44,8 +44,30 @@ static void abandon(import_writer *w)
     if (w->fd >= 0) close(w->fd);
     w->fd = -1;
     h5_close(w->file);
+    w->file = -1;
     if (RT.rank == 0) remove(w->partial_path);
     partial_to_remove = NULL;
+}
+
+/* The writer of an import that stopped with an error caught by rt_try, which the fuzz targets run
+ * many of in one process (a normal run exits on the error): released when the next one opens. */
+static import_writer *unfinished;
+
+static void release(import_writer *w)
+{
+    if (w->bufs) stream_buffers_free(w->bufs);
+    free(w->partial_path);
+    free(w->final_path);
+    free(w);
+}
+
+static void release_unfinished(void)
+{
+    if (!unfinished) return;
+    if (unfinished->fd >= 0) close(unfinished->fd);
+    if (unfinished->file >= 0) h5_close_all(unfinished->file);
+    release(unfinished);
+    unfinished = NULL;
 }
 
 void import_agree(import_writer *w, int64_t key, const char *msg)
@@ -74,7 +96,8 @@ static void create_file(void *arg)
 import_writer *writer_open(const char *out_path, const import_options *opt, const import_origin *origin,
                            const sl_model_config *cfg)
 {
-    import_writer *w = sl_calloc(1, sizeof *w, "writer");
+    release_unfinished();
+    import_writer *w = unfinished = sl_calloc(1, sizeof *w, "writer");
     w->started = rt_now();
     w->final_path = strdup(out_path);
     w->partial_path = sl_malloc(strlen(out_path) + 9, "path");
@@ -83,9 +106,10 @@ import_writer *writer_open(const char *out_path, const import_options *opt, cons
     w->cfg = cfg;
     w->quant = opt->quant;
     w->file = w->fd = -1;
+    static int remove_registered;
     if (RT.rank == 0) {
         partial_to_remove = w->partial_path;
-        atexit(remove_partial);
+        if (!remove_registered++) atexit(remove_partial);
     }
     import_checked(create_file, w);
     h5_set_attr_string(w->file, "/", "shardlora_kind", "model");
@@ -265,12 +289,11 @@ void writer_finish(import_writer *w)
     w->fd = -1;
     import_agree(w, pr.key, pr.msg);
     h5_close(w->file);
+    w->file = -1;
     if (RT.rank == 0 && rename(w->partial_path, w->final_path) != 0)
         sl_fatal("cannot rename %s to %s (is the directory writable?)", w->partial_path, w->final_path);
     partial_to_remove = NULL;
     summary(w);
-    stream_buffers_free(w->bufs);
-    free(w->partial_path);
-    free(w->final_path);
-    free(w);
+    unfinished = NULL;
+    release(w);
 }
