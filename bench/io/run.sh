@@ -14,6 +14,8 @@
 #   BENCH_RANKS="1 2"            rank counts of `mpirun -np N shardlora eval` (OpenMP threads: cores / N)
 #   BENCH_DEVICE=cpu             eval's --device
 #   BENCH_COLD=auto|0            cold rows too when /proc/sys/vm/drop_caches is writable
+#   BENCH_SAMPLES=1              samples of every cache state: each a dd and the loads after it (a
+#                                virtual disk's cold rate varies by a quarter from one dd to the next)
 # For each file: dd bs=16M to /dev/null, then `shardlora eval --seq-len=16 --micro-batch=1` of one
 # 16-token window, whose "model: read ... in S s" line is the load (every rank reads its shard; S
 # is rank 0's time from the first read to the last weight in place: checks, conversion and copies to
@@ -31,7 +33,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_btl=self,vader
 unset OMP_NUM_THREADS
 shape=${BENCH_SHAPE:-0.85b} files=${BENCH_FILES:-bf16 f32 nf4} ranks=${BENCH_RANKS:-1 2}
-device=${BENCH_DEVICE:-cpu} cold=${BENCH_COLD:-auto}
+device=${BENCH_DEVICE:-cpu} cold=${BENCH_COLD:-auto} samples=${BENCH_SAMPLES:-1}
 py=${PYTHON:-python3}
 case $shape in
   0.85b) arch=(--hidden 2048 --intermediate 5632 --layers 16 --heads 16 --kv-heads 4 --vocab 32000 --max-pos 2048)
@@ -98,7 +100,7 @@ for kind in $files; do
   file=$work/model.$kind.h5
   timed make_s make_file "$kind" "$file"
   echo "made $file in $make_s s" >>"$work/log"
-  for cache in "${caches[@]}"; do
+  for cache in $(for c in "${caches[@]}"; do for _ in $(seq "$samples"); do echo "$c"; done; done); do
     settle "$cache" "$file"
     timed dd_s dd if="$file" of=/dev/null bs=16M
     row dd - "$file" "$cache" - "$dd_s" "$dd_s"
