@@ -1,7 +1,6 @@
 /* fsdp: planning, sharded reading and writing, gathering and reduce-scattering of flat pools. */
 #include "fsdp.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,18 +37,15 @@ static void shard_overlap(const fsdp_pool *p, const fsdp_member *m, int64_t *lo,
 /* Report the first non-finite value of this rank's shard, naming the dataset; all ranks agree. */
 static void check_finite(const fsdp_pool *p, hid_t file)
 {
-    int64_t begin = (int64_t)RT.rank * p->shard_numel;
-    int64_t valid = p->numel - begin < p->shard_numel ? p->numel - begin : p->shard_numel, first = valid;
-    const float *x = p->shard;
-#pragma omp parallel for schedule(static) reduction(min : first) if (valid > 65536)
-    for (int64_t i = 0; i < valid; i++) /* the first non-finite element, found on every thread */
-        if (!isfinite(x[i]) && i < first) first = i;
+    const int64_t begin = (int64_t)RT.rank * p->shard_numel;
+    const int64_t valid = p->numel - begin < p->shard_numel ? p->numel - begin : p->shard_numel;
+    const int64_t first = sl_first_nonfinite(p->shard, SL_F32, valid > 0 ? valid : 0), at = begin + first;
     weights_first_bad bad = weights_no_bad();
-    for (int i = 0; first < valid && i < p->n_members; i++) {
+    for (int i = 0; first >= 0 && i < p->n_members; i++) {
         const fsdp_member *m = &p->members[i];
-        if (begin + first >= m->offset && begin + first < m->offset + m->numel) {
+        if (at >= m->offset && at < m->offset + m->numel) {
             snprintf(bad.path, sizeof bad.path, "%s", m->path);
-            bad.at = begin + first - m->offset, bad.value = x[first];
+            bad.at = at - m->offset, bad.value = p->shard[first];
         }
     }
     weights_agree_finite(file, &bad);
