@@ -168,10 +168,8 @@ void h5_close_group(hid_t group) { H5Gclose(group); }
 
 int h5_is_group(hid_t file, const char *path)
 {
-    if (!h5_has(file, path)) return 0;
-    H5O_info_t info;
-    if (H5Oget_info_by_name(file, path, &info, H5P_DEFAULT) < 0) return 0;
-    return info.type == H5O_TYPE_GROUP;
+    H5O_info_t info; /* fails (quietly) where path or a parent is missing */
+    return H5Oget_info_by_name(file, path, &info, H5P_DEFAULT) >= 0 && info.type == H5O_TYPE_GROUP;
 }
 
 /* A 16-bit float of exactly this layout (as make_small_float builds it, little-endian), whose raw
@@ -262,8 +260,7 @@ h5_shape h5_shape_of(hid_t file, const char *path)
     if (sh.ndims > H5IO_MAXDIMS) {
         H5Tclose(t), H5Sclose(s), H5Dclose(d); /* before the error: the checkpoint probes catch it */
         sl_fatal("%s: dataset %s has %d dimensions (at most %d supported)", h5_name(file),
-                 h5_object_name(file, path), sh.ndims,
-                 H5IO_MAXDIMS);
+                 h5_object_name(file, path), sh.ndims, H5IO_MAXDIMS);
     }
     hsize_t dims[H5IO_MAXDIMS];
     H5Sget_simple_extent_dims(s, dims, NULL);
@@ -643,14 +640,14 @@ void h5_write(hid_t file, const char *path, sl_dtype file_type, sl_dtype mem, in
 
 int h5_has_attr(hid_t file, const char *obj, const char *name)
 {
-    return h5_has(file, obj) && H5Aexists_by_name(file, obj, name, H5P_DEFAULT) > 0;
+    return H5Aexists_by_name(file, obj, name, H5P_DEFAULT) > 0; /* fails (quietly) where obj is missing */
 }
 
 static hid_t open_attr(hid_t file, const char *obj, const char *name)
 {
-    if (!h5_has_attr(file, obj, name))
+    hid_t a = H5Aopen_by_name(file, obj, name, H5P_DEFAULT, H5P_DEFAULT); /* why it failed is asked after */
+    if (a < 0 && !h5_has_attr(file, obj, name))
         sl_fatal("%s: attribute '%s' of %s is missing", h5_name(file), name, h5_object_name(file, obj));
-    hid_t a = H5Aopen_by_name(file, obj, name, H5P_DEFAULT, H5P_DEFAULT);
     if (a < 0) sl_fatal("%s: cannot open attribute '%s' of %s", h5_name(file), name, h5_object_name(file, obj));
     return a;
 }
@@ -663,8 +660,6 @@ static H5T_class_t attr_class(hid_t a)
     return c;
 }
 
-/* The single-value getters read into one variable: an attribute of several values (an array, as an
- * edited file may hold) would overflow it. */
 /* An attribute getter's error, after closing the attribute (and its type, when t >= 0): the
  * checkpoint probes run under rt_try, where what an error leaves open stays open. */
 static noreturn void attr_error(hid_t file, hid_t a, hid_t t, const char *obj, const char *name, const char *what)
@@ -676,6 +671,8 @@ static noreturn void attr_error(hid_t file, hid_t a, hid_t t, const char *obj, c
     sl_fatal("%s", msg);
 }
 
+/* The single-value getters read into one variable: an attribute of several values (an array, as an
+ * edited file may hold) would overflow it. */
 static void expect_one_value(hid_t file, hid_t a, const char *obj, const char *name)
 {
     hid_t s = H5Aget_space(a);
