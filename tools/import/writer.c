@@ -143,28 +143,38 @@ static void note_write(stream_problem *pr, int64_t key, int rc, const char *path
     stream_note(pr, key, msg);
 }
 
-/* The statistics of a quantized part, once the tensor's offset is known: block absmax as float32,
- * or with double quantization their 8-bit codes and the nested absmax. */
+/* The statistics of blocks [b0, b1) of the quantized tensor at path, from v, at their places in
+ * the group at: block absmax as float32, or with double quantization their 8-bit codes and the
+ * nested absmax of the groups the blocks cover. */
+static void write_block_stats(import_writer *w, const quant_format *f, const quant_store_addrs *at, int64_t b0,
+                              int64_t b1, const quant_view *v, const char *path, stream_problem *pr)
+{
+    if (!f->double_quant) {
+        note_write(pr, 0, fileio_pwrite(w->fd, v->absmax, (size_t)(b1 - b0) * sizeof(float),
+                                        at->absmax + b0 * (int64_t)sizeof(float)), w->partial_path, "absmax", path);
+        return;
+    }
+    note_write(pr, 0, fileio_pwrite(w->fd, v->absmax_u8, (size_t)(b1 - b0), at->absmax + b0), w->partial_path,
+               "absmax", path);
+    note_write(pr, 0, fileio_pwrite(w->fd, v->nested_absmax, (size_t)quant_nested_count(f, b0, b1) * sizeof(float),
+                                    at->nested_absmax + b0 / QUANT_NESTED_BLOCKS * (int64_t)sizeof(float)),
+               w->partial_path, "nested_absmax", path);
+}
+
+/* The statistics of a quantized part, once the tensor's offset is known. */
 static void write_stats(import_writer *w, const stream_part *p, float offset, stream_problem *pr)
 {
     const quant_format *f = p->fmt;
     const int64_t bs = f->blocksize, b0 = p->first / bs;
     const int64_t b1 = p->first + p->count == p->n ? quant_nblocks(f, p->n) : (p->first + p->count) / bs;
     const char *path = p->spec->path;
-    if (!f->double_quant) {
-        note_write(pr, 0, fileio_pwrite(w->fd, p->absmax, (size_t)(b1 - b0) * sizeof(float),
-                                        p->at.absmax + b0 * (int64_t)sizeof(float)), w->partial_path, "absmax", path);
-        return;
+    quant_view v = {.absmax = p->absmax};
+    if (f->double_quant) {
+        v.absmax_u8 = sl_malloc((size_t)(b1 - b0), path);
+        v.nested_absmax = sl_malloc((size_t)quant_nested_count(f, b0, b1) * sizeof(float), path);
+        quant_encode_stats(f, b0, b1, p->absmax, offset, &v);
     }
-    const int64_t groups = quant_nested_count(f, b0, b1);
-    quant_view v = {.absmax_u8 = sl_malloc((size_t)(b1 - b0), path),
-                    .nested_absmax = sl_malloc((size_t)groups * sizeof(float), path)};
-    quant_encode_stats(f, b0, b1, p->absmax, offset, &v);
-    note_write(pr, 0, fileio_pwrite(w->fd, v.absmax_u8, (size_t)(b1 - b0), p->at.absmax + b0), w->partial_path,
-               "absmax", path);
-    note_write(pr, 0, fileio_pwrite(w->fd, v.nested_absmax, (size_t)groups * sizeof(float),
-                                    p->at.nested_absmax + b0 / QUANT_NESTED_BLOCKS * (int64_t)sizeof(float)),
-               w->partial_path, "nested_absmax", path);
+    write_block_stats(w, f, &p->at, b0, b1, &v, path, pr);
     free(v.absmax_u8), free(v.nested_absmax);
 }
 
@@ -234,17 +244,9 @@ void writer_quantized(import_writer *w, const sl_tensor_spec *spec, const quant_
         if (!rt_try(call_fill, &c, pr.msg, sizeof pr.msg)) pr.key = 0;
     }
     if (pr.key < 0 && q.codes) {
-        const char *path = spec->path;
         note_write(&pr, 0, fileio_pwrite(w->fd, q.codes, (size_t)quant_code_bytes(f, info->n, 0, nb), at.codes),
-                   w->partial_path, "the codes", path);
-        if (f->double_quant) {
-            note_write(&pr, 0, fileio_pwrite(w->fd, q.absmax_u8, (size_t)nb, at.absmax), w->partial_path, "absmax", path);
-            note_write(&pr, 0, fileio_pwrite(w->fd, q.nested_absmax, (size_t)groups * sizeof(float), at.nested_absmax),
-                       w->partial_path, "nested_absmax", path);
-        } else {
-            note_write(&pr, 0, fileio_pwrite(w->fd, q.absmax, (size_t)nb * sizeof(float), at.absmax), w->partial_path,
-                       "absmax", path);
-        }
+                   w->partial_path, "the codes", spec->path);
+        write_block_stats(w, f, &at, 0, nb, &q, spec->path, &pr);
     }
     free(q.codes), free(q.absmax), free(q.absmax_u8), free(q.nested_absmax);
     import_agree(w, pr.key, pr.msg);
