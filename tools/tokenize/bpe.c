@@ -102,6 +102,14 @@ static int32_t atomic_at(const tokenizer *t, const char *w, int64_t i, int64_t n
     return best;
 }
 
+/* Whether byte fallback spells the symbol w[0, len): every byte has its <0xNN> token. */
+static int bytes_fall_back(const tokenizer *t, const char *w, int32_t len)
+{
+    int fallback = t->byte_fallback;
+    for (int32_t b = 0; fallback && b < len; b++) fallback = t->byte_id[(uint8_t)w[b]] >= 0;
+    return fallback;
+}
+
 /* Symbol k: the span [start, start + len) of the word, as piece id (-1: none yet). */
 static void add_symbol(bpe_scratch *s, int64_t k, int64_t start, int32_t len, int32_t id, int frozen)
 {
@@ -115,9 +123,7 @@ static void add_symbol(bpe_scratch *s, int64_t k, int64_t start, int32_t len, in
 static int64_t settle_unknown(const tokenizer *t, bpe_scratch *s, int64_t k, const char *w, int64_t i, int32_t len,
                               int *last_unk)
 {
-    int fallback = t->byte_fallback;
-    for (int32_t b = 0; fallback && b < len; b++) fallback = t->byte_id[(uint8_t)w[i + b]] >= 0;
-    if (fallback) {
+    if (bytes_fall_back(t, w + i, len)) {
         for (int32_t b = 0; b < len; b++) add_symbol(s, k + b, i + b, 1, t->byte_id[(uint8_t)w[i + b]], 0);
         *last_unk = 0;
         return len;
@@ -169,9 +175,7 @@ static void merge_all(const tokenizer *t, bpe_scratch *s, const char *w, int64_t
 /* A symbol that is no piece: its bytes' fallback tokens, else unk (fused with a preceding one). */
 static void emit_unknown(const tokenizer *t, const char *w, int32_t start, int32_t len, int *last_unk, id_list *out)
 {
-    int fallback = t->byte_fallback;
-    for (int32_t i = 0; fallback && i < len; i++) fallback = t->byte_id[(uint8_t)w[start + i]] >= 0;
-    if (fallback) {
+    if (bytes_fall_back(t, w + start, len)) {
         for (int32_t i = 0; i < len; i++) ids_push(out, t->byte_id[(uint8_t)w[start + i]]);
         *last_unk = 0;
     } else if (t->unk_id >= 0 && !(t->fuse_unk && *last_unk)) {
