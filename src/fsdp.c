@@ -109,36 +109,47 @@ void fsdp_pool_load(fsdp_pool *p, hid_t file)
     check_finite(p, file);
 }
 
+/* A member's part of this rank's shard, pool elements [lo, hi), and the source of its values. */
+typedef struct {
+    weights_source src;
+    int64_t lo, hi, offset; /* offset: the member's first pool element */
+} member_part;
+
 /* Where a frozen shard's values go as they are read: the host shard (a backend computing there),
  * or a staging buffer in the act type, sent on to the backend's shard a buffer at a time. */
 typedef struct {
-    weights_source src;
-    float *host;       /* element 0 of the range in the host shard, or NULL */
-    void *stage;       /* element 0 of the range in the staging buffer */
-} frozen_range;
+    float *host;   /* the host shard, or NULL */
+    void *stage;   /* the staging buffer */
+    int64_t first; /* the pool element at element 0 of host or stage */
+} frozen_dest;
 
-/* Elements [e0, e0 + n) of the range (e0 from its start, which is tensor element t0). */
-static void load_piece(frozen_range *r, int64_t t0, int64_t e0, int64_t n, float *w, uint16_t *words)
+/* Pool elements [e, e + n) of part, w being room for n floats in transit (none to the host shard). */
+static void load_piece(member_part *part, const frozen_dest *d, int64_t e, int64_t n, float *w, uint16_t *words)
 {
-    float *x = r->host ? r->host + e0 : w;
-    weights_source_read(&r->src, t0 + e0, n, x, words);
-    if (r->host) return;
-    if (BE->act_bytes == 2) sl_from_f32((uint16_t *)r->stage + e0, x, SL_BF16, (size_t)n);
-    else memcpy((float *)r->stage + e0, x, (size_t)n * sizeof(float));
+    float *x = d->host ? d->host + (e - d->first) : w;
+    weights_source_read(&part->src, e - part->offset, n, x, words);
+    if (d->host) return;
+    if (BE->act_bytes == 2) sl_from_f32((uint16_t *)d->stage + (e - d->first), x, SL_BF16, (size_t)n);
+    else memcpy((float *)d->stage + (e - d->first), x, (size_t)n * sizeof(float));
 }
 
-/* count elements of the tensor from element t0 on, on every thread. */
-static void load_range(frozen_range *r, int64_t t0, int64_t count)
+/* Pool elements [c0, c1) of every member, piece by piece on every thread. A thread done with its
+ * pieces of one member goes on to the next (nowait): waiting at each member's end for the last
+ * reads left a cold disk idle a good part of the load. */
+static void load_chunk(member_part *parts, int n_parts, const frozen_dest *d, int64_t c0, int64_t c1)
 {
-    const int64_t pieces = (count + WEIGHTS_PIECE - 1) / WEIGHTS_PIECE;
-#pragma omp parallel if (pieces > 1)
+#pragma omp parallel
     {
-        float *w = r->host ? NULL : sl_malloc(WEIGHTS_PIECE * sizeof *w, "weights in transit");
+        float *w = d->host ? NULL : sl_malloc(WEIGHTS_PIECE * sizeof *w, "weights in transit");
         uint16_t *words = sl_malloc(WEIGHTS_PIECE * sizeof *words, "weights in transit");
-#pragma omp for schedule(dynamic, 4)
-        for (int64_t k = 0; k < pieces; k++) {
-            const int64_t e0 = k * WEIGHTS_PIECE;
-            load_piece(r, t0, e0, count - e0 < WEIGHTS_PIECE ? count - e0 : WEIGHTS_PIECE, w, words);
+        for (int i = 0; i < n_parts; i++) {
+            const int64_t a = parts[i].lo > c0 ? parts[i].lo : c0, b = parts[i].hi < c1 ? parts[i].hi : c1;
+            const int64_t pieces = b > a ? (b - a + WEIGHTS_PIECE - 1) / WEIGHTS_PIECE : 0;
+#pragma omp for schedule(dynamic, 1) nowait
+            for (int64_t k = 0; k < pieces; k++) {
+                const int64_t e = a + k * WEIGHTS_PIECE;
+                load_piece(&parts[i], d, e, b - e < WEIGHTS_PIECE ? b - e : WEIGHTS_PIECE, w, words);
+            }
         }
         free(w), free(words);
     }
@@ -147,6 +158,7 @@ static void load_range(frozen_range *r, int64_t t0, int64_t count)
 void fsdp_pool_load_frozen(fsdp_pool *p, hid_t file, staging *st)
 {
     const int64_t begin = (int64_t)RT.rank * p->shard_numel;
+    const int64_t valid = p->numel - begin < p->shard_numel ? (p->numel > begin ? p->numel - begin : 0) : p->shard_numel;
     const size_t act = (size_t)BE->act_bytes;
     if (BE->host_memory) {
         p->shard = sl_calloc((size_t)p->shard_numel, sizeof(float), "weight shard");
@@ -154,27 +166,32 @@ void fsdp_pool_load_frozen(fsdp_pool *p, hid_t file, staging *st)
         p->shard_act = p->shard;
     } else {
         p->shard_act = p->shard_act_buf = BE->mirror_alloc((size_t)p->shard_numel * act, "weight shard");
-        const int64_t valid = p->numel - begin < p->shard_numel ? (p->numel > begin ? p->numel - begin : 0) : p->shard_numel;
         BE->zero(act_at(p->shard_act, valid), (size_t)(p->shard_numel - valid) * act); /* the padding */
+    }
+    member_part *parts = sl_malloc((size_t)p->n_members * sizeof *parts + 1, "weights to load");
+    for (int i = 0; i < p->n_members; i++) {
+        const fsdp_member *m = &p->members[i];
+        member_part *part = &parts[i];
+        shard_overlap(p, m, &part->lo, &part->hi);
+        part->offset = m->offset;
+        weights_source_open(&part->src, file, m->path, part->hi > part->lo ? part->lo - m->offset : 0,
+                            part->hi - part->lo); /* collective */
+    }
+    const int64_t most = BE->host_memory ? valid : (int64_t)(st->bytes / act);
+    for (int64_t e = begin; e < begin + valid;) {
+        const int64_t n = begin + valid - e < most ? begin + valid - e : most;
+        const frozen_dest d = BE->host_memory ? (frozen_dest){.host = p->shard, .first = begin}
+                                              : (frozen_dest){.stage = staging_next(st), .first = e};
+        load_chunk(parts, p->n_members, &d, e, e + n);
+        if (!BE->host_memory) staging_send(st, act_at(p->shard_act, e - begin), 0, (size_t)n * act), staging_flip(st);
+        e += n;
     }
     weights_first_bad bad = weights_no_bad();
     for (int i = 0; i < p->n_members; i++) {
-        const fsdp_member *m = &p->members[i];
-        int64_t lo, hi;
-        shard_overlap(p, m, &lo, &hi);
-        frozen_range r = {0};
-        weights_source_open(&r.src, file, m->path, hi > lo ? lo - m->offset : 0, hi - lo); /* collective */
-        for (int64_t e = lo; e < hi;) {
-            const int64_t most = (int64_t)(st->bytes / act), n = BE->host_memory || hi - e < most ? hi - e : most;
-            if (BE->host_memory) r.host = p->shard + (e - begin);
-            else r.stage = staging_next(st);
-            load_range(&r, e - m->offset, n);
-            if (!BE->host_memory) staging_send(st, act_at(p->shard_act, e - begin), 0, (size_t)n * act), staging_flip(st);
-            e += n;
-        }
-        weights_source_close(&r.src);
-        weights_note_bad(&bad, &r.src);
+        weights_source_close(&parts[i].src);
+        weights_note_bad(&bad, &parts[i].src);
     }
+    free(parts);
     weights_agree_finite(file, &bad);
 }
 
