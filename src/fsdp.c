@@ -155,7 +155,7 @@ static void load_chunk(member_part *parts, int n_parts, const frozen_dest *d, in
     }
 }
 
-void fsdp_pool_load_frozen(fsdp_pool *p, hid_t file, staging *st)
+void fsdp_pool_load_frozen(fsdp_pool *p, hid_t file, staging *st, weights_first_bad *bad)
 {
     const int64_t begin = (int64_t)RT.rank * p->shard_numel;
     const int64_t valid = p->numel - begin < p->shard_numel ? (p->numel > begin ? p->numel - begin : 0) : p->shard_numel;
@@ -186,13 +186,11 @@ void fsdp_pool_load_frozen(fsdp_pool *p, hid_t file, staging *st)
         if (!BE->host_memory) staging_send(st, act_at(p->shard_act, e - begin), 0, (size_t)n * act), staging_flip(st);
         e += n;
     }
-    weights_first_bad bad = weights_no_bad();
     for (int i = 0; i < p->n_members; i++) {
         weights_source_close(&parts[i].src);
-        weights_note_bad(&bad, &parts[i].src);
+        weights_note_bad(bad, &parts[i].src);
     }
     free(parts);
-    weights_agree_finite(file, &bad);
 }
 
 void fsdp_pool_write(const fsdp_pool *p, hid_t file) { transfer_shard(p, file, "", p->shard, 1); }

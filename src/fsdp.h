@@ -16,6 +16,7 @@
 #include "comm.h"
 #include "qpool.h"
 #include "staging.h"
+#include "weights.h"
 
 #define FSDP_MAX_MEMBERS 24
 
@@ -71,8 +72,10 @@ void fsdp_pool_plan(fsdp_pool *p);
 void fsdp_pool_load(fsdp_pool *p, hid_t file);
 /* Collective: the same for a frozen pool (base weights), read piece by piece on every thread
  * straight to where the backend computes: the host shard on the CPU backend; elsewhere the
- * act-typed shard_act, through the pinned buffers of st, keeping no host copy. */
-void fsdp_pool_load_frozen(fsdp_pool *p, hid_t file, staging *st);
+ * act-typed shard_act, through the pinned buffers of st, keeping no host copy. The first
+ * non-finite value is noted in bad, for the caller to agree on once all pools are read (an
+ * agreement per pool would hold every rank to the slowest at each). */
+void fsdp_pool_load_frozen(fsdp_pool *p, hid_t file, staging *st, weights_first_bad *bad);
 /* Collective: write this rank's range of every member into existing datasets. */
 void fsdp_pool_write(const fsdp_pool *p, hid_t file);
 /* Collective: the same with the members stored under prefix + path, from or into shard (a

@@ -159,10 +159,12 @@ void model_load(sl_model *m, const char *path, const quant_format *fmt, fsdp_kee
     int64_t before = h5_bytes_read();
     double t0 = rt_now();
     staging st = staging_open(STAGING_BYTES);
+    weights_first_bad bad = weights_no_bad();
     for (int u = 0; u < m->n_units; u++) {
-        fsdp_pool_load_frozen(&m->units[u].frozen, f, &st);
+        fsdp_pool_load_frozen(&m->units[u].frozen, f, &st, &bad);
         if (m->units[u].quant.n_members) qpool_load(&m->units[u].quant, f, &st);
     }
+    weights_agree_finite(f, &bad);
     staging_close(&st);
     m->bytes_read = h5_bytes_read() - before;
     h5_close(f);

@@ -69,6 +69,19 @@ variant("model.h5", "nan.h5", poison)
 expect_fail("non-finite weights", evaluate("nan.h5"),
             r"dataset /model/layers/1/mlp/down_proj/weight holds a non-finite value \(nan\) at element 247", np=2)
 
+
+def poison_layers(f):  # a bad value in each of two layers: the load reads both, then names the first
+    poison(f)
+    o = f["model/layers/0/self_attn/o_proj/weight"]
+    a = o[...]
+    a[2, 9] = -np.inf
+    o[...] = a
+
+
+variant("model.h5", "two_layers.h5", poison_layers)
+expect_fail("non-finite weights in two layers: the first read is named", evaluate("two_layers.h5"),
+            r"dataset /model/layers/0/self_attn/o_proj/weight holds a non-finite value \(-inf\) at element 73", np=1)
+
 # big enough for the finiteness checks to run on several threads: of two bad values the first is named
 run([f"{BIN}/shardlora-init", "wide.h5", "--hidden", "64", "--heads", "4", "--kv-heads", "2", "--intermediate", "1152",
      "--layers", "1", "--vocab", "8192", "--max-pos", "128", "--seed", "4"])
