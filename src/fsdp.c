@@ -168,6 +168,8 @@ void fsdp_pool_load_frozen(fsdp_pool *p, hid_t file, staging *st, weights_first_
         p->shard_act = p->shard_act_buf = BE->mirror_alloc((size_t)p->shard_numel * act, "weight shard");
         BE->zero(act_at(p->shard_act, valid), (size_t)(p->shard_numel - valid) * act); /* the padding */
     }
+    /* Every member's source stays open through the pool's read: those HDF5 must read itself (see
+     * weights.h) are held whole in memory together, a layer's worth at most. */
     member_part *parts = sl_malloc((size_t)p->n_members * sizeof *parts + 1, "weights to load");
     for (int i = 0; i < p->n_members; i++) {
         const fsdp_member *m = &p->members[i];
