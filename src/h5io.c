@@ -404,7 +404,8 @@ enum { DIRECT_PIECE = 4 << 20 }; /* bytes per pread */
 static void direct_init(h5_direct *r, hid_t file, const char *path, int64_t addr, sl_dtype stored, int elem_size,
                         int64_t n)
 {
-    *r = (h5_direct){.addr = addr, .n = n, .stored = stored, .elem_size = elem_size, .file = h5_name(file)};
+    *r = (h5_direct){.addr = addr, .n = n, .stored = stored, .elem_size = elem_size};
+    snprintf(r->file, sizeof r->file, "%s", h5_name(file)); /* h5_name's buffers are reused */
     snprintf(r->path, sizeof r->path, "%s", h5_object_name(file, path));
     r->fd = open(r->file, O_RDONLY);
     if (r->fd < 0) sl_fatal("%s: cannot open the file again to read dataset %s: %s", r->file, path, strerror(errno));

@@ -60,7 +60,7 @@ typedef struct {
     int elem_size;
     int err;         /* the first failed read's errno, -1 for an end of file */
     int64_t bytes;   /* bytes read */
-    const char *file;
+    char file[1024];
     char path[256];
 } h5_direct;
 int h5_direct_open(hid_t file, const char *path, h5_direct *r);
