@@ -435,35 +435,71 @@ void h5_direct_close(h5_direct *r)
                  r->err == FILEIO_EOF ? "the file ends before the dataset: truncated file?" : strerror(r->err));
 }
 
-/* Elements [start, start + count) through r into buf, a piece per thread at a time; with widen,
- * buf takes them as float32. Pieces are at most DIRECT_PIECE bytes and small enough that every
- * thread gets some (a quantized member's codes are a few MB). */
-static void read_direct(h5_direct *r, int64_t start, int64_t count, void *buf, int widen)
+/* A range kept for reading: elements [start, start + count) through r into buf, in pieces of per
+ * elements; with widen, buf takes them as float32. */
+struct h5_batch_range {
+    h5_direct r;
+    int64_t start, count, per;
+    void *buf;
+    int widen;
+};
+
+/* Pieces are at most DIRECT_PIECE bytes and small enough that every thread gets some (a quantized
+ * member's codes are a few MB). */
+static void batch_keep(h5_batch *b, const h5_direct *r, int64_t start, int64_t count, void *buf, int widen)
 {
+    if (b->n == b->capacity) {
+        b->capacity = b->capacity ? 2 * b->capacity : 8;
+        b->ranges = sl_realloc(b->ranges, (size_t)b->capacity * sizeof *b->ranges, "ranges to read");
+    }
     const int64_t most = DIRECT_PIECE / r->elem_size, least = (64 << 10) / r->elem_size;
     const int64_t share = count / (4 * (int64_t)omp_get_max_threads());
-    const int64_t per = share > most ? most : share < least ? least : share, pieces = (count + per - 1) / per;
-    const size_t out_size = widen ? sizeof(float) : (size_t)r->elem_size;
+    b->ranges[b->n++] = (struct h5_batch_range){.r = *r, .start = start, .count = count, .buf = buf, .widen = widen,
+                                                .per = share > most ? most : share < least ? least : share};
+}
+
+/* Every kept range, a piece per thread at a time; a thread done with its pieces of one range goes
+ * on to the next (nowait). */
+static void read_kept(struct h5_batch_range *g, int n)
+{
+    int64_t pieces = 0;
+    int widen = 0;
+    for (int j = 0; j < n; j++) pieces += (g[j].count + g[j].per - 1) / g[j].per, widen |= g[j].widen;
 #pragma omp parallel if (pieces > 1)
     {
         uint16_t *words = widen ? malloc(DIRECT_PIECE) : NULL;
-        if (widen && !words) {
+        for (int j = 0; j < n; j++) {
+            const int64_t per = g[j].per, count = g[j].count;
+            const size_t out_size = g[j].widen ? sizeof(float) : (size_t)g[j].r.elem_size;
+#pragma omp for schedule(dynamic, 1) nowait
+            for (int64_t k = 0; k < (count + per - 1) / per; k++) {
+                const int64_t e0 = k * per, m = count - e0 < per ? count - e0 : per;
+                if (g[j].widen && !words) {
 #pragma omp atomic write
-            r->err = ENOMEM;
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t k = 0; k < pieces; k++) {
-            int64_t e0 = k * per, n = count - e0 < per ? count - e0 : per;
-            if (words || !widen) h5_direct_read(r, start + e0, n, (char *)buf + e0 * (int64_t)out_size, widen, words);
+                    g[j].r.err = ENOMEM;
+                } else {
+                    h5_direct_read(&g[j].r, g[j].start + e0, m, (char *)g[j].buf + e0 * (int64_t)out_size, g[j].widen,
+                                   words);
+                }
+            }
         }
         free(words);
     }
 }
 
+void h5_batch_finish(h5_batch *b)
+{
+    read_kept(b->ranges, b->n);
+    for (int j = 0; j < b->n; j++) h5_direct_close(&b->ranges[j].r);
+    free(b->ranges);
+    *b = (h5_batch){0};
+}
+
 int64_t h5_bytes_read_direct(void) { return bytes_read_direct; }
 
+/* With batch, a range read directly is kept there for h5_batch_finish; without, read now. */
 static void transfer_range(hid_t file, const char *path, sl_dtype mem, int64_t start, int64_t count,
-                           void *buf, int writing)
+                           void *buf, int writing, h5_batch *batch)
 {
     hid_t d = open_dataset(file, path);
     hid_t t = H5Dget_type(d), fs = H5Dget_space(d);
@@ -485,10 +521,11 @@ static void transfer_range(hid_t file, const char *path, sl_dtype mem, int64_t s
     hid_t native = mem == stored && !words && stored != SL_DTYPE_OTHER ? h5_type(mem) : -1;
     if (addr >= 0 && (words ? mem == stored || mem == SL_F32 : native >= 0 && H5Tequal(t, native) > 0)) {
         if (count) {
+            h5_batch now = {0};
             h5_direct r;
             direct_init(&r, file, path, addr, stored, (int)H5Tget_size(t), n);
-            read_direct(&r, start, count, buf, words && mem == SL_F32);
-            h5_direct_close(&r);
+            batch_keep(batch ? batch : &now, &r, start, count, buf, words && mem == SL_F32);
+            if (!batch) h5_batch_finish(&now);
         }
         H5Sclose(fs), H5Tclose(t), H5Dclose(d);
         return;
@@ -537,13 +574,19 @@ int h5_direct_open(hid_t file, const char *path, h5_direct *r)
 
 void h5_read_range(hid_t file, const char *path, sl_dtype mem, int64_t start, int64_t count, void *buf)
 {
-    transfer_range(file, path, mem, start, count, buf, 0);
+    transfer_range(file, path, mem, start, count, buf, 0, NULL);
+}
+
+void h5_batch_read_range(h5_batch *b, hid_t file, const char *path, sl_dtype mem, int64_t start, int64_t count,
+                         void *buf)
+{
+    transfer_range(file, path, mem, start, count, buf, 0, b);
 }
 
 void h5_read(hid_t file, const char *path, sl_dtype mem, void *buf)
 {
     h5_shape sh = h5_shape_of(file, path);
-    transfer_range(file, path, mem, 0, sh.n, buf, 0);
+    transfer_range(file, path, mem, 0, sh.n, buf, 0, NULL);
 }
 
 int64_t h5_bytes_read(void) { return bytes_read_total; }
@@ -625,7 +668,7 @@ int64_t h5_create_dataset_at(hid_t file, const char *path, sl_dtype file_type, i
 
 void h5_write_range(hid_t file, const char *path, sl_dtype mem, int64_t start, int64_t count, const void *buf)
 {
-    transfer_range(file, path, mem, start, count, (void *)buf, 1);
+    transfer_range(file, path, mem, start, count, (void *)buf, 1, NULL);
 }
 
 void h5_write(hid_t file, const char *path, sl_dtype file_type, sl_dtype mem, int ndims,

@@ -66,6 +66,19 @@ typedef struct {
 int h5_direct_open(hid_t file, const char *path, h5_direct *r);
 void h5_direct_read(h5_direct *r, int64_t e0, int64_t n, void *out, int widen, uint16_t *words);
 void h5_direct_close(h5_direct *r);
+/* Ranges of several datasets read as one: h5_batch_read_range takes a range as h5_read_range
+ * would (one thread; collective where that is), reading it at once where it cannot be read
+ * directly and otherwise keeping it, with a file descriptor, for h5_batch_finish, which reads all
+ * it kept on every thread, none waiting at one range's end for another's reads (on a cold disk
+ * those waits, three per quantized weight, idled it), then ends the batch; a failed read ends the
+ * program naming its dataset. Start from {0}; buf must stay until the finish. */
+typedef struct {
+    struct h5_batch_range *ranges;
+    int n, capacity;
+} h5_batch;
+void h5_batch_read_range(h5_batch *b, hid_t file, const char *path, sl_dtype mem, int64_t start, int64_t count,
+                         void *buf);
+void h5_batch_finish(h5_batch *b);
 /* Bytes of dataset payload this process has read, as stored in the files. */
 int64_t h5_bytes_read(void);
 /* Of those, the bytes read directly with pread on every thread (contiguous datasets of files open

@@ -181,6 +181,13 @@ void *sl_malloc(size_t bytes, const char *what)
     return p;
 }
 
+void *sl_realloc(void *p, size_t bytes, const char *what)
+{
+    void *q = realloc(p, bytes ? bytes : 1);
+    if (!q) sl_fatal("out of memory allocating %zu bytes for %s", bytes, what);
+    return q;
+}
+
 void *sl_calloc(size_t n, size_t size, const char *what)
 {
     void *p = calloc(n ? n : 1, size ? size : 1);

@@ -66,6 +66,7 @@ noreturn void rt_mpi_failed(int rc, const char *call, const char *file, int line
 /* Allocation that cannot return NULL: a failure is fatal and says how much was asked for. */
 void *sl_malloc(size_t bytes, const char *what);
 void *sl_calloc(size_t n, size_t size, const char *what);
+void *sl_realloc(void *p, size_t bytes, const char *what);
 /* Inputs are opened only when they are regular files (a FIFO would block the opening rank
  * forever): fatal naming the option, the path and what it is; a missing path passes, for the
  * open that follows to report. */

@@ -238,6 +238,55 @@ static void test_direct_reads_match_hdf5(void **state)
     free(x), free(u8), free(w), free(got), free(want);
 }
 
+/* Ranges of several datasets in one batch: those read directly wait for the finish, a chunked
+ * one is read at once, and every value is HDF5's. */
+static void test_batch(void **state)
+{
+    enum { N = 1 << 20 };
+    const char *dir = getenv("TEST_TMP");
+    char path[512];
+    snprintf(path, sizeof path, "%s/h5io_batch.h5", dir ? dir : ".");
+    hid_t f = h5_create(path, "test file", MPI_COMM_NULL);
+    float *x = sl_malloc(N * sizeof *x, "x");
+    uint8_t *u8 = sl_malloc(N, "u8");
+    uint16_t *w = sl_malloc(N * sizeof *w, "w");
+    for (int64_t i = 0; i < N; i++)
+        x[i] = (float)cos((double)i) * 5.0f, u8[i] = (uint8_t)(i * 13 + 1), w[i] = (uint16_t)(0x3c00 + i % 4099);
+    int64_t n = N;
+    h5_write(f, "/f32", SL_F32, SL_F32, 1, &n, x);
+    h5_write(f, "/u8", SL_U8, SL_U8, 1, &n, u8);
+    h5_write(f, "/bf16", SL_BF16, SL_BF16, 1, &n, w);
+    write_special(f, "/chunked", 1, x, N);
+    h5_close(f);
+    f = h5_open(path, "test file", 0, MPI_COMM_NULL);
+    omp_set_num_threads(3);
+    const int64_t start = 4097, count = N - 9000;
+    float *g32 = sl_malloc(count * sizeof *g32, "g32"), *gbf = sl_malloc(count * sizeof *gbf, "gbf");
+    float *gch = sl_malloc(count * sizeof *gch, "gch"), *want = sl_malloc(count * sizeof *want, "want");
+    uint8_t *g8 = sl_malloc(count, "g8");
+    memset(g32, 0, count * sizeof *g32), memset(g8, 0, count);
+    h5_batch batch = {0};
+    const int64_t direct0 = h5_bytes_read_direct();
+    h5_batch_read_range(&batch, f, "/f32", SL_F32, start, count, g32);
+    h5_batch_read_range(&batch, f, "/u8", SL_U8, start, count, g8);
+    h5_batch_read_range(&batch, f, "/bf16", SL_F32, start, count, gbf);
+    h5_batch_read_range(&batch, f, "/chunked", SL_F32, start, count, gch);
+    assert_int_equal(batch.n, 3);
+    assert_int_equal(h5_bytes_read_direct(), direct0);
+    assert_true(g32[0] == 0.0f && g8[count - 1] == 0); /* kept, not yet read */
+    assert_memory_equal(gch, x + start, count * sizeof *gch); /* chunked: read at once by HDF5 */
+    h5_batch_finish(&batch);
+    assert_int_equal(batch.n, 0);
+    assert_int_equal(h5_bytes_read_direct() - direct0, count * (4 + 1 + 2));
+    assert_memory_equal(g32, x + start, count * sizeof *g32);
+    assert_memory_equal(g8, u8 + start, (size_t)count);
+    hdf5_range(f, "/bf16", H5T_NATIVE_FLOAT, start, count, want);
+    assert_memory_equal(gbf, want, count * sizeof *gbf);
+    h5_close(f);
+    omp_set_num_threads(1);
+    free(x), free(u8), free(w), free(g32), free(gbf), free(gch), free(want), free(g8);
+}
+
 static void read_missing_member(void *group)
 {
     float x[4];
@@ -334,6 +383,7 @@ int main(void)
         cmocka_unit_test(test_foreign_layout_refused),
         cmocka_unit_test(test_direct_reads_match_hdf5),
         cmocka_unit_test(test_group_relative),
+        cmocka_unit_test(test_batch),
     };
     test_filter_from_env();
     return cmocka_run_group_tests(tests, setup, teardown);
