@@ -108,17 +108,20 @@ static qpool_member *stored_member(qpool *q, int i, hid_t file, quant_store_info
     return m;
 }
 
-/* A pre-quantized file: each rank reads its own blocks of every member as stored. */
+/* A pre-quantized file: each rank reads its own blocks of every member as stored, all members'
+ * arrays in one batch. */
 static void read_stored(qpool *q, hid_t file)
 {
+    h5_batch batch = {0};
     for (int i = 0; i < q->n_members; i++) {
         quant_store_info info;
         int64_t b0, b1;
         qpool_member *m = stored_member(q, i, file, &info, &b0, &b1);
         quant_view v = shard_view(q, m, b0);
-        quant_store_read(file, m->path, &info, b0, b1, &v);
+        quant_store_queue(&batch, file, m->path, &info, b0, b1, &v);
         m->dq_offset = v.offset;
     }
+    h5_batch_finish(&batch);
 }
 
 /* Bytes of this rank's three block arrays (see qpool.h). */

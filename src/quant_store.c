@@ -234,8 +234,8 @@ void quant_store_quantize(hid_t file, const char *path, const quant_format *f, c
     free(q.codes), free(q.absmax), free(q.absmax_u8), free(q.nested_absmax);
 }
 
-void quant_store_read(hid_t file, const char *path, const quant_store_info *info, int64_t b0, int64_t b1,
-                      quant_view *q)
+void quant_store_queue(h5_batch *batch, hid_t file, const char *path, const quant_store_info *info, int64_t b0,
+                       int64_t b1, quant_view *q)
 {
     const quant_format *f = &info->fmt;
     if (b0 < 0 || b1 < b0 || b1 > info->nblocks)
@@ -248,14 +248,22 @@ void quant_store_read(hid_t file, const char *path, const quant_store_info *info
     int64_t code_start = empty ? 0 : quant_code_bytes(f, info->n, 0, b0);
     int64_t code_count = empty ? 0 : quant_code_bytes(f, info->n, b0, b1);
     hid_t group = h5_open_group(file, path);
-    h5_read_range(group, codes_name(f), SL_U8, code_start, code_count, q->codes);
+    h5_batch_read_range(batch, group, codes_name(f), SL_U8, code_start, code_count, q->codes);
     if (!f->double_quant) {
-        h5_read_range(group, "absmax", SL_F32, b0, b1 - b0, q->absmax);
+        h5_batch_read_range(batch, group, "absmax", SL_F32, b0, b1 - b0, q->absmax);
     } else {
-        h5_read_range(group, "absmax", SL_U8, b0, b1 - b0, q->absmax_u8);
-        h5_read_range(group, "nested_absmax", SL_F32, b0 / QUANT_NESTED_BLOCKS, quant_nested_count(f, b0, b1),
-                      q->nested_absmax);
+        h5_batch_read_range(batch, group, "absmax", SL_U8, b0, b1 - b0, q->absmax_u8);
+        h5_batch_read_range(batch, group, "nested_absmax", SL_F32, b0 / QUANT_NESTED_BLOCKS,
+                            quant_nested_count(f, b0, b1), q->nested_absmax);
         q->offset = (float)h5_attr_double(group, ".", "offset");
     }
     h5_close_group(group);
+}
+
+void quant_store_read(hid_t file, const char *path, const quant_store_info *info, int64_t b0, int64_t b1,
+                      quant_view *q)
+{
+    h5_batch batch = {0};
+    quant_store_queue(&batch, file, path, info, b0, b1, q);
+    h5_batch_finish(&batch);
 }

@@ -15,6 +15,7 @@
 #include <hdf5.h>
 #include <stdint.h>
 
+#include "h5io.h"
 #include "quant.h"
 
 typedef struct {
@@ -62,5 +63,9 @@ void quant_store_quantize(hid_t file, const char *path, const quant_format *f, c
  * a group of QUANT_NESTED_BLOCKS blocks. Collective on a parallel file; b0 == b1 reads nothing. */
 void quant_store_read(hid_t file, const char *path, const quant_store_info *info, int64_t b0, int64_t b1,
                       quant_view *q);
+/* The same, its arrays kept in batch where they are read directly (q->offset is read now), to be
+ * read with the other weights of a pool by h5_batch_finish. */
+void quant_store_queue(h5_batch *batch, hid_t file, const char *path, const quant_store_info *info, int64_t b0,
+                       int64_t b1, quant_view *q);
 
 #endif
