@@ -29,12 +29,18 @@
 static hid_t file;
 static uint16_t patterns[NPAT];
 
+/* path: name in the test's scratch directory (TEST_TMP, else here). */
+static void scratch_path(char *path, size_t size, const char *name)
+{
+    const char *dir = getenv("TEST_TMP");
+    snprintf(path, size, "%s/%s", dir ? dir : ".", name);
+}
+
 static int setup(void **state)
 {
     rt_init_serial("test_h5io");
-    const char *dir = getenv("TEST_TMP");
     char path[512];
-    snprintf(path, sizeof path, "%s/h5io_words.h5", dir ? dir : ".");
+    scratch_path(path, sizeof path, "h5io_words.h5");
     file = h5_create(path, "test file", MPI_COMM_NULL);
     for (int i = 0; i < NPAT; i++) patterns[i] = (uint16_t)i;
     return 0;
@@ -174,9 +180,8 @@ static void hdf5_whole(hid_t f, const char *path, float *out)
 static void test_direct_reads_match_hdf5(void **state)
 {
     enum { N = 3 << 20 }; /* several 4 MiB pieces of every type */
-    const char *dir = getenv("TEST_TMP");
     char path[512];
-    snprintf(path, sizeof path, "%s/h5io_direct.h5", dir ? dir : ".");
+    scratch_path(path, sizeof path, "h5io_direct.h5");
     hid_t f = h5_create(path, "test file", MPI_COMM_NULL);
     float *x = sl_malloc(N * sizeof *x, "x");
     uint8_t *u8 = sl_malloc(N, "u8");
@@ -243,9 +248,8 @@ static void test_direct_reads_match_hdf5(void **state)
 static void test_batch(void **state)
 {
     enum { N = 1 << 20 };
-    const char *dir = getenv("TEST_TMP");
     char path[512];
-    snprintf(path, sizeof path, "%s/h5io_batch.h5", dir ? dir : ".");
+    scratch_path(path, sizeof path, "h5io_batch.h5");
     hid_t f = h5_create(path, "test file", MPI_COMM_NULL);
     float *x = sl_malloc(N * sizeof *x, "x");
     uint8_t *u8 = sl_malloc(N, "u8");
@@ -300,9 +304,8 @@ static void read_missing_attr(void *group) { h5_attr_int(*(hid_t *)group, ".", "
  * the member by its whole path. */
 static void test_group_relative(void **state)
 {
-    const char *dir = getenv("TEST_TMP");
     char path[512];
-    snprintf(path, sizeof path, "%s/h5io_group.h5", dir ? dir : ".");
+    scratch_path(path, sizeof path, "h5io_group.h5");
     enum { N = 5000 };
     float x[N], got[N];
     for (int i = 0; i < N; i++) x[i] = (float)cos(i * 0.37) * 2.5f;
